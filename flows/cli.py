@@ -1,0 +1,257 @@
+"""``pairsmith``: thin commands over the Prefect flows and the LanceDB store.
+
+Heavy packages (prefect, lancedb, bpy) are imported inside the commands, so ``pairsmith --help``
+answers at once. Every bad input ends in one line on stderr, ``pairsmith: error: ...``, and a
+non-zero exit code, before anything is written.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from storage.db_uri import DEFAULT_DB
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+class CliError(click.ClickException):
+    """A problem with the user's input; printed as one line."""
+
+    exit_code = EXIT_USAGE
+
+
+def _quiet_prefect(verbose: bool) -> None:
+    """Keep Prefect's console to warnings unless asked; its logs still reach the API and UI."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+
+
+def _load_yaml(path: str | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise CliError(f"--config {path!r}: no such file") from None
+    except yaml.YAMLError as err:
+        raise CliError(f"--config {path!r}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise CliError(f"--config {path!r}: expected a mapping of settings at the top level")
+    return data
+
+
+def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Put a CLI option into the (possibly nested) config dict, if the user gave it."""
+    if value is None or value == ():
+        return
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        tree = tree.setdefault(p, {})
+    tree[leaf] = value
+
+
+def _validate(model: type, data: dict[str, Any], source: str):
+    from pydantic import ValidationError
+
+    from scenes.scene_config import format_validation_error
+
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise CliError(format_validation_error(err, source)) from None
+
+
+def _check_inputs(data: dict[str, Any]) -> None:
+    """Check the database URI and scene files first: their errors are already one clear line."""
+    from scenes.scene_config import load_scenes
+    from storage.db_uri import check_db_uri
+
+    try:
+        check_db_uri(str(data.get("db", DEFAULT_DB)))
+        if data.get("scenes_path"):
+            load_scenes(data["scenes_path"])
+    except ValueError as err:
+        raise CliError(str(err)) from None
+
+
+def _open_store(db: str):
+    from storage.db_uri import is_object_store
+    from storage.store import PairStore
+
+    try:
+        store = PairStore(db)
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    if is_object_store(store.uri) or Path(store.uri).exists():  # never create a folder just to check
+        try:
+            store.check_reachable()
+        except ValueError as err:
+            raise CliError(str(err)) from None
+    return store
+
+
+def _pick_run(store, run: str | None) -> str:
+    runs = store.runs()
+    if run is None:
+        if not runs:
+            raise CliError(f"--db {store.uri!r}: no runs stored yet; run 'pairsmith render' first")
+        return runs[0]["run_id"]
+    if run not in {r["run_id"] for r in runs}:
+        raise CliError(f"--run {run!r}: no such run in {store.uri!r} (see 'pairsmith stats --list')")
+    return run
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def cli() -> None:
+    """pairsmith: image-difference training data for multimodal LLMs."""
+
+
+KINDS = ("shape", "color", "size", "material", "add", "remove")
+
+
+@cli.command()
+@click.option("--pairs", type=click.IntRange(min=1), help="Pairs to render (default 20).")
+@click.option("--db", default=None, help=f"LanceDB URI: a folder or s3://, gs://, az:// (default {DEFAULT_DB}).")
+@click.option("--seed", type=click.IntRange(min=0), help="Run seed (default 0); pair i is drawn from (seed, i).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Pairs per task run and LanceDB commit (default 10).")
+@click.option("--scenes", "scenes_path", type=str, help="Scene JSON/JSONL file or folder instead of random scenes.")
+@click.option("--min-objects", type=click.IntRange(1, 10), help="Fewest objects in a random scene (default 3).")
+@click.option("--max-objects", type=click.IntRange(1, 10), help="Most objects in a random scene (default 10).")
+@click.option("--min-changes", type=click.IntRange(1, 6), help="Fewest changes per pair (default 1).")
+@click.option("--max-changes", type=click.IntRange(1, 6), help="N: most changes per pair (default 4).")
+@click.option("--kind", "kinds", type=click.Choice(KINDS), multiple=True, help="Allowed change kinds (repeat; default all).")
+@click.option("--distractors", type=click.FloatRange(0, 1), help="Share of camera-jitter pairs with no change (default 0).")
+@click.option("--samples", type=click.IntRange(1, 4096), help="Cycles samples per pixel (default 8).")
+@click.option("--width", type=click.IntRange(32, 4096), help="Image width in pixels (default 320).")
+@click.option("--height", type=click.IntRange(32, 4096), help="Image height in pixels (default 240).")
+@click.option("--denoise/--no-denoise", default=None, help="OpenImageDenoise on color renders (default off).")
+@click.option("--device", type=click.Choice(["cpu", "gpu"]), help="Cycles device (default cpu).")
+@click.option("--gpu-backend", type=click.Choice(["OPTIX", "CUDA", "HIP", "ONEAPI", "METAL"]), help="GPU API (default CUDA).")
+@click.option("--config", "config_path", type=str, help="YAML file with DigRenderConfig fields; options override it.")
+@click.option("--verbose", is_flag=True, help="Show Prefect's task-run logs.")
+def render(config_path: str | None, verbose: bool, **opts: Any) -> None:
+    """Render before/after Blender scene pairs with exact difference boxes into LanceDB."""
+    from flows.dig_render_config import DigRenderConfig
+
+    data = _load_yaml(config_path)
+    for key, dotted in {
+        "pairs": "pairs", "db": "db", "seed": "seed", "batch_size": "batch_size", "scenes_path": "scenes_path",
+        "min_objects": "sampling.min_objects", "max_objects": "sampling.max_objects",
+        "min_changes": "sampling.min_changes", "max_changes": "sampling.max_changes",
+        "kinds": "sampling.change_kinds", "distractors": "sampling.distractor_fraction",
+        "samples": "render.samples", "width": "render.width", "height": "render.height",
+        "denoise": "render.denoise", "device": "render.device", "gpu_backend": "render.gpu_backend",
+    }.items():
+        _set(data, dotted, opts[key])
+    data.setdefault("show_progress", True)
+    _check_inputs(data)
+    config = _validate(DigRenderConfig, data, config_path or "options")
+    _open_store(config.db)  # fails on a bad bucket before Blender starts
+
+    _quiet_prefect(verbose)
+    from flows.dig_render import dig_render
+    from flows.funnel import format_funnel, run_funnel
+
+    try:
+        summary = dig_render(config)
+    except Exception as err:  # the flow run failed; what was committed stays and a re-run resumes
+        click.echo(f"pairsmith: error: run {config.run_id()} failed: {type(err).__name__}: {err}", err=True)
+        raise click.exceptions.Exit(EXIT_FAILED) from None
+    store = _open_store(config.db)
+    click.echo(
+        f"Stored {summary.pairs_kept + summary.pairs_dropped} pairs ({summary.pairs_kept} kept, "
+        f"{summary.pairs_dropped} dropped) and {summary.samples} samples in {summary.db}"
+    )
+    click.echo(f"run {summary.run_id}: {summary.seconds:.1f} s, {summary.blender_seconds:.1f} s of it in Blender"
+               + (f"; {summary.batches_resumed} of {summary.batches} batches were already stored" if summary.batches_resumed else ""))
+    click.echo(format_funnel(run_funnel(store, summary.run_id)))
+    if summary.pairs_kept == 0:
+        raise click.exceptions.Exit(EXIT_FAILED)
+
+
+@cli.command()
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="LanceDB URI.")
+@click.option("--run", default=None, help="Run id (default: the newest run).")
+@click.option("--list", "list_runs", is_flag=True, help="List the stored runs instead.")
+def stats(db: str, run: str | None, list_runs: bool) -> None:
+    """Per-stage counts of a run: in, kept, dropped and the top drop reasons."""
+    from flows.funnel import format_funnel, run_funnel
+
+    store = _open_store(db)
+    if list_runs:
+        for r in store.runs():
+            click.echo(f"{r['run_id']}  {r['flow']}  {r['created_at']:%Y-%m-%d %H:%M:%S}")
+        return
+    run_id = _pick_run(store, run)
+    click.echo(f"run {run_id} in {store.uri}")
+    click.echo(format_funnel(run_funnel(store, run_id)))
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["llava", "sharegpt"]), required=True, help="Trainer format.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for images + JSON.")
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="LanceDB URI.")
+@click.option("--run", default=None, help="Only this run (default: all kept samples).")
+@click.option("--task", "tasks", multiple=True, help="Only these tasks (repeat), e.g. grounding, diff-caption.")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default=None, help="Only this split.")
+@click.option("--layout", type=click.Choice(["multi", "side-by-side"]), default="multi", show_default=True,
+              help="Two images per sample, or one image with both side by side for single-image models.")
+def export(fmt: str, out: str, db: str, run: str | None, tasks: tuple[str, ...], split: str | None, layout: str) -> None:
+    """Write images and a JSON file that LLaVA-style or LLaMA-Factory trainers read as they are."""
+    from storage.export import ExportFilter, export_samples
+
+    store = _open_store(db)
+    if run is not None:
+        _pick_run(store, run)
+    try:
+        result = export_samples(store, Path(out), fmt, ExportFilter(run_id=run, tasks=list(tasks), split=split), layout)
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    click.echo(f"Wrote {result.samples} samples and {result.images} images to {result.json_path}")
+
+
+@cli.command("contact-sheet")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
+@click.option("--n", type=click.IntRange(1, 200), default=12, show_default=True, help="Pairs to draw.")
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="LanceDB URI.")
+@click.option("--run", default=None, help="Run id (default: the newest run).")
+@click.option("--include-dropped", is_flag=True, help="Draw dropped pairs too, with their reasons.")
+def contact_sheet(out: str, n: int, db: str, run: str | None, include_dropped: bool) -> None:
+    """Draw pairs side by side with their difference boxes."""
+    from storage.contact_sheet import draw_contact_sheet
+
+    store = _open_store(db)
+    run_id = _pick_run(store, run)
+    try:
+        drawn = draw_contact_sheet(store, Path(out), n=n, run_id=run_id, include_dropped=include_dropped)
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    click.echo(f"Drew {drawn} pairs of run {run_id} to {out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: click's usage errors and ours become one line and exit code 2."""
+    try:
+        result = cli.main(args=argv, prog_name="pairsmith", standalone_mode=False)
+    except click.exceptions.Exit as exit_:
+        return exit_.exit_code
+    except click.ClickException as err:
+        click.echo(f"pairsmith: error: {err.format_message()}", err=True)
+        return err.exit_code
+    except click.exceptions.Abort:
+        click.echo("pairsmith: aborted", err=True)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Parameters of the dig-render flow, validated before Prefect, Blender or LanceDB start."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from filters.change_visibility import VisibilityThresholds
+from scenes.blender_render import RenderSettings
+from scenes.pair_plan import PairSampling
+from scenes.scene_config import Scene, load_scenes
+from storage.db_uri import DEFAULT_DB, check_db_uri
+from storage.ids import stable_hash
+from tasks.sample_builders import SplitFractions
+
+FLOW_NAME = "dig-render"
+
+
+class DigRenderConfig(BaseModel):
+    """One dig-render run. Fields that shape pixels or labels go into the pair and run ids."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    db: str = Field(DEFAULT_DB, description="LanceDB URI: a folder, or s3:// gs:// az:// as LanceDB allows")
+    pairs: int = Field(20, ge=1, le=10_000_000, description="pairs to render (kept + dropped)")
+    seed: int = Field(0, ge=0, description="run seed; pair i draws from (seed, i)")
+    batch_size: int = Field(10, ge=1, le=10_000, description="pairs per task run and per LanceDB commit")
+    scenes_path: str | None = Field(None, description="scene JSON/JSONL file or folder; default: random scenes")
+    sampling: PairSampling = Field(default_factory=PairSampling)
+    render: RenderSettings = Field(default_factory=RenderSettings)
+    visibility: VisibilityThresholds = Field(default_factory=VisibilityThresholds)
+    splits: SplitFractions = Field(default_factory=SplitFractions)
+    show_progress: bool = Field(False, description="draw a progress bar on stderr (CLI runs)")
+
+    @field_validator("db")
+    @classmethod
+    def _db(cls, value: str) -> str:
+        return check_db_uri(value)
+
+    @field_validator("scenes_path")
+    @classmethod
+    def _scenes(cls, value: str | None) -> str | None:
+        if value is not None:
+            load_scenes(value)  # raises one line naming the file and the bad field
+        return value
+
+    def user_scenes(self) -> list[Scene] | None:
+        return load_scenes(self.scenes_path) if self.scenes_path else None
+
+    def content_key(self) -> str:
+        """What determines pair i's pixels and labels; the same key gives the same pair ids."""
+        content = self.model_dump(mode="json", include={"seed", "sampling", "render", "visibility", "splits"})
+        content["render"].pop("device")  # CPU and GPU render the same scene
+        content["render"].pop("gpu_backend")
+        content["render"].pop("threads")
+        if self.scenes_path:
+            content["scenes"] = stable_hash([s.model_dump(mode="json") for s in self.user_scenes()])
+        return stable_hash(content)
+
+    def run_id(self) -> str:
+        """Same command, same run: re-running resumes it instead of starting another."""
+        return f"{FLOW_NAME}-{stable_hash([self.content_key(), self.pairs, self.batch_size], 12)}"
+
+    def batches(self) -> list[range]:
+        return [range(s, min(s + self.batch_size, self.pairs)) for s in range(0, self.pairs, self.batch_size)]
+
+
+def batch_name(indices: range) -> str:
+    return f"{indices.start:07d}-{indices.stop:07d}"

@@ -1,0 +1,83 @@
+"""Ground-truth difference boxes, cut from the renders' object-id maps.
+
+A change's region is the set of pixels its object covers in the before image, the after image, or
+both (a cube that grows covers more pixels after than before). Using the id maps, not the 3D
+bounding box, makes the box tight to what is visible: occluded parts are not boxed, and an object
+hidden behind another has no region at all. For ``add`` the region is where the new object shows
+in the after image, which is also where the before image shows the empty spot.
+
+Boxes are ``[x1, y1, x2, y2]`` in pixel-edge coordinates: a mask spanning columns 3..7 gives
+x1 = 3, x2 = 8, so ``x2 - x1`` is the width in pixels.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from scenes.scene_sampler import Change
+
+
+@dataclass(frozen=True)
+class ChangeMeasure:
+    """What the renders show of one change; the visibility filter judges these numbers."""
+
+    box: list[float] | None
+    visible_px_before: int
+    visible_px_after: int
+    region_px: int
+    changed_fraction: float
+
+
+def box_from_mask(mask: np.ndarray) -> list[float] | None:
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return None
+    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+
+
+def change_mask(change: Change, index_before: np.ndarray, index_after: np.ndarray) -> np.ndarray:
+    """Pixels that show the changed object in either image (ids in the maps are object id + 1)."""
+    value = change.object_id + 1
+    in_before = index_before == value if change.before is not None else np.zeros_like(index_before, bool)
+    in_after = index_after == value if change.after is not None else np.zeros_like(index_after, bool)
+    return in_before | in_after
+
+
+def pixel_change(rgb_before: np.ndarray, rgb_after: np.ndarray, delta: int) -> np.ndarray:
+    """Pixels whose largest channel difference exceeds ``delta`` (0-255)."""
+    diff = np.abs(rgb_before.astype(np.int16) - rgb_after.astype(np.int16)).max(axis=-1)
+    return diff > delta
+
+
+def measure_change(
+    change: Change,
+    index_before: np.ndarray,
+    index_after: np.ndarray,
+    changed_pixels: np.ndarray | None,
+) -> ChangeMeasure:
+    """Measure one change. Pass ``changed_pixels`` = None before the color render exists."""
+    value = change.object_id + 1
+    mask = change_mask(change, index_before, index_after)
+    region_px = int(mask.sum())
+    fraction = float(changed_pixels[mask].mean()) if changed_pixels is not None and region_px else 0.0
+    return ChangeMeasure(
+        box=box_from_mask(mask),
+        visible_px_before=int((index_before == value).sum()) if change.before is not None else 0,
+        visible_px_after=int((index_after == value).sum()) if change.after is not None else 0,
+        region_px=region_px,
+        changed_fraction=fraction,
+    )
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG", optimize=False, compress_level=6)
+    return buf.getvalue()

@@ -1,0 +1,89 @@
+"""What each pair of a dig-render run will be, decided before anything is rendered.
+
+Pair ``i`` of a run gets its own random stream, seeded by (run seed, i), so pair 7 is the same
+pair whether it is rendered in the first invocation, after a crash, or in a run of 40 pairs
+instead of 20. That stream decides the before-scene, the number of changes K in [min, max], and
+whether the pair is a camera-jitter distractor; the render task draws re-samples from it too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from scenes.scene_config import MAX_OBJECTS, Scene
+from scenes.scene_sampler import CHANGE_KINDS, ChangeKind, PlacementError, sample_scene
+
+
+class PairSampling(BaseModel):
+    """How scenes and their modifications are drawn (design.md §4.1)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_objects: int = Field(3, ge=1, le=MAX_OBJECTS)
+    max_objects: int = Field(MAX_OBJECTS, ge=1, le=MAX_OBJECTS)
+    min_changes: int = Field(1, ge=1, le=6)
+    max_changes: int = Field(4, ge=1, le=6, description="N: each pair gets K in [min_changes, N] changes")
+    change_kinds: tuple[ChangeKind, ...] = Field(CHANGE_KINDS, min_length=1)
+    distractor_fraction: float = Field(
+        0.0, ge=0.0, le=1.0, description="share of pairs with only a small camera move and no change"
+    )
+    camera_shift: float = Field(0.3, ge=0.0, le=2.0, description="distractor camera move, scene units")
+    camera_degrees: float = Field(3.0, ge=0.0, le=30.0, description="distractor camera yaw, degrees")
+    max_attempts: int = Field(6, ge=1, le=50, description="renders tried per pair before it is dropped")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "PairSampling":
+        if self.min_objects > self.max_objects:
+            raise ValueError(f"min_objects {self.min_objects} > max_objects {self.max_objects}")
+        if self.min_changes > self.max_changes:
+            raise ValueError(f"min_changes {self.min_changes} > max_changes {self.max_changes}")
+        return self
+
+
+@dataclass(frozen=True)
+class PairPlan:
+    index: int
+    pair_id: str
+    seed: int
+    n_changes: int
+    distractor: bool
+    scene: Scene | None
+    user_scene: bool
+    drop_reason: str | None = None
+    drop_detail: str | None = None
+
+
+SCENE_TRIES = 20
+
+
+def pair_rng(run_seed: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([run_seed, index])
+
+
+def plan_pair(
+    index: int,
+    pair_id: str,
+    run_seed: int,
+    sampling: PairSampling,
+    user_scenes: list[Scene] | None,
+) -> PairPlan:
+    rng = pair_rng(run_seed, index)
+    seed = int(rng.integers(2**31 - 1))
+    distractor = bool(rng.random() < sampling.distractor_fraction)
+    n_changes = 0 if distractor else int(rng.integers(sampling.min_changes, sampling.max_changes + 1))
+    common = dict(index=index, pair_id=pair_id, seed=seed, n_changes=n_changes, distractor=distractor)
+    if user_scenes:
+        return PairPlan(**common, scene=user_scenes[index % len(user_scenes)], user_scene=True)
+    for _ in range(SCENE_TRIES):
+        try:
+            scene = sample_scene(rng, sampling.min_objects, sampling.max_objects)
+        except PlacementError:
+            continue
+        return PairPlan(**common, scene=scene, user_scene=False)
+    return PairPlan(
+        **common, scene=None, user_scene=False,
+        drop_reason="plan_no_free_spot", drop_detail=f"no layout without overlaps in {SCENE_TRIES} tries",
+    )

@@ -1,0 +1,1 @@
+"""LanceDB schemas, the single writer's upserts, readers and exports."""

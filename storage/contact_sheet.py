@@ -1,0 +1,71 @@
+"""A contact sheet: pairs of a run side by side with their boxes, to look at what was made.
+
+Each cell is before | black bar | after, the kept boxes drawn in red on both images (dropped
+boxes in yellow), and below it the difference captions or the pair's drop reason.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+from storage.pair_images import draw_boxes, open_image, side_by_side
+from storage.store import PairStore, sql_in, sql_literal
+
+COLUMNS = 2
+MARGIN = 10
+TEXT_LINES = 3
+LINE_PX = 14
+
+
+def draw_contact_sheet(store: PairStore, out: Path, n: int, run_id: str, include_dropped: bool = False) -> int:
+    """Draw up to ``n`` pairs of ``run_id`` (kept first) into a PNG; returns how many were drawn."""
+    where = f"run_id = {sql_literal(run_id)} AND image_before IS NOT NULL AND image_after IS NOT NULL"
+    if not include_dropped:
+        where += " AND status = 'kept'"
+    pairs = store.read(
+        "pairs", where=where, limit=n,
+        columns=["pair_id", "image_before", "image_after", "status", "drop_reason"],
+    ).to_pylist()
+    if not pairs:
+        raise ValueError(f"run {run_id!r} has no {'' if include_dropped else 'kept '}pairs with images to draw")
+    pairs.sort(key=lambda p: (p["status"] != "kept", p["pair_id"]))
+    regions = store.read(
+        "regions", where=sql_in("pair_id", [p["pair_id"] for p in pairs]),
+        columns=["pair_id", "box", "status", "difference_caption"],
+    ).to_pylist()
+    cells = [_cell(p, [r for r in regions if r["pair_id"] == p["pair_id"]]) for p in pairs]
+    cell_w = max(c.width for c in cells)
+    cell_h = max(c.height for c in cells)
+    rows = (len(cells) + COLUMNS - 1) // COLUMNS
+    sheet = Image.new("RGB", (COLUMNS * (cell_w + MARGIN) + MARGIN, rows * (cell_h + MARGIN) + MARGIN), "white")
+    for i, cell in enumerate(cells):
+        r, c = divmod(i, COLUMNS)
+        sheet.paste(cell, (MARGIN + c * (cell_w + MARGIN), MARGIN + r * (cell_h + MARGIN)))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out)
+    return len(cells)
+
+
+def _cell(pair: dict, regions: list[dict]) -> Image.Image:
+    before, after = open_image(pair["image_before"]), open_image(pair["image_after"])
+    kept = [r["box"] for r in regions if r["status"] == "kept"]
+    dropped = [r["box"] for r in regions if r["status"] != "kept"]
+    before = draw_boxes(draw_boxes(before, dropped, "yellow"), kept)
+    after = draw_boxes(draw_boxes(after, dropped, "yellow"), kept)
+    pair_img = side_by_side(before, after)
+    if pair["status"] == "kept":
+        text = " ".join(r["difference_caption"] or "" for r in regions if r["status"] == "kept") or "(no change)"
+    else:
+        text = f"dropped: {pair['drop_reason']}"
+    font = ImageFont.load_default()
+    chars = max(20, pair_img.width // 6)
+    lines = textwrap.wrap(text, chars)[:TEXT_LINES]
+    cell = Image.new("RGB", (pair_img.width, pair_img.height + TEXT_LINES * LINE_PX + 4), "white")
+    cell.paste(pair_img, (0, 0))
+    draw = ImageDraw.Draw(cell)
+    for k, line in enumerate(lines):
+        draw.text((2, pair_img.height + 2 + k * LINE_PX), line, fill="black", font=font)
+    return cell

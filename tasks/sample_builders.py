@@ -1,0 +1,93 @@
+"""Training samples that any pipeline builds from a pair: grounding and difference captions.
+
+Conversations use ``<image>`` placeholders, one per image, in order (before, then after); the
+exporters turn them into each trainer's format. Splits are drawn from the pair id, so every sample
+of a pair lands in the same split and a held-out pair never leaks into training.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from storage.ids import stable_hash, stable_id
+from storage.schemas import Message, SampleRow, utc_now
+
+TWO_IMAGES = "<image>\n<image>\n"
+
+GROUNDING_PROMPT = (
+    "The first image is the original scene and the second image is the same scene after some "
+    "changes.{count} Find every region that differs between them. Answer with a JSON list of "
+    "[x1, y1, x2, y2] boxes in absolute pixel coordinates of the first image ({width}x{height}). "
+    "Box an object that changed or disappeared where it is in the first image, and a new object "
+    "at the empty spot in the first image where it appears. Answer [] if nothing changed."
+)
+
+DIFF_CAPTION_QUESTIONS = (
+    "What changed between the first image and the second image?",
+    "Describe every difference between these two images.",
+    "The second image is an edited copy of the first. What was edited?",
+    "List the differences you see between the two images.",
+)
+
+
+class SplitFractions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    val: float = Field(0.05, ge=0.0, le=1.0)
+    test: float = Field(0.05, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _sum(self) -> "SplitFractions":
+        if self.val + self.test >= 1.0:
+            raise ValueError(f"val + test must leave room for train, got {self.val} + {self.test}")
+        return self
+
+
+def split_for(pair_id: str, fractions: SplitFractions) -> str:
+    u = int(stable_hash(["split", pair_id], 12), 16) / 16**12
+    if u < fractions.test:
+        return "test"
+    if u < fractions.test + fractions.val:
+        return "val"
+    return "train"
+
+
+def boxes_answer(boxes: list[list[float]]) -> str:
+    """The grounding answer text: integer pixel boxes, as DiG's reward parses them."""
+    return json.dumps([[round(v) for v in box] for box in boxes])
+
+
+def _count_clause(n: int) -> str:
+    return f" There {'is exactly 1 difference' if n == 1 else f'are exactly {n} differences'}."
+
+
+def grounding_sample(
+    *, pair_id: str, run_id: str, method: str, boxes: list[list[float]], width: int, height: int,
+    subset: str, state_count: bool, split: str, category: str | None,
+) -> SampleRow:
+    prompt = GROUNDING_PROMPT.format(
+        count=_count_clause(len(boxes)) if state_count else "", width=width, height=height
+    )
+    answer = boxes_answer(boxes)
+    return SampleRow(
+        sample_id=stable_id(pair_id, "grounding", subset),
+        pair_id=pair_id, run_id=run_id, method=method, task="grounding", subset=subset,
+        conversation=[Message(role="user", content=TWO_IMAGES + prompt), Message(role="assistant", content=answer)],
+        answer=answer, boxes=boxes, category=category, split=split, created_at=utc_now(),
+    )
+
+
+def diff_caption_sample(
+    *, pair_id: str, run_id: str, method: str, sentences: list[str], boxes: list[list[float]],
+    subset: str | None, split: str, category: str | None,
+) -> SampleRow:
+    question = DIFF_CAPTION_QUESTIONS[int(stable_hash(["question", pair_id], 8), 16) % len(DIFF_CAPTION_QUESTIONS)]
+    answer = " ".join(sentences)
+    return SampleRow(
+        sample_id=stable_id(pair_id, "diff-caption"),
+        pair_id=pair_id, run_id=run_id, method=method, task="diff-caption", subset=subset,
+        conversation=[Message(role="user", content=TWO_IMAGES + question), Message(role="assistant", content=answer)],
+        answer=answer, boxes=boxes, category=category, split=split, created_at=utc_now(),
+    )

@@ -1,0 +1,56 @@
+"""The single writer of a flow: commits one batch's rows to LanceDB.
+
+Order matters for crash safety. Pairs, regions and samples go first, stage stats last: a batch
+counts as done only once its stats are stored, so a run killed mid-write redoes the whole batch
+on the next invocation, and the upserts on deterministic ids replace what was half-written
+instead of duplicating it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from filters.verdict import StageStats
+from storage.ids import stable_id
+from storage.schemas import LanceModel, ReasonCount, StageStatsRow, utc_now
+from storage.store import open_store
+
+
+@dataclass
+class WrittenCounts:
+    pairs: int
+    regions: int
+    samples: int
+
+
+def stage_rows(run_id: str, flow_name: str, batch: str, stages: list[StageStats]) -> list[StageStatsRow]:
+    return [
+        StageStatsRow(
+            stat_id=stable_id(run_id, s.stage, batch), run_id=run_id, flow=flow_name, stage=s.stage,
+            stage_order=order, batch=batch, n_in=s.n_in, n_kept=s.n_kept, n_dropped=s.n_dropped,
+            drop_reasons=[ReasonCount(reason=r, count=c) for r, c in s.reasons.most_common()],
+            seconds=round(s.seconds, 4), created_at=utc_now(),
+        )
+        for order, s in enumerate(stages)
+    ]
+
+
+@task(name="write-batch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def write_batch(
+    db_uri: str,
+    run_id: str,
+    flow_name: str,
+    batch: str,
+    tables: dict[str, list[LanceModel]],
+    stages: list[StageStats],
+) -> WrittenCounts:
+    """Upsert ``tables`` (name -> rows) then the batch's stage stats; returns rows newly inserted."""
+    store = open_store(db_uri)
+    inserted = {name: store.upsert(name, rows) for name, rows in tables.items()}
+    store.upsert("stage_stats", stage_rows(run_id, flow_name, batch, stages))
+    return WrittenCounts(
+        pairs=inserted.get("pairs", 0), regions=inserted.get("regions", 0), samples=inserted.get("samples", 0)
+    )

@@ -1,0 +1,48 @@
+"""Shared fixtures: one temporary Prefect backend and one 20-pair render for the whole session."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network on CI machines
+os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+
+from dataclasses import dataclass
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from prefect.testing.utilities import prefect_test_harness
+
+from flows.dig_render import RenderRunSummary, dig_render
+from flows.dig_render_config import DigRenderConfig
+from storage.store import PairStore
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_backend():
+    """Flows run against a throw-away local Prefect server and database, as in ephemeral mode."""
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@dataclass
+class RenderedRun:
+    config: DigRenderConfig
+    summary: RenderRunSummary
+    flow_run_id: UUID
+    store: PairStore
+
+
+def render_run(db: Path, **overrides) -> RenderedRun:
+    config = DigRenderConfig(db=str(db), **overrides)
+    state = dig_render(config, return_state=True)
+    return RenderedRun(config, state.result(), state.state_details.flow_run_id, PairStore(str(db)))
+
+
+@pytest.fixture(scope="session")
+def rendered_run(tmp_path_factory) -> RenderedRun:
+    """What ``pairsmith render --pairs 20`` makes, with every default."""
+    return render_run(tmp_path_factory.mktemp("render20") / "pairsmith.lance", pairs=20)

@@ -1,0 +1,108 @@
+"""dig-render beyond the defaults: user scenes, distractors, bad items, a crash and its resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from flows.dig_render_config import DigRenderConfig
+from flows.funnel import run_funnel
+from scenes.scene_config import Scene
+from storage.store import PairStore
+from tasks import render_scene_pairs as render_module
+from tests.conftest import render_run
+
+pytestmark = pytest.mark.slow
+
+VISIBLE = {"objects": [
+    {"shape": "cube", "color": "green", "size": "large", "material": "metal", "position": [-1.5, 1.0], "rotation": 20},
+    {"shape": "sphere", "color": "yellow", "size": "medium", "material": "matte", "position": [1.2, -0.8]},
+    {"shape": "cylinder", "color": "purple", "size": "small", "material": "metal", "position": [0.5, 1.8]},
+]}
+# A small sphere right behind a large cylinder, as the camera sees it: valid, but never visible.
+HIDDEN = {"objects": [
+    {"shape": "cylinder", "color": "red", "size": "large", "material": "matte", "position": [1.0, -1.0]},
+    {"shape": "sphere", "color": "blue", "size": "small", "material": "matte", "position": [0.045, -0.045]},
+]}
+
+
+def test_user_scenes_are_rendered_as_written_and_hidden_objects_drop_the_pair(tmp_path):
+    scenes = tmp_path / "scenes.json"
+    scenes.write_text(json.dumps([VISIBLE, HIDDEN]))
+    run = render_run(tmp_path / "db", pairs=2, scenes_path=str(scenes))
+    pairs = {p["scene_before"] and len(json.loads(p["scene_before"])["objects"]): p for p in run.store.read("pairs").to_pylist()}
+    kept, dropped = pairs[3], pairs[2]
+    stored = [{k: v for k, v in o.items() if k != "id"} for o in json.loads(kept["scene_before"])["objects"]]
+    assert Scene.model_validate({"objects": stored}) == Scene.model_validate(VISIBLE)
+    assert kept["status"] == "kept"
+    assert dropped["status"] == "dropped" and dropped["drop_stage"] == "visibility"
+    assert dropped["drop_reason"] == "visibility_object_hidden"
+    assert dropped["attempts"] == 1  # a user's layout is not moved, so one try is all it gets
+    assert dropped["image_before"] is None and dropped["index_before"] is not None
+    funnel = {s.stage: s for s in run_funnel(run.store, run.summary.run_id)}
+    assert funnel["visibility"].reasons == {"visibility_object_hidden": 1}
+    assert funnel["samples"].n_in == 1
+
+
+def test_distractor_pairs_move_the_camera_and_have_no_boxes(tmp_path):
+    run = render_run(tmp_path / "db", pairs=2, sampling={"distractor_fraction": 1.0})
+    pairs = run.store.read("pairs").to_pylist()
+    assert all(p["status"] == "kept" and p["n_changes"] == 0 and p["subset"] == "distractor" for p in pairs)
+    assert all(p["camera_jitter"] and any(abs(v) > 0 for v in p["camera_jitter"]) for p in pairs)
+    assert all(p["image_before"] != p["image_after"] for p in pairs)
+    assert run.store.count("regions") == 0
+    samples = run.store.read("samples").to_pylist()
+    assert {s["answer"] for s in samples if s["task"] == "grounding"} == {"[]"}
+    assert all("only the camera moved" in s["answer"] for s in samples if s["task"] == "diff-caption")
+
+
+def test_a_render_error_drops_that_pair_only(tmp_path, monkeypatch):
+    real_run = render_module._PairRenderer.run
+
+    def flaky(self):
+        if self.plan.index == 1:
+            raise RuntimeError("GPU fell off the bus")
+        return real_run(self)
+
+    monkeypatch.setattr(render_module._PairRenderer, "run", flaky)
+    run = render_run(tmp_path / "db", pairs=3, sampling={"max_changes": 1})
+    rows = {p["pair_id"]: p for p in run.store.read("pairs").to_pylist()}
+    failed = [p for p in rows.values() if p["status"] == "dropped"]
+    assert len(failed) == 1 and failed[0]["drop_stage"] == "render" and failed[0]["drop_reason"] == "render_error"
+    assert failed[0]["drop_detail"] == "RuntimeError: GPU fell off the bus"
+    assert run.summary.pairs_kept == 2
+    render_stage = next(s for s in run_funnel(run.store, run.summary.run_id) if s.stage == "render")
+    assert (render_stage.n_in, render_stage.n_dropped) == (3, 1)
+
+
+def test_a_run_killed_mid_write_resumes_without_duplicates(tmp_path, monkeypatch):
+    """The second batch dies after its pairs were written; the re-run redoes only that batch."""
+    db = tmp_path / "db"
+    real_upsert = PairStore.upsert
+    calls = {"n": 0}
+
+    def dying_upsert(self, name, rows):
+        calls["n"] += 1
+        if calls["n"] > 5:  # batch 1: pairs, regions, samples, stats; batch 2: pairs, then death
+            raise OSError("No space left on device")
+        return real_upsert(self, name, rows)
+
+    monkeypatch.setattr(PairStore, "upsert", dying_upsert)
+    config = DigRenderConfig(db=str(db), pairs=4, batch_size=2, sampling={"max_changes": 2})
+    from flows.dig_render import dig_render
+
+    state = dig_render(config, return_state=True, )
+    assert state.is_failed()
+    store = PairStore(str(db))
+    assert store.count("pairs") == 4 and store.count("stage_stats") == 4  # batch 2's pairs, no stats
+    monkeypatch.setattr(PairStore, "upsert", real_upsert)
+
+    summary = dig_render(config)
+    assert summary.batches_resumed == 1
+    ids = store.read("pairs", columns=["pair_id"]).column("pair_id").to_pylist()
+    assert len(ids) == len(set(ids)) == 4
+    sample_ids = store.read("samples", columns=["sample_id"]).column("sample_id").to_pylist()
+    assert len(sample_ids) == len(set(sample_ids))
+    funnel = run_funnel(store, summary.run_id)
+    assert funnel[0].n_in == 4 and all(s.n_in == s.n_kept + s.n_dropped for s in funnel)
