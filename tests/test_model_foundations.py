@@ -1,0 +1,72 @@
+"""Shared model plumbing: the tiny Qwen2-VL builder, device/dtype choice, lazy per-process loading."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+from PIL import Image
+
+from models.lazy import LazyModel, clear_loaded
+from models.runtime import ModelRuntime
+from models.tiny_qwen2_vl import build_tiny_qwen2_vl
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm_dir(tmp_path_factory):
+    return build_tiny_qwen2_vl(tmp_path_factory.mktemp("tiny-qwen2-vl"))
+
+
+def test_tiny_qwen2_vl_reloads_through_the_auto_classes_and_sees_two_images(tiny_vlm_dir, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_vlm_dir)
+    processor = AutoProcessor.from_pretrained(tiny_vlm_dir)
+    assert type(model).__name__ == "Qwen2VLForConditionalGeneration"
+    assert sum(p.numel() for p in model.parameters()) < 500_000
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "What changed?"}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert text.count("<|image_pad|>") == 2 and text.endswith("<|im_start|>assistant\n")
+    images = [Image.new("RGB", (320, 240), "red"), Image.new("RGB", (320, 240), "blue")]
+    inputs = processor(text=[text], images=images, return_tensors="pt")
+    assert inputs["image_grid_thw"].shape == (2, 3)
+    out = model.generate(**inputs, max_new_tokens=4, do_sample=False)
+    assert out.shape[1] == inputs["input_ids"].shape[1] + 4 or out[0, -1] == model.generation_config.eos_token_id
+
+
+def test_runtime_picks_fp32_on_cpu_and_refuses_a_missing_gpu():
+    cpu = ModelRuntime(device="cpu")
+    assert cpu.torch_device().type == "cpu" and cpu.torch_dtype() == torch.float32
+    assert ModelRuntime(device="cpu", dtype="bfloat16").torch_dtype() == torch.bfloat16
+    if not torch.cuda.is_available():
+        assert ModelRuntime().torch_device().type == "cpu"
+        with pytest.raises(RuntimeError, match="no CUDA GPU"):
+            ModelRuntime(device="cuda").torch_device()
+
+
+def test_runtime_honours_offline_mode_and_cache_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert ModelRuntime(cache_dir=str(tmp_path)).hf_kwargs() == {"cache_dir": str(tmp_path), "local_files_only": True}
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    assert ModelRuntime().hf_kwargs() == {}
+    assert ModelRuntime(offline=True).hf_kwargs() == {"local_files_only": True}
+
+
+class _Counting(LazyModel[ModelRuntime]):
+    loads = 0
+
+    def _load(self):
+        type(self).loads += 1
+        return object()
+
+
+def test_lazy_models_load_once_per_process_and_pickle_without_weights():
+    clear_loaded()
+    a, b = _Counting(ModelRuntime()), _Counting(ModelRuntime())
+    assert a.loaded() is b.loaded() and _Counting.loads == 1
+    restored = pickle.loads(pickle.dumps(a))
+    assert restored.config == a.config and restored.loaded() is a.loaded()
+    assert _Counting(ModelRuntime(dtype="float16")).loaded() is not a.loaded()
+    clear_loaded()
