@@ -238,6 +238,10 @@ def contact_sheet(out: str, n: int, db: str, run: str | None, include_dropped: b
     click.echo(f"Drew {drawn} pairs of run {run_id} to {out}")
 
 
+# Commands of the other flows live in their own modules (flows/cli_<topic>.py, importing only
+# click and the standard library at module level) and are registered here, one line each.
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: click's usage errors and ours become one line and exit code 2."""
     try:

@@ -11,10 +11,15 @@ import itertools
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from scenes.scene_config import COLOR_RGB, MATERIAL_PBR, SHAPES, SIZE_RADIUS
-from tasks.sample_builders import DIFF_CAPTION_QUESTIONS, GROUNDING_PROMPT
-
-EXTRA_TEXT = (
+SIZES = ("small", "medium", "large")
+COLORS = ("blue", "brown", "cyan", "gray", "green", "purple", "red", "yellow")
+MATERIALS = ("metal", "matte")
+SHAPES = ("cube", "sphere", "cylinder")
+TEXT = (
+    "The first image is the original scene and the second image is the same scene after some changes.",
+    "Find every region that differs between them. Answer with a JSON list of [x1, y1, x2, y2] boxes",
+    "in absolute pixel coordinates of the first image. There are exactly 2 differences.",
+    "What changed between the first image and the second image? Describe every difference.",
     "What is the primary difference between the two images? In the second image the dog is gone.",
     "Answer with the letter of the correct option. A. B. C. D. yes no",
     "A photo of a person riding a bicycle on a street next to a red car and a tree.",
@@ -26,9 +31,8 @@ EXTRA_TEXT = (
 
 def corpus() -> list[str]:
     """A few hundred lines of the text tiny models will see in tests."""
-    lines = list(EXTRA_TEXT) + list(DIFF_CAPTION_QUESTIONS)
-    lines.append(GROUNDING_PROMPT.format(count=" There are exactly 2 differences.", width=320, height=240))
-    for size, color, material, shape in itertools.product(SIZE_RADIUS, COLOR_RGB, MATERIAL_PBR, SHAPES):
+    lines = list(TEXT)
+    for size, color, material, shape in itertools.product(SIZES, COLORS, MATERIALS, SHAPES):
         lines.append(f"The {size} {color} {material} {shape} was removed. A {size} {color} {shape} was added.")
     lines += [" ".join(str(n) for n in range(k, k + 40)) for k in range(0, 400, 40)]
     return lines

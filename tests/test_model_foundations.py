@@ -70,3 +70,22 @@ def test_lazy_models_load_once_per_process_and_pickle_without_weights():
     assert restored.config == a.config and restored.loaded() is a.loaded()
     assert _Counting(ModelRuntime(dtype="float16")).loaded() is not a.loaded()
     clear_loaded()
+
+
+def test_vlm_chat_answers_batches_in_order_with_any_number_of_images(tiny_vlm_dir, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from models.vlm_chat import VlmChat, VlmConfig, VlmRequest
+
+    chat = VlmChat(VlmConfig(model_id=str(tiny_vlm_dir), max_new_tokens=6, batch_size=2,
+                             runtime=ModelRuntime(device="cpu")))
+    red, blue = Image.new("RGB", (320, 240), "red"), Image.new("RGB", (200, 150), "blue")
+    requests = [
+        VlmRequest((red, blue), "What changed?"),
+        VlmRequest((red,), "Describe the object within the red box."),
+        VlmRequest((blue, red), "What changed?"),
+    ]
+    batched = chat.generate_batch(requests)
+    one_by_one = [chat.generate(list(r.images), r.prompt) for r in requests]
+    assert len(batched) == 3 and all(isinstance(a, str) for a in batched)
+    assert batched == one_by_one  # greedy decoding: left padding must not change answers
+    assert pickle.loads(pickle.dumps(chat)).loaded() is chat.loaded()
