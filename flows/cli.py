@@ -29,6 +29,8 @@ class CliError(click.ClickException):
 def _quiet_prefect(verbose: bool) -> None:
     """Keep Prefect's console to warnings unless asked; its logs still reach the API and UI."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here
+    # Prefect's ephemeral server gives up after 20 s; two runs at once on a busy 2-core machine take longer.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
@@ -136,6 +138,9 @@ KINDS = ("shape", "color", "size", "material", "add", "remove")
 @click.option("--denoise/--no-denoise", default=None, help="OpenImageDenoise on color renders (default off).")
 @click.option("--device", type=click.Choice(["cpu", "gpu"]), help="Cycles device (default cpu).")
 @click.option("--gpu-backend", type=click.Choice(["OPTIX", "CUDA", "HIP", "ONEAPI", "METAL"]), help="GPU API (default CUDA).")
+@click.option("--runner", type=click.Choice(["inline", "ray"]), help="Run batches in this process (default) or in parallel on Ray.")
+@click.option("--ray-address", help="Ray cluster to use with --runner ray, e.g. ray://head:10001 (default: a local Ray).")
+@click.option("--ray-cpus", type=click.IntRange(min=1), help="CPUs of the local Ray started by --runner ray (default: all).")
 @click.option("--config", "config_path", type=str, help="YAML file with DigRenderConfig fields; options override it.")
 @click.option("--verbose", is_flag=True, help="Show Prefect's task-run logs.")
 def render(config_path: str | None, verbose: bool, **opts: Any) -> None:
@@ -143,6 +148,8 @@ def render(config_path: str | None, verbose: bool, **opts: Any) -> None:
     from flows.dig_render_config import DigRenderConfig
 
     data = _load_yaml(config_path)
+    if (opts["ray_address"] or opts["ray_cpus"]) and opts["runner"] is None:
+        opts["runner"] = "ray"  # a Ray option means the Ray runner
     for key, dotted in {
         "pairs": "pairs", "db": "db", "seed": "seed", "batch_size": "batch_size", "scenes_path": "scenes_path",
         "min_objects": "sampling.min_objects", "max_objects": "sampling.max_objects",
@@ -150,6 +157,7 @@ def render(config_path: str | None, verbose: bool, **opts: Any) -> None:
         "kinds": "sampling.change_kinds", "distractors": "sampling.distractor_fraction",
         "samples": "render.samples", "width": "render.width", "height": "render.height",
         "denoise": "render.denoise", "device": "render.device", "gpu_backend": "render.gpu_backend",
+        "runner": "runner.kind", "ray_address": "runner.ray_address", "ray_cpus": "runner.ray_num_cpus",
     }.items():
         _set(data, dotted, opts[key])
     data.setdefault("show_progress", True)
@@ -173,7 +181,13 @@ def render(config_path: str | None, verbose: bool, **opts: Any) -> None:
     )
     click.echo(f"run {summary.run_id}: {summary.seconds:.1f} s, {summary.blender_seconds:.1f} s of it in Blender"
                + (f"; {summary.batches_resumed} of {summary.batches} batches were already stored" if summary.batches_resumed else ""))
-    click.echo(format_funnel(run_funnel(store, summary.run_id)))
+    funnel = run_funnel(store, summary.run_id)
+    click.echo(format_funnel(funnel))
+    from flows.run_outcome import EXIT_ITEM_ERRORS, describe_errors, error_counts
+
+    if error_counts(funnel):  # items that raised, not filtered: say so, and exit 3 (README "Exit status")
+        click.echo(f"pairsmith: warning: run {summary.run_id}: {describe_errors(error_counts(funnel))}", err=True)
+        raise click.exceptions.Exit(EXIT_ITEM_ERRORS)
     if summary.pairs_kept == 0:
         raise click.exceptions.Exit(EXIT_FAILED)
 
@@ -205,18 +219,27 @@ def stats(db: str, run: str | None, list_runs: bool) -> None:
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default=None, help="Only this split.")
 @click.option("--layout", type=click.Choice(["multi", "side-by-side"]), default="multi", show_default=True,
               help="Two images per sample, or one image with both side by side for single-image models.")
-def export(fmt: str, out: str, db: str, run: str | None, tasks: tuple[str, ...], split: str | None, layout: str) -> None:
+@click.option("--at", "at_tag", default=None, help="Export the database as it was at this tag (e.g. export-20261123T020000Z).")
+def export(fmt: str, out: str, db: str, run: str | None, tasks: tuple[str, ...], split: str | None, layout: str,
+           at_tag: str | None) -> None:
     """Write images and a JSON file that LLaVA-style or LLaMA-Factory trainers read as they are."""
     from storage.export import ExportFilter, export_samples
+    from storage.versions import pin_for_export, tag_export
 
-    store = _open_store(db)
+    live = _open_store(db)
+    try:  # read one pinned version of every table, tagged afterwards so --at TAG can redo this export
+        store, snapshot = pin_for_export(live, at_tag)
+    except ValueError as err:
+        raise CliError(str(err)) from None
     if run is not None:
         _pick_run(store, run)
     try:
         result = export_samples(store, Path(out), fmt, ExportFilter(run_id=run, tasks=list(tasks), split=split), layout)
     except ValueError as err:
         raise CliError(str(err)) from None
+    snapshot = tag_export(live, snapshot)
     click.echo(f"Wrote {result.samples} samples and {result.images} images to {result.json_path}")
+    click.echo(f"Database versions tagged {snapshot.tag}: 'pairsmith export --at {snapshot.tag} ...' repeats this export")
 
 
 @cli.command("contact-sheet")
@@ -240,6 +263,20 @@ def contact_sheet(out: str, n: int, db: str, run: str | None, include_dropped: b
 
 # Commands of the other flows live in their own modules (flows/cli_<topic>.py, importing only
 # click and the standard library at module level) and are registered here, one line each.
+from flows import cli_ops  # noqa: E402  (issue 6: maintain, versions)
+
+cli.add_command(cli_ops.maintain)
+cli.add_command(cli_ops.versions)
+from flows import cli_train  # noqa: E402  (issue 5: finetune, evaluate)
+
+cli.add_command(cli_train.finetune)
+cli.add_command(cli_train.evaluate)
+from flows import cli_refilter  # noqa: E402  (issue 3: refilter)
+
+cli.add_command(cli_refilter.refilter)
+from flows import cli_run  # noqa: E402  (run FLOW --config: med-edit, img-diff flows)
+
+cli.add_command(cli_run.run)
 
 
 def main(argv: list[str] | None = None) -> int:

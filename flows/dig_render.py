@@ -3,24 +3,35 @@
 The offline default of pairsmith: no weights, no server. Batches of pairs go through
 plan -> render (with visibility checks) -> records and samples -> one LanceDB commit. A batch whose
 stage stats are already stored is skipped, so re-running the same command resumes a crashed run
-and adds nothing to a finished one.
+and adds nothing to a finished one (batches with items that failed with an error are redone).
+
+By default each batch runs in the flow's process, one after another. With ``runner.kind == "ray"``
+(``pairsmith render --runner ray``) the render tasks run in parallel on Ray workers while planning,
+record building and the single writer stay in the flow, so every batch is still one LanceDB commit.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
+from datetime import date, datetime, timezone
 
 from prefect import flow, get_run_logger
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from flows.dig_render_config import FLOW_NAME, DigRenderConfig, batch_name
 from flows.funnel import publish_dropoff, run_funnel
+from flows.prefect_compat import install as _install_prefect_compat
 from flows.progress import RunProgress
+from flows.run_outcome import batches_with_errors, error_counts
+from flows.task_runners import gpu_task, open_task_runner, submit_batch
 from storage.store import open_store, sql_literal
 from tasks.build_dig_records import build_dig_records
 from tasks.plan_scene_pairs import plan_scene_pairs
 from tasks.render_scene_pairs import render_scene_pairs
 from tasks.write_batch import write_batch
+
+_install_prefect_compat()  # `prefect deploy` imports this module: see flows/prefect_compat.py
 
 
 class RenderRunSummary(BaseModel):
@@ -31,6 +42,7 @@ class RenderRunSummary(BaseModel):
     batches_resumed: int
     pairs_kept: int
     pairs_dropped: int
+    pairs_failed: int = Field(0, description="dropped because a step raised (reasons ending in _error)")
     samples: int
     seconds: float
     blender_seconds: float
@@ -40,39 +52,31 @@ class RenderRunSummary(BaseModel):
 def dig_render(config: DigRenderConfig = DigRenderConfig()) -> RenderRunSummary:
     start = time.perf_counter()
     logger = get_run_logger()
+    if config.seed_from_schedule:
+        config = config.with_schedule_seed(_scheduled_date())
     run_id, content_key = config.run_id(), config.content_key()
     store = open_store(config.db)
     store.check_reachable()
-    scenes = config.user_scenes()
     batches = config.batches()
-    done = store.completed_batches(run_id)
+    done = store.completed_batches(run_id) - batches_with_errors(store, run_id)
     pending = [b for b in batches if batch_name(b) not in done]
     if done:
         logger.info("run %s: %d of %d batches already stored, resuming", run_id, len(batches) - len(pending), len(batches))
-    blender_seconds = 0.0
+    batch = _BatchSteps(config, run_id, content_key, config.user_scenes())
     with RunProgress(
         key=f"{FLOW_NAME}-progress", total=config.pairs, done=sum(len(b) for b in batches) - sum(len(b) for b in pending),
         description="rendering pairs", terminal=config.show_progress,
     ) as progress:
-        for indices in pending:
-            name = batch_name(indices)
-            plans, plan_stats = plan_scene_pairs.with_options(task_run_name=f"plan-scenes-{name}")(
-                indices, content_key, config.seed, config.sampling, scenes
-            )
-            progress.advance(plan_stats.n_dropped)
-            rendered, render_stats, vis_stats, seconds = render_scene_pairs.with_options(
-                task_run_name=f"render-pairs-{name}"
-            )(plans, config.render, config.sampling, config.visibility, on_pair_done=progress.advance)
-            blender_seconds += seconds
-            records, sample_stats = build_dig_records.with_options(task_run_name=f"build-records-{name}")(
-                plans, rendered, run_id, config.render, config.visibility, config.splits
-            )
-            write_batch.with_options(task_run_name=f"write-batch-{name}")(
-                config.db, run_id, FLOW_NAME, name,
-                {"pairs": records.pairs, "regions": records.regions, "samples": records.samples},
-                [plan_stats, render_stats, vis_stats, sample_stats],
-            )
-            progress.flush()
+        if config.runner.parallel:
+            _render_in_parallel(batch, pending, progress)
+        else:
+            for indices in pending:
+                plans, plan_stats = batch.plan(indices, progress)
+                render = gpu_task(render_scene_pairs.with_options(task_run_name=f"render-pairs-{batch_name(indices)}"),
+                                  config.render.device == "gpu")
+                rendered = render(plans, config.render, config.sampling, config.visibility, on_pair_done=progress.advance)
+                batch.commit(indices, plans, plan_stats, rendered)
+                progress.flush()
     funnel = run_funnel(store, run_id)
     publish_dropoff(run_id, funnel)
     run_filter = f"run_id = {sql_literal(run_id)}"
@@ -81,6 +85,85 @@ def dig_render(config: DigRenderConfig = DigRenderConfig()) -> RenderRunSummary:
         batches_resumed=len(batches) - len(pending),
         pairs_kept=store.count("pairs", f"{run_filter} AND status = 'kept'"),
         pairs_dropped=store.count("pairs", f"{run_filter} AND status = 'dropped'"),
+        pairs_failed=sum(error_counts(funnel).values()),
         samples=store.count("samples", run_filter),
-        seconds=round(time.perf_counter() - start, 3), blender_seconds=round(blender_seconds, 3),
+        seconds=round(time.perf_counter() - start, 3), blender_seconds=round(batch.blender_seconds, 3),
     )
+
+
+class _BatchSteps:
+    """The flow-side steps of one batch: planning before the render, records and the write after."""
+
+    def __init__(self, config: DigRenderConfig, run_id: str, content_key: str, scenes):
+        self.config, self.run_id, self.content_key, self.scenes = config, run_id, content_key, scenes
+        self.blender_seconds = 0.0
+
+    def plan(self, indices: range, progress: RunProgress):
+        plans, plan_stats = plan_scene_pairs.with_options(task_run_name=f"plan-scenes-{batch_name(indices)}")(
+            indices, self.content_key, self.config.seed, self.config.sampling, self.scenes
+        )
+        progress.advance(plan_stats.n_dropped)
+        return plans, plan_stats
+
+    def commit(self, indices: range, plans, plan_stats, rendered_result) -> None:
+        """Build the batch's rows and hand them to the single writer (always from the flow)."""
+        name, config = batch_name(indices), self.config
+        rendered, render_stats, vis_stats, seconds = rendered_result
+        self.blender_seconds += seconds
+        records, sample_stats = build_dig_records.with_options(task_run_name=f"build-records-{name}")(
+            plans, rendered, self.run_id, config.render, config.visibility, config.splits
+        )
+        write_batch.with_options(task_run_name=f"write-batch-{name}")(
+            config.db, self.run_id, FLOW_NAME, name,
+            {"pairs": records.pairs, "regions": records.regions, "samples": records.samples},
+            [plan_stats, render_stats, vis_stats, sample_stats],
+        )
+
+
+def _render_in_parallel(batch: _BatchSteps, pending: list[range], progress: RunProgress) -> None:
+    """Render batches on the task runner's workers, a bounded window ahead of the one writer.
+
+    Plans are made in the flow (milliseconds) and only plans travel to the workers. Results are
+    committed in batch order as they arrive. If a batch task fails, the batches already rendered are
+    still written before the flow fails, so a re-run redoes only what is missing.
+    """
+    config = batch.config
+    on_gpu = config.render.device == "gpu"
+    # A worker gets cpus_per_task cores; Cycles would otherwise start a thread per core of the node.
+    render = config.render
+    if render.threads == 0 and not on_gpu:
+        render = render.model_copy(update={"threads": max(1, int(config.runner.cpus_per_task))})
+    window: deque = deque()
+    failures: list[str] = []
+    with open_task_runner(config.runner) as runner:
+        todo = iter(pending)
+        while True:
+            while not failures and len(window) < config.runner.max_pending_batches:
+                indices = next(todo, None)
+                if indices is None:
+                    break
+                plans, plan_stats = batch.plan(indices, progress)
+                task = render_scene_pairs.with_options(task_run_name=f"render-pairs-{batch_name(indices)}")
+                parameters = {"plans": plans, "render": render, "sampling": config.sampling, "visibility": config.visibility}
+                window.append((indices, plans, plan_stats, submit_batch(runner, task, parameters, config.runner, on_gpu)))
+            if not window:
+                break
+            indices, plans, plan_stats, future = window.popleft()
+            try:
+                result = future.result()
+            except Exception as err:  # the batch's task failed: keep the others, fail at the end
+                failures.append(f"batch {batch_name(indices)}: {type(err).__name__}: {err}")
+                continue
+            batch.commit(indices, plans, plan_stats, result)
+            progress.advance(sum(1 for p in plans if not p.drop_reason))
+            progress.flush()
+    if failures:
+        raise RuntimeError(f"{len(failures)} render batch(es) failed; first: {failures[0]}")
+
+
+def _scheduled_date() -> date:
+    """The date the run was scheduled for (a deployment's cron slot), or today for ad-hoc runs."""
+    from prefect.runtime import flow_run
+
+    scheduled = flow_run.scheduled_start_time
+    return scheduled.date() if scheduled is not None else datetime.now(timezone.utc).date()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from filters.change_visibility import VisibilityThresholds
+from flows.task_runners import RunnerSettings
 from scenes.blender_render import RenderSettings
 from scenes.pair_plan import PairSampling
 from scenes.scene_config import Scene, load_scenes
@@ -30,6 +33,11 @@ class DigRenderConfig(BaseModel):
     visibility: VisibilityThresholds = Field(default_factory=VisibilityThresholds)
     splits: SplitFractions = Field(default_factory=SplitFractions)
     show_progress: bool = Field(False, description="draw a progress bar on stderr (CLI runs)")
+    runner: RunnerSettings = Field(default_factory=RunnerSettings, description="inline or Ray; not part of the run id")
+    seed_from_schedule: bool = Field(
+        False, description="deployments: use the scheduled run's date (YYYYMMDD) as the seed, so each night "
+        "renders new pairs and a retried night resumes its own run",
+    )
 
     @field_validator("db")
     @classmethod
@@ -59,6 +67,12 @@ class DigRenderConfig(BaseModel):
     def run_id(self) -> str:
         """Same command, same run: re-running resumes it instead of starting another."""
         return f"{FLOW_NAME}-{stable_hash([self.content_key(), self.pairs, self.batch_size], 12)}"
+
+    def with_schedule_seed(self, scheduled: date) -> "DigRenderConfig":
+        """The config a scheduled run renders: same settings, the night's own seed."""
+        if not self.seed_from_schedule:
+            return self
+        return self.model_copy(update={"seed": int(scheduled.strftime("%Y%m%d"))})
 
     def batches(self) -> list[range]:
         return [range(s, min(s + self.batch_size, self.pairs)) for s in range(0, self.pairs, self.batch_size)]

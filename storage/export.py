@@ -82,6 +82,15 @@ def _write_images(pair: dict, images_dir: Path, layout: Layout) -> list[str]:
     return paths
 
 
+def _write_sample_image(sample: dict, images_dir: Path) -> list[str]:
+    """A sample with its own picture (Img-Diff's side-by-side with red boxes) shows that, in any layout."""
+    data = sample["image"]
+    name = f"{sample['sample_id']}.{image_extension(data)}"
+    if not (images_dir / name).exists():
+        (images_dir / name).write_bytes(data)
+    return [f"images/{name}"]
+
+
 def _record(sample: dict, images: list[str], fmt: Format, layout: Layout) -> dict:
     turns = [(m["role"], m["content"]) for m in sample["conversation"]]
     if layout == "side-by-side":
@@ -121,9 +130,17 @@ def export_samples(store: PairStore, out: Path, fmt: Format, flt: ExportFilter, 
             columns=["pair_id", "image_before", "image_after"],
         ).to_pylist()
         for pair in sorted(pairs, key=lambda p: p["pair_id"]):
-            images = _write_images(pair, images_dir, layout)
-            n_images += len(images)
-            records += [_record(s, images, fmt, layout) for s in by_pair[pair["pair_id"]]]
+            pair_images: list[str] | None = None  # written only if a sample shows the pair's own images
+            for sample in by_pair[pair["pair_id"]]:
+                if sample.get("image"):
+                    images = _write_sample_image(sample, images_dir)
+                    n_images += 1
+                else:
+                    if pair_images is None:
+                        pair_images = _write_images(pair, images_dir, layout)
+                        n_images += len(pair_images)
+                    images = pair_images
+                records.append(_record(sample, images, fmt, layout))
     json_path = out / f"{fmt}.json"
     json_path.write_text(json.dumps(records, indent=1, ensure_ascii=False))
     if fmt == "sharegpt":

@@ -76,6 +76,9 @@ class PairRow(LanceModel):
     attempts: Optional[int] = Field(None, description="renders tried before the pair passed or dropped")
     camera_jitter: Optional[list[float]] = Field(None, description="distractor camera move: dx, dy, dz, yaw")
     pair_clip_sim: Optional[float] = None
+    origin: Optional[str] = Field(None, description="where the before image came from (file, pair id, dataset)")
+    difference: Optional[str] = Field(None, description="one sentence saying how the after image differs")
+    bench_candidate: Optional[bool] = Field(None, description="MED: similar enough to serve as a benchmark item")
     status: str
     drop_stage: Optional[str] = None
     drop_reason: Optional[str] = None
@@ -101,10 +104,20 @@ class RegionRow(LanceModel):
     itm_after: Optional[float] = None
     citm_before: Optional[float] = None
     citm_after: Optional[float] = None
+    # BLIP's contrastive cosine beside the ITM-head probability above; ImgDiffThresholds.blip_score picks one.
+    itm_cosine_before: Optional[float] = None
+    itm_cosine_after: Optional[float] = None
+    citm_cosine_before: Optional[float] = None
+    citm_cosine_after: Optional[float] = None
     caption_sim: Optional[float] = None
     region_caption_before: Optional[str] = None
     region_caption_after: Optional[str] = None
     difference_caption: Optional[str] = None
+    # Img-Diff flows: the proposer's own confidence, the error behind a *_error reason, and (removal)
+    # the before image with this region inpainted.
+    proposal_score: Optional[float] = Field(None, description="proposer confidence (FastSAM), if it gives one")
+    drop_detail: Optional[str] = Field(None, description="the error message behind reason, if any")
+    image_edited: Optional[bytes] = Field(None, description="imgdiff-remove: PNG of the before image, region inpainted")
     status: str
     reason: Optional[str] = None
     created_at: datetime
@@ -122,6 +135,13 @@ class SampleRow(LanceModel):
     conversation: list[Message]
     answer: str
     boxes: list[list[float]] = Field(default_factory=list)
+    options: Optional[list[str]] = Field(None, description="multiple choice: ['A. ...', 'B. ...', ...]")
+    image: Optional[bytes] = Field(
+        None, description="the sample's own picture (PNG), e.g. a side-by-side with red boxes; exports use it "
+        "instead of the pair's images, and the conversation has one <image> for it",
+    )
+    region_id: Optional[str] = Field(None, description="the region the sample is about, if one")
+    object_side: Optional[str] = Field(None, description="object-presence-mcq: 'left' or 'right', the side showing the object")
     category: Optional[str] = None
     split: str
     created_at: datetime
@@ -144,11 +164,61 @@ class StageStatsRow(LanceModel):
     created_at: datetime
 
 
+class EditRow(LanceModel):
+    """A paid image edit, stored the moment it returns so that no re-run pays for it twice."""
+
+    edit_id: str = Field(description="hash of editor model, source image and instruction")
+    model_id: str
+    source_sha: str
+    instruction: str
+    image: Optional[bytes] = None
+    mime_type: Optional[str] = None
+    text: Optional[str] = None
+    reason: Optional[str] = Field(None, description="why there is no image (blocked, text only)")
+    detail: Optional[str] = None
+    created_at: datetime
+
+
+class EvalPredictionRow(LanceModel):
+    """One model answer to one sample in an evaluation, with what was read from it."""
+
+    prediction_id: str = Field(description="hash of eval_id and sample_id")
+    eval_id: str
+    sample_id: str
+    pair_id: str
+    task: str
+    subset: Optional[str] = None
+    category: Optional[str] = None
+    split: str
+    prediction: str
+    parsed: Optional[str] = Field(None, description="JSON of what the answer parser read; null if unparseable")
+    created_at: datetime
+
+
+class EvalResultRow(LanceModel):
+    """One metric of one evaluation over one group of samples (a task, or a category / subset of it)."""
+
+    result_id: str = Field(description="hash of eval_id, task, group and metric")
+    eval_id: str
+    model_id: str
+    adapter: Optional[str] = Field(None, description="LoRA adapter folder, if any")
+    samples_version: int
+    task: str
+    group: str = Field(description="'all', or the category / subset the metric is restricted to")
+    metric: str
+    value: float
+    n: int = Field(description="samples behind the value")
+    created_at: datetime
+
+
 TABLES: dict[str, type[LanceModel]] = {
     "pairs": PairRow,
     "regions": RegionRow,
     "samples": SampleRow,
     "stage_stats": StageStatsRow,
+    "edits": EditRow,
+    "eval_predictions": EvalPredictionRow,
+    "eval_results": EvalResultRow,
 }
 
 KEYS: dict[str, str] = {
@@ -156,4 +226,7 @@ KEYS: dict[str, str] = {
     "regions": "region_id",
     "samples": "sample_id",
     "stage_stats": "stat_id",
+    "edits": "edit_id",
+    "eval_predictions": "prediction_id",
+    "eval_results": "result_id",
 }

@@ -76,7 +76,12 @@ class PairStore:
         if name not in TABLES:
             raise ValueError(f"unknown table {name!r}; tables are {', '.join(TABLES)}")
         if name not in self._tables:
-            self._tables[name] = self.db.create_table(name, schema=TABLES[name], exist_ok=True)
+            if name in self.table_names():
+                table = self.db.open_table(name)
+                _add_missing_columns(table, TABLES[name].to_arrow_schema(), name)
+            else:  # exist_ok covers a writer in another process creating it at the same moment
+                table = self.db.create_table(name, schema=TABLES[name], exist_ok=True)
+            self._tables[name] = table
         return self._tables[name]
 
     def upsert(self, name: str, rows: Sequence[LanceModel]) -> int:
@@ -132,6 +137,18 @@ class PairStore:
             if seen is None or row["created_at"] > seen["created_at"]:
                 latest[row["run_id"]] = row
         return sorted(latest.values(), key=lambda r: r["created_at"], reverse=True)
+
+
+def _add_missing_columns(table, schema: pa.Schema, name: str) -> None:
+    """Bring a table written by an older pairsmith up to the current schema (new columns are null)."""
+    present = set(table.schema.names)
+    missing = [f for f in schema if f.name not in present]
+    if not missing:
+        return
+    required = [f.name for f in missing if not f.nullable]
+    if required:
+        raise ValueError(f"table {name!r} lacks required columns {required}; it was not written by pairsmith")
+    table.add_columns(pa.schema(missing))
 
 
 _STORES: dict[str, PairStore] = {}

@@ -89,3 +89,24 @@ def test_vlm_chat_answers_batches_in_order_with_any_number_of_images(tiny_vlm_di
     assert len(batched) == 3 and all(isinstance(a, str) for a in batched)
     assert batched == one_by_one  # greedy decoding: left padding must not change answers
     assert pickle.loads(pickle.dumps(chat)).loaded() is chat.loaded()
+
+
+def test_vlm_option_scoring_picks_one_option_per_request_consistently(tiny_vlm_dir, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from models.vlm_chat import VlmChat, VlmConfig, VlmRequest
+
+    chat = VlmChat(VlmConfig(model_id=str(tiny_vlm_dir), batch_size=3, runtime=ModelRuntime(device="cpu")))
+    img = Image.new("RGB", (160, 120), "green")
+    requests = [VlmRequest((img,), "Is this photo editable? Answer yes or no."),
+                VlmRequest((img, img), "Which category? Object, Attribute, Scene or Counting?")]
+    options = [["yes", "no"], ["Object", "Attribute", "Scene", "Counting"]]
+    scored = chat.score_options_batch(requests, options)
+    assert [len(s.scores) for s in scored] == [2, 4]
+    assert all(all(v < 0 for v in s.scores) for s in scored)  # log-likelihoods
+    alone = VlmChat(VlmConfig(model_id=str(tiny_vlm_dir), batch_size=1, runtime=ModelRuntime(device="cpu")))
+    again = alone.score_options_batch(requests, options)
+    for a, b in zip(scored, again):  # padding and batching must not change the scores
+        assert a.best == b.best
+        assert all(abs(x - y) < 1e-4 for x, y in zip(a.scores, b.scores))
+    with pytest.raises(ValueError, match="2 requests but 1 option lists"):
+        chat.score_options_batch(requests, options[:1])

@@ -59,6 +59,19 @@ def test_reads_of_missing_tables_are_empty_and_filters_quote_values(tmp_path):
     assert store.read("pairs", limit=1).num_rows == 1
 
 
+def test_tables_of_an_older_schema_gain_the_new_columns(tmp_path):
+    import lancedb
+
+    old = pa.schema([f for f in PairRow.to_arrow_schema() if f.name not in {"origin", "difference", "drop_detail"}])
+    db = lancedb.connect(str(tmp_path / "db"))
+    db.create_table("pairs", schema=old).add(pa.Table.from_pylist(
+        [{k: v for k, v in pair("old").model_dump().items() if k in old.names}], schema=old))
+    store = PairStore(str(tmp_path / "db"))
+    store.upsert("pairs", [pair("new").model_copy(update={"origin": "file:x.jpg"})])
+    rows = {r["pair_id"]: r for r in store.read("pairs").to_pylist()}
+    assert rows["old"]["origin"] is None and rows["new"]["origin"] == "file:x.jpg"
+
+
 def test_a_second_connection_sees_new_commits(tmp_path):
     first, second = PairStore(str(tmp_path / "db")), PairStore(str(tmp_path / "db"))
     first.upsert("pairs", [pair("a")])

@@ -1,0 +1,57 @@
+"""``pairsmith refilter``: Img-Diff's threshold ablation as a command over stored scores.
+
+The ``flows.cli`` helpers are imported inside the command: ``flows.cli`` imports this module to
+register it, so a module-level import would fail whenever this module is imported first.
+"""
+
+from __future__ import annotations
+
+import click
+
+from storage.db_uri import DEFAULT_DB  # stdlib only, as flows.cli uses it
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{what} ({n})" for what, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+@click.command()
+@click.option("--run", "run", required=True, help="The imgdiff-replace / imgdiff-remove run to re-filter.")
+@click.option("--config", "config_path", required=True, type=str,
+              help="YAML with 'replace:' and/or 'remove:' threshold sections (filters/imgdiff_thresholds.py).")
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="LanceDB URI.")
+@click.option("--verbose", is_flag=True, help="Show Prefect's task-run logs.")
+def refilter(run: str, config_path: str, db: str, verbose: bool) -> None:
+    """Re-apply thresholds to a run's stored scores (no model runs); write new verdicts and a funnel."""
+    from flows.cli import EXIT_FAILED, CliError, _load_yaml, _open_store, _pick_run, _quiet_prefect, _validate
+
+    _quiet_prefect(verbose)  # before flows.refilter imports prefect, which reads its settings once
+    from filters.imgdiff_thresholds import ImgDiffThresholds
+    from flows.refilter import RefilterConfig, check_refilterable
+    from storage.store import sql_literal
+
+    thresholds = _validate(ImgDiffThresholds, _load_yaml(config_path), config_path)
+    store = _open_store(db)
+    _pick_run(store, run)
+    try:  # before Prefect starts: a run with nothing to re-filter is a usage error, not a failed run
+        check_refilterable(run, store.read("pairs", where=f"run_id = {sql_literal(run)}", columns=["method"]).to_pylist())
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    config = RefilterConfig(db=store.uri, run=run, thresholds=thresholds)
+    from flows.funnel import format_funnel, run_funnel
+    from flows.refilter import refilter as refilter_flow
+
+    try:
+        summary = refilter_flow(config)
+    except Exception as err:  # a batch failed; re-running rewrites every batch, so nothing is left half-done
+        click.echo(f"pairsmith: error: refilter of run {run} failed: {type(err).__name__}: {err}", err=True)
+        raise click.exceptions.Exit(EXIT_FAILED) from None
+    click.echo(f"Re-filtered run {summary.source_run} with {config_path} as run {summary.run_id}")
+    click.echo(f"pairs: {summary.pairs_rejudged} of {summary.pairs} re-judged, {summary.pairs_changed} changed; "
+               f"kept {summary.pairs_kept_before} -> {summary.pairs_kept_after}")
+    click.echo(f"regions: {summary.regions_rejudged} re-judged, {summary.regions_changed} changed")
+    if summary.not_rejudged:
+        click.echo(f"not re-judged, stored verdicts kept (scores missing): {_counts(summary.not_rejudged)}")
+    if summary.left_alone:
+        click.echo(f"left alone (decided by other steps): {_counts(summary.left_alone)}")
+    click.echo(format_funnel(run_funnel(store, summary.run_id)))

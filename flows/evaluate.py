@@ -1,0 +1,115 @@
+"""The evaluate flow: grounding F1 / mean IoU / AP@0.5, MED MCQ accuracy, caption BLEU-4 / ROUGE-L / CIDEr.
+
+1. Pin the table versions and select the held-out samples (the evaluation id hashes the model
+   weights, the versions and the selection, so the same command resumes the same evaluation).
+2. In batches: ask the model (``VlmChat``, with the adapter merged in if one is given), parse each
+   answer and commit the answers to ``eval_predictions``; stage stats go last and mark the batch
+   done, as in every pairsmith flow.
+3. Score every stored answer of the evaluation into ``eval_results`` (one row per task, group and
+   metric) and publish them as the ``eval-results`` table artifact.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prefect import flow, get_run_logger
+from pydantic import BaseModel
+
+from flows.evaluate_config import FLOW_NAME, EvaluateConfig
+from flows.funnel import publish_dropoff, run_funnel
+from flows.progress import RunProgress
+from models.adapted_vlm_chat import AdaptedVlmChat
+from storage.store import open_store
+from tasks.generate_answers import generate_answers
+from tasks.score_answers import score_answers
+from tasks.training_data import pin_tables, select_samples_task
+from tasks.write_batch import write_batch
+
+RESULTS_ARTIFACT_KEY = "eval-results"
+SELECT_BATCH = "select"
+
+
+class EvaluateSummary(BaseModel):
+    eval_id: str
+    model_id: str
+    adapter: str | None
+    samples_version: int
+    n_samples: int
+    n_generated: int
+    batches: int
+    batches_resumed: int
+    metrics: list[dict]
+    seconds: float
+
+
+def batch_name(start: int, stop: int) -> str:
+    return f"{start:07d}-{stop:07d}"
+
+
+def results_table(rows) -> list[dict]:
+    return [{"task": r.task, "group": r.group, "metric": r.metric, "value": round(r.value, 4), "n": r.n} for r in rows]
+
+
+def _publish(eval_id: str, config: EvaluateConfig, rows) -> None:
+    from prefect.artifacts import create_table_artifact
+
+    create_table_artifact(
+        table=results_table(rows), key=RESULTS_ARTIFACT_KEY,
+        description=f"Evaluation `{eval_id}` of `{config.base_model()}`"
+                    + (f" + adapter `{config.adapter_path()}`" if config.adapter_path() else "")
+                    + f" on {', '.join(config.data.splits)} samples of `{config.db}`.",
+    )
+
+
+@flow(name=FLOW_NAME, description="Score a VLM (optionally with a LoRA adapter) on held-out samples.")
+def evaluate(config: EvaluateConfig) -> EvaluateSummary:
+    start = time.perf_counter()
+    logger = get_run_logger()
+    store = open_store(config.db)
+    store.check_reachable()
+    pinned = pin_tables(store, config.data)
+    eval_id = config.eval_id(pinned)
+    selected = select_samples_task(config.db, pinned, config.data)
+    rows = selected.rows
+    if not rows:
+        raise ValueError(f"no samples to evaluate for {config.data.where()} in {config.db!r} at samples version "
+                         f"{pinned.samples_version} ({selected.stats.n_dropped} dropped: "
+                         f"{dict(selected.stats.reasons) or 'none'})")
+    done = store.completed_batches(eval_id)
+    if SELECT_BATCH not in done:
+        write_batch.with_options(task_run_name="write-batch-select")(
+            config.db, eval_id, FLOW_NAME, SELECT_BATCH, {}, [selected.stats])
+    spans = [(s, min(s + config.batch_size, len(rows))) for s in range(0, len(rows), config.batch_size)]
+    pending = [span for span in spans if batch_name(*span) not in done]
+    if len(pending) < len(spans):
+        logger.info("evaluation %s: %d of %d batches already stored, resuming", eval_id, len(spans) - len(pending),
+                    len(spans))
+    chat = AdaptedVlmChat(config.vlm())
+    generated = 0
+    with RunProgress(key=f"{FLOW_NAME}-progress", total=len(rows),
+                     done=sum(b - a for a, b in spans) - sum(b - a for a, b in pending),
+                     description="answering samples", terminal=config.show_progress) as progress:
+        for a, b in pending:
+            name = batch_name(a, b)
+            predictions, stats = generate_answers.with_options(task_run_name=f"generate-answers-{name}")(
+                chat, config.db, pinned, rows[a:b], config.data.layout, eval_id)
+            write_batch.with_options(task_run_name=f"write-batch-{name}")(
+                config.db, eval_id, FLOW_NAME, name, {"eval_predictions": predictions}, [stats])
+            generated += len(predictions)
+            progress.advance(len(predictions))
+            progress.flush()
+    results = score_answers(config.db, eval_id, rows, model_id=config.base_model(), adapter=config.adapter_path(),
+                            samples_version=pinned.samples_version, iou_threshold=config.iou_threshold)
+    store.upsert("eval_results", results)
+    _publish(eval_id, config, results)
+    publish_dropoff(eval_id, run_funnel(store, eval_id))
+    for r in results:
+        if r.group == "all":
+            logger.info("%s %s = %.4f (n=%d)", r.task, r.metric, r.value, r.n)
+    return EvaluateSummary(
+        eval_id=eval_id, model_id=config.base_model(), adapter=config.adapter_path(),
+        samples_version=pinned.samples_version,
+        n_samples=len(rows), n_generated=generated, batches=len(spans), batches_resumed=len(spans) - len(pending),
+        metrics=results_table(results), seconds=round(time.perf_counter() - start, 3),
+    )

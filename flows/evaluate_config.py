@@ -1,0 +1,85 @@
+"""Parameters of the evaluate flow: which model (base, adapter or a finetune run card), which samples."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from flows.finetune_config import DEFAULT_MODEL
+from flows.run_card import RunCard
+from models.adapted_vlm_chat import AdaptedVlmConfig, adapter_fingerprint
+from models.runtime import ModelRuntime
+from storage.db_uri import DEFAULT_DB, check_db_uri
+from storage.ids import stable_hash
+from tasks.generate_answers import SCORED_TASKS
+from tasks.training_data import DataSelection, PinnedTables
+
+FLOW_NAME = "evaluate"
+
+
+def held_out() -> DataSelection:
+    return DataSelection(tasks=["grounding", "med-mcq", "diff-caption"], splits=["test"])
+
+
+class EvaluateConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    db: str = Field(DEFAULT_DB, description="LanceDB URI; results go to its eval_predictions / eval_results",
+                    validate_default=True)
+    model_id: str | None = Field(
+        None, description=f"base model: hub id or local folder; default: the run card's, else {DEFAULT_MODEL}"
+    )
+    adapter: str | None = Field(None, description="LoRA adapter folder from the finetune flow")
+    run_card: str | None = Field(None, description="a finetune run card (or its folder): sets model_id and adapter")
+    runtime: ModelRuntime = Field(default_factory=ModelRuntime)
+    data: DataSelection = Field(
+        default_factory=held_out, description="held-out samples; tasks without samples are skipped"
+    )
+    max_new_tokens: int = Field(256, ge=1, le=8192)
+    generation_batch_size: int = Field(8, ge=1, le=256, description="requests per generate() call")
+    batch_size: int = Field(64, ge=1, le=100_000, description="samples per task run and per LanceDB commit")
+    iou_threshold: float = Field(0.5, gt=0.0, le=1.0, description="IoU at which a box counts as found (F1)")
+    show_progress: bool = False
+
+    @field_validator("db")
+    @classmethod
+    def _db(cls, value: str) -> str:
+        return check_db_uri(value)
+
+    @model_validator(mode="after")
+    def _model(self) -> "EvaluateConfig":
+        unknown = sorted(set(self.data.tasks) - set(SCORED_TASKS))
+        if unknown:
+            raise ValueError(f"data.tasks: no metric for {unknown}; evaluate scores {', '.join(SCORED_TASKS)}")
+        if self.run_card is not None:
+            if self.adapter is not None:
+                raise ValueError("give adapter or run_card, not both")
+            RunCard.read(self.run_card)  # one clear line now, not a failure after Prefect starts
+        return self
+
+    def base_model(self) -> str:
+        if self.model_id is not None:
+            return self.model_id
+        return RunCard.read(self.run_card).base_model if self.run_card else DEFAULT_MODEL
+
+    def adapter_path(self) -> str | None:
+        if self.run_card is None:
+            return self.adapter
+        return str(RunCard.read(self.run_card).adapter_path(self.run_card))
+
+    def vlm(self) -> AdaptedVlmConfig:
+        adapter = self.adapter_path()
+        return AdaptedVlmConfig(
+            model_id=self.base_model(), adapter_path=adapter, adapter_fingerprint=adapter_fingerprint(adapter),
+            runtime=self.runtime,
+            max_new_tokens=self.max_new_tokens, temperature=0.0, batch_size=self.generation_batch_size,
+        )
+
+    def eval_id(self, pinned: PinnedTables) -> str:
+        """Same model weights, same samples, same decoding: same evaluation (it resumes, not repeats)."""
+        content = {
+            "model_id": self.base_model(), "adapter": adapter_fingerprint(self.adapter_path()),
+            "samples_version": pinned.samples_version, "pairs_version": pinned.pairs_version,
+            "data": self.data.model_dump(mode="json", exclude={"table_version", "table_tag"}),
+            "max_new_tokens": self.max_new_tokens, "dtype": self.runtime.dtype,
+        }
+        return f"{FLOW_NAME}-{stable_hash(content, 12)}"

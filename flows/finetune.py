@@ -1,0 +1,145 @@
+"""The finetune flow: LoRA SFT or GRPO of a VLM on stored samples (design.md §4.5).
+
+1. Pin the ``samples`` / ``pairs`` table versions (tagging the one read) so the run can be traced.
+2. Select the samples (one selection for SFT; one per curriculum stage for GRPO); samples that
+   cannot be shown to a model are counted with their reason, never fatal.
+3. Train (``train-sft`` or ``train-grpo``), save the adapter, then write the run card last: a run
+   card with ``status: complete`` means the adapter beside it is whole. Re-running a finished run
+   returns it without training again (``overwrite: true`` retrains); a crashed run trains afresh.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from pydantic import BaseModel
+
+from filters.verdict import StageStats
+from flows.finetune_config import FLOW_NAME, GrpoFinetuneConfig, SftFinetuneConfig
+from flows.run_card import RUN_CARD, RunCard
+from storage.schemas import utc_now
+from storage.store import open_store
+from tasks.train_vlm import StagePlan, TrainedAdapter, train_grpo, train_sft
+from tasks.training_data import pin_tables, select_samples_task
+
+RUN_ARTIFACT_KEY = "finetune-run"
+
+
+class FinetuneSummary(BaseModel):
+    run_name: str
+    method: str
+    run_dir: str
+    adapter_dir: str
+    run_card: str
+    samples_version: int
+    n_samples: int
+    stages: list[dict]
+    resumed: bool
+    seconds: float
+
+
+def _summary(card: RunCard, run_dir: Path, resumed: bool, seconds: float) -> FinetuneSummary:
+    return FinetuneSummary(
+        run_name=card.run_name, method=card.method, run_dir=str(run_dir),
+        adapter_dir=str(card.adapter_path(run_dir)), run_card=str(run_dir / RUN_CARD),
+        samples_version=card.data["samples_version"], n_samples=card.data["n_samples"], stages=card.stages,
+        resumed=resumed, seconds=round(seconds, 3),
+    )
+
+
+def _finished_card(run_dir: Path) -> RunCard | None:
+    path = run_dir / RUN_CARD
+    if not path.exists():
+        return None
+    card = RunCard.read(path)
+    return card if card.status == "complete" and card.adapter_path(run_dir).exists() else None
+
+
+def _plans(config: SftFinetuneConfig | GrpoFinetuneConfig, pinned) -> tuple[list[StagePlan], StageStats]:
+    logger = get_run_logger()
+    if config.method == "sft":
+        selected = select_samples_task.with_options(task_run_name="select-samples-sft")(
+            config.db, pinned, config.data)
+        plans = [StagePlan("sft", config.data.subsets, config.train.max_steps, selected.rows)]
+        stats = selected.stats
+    else:
+        plans, stats = [], StageStats("select-samples")
+        for stage in config.stages:
+            selected = select_samples_task.with_options(task_run_name=f"select-samples-{stage.name}")(
+                config.db, pinned, config.data, stage.subsets)
+            stats = stats + selected.stats
+            if not selected.rows:
+                logger.warning("stage %r: no grounding samples in subsets %s; skipped", stage.name, stage.subsets)
+                continue
+            plans.append(StagePlan(stage.name, stage.subsets, stage.steps, selected.rows))
+    if not any(p.rows for p in plans):
+        raise ValueError(
+            f"no trainable samples for {config.data.where()} in {config.db!r} at samples version "
+            f"{pinned.samples_version} ({stats.n_dropped} dropped: {dict(stats.reasons) or 'none'})"
+        )
+    return plans, stats
+
+
+def _publish(card: RunCard) -> None:
+    from prefect.artifacts import create_table_artifact
+
+    rows = [{"stage": s["name"], "samples": s["n_samples"], "steps": s["steps"],
+             "final loss": s["final_loss"], "final reward": s["final_reward"]} for s in card.stages]
+    create_table_artifact(
+        table=rows, key=RUN_ARTIFACT_KEY,
+        description=f"{card.method.upper()} run `{card.run_name}` of `{card.base_model}` on samples "
+                    f"version {card.data['samples_version']} of `{card.data['db']}`.",
+    )
+
+
+@flow(name=FLOW_NAME, description="LoRA SFT or GRPO of a VLM on stored samples; saves the adapter and a run card.")
+def finetune(config: SftFinetuneConfig | GrpoFinetuneConfig) -> FinetuneSummary:
+    start = time.perf_counter()
+    started_at = utc_now()
+    logger = get_run_logger()
+    run_dir = config.run_dir()
+    done = None if config.overwrite else _finished_card(run_dir)
+    if done is not None:
+        logger.info("run %s already finished (%s); not training again", done.run_name, run_dir / RUN_CARD)
+        return _summary(done, run_dir, resumed=True, seconds=time.perf_counter() - start)
+
+    store = open_store(config.db)
+    store.check_reachable()
+    pinned = pin_tables(store, config.data, tag_as=config.run_name() if config.tag_data else None)
+    logger.info("reading samples version %d, pairs version %d of %s", pinned.samples_version,
+                pinned.pairs_version, config.db)
+    plans, stats = _plans(config, pinned)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / RUN_CARD).unlink(missing_ok=True)  # a card appears only when the new adapter is whole
+    common = dict(model_id=config.model_id, runtime=config.runtime, lora=config.lora, db=config.db, pinned=pinned,
+                  layout=config.data.layout, run_dir=run_dir, show_progress=config.show_progress)
+    if config.method == "sft":
+        trained: TrainedAdapter = train_sft(settings=config.train, plan=plans[0], **common)
+    else:
+        trained = train_grpo(settings=config.grpo, reward=config.reward, plans=plans, **common)
+
+    all_rows = [r for p in plans for r in p.rows]
+    counts: dict[str, int] = {}
+    for p in plans:
+        for r in p.rows:
+            key = f"{p.name}:{r['task']}/{r['subset'] or '-'}/{r['split']}"
+            counts[key] = counts.get(key, 0) + 1
+    card = RunCard(
+        run_name=config.run_name(), method=config.method, status="complete", base_model=config.model_id,
+        adapter_dir=str(trained.adapter_dir.relative_to(run_dir)),
+        data={**pinned.as_dict(), "selection": config.data.model_dump(mode="json"), "n_samples": len(all_rows),
+              "n_pairs": len({r["pair_id"] for r in all_rows}), "counts": dict(sorted(counts.items())),
+              "n_dropped": stats.n_dropped, "drop_reasons": dict(stats.reasons.most_common())},
+        stages=[s.summary() for s in trained.stages],
+        logs={s.name: s.log.history for s in trained.stages},
+        config=config.model_dump(mode="json"),
+        started_at=started_at, finished_at=utc_now(), seconds=round(time.perf_counter() - start, 3),
+    )
+    card.write(run_dir)
+    _publish(card)
+    for s in card.stages:
+        reward = f", final reward {s['final_reward']:.4f}" if s["final_reward"] is not None else ""
+        logger.info("stage %s: %d steps, final loss %.4f%s", s["name"], s["steps"], s["final_loss"] or 0.0, reward)
+    return _summary(card, run_dir, resumed=False, seconds=time.perf_counter() - start)

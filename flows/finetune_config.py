@@ -1,0 +1,112 @@
+"""Parameters of the finetune flow: LoRA SFT (MED's recipe) or GRPO (DiG's), chosen by ``method``.
+
+Both read their samples from LanceDB at a pinned table version (``data``), train LoRA adapters on
+a Qwen2-VL-class model (``model_id``: a hub id or a local folder) and write the adapter and a run
+card to ``output_dir/<run name>``. The run name is a hash of everything that shapes the result,
+so the same config names the same run, and a finished run is not trained twice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
+
+from filters.grounding_reward import DigRewardConfig
+from models.runtime import ModelRuntime
+from models.vlm_grpo import GrpoSettings
+from models.vlm_sft import SftSettings
+from models.vlm_training import LoraSettings
+from storage.db_uri import DEFAULT_DB, check_db_uri
+from storage.ids import stable_hash
+from tasks.training_data import DataSelection
+
+FLOW_NAME = "finetune"
+DEFAULT_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
+
+
+class CurriculumStage(BaseModel):
+    """One GRPO stage: the grounding subsets it trains on and for how many steps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    subsets: list[str] = Field(min_length=1, description="sample subsets of this stage")
+    steps: int = Field(ge=1, le=10_000_000, description="optimizer steps of this stage")
+
+
+def dig_curriculum() -> list[CurriculumStage]:
+    """DiG: single → double → mixed, 60/20/30 steps. dig-render states the number of differences in
+    the prompts of the single and double subsets and not in mixed ones, so only stages 1–2 see it."""
+    return [
+        CurriculumStage(name="single", subsets=["single"], steps=60),
+        CurriculumStage(name="double", subsets=["double"], steps=20),
+        CurriculumStage(name="mixed", subsets=["mixed"], steps=30),
+    ]
+
+
+class _FinetuneBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    db: str = Field(DEFAULT_DB, description="LanceDB URI with the samples and pairs tables", validate_default=True)
+    model_id: str = Field(DEFAULT_MODEL, description="base model: hub id or local folder (Qwen2-VL class)")
+    runtime: ModelRuntime = Field(default_factory=ModelRuntime)
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    output_dir: str = Field("./runs", description="runs go to output_dir/<run name>/ (adapter/, run_card.json)")
+    tag_data: bool = Field(True, description="tag the samples version read, so cleanup keeps it")
+    overwrite: bool = Field(False, description="train again even if this run already finished")
+    show_progress: bool = Field(False, description="trainer progress bars on stderr (CLI runs)")
+
+    @field_validator("db")
+    @classmethod
+    def _db(cls, value: str) -> str:
+        return check_db_uri(value)
+
+    def run_name(self) -> str:
+        content = self.model_dump(mode="json", exclude={"output_dir", "tag_data", "overwrite", "show_progress"})
+        content["runtime"] = {"dtype": self.runtime.dtype}  # where it runs does not name the run
+        return f"{FLOW_NAME}-{content['method']}-{stable_hash(content, 12)}"
+
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.run_name()
+
+
+class SftFinetuneConfig(_FinetuneBase):
+    method: Literal["sft"] = "sft"
+    data: DataSelection = Field(default_factory=DataSelection)
+    train: SftSettings = Field(default_factory=SftSettings)
+
+
+class GrpoFinetuneConfig(_FinetuneBase):
+    method: Literal["grpo"] = "grpo"
+    data: DataSelection = Field(default_factory=lambda: DataSelection(tasks=["grounding"]))
+    grpo: GrpoSettings = Field(default_factory=GrpoSettings)
+    reward: DigRewardConfig = Field(default_factory=DigRewardConfig)
+    stages: list[CurriculumStage] = Field(default_factory=dig_curriculum, min_length=1)
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _grounding_by_default(cls, value):
+        """A partial ``data:`` mapping (e.g. only splits) still means grounding samples."""
+        if isinstance(value, dict) and "tasks" not in value:
+            return {**value, "tasks": ["grounding"]}
+        return value
+
+    @model_validator(mode="after")
+    def _grounding_only(self) -> "GrpoFinetuneConfig":
+        if self.data.tasks != ["grounding"]:
+            raise ValueError(f"GRPO rewards box answers: data.tasks must be ['grounding'], got {self.data.tasks}")
+        if self.data.subsets:
+            raise ValueError("GRPO picks subsets per curriculum stage: set stages[].subsets, not data.subsets")
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stage names must be unique, got {names}")
+        return self
+
+
+AnyFinetuneConfig = Annotated[Union[SftFinetuneConfig, GrpoFinetuneConfig], Field(discriminator="method")]
+
+
+class FinetuneConfig(RootModel[AnyFinetuneConfig]):
+    """Parses a YAML mapping into the SFT or GRPO config its ``method`` names."""

@@ -1,0 +1,120 @@
+"""The med-edit flow: Gemini micro-edits of real photos, aligned captions, QA and MCQ (design.md §4.4).
+
+Per batch of sources: load -> editability gate -> category + edit request -> Gemini edit ->
+CLIP similarity -> caption alignment -> wrong MCQ options -> records -> one LanceDB commit. After
+the last batch, the MCQ answer letters are balanced over the run. A batch whose stage stats are
+stored is skipped on a re-run, and paid edits are cached, so no re-run pays for an edit twice.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel
+
+from flows.batching import batch_name, batch_ranges
+from flows.funnel import publish_dropoff, run_funnel
+from flows.med_edit_config import FLOW_NAME, MedEditConfig
+from flows.progress import RunProgress
+from flows.run_outcome import batches_with_errors
+from models.clip_scorer import ClipScorer
+from models.gemini_editor import GeminiEditor
+from models.vlm_chat import VlmChat
+from storage.ids import stable_id
+from storage.schemas import SampleRow
+from storage.store import open_store, sql_literal
+from tasks.build_med_records import build_med_records
+from tasks.med_edit_images import RequestBudget, edit_images
+from tasks.med_load_sources import load_sources
+from tasks.med_samples import balance_letters
+from tasks.med_score_similarity import score_similarity
+from tasks.med_sources import list_sources
+from tasks.med_vlm_steps import align_captions, gate_sources, plan_edits, write_mcq_options
+from tasks.write_batch import write_batch
+
+
+class MedRunSummary(BaseModel):
+    run_id: str
+    db: str
+    sources: int
+    batches: int
+    batches_resumed: int
+    pairs_kept: int
+    pairs_dropped: int
+    samples: int
+    requests_sent: int
+    stopped_early: str | None
+    seconds: float
+
+
+@task(name="balance-mcq-letters", cache_policy=NO_CACHE)
+def balance_mcq_letters(db_uri: str, run_id: str) -> int:
+    """Re-deal the right letters of the run's MCQs, per split, so each letter is right equally often."""
+    store = open_store(db_uri)
+    rows = store.read("samples", where=f"run_id = {sql_literal(run_id)} AND task = 'med-mcq'").to_pylist()
+    by_split: dict[str, list[SampleRow]] = {}
+    for row in rows:
+        by_split.setdefault(row["split"], []).append(SampleRow(**row))
+    balanced = [s for group in by_split.values() for s in balance_letters(group)]
+    store.upsert("samples", balanced)
+    return len(balanced)
+
+
+@flow(name=FLOW_NAME, description="Gemini micro-edits of photos with aligned captions, QA and MCQ samples.")
+def med_edit(config: MedEditConfig) -> MedRunSummary:
+    start = time.perf_counter()
+    logger = get_run_logger()
+    run_id, content_key = config.run_id(), config.content_key()
+    store = open_store(config.db)
+    store.check_reachable()
+    refs = list_sources(config.sources, store)
+    pair_ids = [stable_id(FLOW_NAME, content_key, ref.source_id) for ref in refs]
+    batches = batch_ranges(len(refs), config.batch_size)
+    done = store.completed_batches(run_id) - batches_with_errors(store, run_id)  # errors are retried
+    pending = [b for b in batches if batch_name(b) not in done]
+    vlm, clip, editor = VlmChat(config.vlm), ClipScorer(config.clip), GeminiEditor(config.editor)
+    model_ids = {"vlm": config.vlm.model_id, "editor": config.editor.model_id, "clip": config.clip.model_name}
+    budget = RequestBudget(config.request_budget)
+    stopped: str | None = None
+    with RunProgress(key=f"{FLOW_NAME}-progress", total=len(refs), done=len(refs) - sum(len(b) for b in pending),
+                     description="editing photos", terminal=config.show_progress) as progress:
+        for indices in pending:
+            name = batch_name(indices)
+            items, source_stats = load_sources.with_options(task_run_name=f"load-sources-{name}")(
+                [refs[i] for i in indices], [pair_ids[i] for i in indices], config.db, config.max_source_pixels)
+            gate = gate_sources.with_options(task_run_name=f"gate-sources-{name}")(items, vlm, config.decisions)
+            plan = plan_edits.with_options(task_run_name=f"plan-edits-{name}")(items, vlm, config.decisions)
+            edit, exhausted = edit_images.with_options(task_run_name=f"edit-images-{name}")(
+                items, editor, config.db, budget)
+            if exhausted:
+                stopped = "edit request budget exhausted; re-run to continue (paid edits are cached)"
+                logger.warning("run %s stops early: %s", run_id, stopped)
+                break
+            similarity = score_similarity.with_options(task_run_name=f"score-similarity-{name}")(
+                items, clip, config.similarity)
+            align = align_captions.with_options(task_run_name=f"align-captions-{name}")(items, vlm, config.decisions)
+            mcq = write_mcq_options.with_options(task_run_name=f"write-mcq-options-{name}")(items, vlm)
+            pairs, samples, sample_stats = build_med_records.with_options(task_run_name=f"build-records-{name}")(
+                items, run_id, model_ids, config.splits)
+            write_batch.with_options(task_run_name=f"write-batch-{name}")(
+                config.db, run_id, FLOW_NAME, name, {"pairs": pairs, "samples": samples},
+                [source_stats, gate, plan, edit, similarity, align, sample_stats, mcq],
+            )
+            progress.advance(len(indices))
+            progress.flush()
+    balance_mcq_letters(config.db, run_id)
+    funnel = run_funnel(store, run_id)
+    if funnel:
+        publish_dropoff(run_id, funnel)
+    run_filter = f"run_id = {sql_literal(run_id)}"
+    return MedRunSummary(
+        run_id=run_id, db=config.db, sources=len(refs), batches=len(batches),
+        batches_resumed=len(batches) - len(pending),
+        pairs_kept=store.count("pairs", f"{run_filter} AND status = 'kept'"),
+        pairs_dropped=store.count("pairs", f"{run_filter} AND status = 'dropped'"),
+        samples=store.count("samples", run_filter),
+        requests_sent=config.request_budget - budget.left, stopped_early=stopped,
+        seconds=round(time.perf_counter() - start, 3),
+    )

@@ -1,0 +1,51 @@
+"""Parameters of the med-edit flow (design.md §4.4). The API key is never a parameter."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from filters.med_similarity import MedSimilarityThresholds
+from models.clip_scorer import ClipScorerConfig
+from models.gemini_editor import GeminiEditConfig
+from models.vlm_chat import VlmConfig
+from storage.db_uri import DEFAULT_DB, check_db_uri
+from storage.ids import stable_hash
+from tasks.med_sources import MedSources
+from tasks.med_vlm_steps import MedDecisions
+from tasks.sample_builders import SplitFractions
+
+FLOW_NAME = "med-edit"
+
+
+class MedEditConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    db: str = Field(DEFAULT_DB, description="LanceDB URI")
+    sources: MedSources
+    batch_size: int = Field(8, ge=1, le=1000, description="sources per batch (one LanceDB commit each)")
+    vlm: VlmConfig = Field(default_factory=lambda: VlmConfig(model_id="Qwen/Qwen2-VL-7B-Instruct", max_new_tokens=96))
+    decisions: MedDecisions = Field(default_factory=MedDecisions)
+    clip: ClipScorerConfig = Field(default_factory=ClipScorerConfig)
+    editor: GeminiEditConfig = Field(default_factory=GeminiEditConfig)
+    request_budget: int = Field(500, ge=0, description="Gemini requests one invocation may send")
+    similarity: MedSimilarityThresholds = Field(default_factory=MedSimilarityThresholds)
+    splits: SplitFractions = Field(default_factory=SplitFractions)
+    max_source_pixels: int = Field(40_000_000, ge=1, description="larger source images are dropped")
+    show_progress: bool = False
+
+    @field_validator("db")
+    @classmethod
+    def _db(cls, value: str) -> str:
+        return check_db_uri(value)
+
+    def content_key(self) -> str:
+        """What decides each pair's content: same key, same pair ids, same cached edits."""
+        return stable_hash(self.model_dump(
+            mode="json", include={"sources", "vlm", "decisions", "clip", "editor", "similarity", "splits"},
+            exclude={"vlm": {"runtime", "batch_size"}, "clip": {"runtime", "batch_size"},
+                     "editor": {"base_url", "concurrency", "retry_attempts", "retry_initial_delay",
+                                "retry_max_delay", "timeout_s", "secret_block", "api_key_env"}},
+        ))
+
+    def run_id(self) -> str:
+        return f"{FLOW_NAME}-{stable_hash([self.content_key(), self.batch_size, self.max_source_pixels], 12)}"

@@ -1,0 +1,162 @@
+"""The refilter flow: re-apply Img-Diff thresholds to a run's stored scores, no model needed.
+
+Img-Diff chose its thresholds by an ablation: filter the same candidates with several settings,
+train, compare. Every candidate pairsmith makes is stored with its scores, so each setting is a
+re-filter of the stored rows: ``pairsmith refilter --run RUN --config thresholds.yaml``.
+
+The new verdicts overwrite ``status`` / ``drop_stage`` / ``drop_reason`` of the run's pairs and
+``status`` / ``reason`` of its regions (upserts of the changed rows; exports follow pair status).
+The funnel goes to ``stage_stats`` under its own run id, ``<run>-refilter-<thresholds hash>``, so
+``pairsmith stats --run`` shows each setting beside the original, and to the ``filter-dropoff``
+artifact. Re-running with the same file rewrites the same rows: nothing changes the second time.
+What the thresholds cannot decide stays as it was (see ``filters.imgdiff_rejudge``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from filters import imgdiff_stages as st
+from filters.imgdiff_rejudge import RejudgeResult, pair_columns, region_columns, rejudge_pairs
+from filters.imgdiff_thresholds import ImgDiffThresholds
+from flows.funnel import publish_dropoff, run_funnel
+from storage.db_uri import DEFAULT_DB, check_db_uri
+from storage.schemas import PairRow, RegionRow
+from storage.store import PairStore, open_store, sql_in, sql_literal
+from tasks.write_batch import write_batch
+
+FLOW_NAME = "refilter"
+BATCH_PAIRS = 500  # pairs re-judged and committed together (fixed: it names the stats batches)
+WRITE_CHUNK = 200  # rows read back in full (images included) per upsert
+
+
+class RefilterConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    db: str = Field(DEFAULT_DB, description="LanceDB URI")
+    run: str = Field(description="the imgdiff-replace / imgdiff-remove run whose stored scores are re-judged")
+    thresholds: ImgDiffThresholds = Field(default_factory=ImgDiffThresholds)
+
+    @field_validator("db")
+    @classmethod
+    def _db(cls, value: str) -> str:
+        return check_db_uri(value)
+
+    def run_id(self) -> str:
+        """One run id per (source run, thresholds): re-running the same file overwrites its stats."""
+        return f"{self.run}-refilter-{self.thresholds.content_hash()}"
+
+
+class RefilterSummary(BaseModel):
+    source_run: str
+    run_id: str
+    db: str
+    pairs: int  # imgdiff pairs of the source run
+    pairs_rejudged: int
+    regions_rejudged: int
+    pairs_changed: int
+    regions_changed: int
+    pairs_kept_before: int
+    pairs_kept_after: int
+    not_rejudged: dict[str, int]  # "regions: citm_before missing at caption_filter" -> count
+    left_alone: dict[str, int]  # "pairs dropped at generate" -> count
+    seconds: float
+
+
+def check_refilterable(run: str, pairs: list[dict]) -> Counter:
+    """The run's pairs per method; a ValueError if none was made by an Img-Diff flow."""
+    methods = Counter(p["method"] for p in pairs)
+    if not any(m in st.METHODS for m in methods):
+        found = ", ".join(f"{m} ({n})" for m, n in methods.items()) or "no pairs"
+        raise ValueError(f"run {run!r} has no {' / '.join(st.METHODS)} pairs to re-filter ({found})")
+    return methods
+
+
+def _readable(store: PairStore, table: str, wanted: list[str]) -> list[str]:
+    present = set(store.table(table).schema.names)
+    return [c for c in wanted if c in present]
+
+
+@task(name="rejudge-batch", cache_policy=NO_CACHE)
+def rejudge_batch(db: str, run: str, pair_ids: list[str], thresholds: ImgDiffThresholds) -> RejudgeResult:
+    """Read one batch's scores (no image bytes) and judge them under ``thresholds``."""
+    store = open_store(db)
+    pairs = store.read("pairs", where=sql_in("pair_id", pair_ids), columns=_readable(store, "pairs", pair_columns()))
+    regions = store.read(
+        "regions", where=f"run_id = {sql_literal(run)} AND {sql_in('pair_id', pair_ids)}",
+        columns=_readable(store, "regions", region_columns(thresholds)),
+    )
+    samples = store.read("samples", where=sql_in("pair_id", pair_ids), columns=["pair_id"])
+    start = time.perf_counter()
+    result = rejudge_pairs(
+        pairs.to_pylist(), regions.to_pylist(), set(samples.column("pair_id").to_pylist()), thresholds
+    )
+    elapsed = time.perf_counter() - start
+    for stats in result.stages.values():  # the batch's judging time, shared out over its stages
+        stats.seconds = elapsed / max(1, len(result.stages))
+    return result
+
+
+def _updated_rows(store: PairStore, table: str, updates: dict[str, dict], detail: str) -> list:
+    """Full rows with new verdicts: ``upsert`` replaces whole rows, so unchanged columns are read back."""
+    model, key = (PairRow, "pair_id") if table == "pairs" else (RegionRow, "region_id")
+    rows = []
+    ids = sorted(updates)
+    for start in range(0, len(ids), WRITE_CHUNK):
+        for row in store.read(table, where=sql_in(key, ids[start:start + WRITE_CHUNK])).to_pylist():
+            row.update(updates[row[key]])
+            if table == "pairs":
+                row["drop_detail"] = detail if row["status"] == "dropped" else None
+            rows.append(model(**row))
+    return rows
+
+
+@flow(name=FLOW_NAME, description="Re-apply Img-Diff thresholds to a run's stored scores; no model runs.")
+def refilter(config: RefilterConfig) -> RefilterSummary:
+    start = time.perf_counter()
+    logger = get_run_logger()
+    store = open_store(config.db)
+    run_id = config.run_id()
+    source = f"run_id = {sql_literal(config.run)}"
+    listing = store.read("pairs", where=source, columns=["pair_id", "method", "status"]).to_pylist()
+    methods = check_refilterable(config.run, listing)
+    kept_before = sum(1 for p in listing if p["status"] == "kept")
+    ids = sorted(p["pair_id"] for p in listing)
+    detail = f"refilter {run_id}"
+    total = RejudgeResult()
+    n_pair_changes = n_region_changes = 0
+    for lo in range(0, len(ids), BATCH_PAIRS):
+        batch = f"{lo:07d}-{lo + BATCH_PAIRS:07d}"
+        result = rejudge_batch.with_options(task_run_name=f"rejudge-pairs-{batch}")(
+            config.db, config.run, ids[lo:lo + BATCH_PAIRS], config.thresholds
+        )
+        write_batch.with_options(task_run_name=f"write-batch-{batch}")(
+            config.db, run_id, FLOW_NAME, batch,
+            {
+                "pairs": _updated_rows(store, "pairs", result.pair_updates, detail),
+                "regions": _updated_rows(store, "regions", result.region_updates, detail),
+            },
+            result.ordered_stages(set(methods)),
+        )
+        n_pair_changes += len(result.pair_updates)
+        n_region_changes += len(result.region_updates)
+        total.pairs_rejudged += result.pairs_rejudged
+        total.regions_rejudged += result.regions_rejudged
+        total.not_rejudged += result.not_rejudged
+        total.left_alone += result.left_alone
+    publish_dropoff(run_id, run_funnel(store, run_id))
+    if total.not_rejudged:
+        logger.info("run %s: not re-judged (scores missing): %s", config.run, dict(total.not_rejudged))
+    return RefilterSummary(
+        source_run=config.run, run_id=run_id, db=config.db, pairs=sum(methods[m] for m in st.METHODS),
+        pairs_rejudged=total.pairs_rejudged, regions_rejudged=total.regions_rejudged,
+        pairs_changed=n_pair_changes, regions_changed=n_region_changes, pairs_kept_before=kept_before,
+        pairs_kept_after=store.count("pairs", f"{source} AND status = 'kept'"),
+        not_rejudged=dict(total.not_rejudged), left_alone=dict(total.left_alone),
+        seconds=round(time.perf_counter() - start, 3),
+    )

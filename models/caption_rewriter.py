@@ -1,0 +1,138 @@
+"""Caption pairs for Img-Diff's object replacement: the source caption and the same caption with one
+object swapped, by an instruction LLM or by the noun lexicon.
+
+LLM mode (Img-Diff used Vicuna-1.5) loads any transformers chat model with ``AutoModelForCausalLM``
+and asks it, in batches (left padding, one ``generate`` per ``batch_size`` captions), to replace
+one object; its answers go through ``parse_rewrite_answer``. A model whose tokenizer has no chat
+template (Vicuna-1.5) gets Vicuna's own conversation format. Lexicon mode swaps a noun for one of
+the same category from a JSON lexicon and needs no model at all.
+
+Either way each caption gets a ``CaptionRewrite``; one that could not be rewritten carries a
+reason instead of a caption, so the flow stores it as a dropped row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from models.caption_answer import REWRITE_PROMPT, CaptionRewrite, parse_rewrite_answer
+from models.lazy import LazyModel
+from models.noun_lexicon import CATEGORIES, NounLexicon
+from models.runtime import ModelRuntime
+
+# FastChat's "vicuna_v1.1" conversation template, which Vicuna-1.5 was trained with.
+VICUNA_TEMPLATE = (
+    "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+    "detailed, and polite answers to the user's questions. USER: {prompt} ASSISTANT:"
+)
+
+
+class CaptionRewriterConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["llm", "lexicon"] = Field("llm", description="an instruction LLM, or the noun lexicon (no model)")
+    model_id: str = Field("lmsys/vicuna-7b-v1.5", description="LLM mode: hub id or local folder of a chat model")
+    runtime: ModelRuntime = Field(default_factory=ModelRuntime)
+    batch_size: int = Field(16, ge=1, le=1024, description="LLM mode: captions per generate() call")
+    max_new_tokens: int = Field(96, ge=8, le=1024)
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 = greedy decoding")
+    prompt: str = Field(REWRITE_PROMPT, description="LLM instruction; {caption} is replaced by the source caption")
+    max_changed_words: int = Field(3, ge=1, le=20, description="an answer changing more words is dropped")
+    lexicon_path: str | None = Field(None, description="lexicon mode: JSON lexicon; default: the shipped one")
+    categories: tuple[str, ...] = Field(CATEGORIES, description="lexicon mode: categories whose nouns may be swapped")
+    seed: int = Field(0, description="lexicon choices and LLM sampling are seeded from this")
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_has_caption(cls, prompt: str) -> str:
+        if "{caption}" not in prompt:
+            raise ValueError("prompt must contain {caption}")
+        return prompt
+
+    @field_validator("categories")
+    @classmethod
+    def _known_categories(cls, categories: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(categories) - set(CATEGORIES))
+        if unknown or not categories:
+            raise ValueError(f"categories must be a non-empty subset of {list(CATEGORIES)}; unknown: {unknown}")
+        return categories
+
+
+@dataclass
+class _LoadedLlm:
+    model: Any
+    tokenizer: Any
+    device: Any
+
+
+class CaptionRewriter(LazyModel[CaptionRewriterConfig]):
+    def _load(self) -> _LoadedLlm | NounLexicon:
+        if self.config.mode == "lexicon":
+            return NounLexicon.load(self.config.lexicon_path, self.config.categories)
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        rt = self.config.runtime
+        device = rt.torch_device()
+        tokenizer = AutoTokenizer.from_pretrained(self.config.model_id, **rt.hf_kwargs())
+        tokenizer.padding_side = "left"  # generation continues from the right end
+        if tokenizer.pad_token is None:  # Llama/Vicuna tokenizers have none
+            tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+        # The Auto classes look for a PEFT adapter without the cache/offline kwargs (transformers 5.23):
+        # passed explicitly, offline loading makes no network call.
+        model = AutoModelForCausalLM.from_pretrained(
+            self.config.model_id, dtype=rt.torch_dtype(), adapter_kwargs=rt.hf_kwargs(), **rt.hf_kwargs()
+        )
+        model.to(device).eval()
+        return _LoadedLlm(model, tokenizer, device)
+
+    def rewrite_batch(self, captions: Sequence[str]) -> list[CaptionRewrite]:
+        """One ``CaptionRewrite`` per caption, in order."""
+        if self.config.mode == "lexicon":
+            lexicon = self.loaded()
+            return [lexicon.rewrite(caption, self.config.seed) for caption in captions]
+        results: list[CaptionRewrite | None] = [
+            None if caption.strip() else CaptionRewrite(caption, reason="rewrite_empty_caption") for caption in captions
+        ]
+        todo = [i for i, r in enumerate(results) if r is None]
+        for start in range(0, len(todo), self.config.batch_size):
+            chunk = todo[start:start + self.config.batch_size]
+            answers = self.generate_answers([captions[i] for i in chunk], batch_index=start)
+            for i, answer in zip(chunk, answers):
+                results[i] = parse_rewrite_answer(captions[i], answer, self.config.max_changed_words)
+        return [r for r in results if r is not None]
+
+    def rewrite(self, caption: str) -> CaptionRewrite:
+        return self.rewrite_batch([caption])[0]
+
+    def generate_answers(self, captions: Sequence[str], batch_index: int = 0) -> list[str]:
+        """The LLM's raw answers for one batch of captions (one ``generate`` call)."""
+        import torch
+
+        loaded = self.loaded()
+        if not isinstance(loaded, _LoadedLlm):
+            raise ValueError("generate_answers needs mode 'llm'")
+        tokenizer = loaded.tokenizer
+        prompts = [self._chat_text(tokenizer, self.config.prompt.replace("{caption}", c.strip())) for c in captions]
+        inputs = tokenizer(prompts, padding=True, return_tensors="pt",
+                           add_special_tokens=tokenizer.chat_template is None).to(loaded.device)
+        sample = self.config.temperature > 0
+        if sample:
+            torch.manual_seed(self.config.seed + batch_index)
+        with torch.inference_mode():
+            out = loaded.model.generate(
+                **inputs, max_new_tokens=self.config.max_new_tokens, do_sample=sample,
+                temperature=self.config.temperature if sample else None, top_p=None, top_k=None,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        new_tokens = out[:, inputs["input_ids"].shape[1]:]
+        return [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+
+    @staticmethod
+    def _chat_text(tokenizer, prompt: str) -> str:
+        if tokenizer.chat_template is None:
+            return VICUNA_TEMPLATE.format(prompt=prompt)
+        return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                             tokenize=False)

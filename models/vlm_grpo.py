@@ -1,0 +1,90 @@
+"""GRPO of a VLM with TRL's ``GRPOTrainer``, one curriculum stage per call (DiG's settings as defaults).
+
+DiG trains stage by stage (single → double → mixed differences), each for its own number of steps.
+Each stage is a fresh trainer over that stage's samples on the *same* model: the first stage adds
+the LoRA adapter, later stages continue it. The reference policy of the KL term is the policy the
+stage starts from: in stage 1 the base model (adapter switched off), in later stages a frozen copy
+of the adapter that TRL adds as ``ref`` (dropped again after the stage, so only the trained
+adapter is saved). No second copy of the base model is held.
+
+TRL's ``beta`` (the KL weight) defaults to 0; DiG's 0.01 is set here. The reward functions are
+passed in, so this module knows nothing of boxes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from models.runtime import ModelRuntime
+from models.vlm_training import LoraSettings, TrainLog, precision_args, quiet_console
+
+
+class GrpoSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    learning_rate: float = Field(1e-6, gt=0.0, le=1.0, description="DiG: 1e-6")
+    beta: float = Field(0.01, ge=0.0, le=10.0, description="KL weight (DiG: 0.01; TRL's default is 0)")
+    num_generations: int = Field(5, ge=2, le=256, description="rollouts per prompt (DiG: 5)")
+    temperature: float = Field(1.0, gt=0.0, le=2.0, description="sampling temperature of rollouts (DiG: 1.0)")
+    max_completion_length: int = Field(256, ge=1, le=8192, description="tokens per rollout")
+    per_device_batch_size: int = Field(5, ge=1, le=4096, description="completions per device step")
+    gradient_accumulation_steps: int = Field(1, ge=1, le=4096)
+    lr_scheduler: str = Field(
+        "constant", description="each stage is a new trainer, so a decaying schedule would restart per stage"
+    )
+    gradient_checkpointing: bool = False
+    logging_steps: int = Field(1, ge=1)
+    seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _groups_fit(self) -> "GrpoSettings":
+        batch = self.per_device_batch_size * self.gradient_accumulation_steps
+        if batch % self.num_generations:
+            raise ValueError(
+                f"per_device_batch_size x gradient_accumulation_steps = {batch} must be a multiple of "
+                f"num_generations = {self.num_generations} (each prompt's rollouts form one group)"
+            )
+        return self
+
+
+def run_grpo_stage(
+    model, processor, dataset, reward_funcs: list[Callable], settings: GrpoSettings, steps: int,
+    runtime: ModelRuntime, work_dir: str | Path, lora: LoraSettings | None = None, show_progress: bool = False,
+    callbacks: list | None = None,
+):
+    """``steps`` GRPO steps on ``dataset``; ``lora`` adds an adapter (first stage), None continues one."""
+    from trl import GRPOConfig, GRPOTrainer
+
+    args = GRPOConfig(
+        output_dir=str(work_dir),
+        learning_rate=settings.learning_rate,
+        lr_scheduler_type=settings.lr_scheduler,
+        beta=settings.beta,
+        num_generations=settings.num_generations,
+        temperature=settings.temperature,
+        max_completion_length=settings.max_completion_length,
+        per_device_train_batch_size=settings.per_device_batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        max_steps=steps,
+        activation_checkpointing=settings.gradient_checkpointing,  # TRL would default it to on
+        logging_steps=settings.logging_steps,
+        seed=settings.seed,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=not show_progress,
+        **precision_args(runtime),
+    )
+    trainer = GRPOTrainer(
+        model=model, reward_funcs=reward_funcs, args=args, train_dataset=dataset, processing_class=processor,
+        peft_config=lora.peft_config() if lora is not None else None, callbacks=callbacks,
+    )
+    quiet_console(trainer, show_progress)
+    trainer.train()
+    model = trainer.model
+    if "ref" in getattr(model, "peft_config", {}):
+        model.delete_adapter("ref")  # TRL's frozen reference copy; the next stage makes its own
+        model.set_adapter("default")
+    return model, TrainLog.from_state(trainer.state)

@@ -1,0 +1,124 @@
+"""What SFT and GRPO share: loading a VLM to train, LoRA settings, precision, the log, the adapter.
+
+The model loads through ``AutoModelForImageTextToText`` / ``AutoProcessor`` exactly as ``VlmChat``
+loads it, so a hub id, a local folder and the tiny test checkpoint take one path. LoRA defaults are
+MED's (rank 8, alpha 16, dropout 0.1 on every linear layer); peft's ``"all-linear"`` also adapts
+the vision tower, which is how MED's "vision tower trainable" reads for a LoRA run.
+
+Only the adapter is saved (``PeftModel.save_pretrained``), with the processor beside it; reloading
+is ``PeftModel.from_pretrained(base, adapter_dir)`` on the same base model id.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.runtime import ModelRuntime
+
+ADAPTER_DIR = "adapter"
+
+
+class LoraSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rank: int = Field(8, ge=1, le=1024, description="LoRA rank r (MED: 8)")
+    alpha: int = Field(16, ge=1, le=4096, description="LoRA alpha (MED: 16)")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="LoRA dropout (MED: 0.1)")
+    target_modules: str | list[str] = Field(
+        "all-linear", description="'all-linear' (every linear layer, vision tower included) or module names"
+    )
+
+    def peft_config(self):
+        from peft import LoraConfig
+
+        return LoraConfig(
+            r=self.rank, lora_alpha=self.alpha, lora_dropout=self.dropout,
+            target_modules=self.target_modules, task_type="CAUSAL_LM",
+        )
+
+
+def load_trainable_vlm(model_id: str, runtime: ModelRuntime):
+    """(model, processor) on the runtime's device and dtype, in training mode."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(model_id, **runtime.hf_kwargs())
+    model = AutoModelForImageTextToText.from_pretrained(
+        model_id, dtype=runtime.torch_dtype(), **runtime.hf_kwargs()
+    ).to(runtime.torch_device())
+    model.train()
+    return model, processor
+
+
+def precision_args(runtime: ModelRuntime) -> dict[str, Any]:
+    """Trainer flags for the runtime: mixed precision on GPUs only (TRL turns bf16 on by default)."""
+    import torch
+
+    device = runtime.torch_device()
+    dtype = runtime.torch_dtype()
+    on_gpu = device.type == "cuda"
+    return {
+        "use_cpu": device.type == "cpu",
+        "bf16": on_gpu and dtype == torch.bfloat16,
+        "fp16": on_gpu and dtype == torch.float16,
+    }
+
+
+def quiet_console(trainer, show_progress: bool) -> None:
+    """Without progress bars, transformers prints every log dict to stdout; the caller logs them instead."""
+    if not show_progress:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+
+
+@dataclass
+class TrainLog:
+    """The trainer's per-step log, without the end-of-training summary line."""
+
+    steps: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    summary: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_state(cls, state) -> "TrainLog":
+        history = [dict(h) for h in state.log_history if "train_runtime" not in h]
+        summary = next((dict(h) for h in state.log_history if "train_runtime" in h), {})
+        return cls(steps=int(state.global_step), history=history, summary=summary)
+
+    def values(self, key: str) -> list[float]:
+        return [float(h[key]) for h in self.history if key in h]
+
+    def last(self, key: str) -> float | None:
+        values = self.values(key)
+        return values[-1] if values else None
+
+    def all_finite(self, key: str) -> bool:
+        values = self.values(key)
+        return bool(values) and all(math.isfinite(v) for v in values)
+
+
+def save_adapter(model, processor, out_dir: str | Path) -> Path:
+    """The LoRA weights and config (not the base model) plus the processor, in ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def load_adapted(model_id: str, adapter_dir: str | Path, runtime: ModelRuntime, merge: bool = False):
+    """The base model with a saved adapter on top (merged into the weights with ``merge=True``)."""
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    base = AutoModelForImageTextToText.from_pretrained(
+        model_id, dtype=runtime.torch_dtype(), **runtime.hf_kwargs()
+    ).to(runtime.torch_device())
+    model = PeftModel.from_pretrained(base, str(adapter_dir))
+    model.eval()
+    return model.merge_and_unload() if merge else model

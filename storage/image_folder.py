@@ -1,0 +1,204 @@
+"""Read a folder of source images (and optional captions) for flows that edit real photos.
+
+Real folders hold broken files: zero-byte uploads, truncated downloads, files that are not images,
+and "decompression bombs" whose header claims billions of pixels. Each file is checked cheapest
+first (size on disk, header, then a full decode) and becomes either a ``SourceImage`` or a
+``SourceDrop`` with a ``source_*`` reason, so one bad file is a reason row, never a crashed run.
+The pixel limit is checked from the header before anything is decoded, so a bomb costs nothing.
+
+Captions come from a JSONL file (``{"file": "a.jpg", "caption": "..."}`` per line; ``file_name`` or
+``image`` also name the file) or a COCO captions file (``images`` + ``annotations``). A caption whose
+image is missing from the folder is a ``source_missing`` drop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from filters.verdict import KEEP, StageStats, Verdict
+from storage.ids import stable_id
+from storage.schemas import PairRow, utc_now
+
+STAGE = "source"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+
+class ImageFolderConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(description="folder of source images")
+    captions_path: str | None = Field(None, description="captions: JSONL (file, caption) or COCO captions JSON")
+    recursive: bool = Field(True, description="also read sub-folders")
+    extensions: list[str] = Field(default_factory=lambda: list(IMAGE_EXTENSIONS), description="image file suffixes")
+    max_pixels: int = Field(40_000_000, ge=1, le=1_000_000_000, description="larger images are dropped unread (bombs)")
+    max_bytes: int = Field(64 * 2**20, ge=1, description="larger files are dropped unread")
+    min_side: int = Field(32, ge=1, le=100_000, description="images with a shorter side are dropped")
+    require_caption: bool = Field(False, description="with captions_path: drop images that have no caption")
+
+
+@dataclass
+class SourceImage:
+    image_id: str  # from the file's content: the same bytes give the same id wherever the folder lives
+    path: str  # relative to the folder, with forward slashes
+    width: int
+    height: int
+    format: str
+    data: bytes
+    captions: list[str] = field(default_factory=list)
+
+    @property
+    def caption(self) -> str | None:
+        return self.captions[0] if self.captions else None
+
+
+@dataclass
+class SourceDrop:
+    path: str
+    reason: str
+    detail: str
+
+    def pair_row(self, run_id: str, method: str, pair_id: str | None = None) -> PairRow:
+        """The dropped pairs row a flow stores for this file (drop_stage ``source``)."""
+        return PairRow(
+            pair_id=pair_id or stable_id(method, STAGE, self.path), run_id=run_id, method=method, width=0, height=0,
+            status="dropped", drop_stage=STAGE, drop_reason=self.reason,
+            drop_detail=f"{self.path}: {self.detail}", created_at=utc_now(),
+        )
+
+
+@dataclass
+class ImageFolderScan:
+    images: list[SourceImage]
+    drops: list[SourceDrop]
+    stats: StageStats
+
+
+def load_captions(path: str) -> dict[str, list[str]]:
+    """Relative file name -> captions; a malformed file is one ValueError naming the line or field."""
+    source = Path(path)
+    try:
+        text = source.read_text()
+    except OSError as err:
+        raise ValueError(f"captions {path!r}: cannot read ({err.strerror or err})") from None
+    if source.suffix.lower() == ".jsonl":
+        return _jsonl_captions(text, path)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"captions {path!r}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    if not isinstance(data, dict) or not {"images", "annotations"} <= set(data):
+        raise ValueError(f"captions {path!r}: expected COCO captions with 'images' and 'annotations' (or a .jsonl file)")
+    try:
+        names = {img["id"]: img["file_name"] for img in data["images"]}
+        out: dict[str, list[str]] = {}
+        for ann in data["annotations"]:
+            out.setdefault(names[ann["image_id"]], []).append(str(ann["caption"]).strip())
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"captions {path!r}: COCO entry without {err}") from None
+    return out
+
+
+def _jsonl_captions(text: str, path: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"captions {path!r} line {n}: not valid JSON ({err.msg})") from None
+        name = next((entry.get(k) for k in ("file", "file_name", "image") if isinstance(entry, dict) and entry.get(k)), None)
+        if name is None or not isinstance(entry.get("caption"), str):
+            raise ValueError(f"captions {path!r} line {n}: needs 'file' and 'caption' strings")
+        out.setdefault(str(name), []).append(entry["caption"].strip())
+    return out
+
+
+def check_image_file(file: Path, config: ImageFolderConfig) -> tuple[Verdict, str, dict]:
+    """Verdict, detail and (when kept) the image's facts, from the cheapest failing check."""
+    from PIL import Image
+
+    size = file.stat().st_size
+    if size == 0:
+        return Verdict.drop("source_empty_file"), "0 bytes", {}
+    if size > config.max_bytes:
+        return Verdict.drop("source_too_large"), f"{size} bytes > max_bytes {config.max_bytes}", {}
+    data = file.read_bytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            return Verdict.drop("source_too_large"), str(err).split(".")[0], {}
+        except Image.UnidentifiedImageError:
+            return Verdict.drop("source_not_an_image"), "not a format Pillow can read", {}
+        except Exception as err:  # a header so broken the format's own parser fails
+            return Verdict.drop("source_corrupt"), f"{type(err).__name__}: {err}", {}
+        width, height = image.size
+        if width * height > config.max_pixels:
+            return Verdict.drop("source_too_large"), f"{width}x{height} = {width * height} pixels > max_pixels {config.max_pixels}", {}
+        if min(width, height) < config.min_side:
+            return Verdict.drop("source_too_small"), f"{width}x{height}, shorter side < min_side {config.min_side}", {}
+        try:
+            image.load()
+        except OSError as err:
+            reason = "source_truncated" if "truncated" in str(err).lower() else "source_corrupt"
+            return Verdict.drop(reason), f"{type(err).__name__}: {err}", {}
+        except Exception as err:  # zlib/struct/syntax errors from a damaged stream
+            return Verdict.drop("source_corrupt"), f"{type(err).__name__}: {err}", {}
+    return KEEP, "", {"width": width, "height": height, "format": image.format or file.suffix.lstrip(".").upper(), "data": data}
+
+
+def scan_image_folder(config: ImageFolderConfig) -> Iterator[SourceImage | SourceDrop]:
+    """Every image file of the folder in path order, then the captions whose file is missing."""
+    root = Path(config.path)
+    if not root.is_dir():
+        raise ValueError(f"source folder {config.path!r}: not a folder")
+    captions = load_captions(config.captions_path) if config.captions_path else {}
+    suffixes = {e.lower() for e in config.extensions}
+    files = sorted(p for p in (root.rglob("*") if config.recursive else root.glob("*"))
+                   if p.is_file() and p.suffix.lower() in suffixes)
+    seen: set[str] = set()
+    for file in files:
+        rel = file.relative_to(root).as_posix()
+        seen.add(rel)
+        try:
+            verdict, detail, facts = check_image_file(file, config)
+        except OSError as err:  # permissions, a file vanishing mid-scan
+            verdict, detail, facts = Verdict.drop("source_unreadable"), f"{type(err).__name__}: {err.strerror or err}", {}
+        if not verdict.keep:
+            yield SourceDrop(rel, verdict.reason or "source_unreadable", detail)
+            continue
+        texts = captions.get(rel, [])
+        if config.captions_path and config.require_caption and not texts:
+            yield SourceDrop(rel, "source_no_caption", f"no caption in {config.captions_path}")
+            continue
+        digest = hashlib.sha256(facts["data"]).hexdigest()
+        yield SourceImage(image_id=stable_id(STAGE, digest), path=rel, captions=texts, **facts)
+    for rel in sorted(set(captions) - seen):
+        yield SourceDrop(rel, "source_missing", f"named in {config.captions_path} but not in {config.path}")
+
+
+def read_image_folder(config: ImageFolderConfig) -> ImageFolderScan:
+    """The whole folder: kept images, drops with reasons, and the ``source`` stage's counts."""
+    stats = StageStats(STAGE)
+    start = time.perf_counter()
+    images, drops = [], []
+    for item in scan_image_folder(config):
+        if isinstance(item, SourceDrop):
+            drops.append(item)
+            stats.record(Verdict.drop(item.reason))
+        else:
+            images.append(item)
+            stats.record(KEEP)
+    stats.seconds = time.perf_counter() - start
+    return ImageFolderScan(images, drops, stats)

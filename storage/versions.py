@@ -1,0 +1,89 @@
+"""Named, reproducible versions of the database: what an export read, pinned by a LanceDB tag.
+
+Every LanceDB write makes a new table version. An export pins the current version of every table
+first, reads only from those versions (a flow writing meanwhile cannot leak into it), and tags them
+all with one name, ``export-<UTC time>``. ``pairsmith export --at TAG`` later reads exactly the same
+rows. Tagged versions survive maintenance (see ``flows/maintenance.py``) until the tag is deleted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from storage.schemas import TABLES
+from storage.store import PairStore
+
+EXPORT_TAG_PREFIX = "export-"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One version per table; a tag names the same set in every table."""
+
+    versions: dict[str, int]
+    tag: str | None = None
+
+
+def current_versions(store: PairStore) -> dict[str, int]:
+    """The version of every table that exists: the latest, or the pinned one in a pinned view."""
+    return {name: store.table(name).version for name in store.table_names() if name in TABLES}
+
+
+def pinned_store(store: PairStore, at: dict[str, int] | str) -> PairStore:
+    """A read-only view of ``store`` at the given versions or tag; a table without the tag is an error."""
+    view = PairStore(store.uri, storage_options=store.storage_options)
+    names = [n for n in view.table_names() if n in TABLES]
+    if isinstance(at, str):
+        missing = [n for n in names if at not in view.table(n).tags.list()]
+        if missing or not names:
+            known = ", ".join(sorted(list_tags(store))) or "none"
+            raise ValueError(f"--at {at!r}: no such tag in {store.uri!r} (tags: {known})")
+    for name in names:
+        if isinstance(at, str) or name in at:
+            view.table(name).checkout(at if isinstance(at, str) else at[name])
+    return view
+
+
+def tag_versions(store: PairStore, tag: str, versions: dict[str, int]) -> None:
+    for name, version in versions.items():
+        store.table(name).tags.create(tag, version)
+
+
+def list_tags(store: PairStore) -> dict[str, dict[str, int]]:
+    """tag -> {table: version}, over every table."""
+    out: dict[str, dict[str, int]] = {}
+    for name in store.table_names():
+        if name not in TABLES:
+            continue
+        for tag, info in store.table(name).tags.list().items():
+            out.setdefault(tag, {})[name] = int(info["version"])
+    return out
+
+
+def new_export_tag(store: PairStore, now: datetime | None = None) -> str:
+    """``export-YYYYmmddTHHMMSSZ``, with a counter if an export in the same second took that name."""
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    taken = set(list_tags(store))
+    tag, n = f"{EXPORT_TAG_PREFIX}{stamp}", 2
+    while tag in taken:
+        tag, n = f"{EXPORT_TAG_PREFIX}{stamp}-{n}", n + 1
+    return tag
+
+
+def pin_for_export(store: PairStore, at: str | None = None) -> tuple[PairStore, Snapshot]:
+    """The store to export from and the snapshot it shows: an existing tag, or now (to be tagged)."""
+    if at is not None:
+        view = pinned_store(store, at)
+        return view, Snapshot(versions=current_versions(view), tag=at)
+    versions = current_versions(store)
+    return pinned_store(store, versions), Snapshot(versions=versions)
+
+
+def tag_export(store: PairStore, snapshot: Snapshot) -> Snapshot:
+    """Tag the versions an export read, unless it read an existing tag; returns the named snapshot."""
+    if snapshot.tag is not None:
+        return snapshot
+    tag = new_export_tag(store)
+    tag_versions(store, tag, snapshot.versions)
+    return Snapshot(versions=snapshot.versions, tag=tag)
