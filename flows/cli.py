@@ -7,110 +7,24 @@ non-zero exit code, before anything is written.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from flows.cli_common import (
+    EXIT_FAILED,
+    CliError,
+    check_render_inputs,
+    load_yaml,
+    open_store_or_fail,
+    pick_run,
+    quiet_prefect,
+    set_option,
+    validate_config,
+)
 from storage.db_uri import DEFAULT_DB
-
-EXIT_USAGE = 2
-EXIT_FAILED = 1
-
-
-class CliError(click.ClickException):
-    """A problem with the user's input; printed as one line."""
-
-    exit_code = EXIT_USAGE
-
-
-def _quiet_prefect(verbose: bool) -> None:
-    """Keep Prefect's console to warnings unless asked; its logs still reach the API and UI."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here
-    # Prefect's ephemeral server gives up after 20 s; two runs at once on a busy 2-core machine take longer.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    if not verbose:
-        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-
-
-def _load_yaml(path: str | None) -> dict[str, Any]:
-    if path is None:
-        return {}
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise CliError(f"--config {path!r}: no such file") from None
-    except yaml.YAMLError as err:
-        raise CliError(f"--config {path!r}: not valid YAML ({str(err).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise CliError(f"--config {path!r}: expected a mapping of settings at the top level")
-    return data
-
-
-def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    """Put a CLI option into the (possibly nested) config dict, if the user gave it."""
-    if value is None or value == ():
-        return
-    *parents, leaf = dotted.split(".")
-    for p in parents:
-        tree = tree.setdefault(p, {})
-    tree[leaf] = value
-
-
-def _validate(model: type, data: dict[str, Any], source: str):
-    from pydantic import ValidationError
-
-    from scenes.scene_config import format_validation_error
-
-    try:
-        return model.model_validate(data)
-    except ValidationError as err:
-        raise CliError(format_validation_error(err, source)) from None
-
-
-def _check_inputs(data: dict[str, Any]) -> None:
-    """Check the database URI and scene files first: their errors are already one clear line."""
-    from scenes.scene_config import load_scenes
-    from storage.db_uri import check_db_uri
-
-    try:
-        check_db_uri(str(data.get("db", DEFAULT_DB)))
-        if data.get("scenes_path"):
-            load_scenes(data["scenes_path"])
-    except ValueError as err:
-        raise CliError(str(err)) from None
-
-
-def _open_store(db: str):
-    from storage.db_uri import is_object_store
-    from storage.store import PairStore
-
-    try:
-        store = PairStore(db)
-    except ValueError as err:
-        raise CliError(str(err)) from None
-    if is_object_store(store.uri) or Path(store.uri).exists():  # never create a folder just to check
-        try:
-            store.check_reachable()
-        except ValueError as err:
-            raise CliError(str(err)) from None
-    return store
-
-
-def _pick_run(store, run: str | None) -> str:
-    runs = store.runs()
-    if run is None:
-        if not runs:
-            raise CliError(f"--db {store.uri!r}: no runs stored yet; run 'pairsmith render' first")
-        return runs[0]["run_id"]
-    if run not in {r["run_id"] for r in runs}:
-        raise CliError(f"--run {run!r}: no such run in {store.uri!r} (see 'pairsmith stats --list')")
-    return run
-
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 def cli() -> None:
@@ -147,7 +61,7 @@ def render(config_path: str | None, verbose: bool, **opts: Any) -> None:
     """Render before/after Blender scene pairs with exact difference boxes into LanceDB."""
     from flows.dig_render_config import DigRenderConfig
 
-    data = _load_yaml(config_path)
+    data = load_yaml(config_path)
     if (opts["ray_address"] or opts["ray_cpus"]) and opts["runner"] is None:
         opts["runner"] = "ray"  # a Ray option means the Ray runner
     for key, dotted in {
@@ -159,13 +73,13 @@ def render(config_path: str | None, verbose: bool, **opts: Any) -> None:
         "denoise": "render.denoise", "device": "render.device", "gpu_backend": "render.gpu_backend",
         "runner": "runner.kind", "ray_address": "runner.ray_address", "ray_cpus": "runner.ray_num_cpus",
     }.items():
-        _set(data, dotted, opts[key])
+        set_option(data, dotted, opts[key])
     data.setdefault("show_progress", True)
-    _check_inputs(data)
-    config = _validate(DigRenderConfig, data, config_path or "options")
-    _open_store(config.db)  # fails on a bad bucket before Blender starts
+    check_render_inputs(data)
+    config = validate_config(DigRenderConfig, data, config_path or "options")
+    open_store_or_fail(config.db)  # fails on a bad bucket before Blender starts
 
-    _quiet_prefect(verbose)
+    quiet_prefect(verbose)
     from flows.dig_render import dig_render
     from flows.funnel import format_funnel, run_funnel
 
@@ -174,7 +88,7 @@ def render(config_path: str | None, verbose: bool, **opts: Any) -> None:
     except Exception as err:  # the flow run failed; what was committed stays and a re-run resumes
         click.echo(f"pairsmith: error: run {config.run_id()} failed: {type(err).__name__}: {err}", err=True)
         raise click.exceptions.Exit(EXIT_FAILED) from None
-    store = _open_store(config.db)
+    store = open_store_or_fail(config.db)
     click.echo(
         f"Stored {summary.pairs_kept + summary.pairs_dropped} pairs ({summary.pairs_kept} kept, "
         f"{summary.pairs_dropped} dropped) and {summary.samples} samples in {summary.db}"
@@ -200,12 +114,12 @@ def stats(db: str, run: str | None, list_runs: bool) -> None:
     """Per-stage counts of a run: in, kept, dropped and the top drop reasons."""
     from flows.funnel import format_funnel, run_funnel
 
-    store = _open_store(db)
+    store = open_store_or_fail(db)
     if list_runs:
         for r in store.runs():
             click.echo(f"{r['run_id']}  {r['flow']}  {r['created_at']:%Y-%m-%d %H:%M:%S}")
         return
-    run_id = _pick_run(store, run)
+    run_id = pick_run(store, run)
     click.echo(f"run {run_id} in {store.uri}")
     click.echo(format_funnel(run_funnel(store, run_id)))
 
@@ -226,13 +140,13 @@ def export(fmt: str, out: str, db: str, run: str | None, tasks: tuple[str, ...],
     from storage.export import ExportFilter, export_samples
     from storage.versions import pin_for_export, tag_export
 
-    live = _open_store(db)
+    live = open_store_or_fail(db)
     try:  # read one pinned version of every table, tagged afterwards so --at TAG can redo this export
         store, snapshot = pin_for_export(live, at_tag)
     except ValueError as err:
         raise CliError(str(err)) from None
     if run is not None:
-        _pick_run(store, run)
+        pick_run(store, run)
     try:
         result = export_samples(store, Path(out), fmt, ExportFilter(run_id=run, tasks=list(tasks), split=split), layout)
     except ValueError as err:
@@ -252,8 +166,8 @@ def contact_sheet(out: str, n: int, db: str, run: str | None, include_dropped: b
     """Draw pairs side by side with their difference boxes."""
     from storage.contact_sheet import draw_contact_sheet
 
-    store = _open_store(db)
-    run_id = _pick_run(store, run)
+    store = open_store_or_fail(db)
+    run_id = pick_run(store, run)
     try:
         drawn = draw_contact_sheet(store, Path(out), n=n, run_id=run_id, include_dropped=include_dropped)
     except ValueError as err:
@@ -277,6 +191,12 @@ cli.add_command(cli_refilter.refilter)
 from flows import cli_run  # noqa: E402  (run FLOW --config: med-edit, img-diff flows)
 
 cli.add_command(cli_run.run)
+from flows import cli_import  # noqa: E402  (import med-bench)
+
+cli.add_command(cli_import.import_group)
+from flows import cli_bench  # noqa: E402  (bench med)
+
+cli.add_command(cli_bench.bench_group)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,15 +20,15 @@ from storage.db_uri import DEFAULT_DB  # standard library only
 @click.option("--verbose", is_flag=True, help="Show Prefect's task-run logs.")
 def maintain(db: str, keep_days: float, drop_tags_days: float | None, verbose: bool) -> None:
     """Compact the tables and remove old versions; tagged (exported) versions are kept."""
-    from flows.cli import EXIT_FAILED, CliError, _open_store, _quiet_prefect, _validate
+    from flows.cli_common import EXIT_FAILED, CliError, open_store_or_fail, quiet_prefect, validate_config
     from flows.maintenance import MaintenanceConfig
 
-    config = _validate(MaintenanceConfig, {"db": db, "keep_versions_days": keep_days,
+    config = validate_config(MaintenanceConfig, {"db": db, "keep_versions_days": keep_days,
                                            "drop_export_tags_older_than_days": drop_tags_days}, "options")
-    store = _open_store(config.db)
+    store = open_store_or_fail(config.db)
     if not store.table_names():
         raise CliError(f"--db {store.uri!r}: no tables yet; nothing to maintain")
-    _quiet_prefect(verbose)
+    quiet_prefect(verbose)
     from flows.maintenance import format_report, maintenance
 
     try:
@@ -43,10 +43,10 @@ def maintain(db: str, keep_days: float, drop_tags_days: float | None, verbose: b
 @click.option("--db", default=DEFAULT_DB, show_default=True, help="LanceDB URI.")
 def versions(db: str) -> None:
     """List the tags (one per export) and each table's current version."""
-    from flows.cli import CliError, _open_store
+    from flows.cli_common import CliError, open_store_or_fail
     from storage.versions import current_versions, list_tags
 
-    store = _open_store(db)
+    store = open_store_or_fail(db)
     if not store.table_names():
         raise CliError(f"--db {store.uri!r}: no tables yet")
     current = current_versions(store)

@@ -23,16 +23,16 @@ def _counts(counts: dict[str, int]) -> str:
 @click.option("--verbose", is_flag=True, help="Show Prefect's task-run logs.")
 def refilter(run: str, config_path: str, db: str, verbose: bool) -> None:
     """Re-apply thresholds to a run's stored scores (no model runs); write new verdicts and a funnel."""
-    from flows.cli import EXIT_FAILED, CliError, _load_yaml, _open_store, _pick_run, _quiet_prefect, _validate
+    from flows.cli_common import EXIT_FAILED, CliError, load_yaml, open_store_or_fail, pick_run, quiet_prefect, validate_config
 
-    _quiet_prefect(verbose)  # before flows.refilter imports prefect, which reads its settings once
+    quiet_prefect(verbose)  # before flows.refilter imports prefect, which reads its settings once
     from filters.imgdiff_thresholds import ImgDiffThresholds
     from flows.refilter import RefilterConfig, check_refilterable
     from storage.store import sql_literal
 
-    thresholds = _validate(ImgDiffThresholds, _load_yaml(config_path), config_path)
-    store = _open_store(db)
-    _pick_run(store, run)
+    thresholds = validate_config(ImgDiffThresholds, load_yaml(config_path), config_path)
+    store = open_store_or_fail(db)
+    pick_run(store, run)
     try:  # before Prefect starts: a run with nothing to re-filter is a usage error, not a failed run
         check_refilterable(run, store.read("pairs", where=f"run_id = {sql_literal(run)}", columns=["method"]).to_pylist())
     except ValueError as err:

@@ -6,12 +6,12 @@ from typing import Any
 
 import click
 
-from flows.cli import DEFAULT_DB, EXIT_FAILED, CliError, _load_yaml, _open_store, _quiet_prefect, _set, _validate
+from flows.cli_common import DEFAULT_DB, EXIT_FAILED, CliError, load_yaml, open_store_or_fail, quiet_prefect, set_option, validate_config
 
 
 def _check_samples(db: str, where: str, hint: str) -> None:
     """Fail in one line before Prefect or a model starts when no stored sample matches."""
-    store = _open_store(db)
+    store = open_store_or_fail(db)
     if "samples" not in store.table_names():
         raise CliError(f"--db {store.uri!r}: no samples yet; run 'pairsmith render' first")
     if store.count("samples", where) == 0:
@@ -28,15 +28,15 @@ def _check_samples(db: str, where: str, hint: str) -> None:
 @click.option("--verbose", is_flag=True, help="Show Prefect's task-run logs and the trainer's progress.")
 def finetune(config_path: str, verbose: bool, **opts: Any) -> None:
     """Train LoRA adapters on stored samples (SFT or GRPO) and save them with a run card."""
-    _quiet_prefect(verbose)  # before anything imports prefect: it reads its settings once
+    quiet_prefect(verbose)  # before anything imports prefect: it reads its settings once
     from flows.finetune_config import FinetuneConfig
 
-    data = _load_yaml(config_path)
+    data = load_yaml(config_path)
     for key in ("db", "model_id", "output_dir"):
-        _set(data, key, opts[key])
-    _set(data, "overwrite", opts["overwrite"] or None)  # absent flag: the config decides
+        set_option(data, key, opts[key])
+    set_option(data, "overwrite", opts["overwrite"] or None)  # absent flag: the config decides
     data.setdefault("show_progress", verbose)
-    config = _validate(FinetuneConfig, data, config_path).root
+    config = validate_config(FinetuneConfig, data, config_path).root
     _check_samples(config.db, config.data.where(), "check data.tasks / splits / methods in the config")
     from flows.finetune import finetune as finetune_flow
 
@@ -80,18 +80,18 @@ def format_metrics(rows: list[dict]) -> str:
 @click.option("--verbose", is_flag=True, help="Show Prefect's task-run logs.")
 def evaluate(config_path: str | None, verbose: bool, **opts: Any) -> None:
     """Score a model on held-out samples: grounding F1 / IoU / AP@0.5, MCQ accuracy, caption metrics."""
-    _quiet_prefect(verbose)  # before anything imports prefect: it reads its settings once
+    quiet_prefect(verbose)  # before anything imports prefect: it reads its settings once
     from flows.evaluate_config import EvaluateConfig
 
-    data = _load_yaml(config_path)
+    data = load_yaml(config_path)
     for key, dotted in {"db": "db", "model_id": "model_id", "adapter": "adapter", "run_card": "run_card",
                         "tasks": "data.tasks", "splits": "data.splits", "limit": "data.limit",
                         "max_new_tokens": "max_new_tokens", "device": "runtime.device",
                         "layout": "data.layout"}.items():
         value = opts[key]
-        _set(data, dotted, (list(value) or None) if isinstance(value, tuple) else value)
+        set_option(data, dotted, (list(value) or None) if isinstance(value, tuple) else value)
     data.setdefault("show_progress", True)
-    config = _validate(EvaluateConfig, data, config_path or "options")
+    config = validate_config(EvaluateConfig, data, config_path or "options")
     _check_samples(config.db, config.data.where(), "pick held-out samples with --split / --task")
     from flows.evaluate import evaluate as evaluate_flow
 

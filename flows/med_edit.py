@@ -19,6 +19,7 @@ from flows.funnel import publish_dropoff, run_funnel
 from flows.med_edit_config import FLOW_NAME, MedEditConfig
 from flows.progress import RunProgress
 from flows.run_outcome import batches_with_errors
+from flows.task_runners import gpu_task
 from models.clip_scorer import ClipScorer
 from models.gemini_editor import GeminiEditor
 from models.vlm_chat import VlmChat
@@ -75,6 +76,9 @@ def med_edit(config: MedEditConfig) -> MedRunSummary:
     done = store.completed_batches(run_id) - batches_with_errors(store, run_id)  # errors are retried
     pending = [b for b in batches if batch_name(b) not in done]
     vlm, clip, editor = VlmChat(config.vlm), ClipScorer(config.clip), GeminiEditor(config.editor)
+    # On a GPU worker the model stages take a slot of the `tag:gpu` concurrency limit.
+    vlm_gpu = config.vlm.runtime.torch_device().type == "cuda"
+    clip_gpu = config.clip.runtime.torch_device().type == "cuda"
     model_ids = {"vlm": config.vlm.model_id, "editor": config.editor.model_id, "clip": config.clip.model_name}
     budget = RequestBudget(config.request_budget)
     stopped: str | None = None
@@ -84,18 +88,18 @@ def med_edit(config: MedEditConfig) -> MedRunSummary:
             name = batch_name(indices)
             items, source_stats = load_sources.with_options(task_run_name=f"load-sources-{name}")(
                 [refs[i] for i in indices], [pair_ids[i] for i in indices], config.db, config.max_source_pixels)
-            gate = gate_sources.with_options(task_run_name=f"gate-sources-{name}")(items, vlm, config.decisions)
-            plan = plan_edits.with_options(task_run_name=f"plan-edits-{name}")(items, vlm, config.decisions)
+            gate = gpu_task(gate_sources, vlm_gpu).with_options(task_run_name=f"gate-sources-{name}")(items, vlm, config.decisions)
+            plan = gpu_task(plan_edits, vlm_gpu).with_options(task_run_name=f"plan-edits-{name}")(items, vlm, config.decisions)
             edit, exhausted = edit_images.with_options(task_run_name=f"edit-images-{name}")(
                 items, editor, config.db, budget)
             if exhausted:
                 stopped = "edit request budget exhausted; re-run to continue (paid edits are cached)"
                 logger.warning("run %s stops early: %s", run_id, stopped)
                 break
-            similarity = score_similarity.with_options(task_run_name=f"score-similarity-{name}")(
+            similarity = gpu_task(score_similarity, clip_gpu).with_options(task_run_name=f"score-similarity-{name}")(
                 items, clip, config.similarity)
-            align = align_captions.with_options(task_run_name=f"align-captions-{name}")(items, vlm, config.decisions)
-            mcq = write_mcq_options.with_options(task_run_name=f"write-mcq-options-{name}")(items, vlm)
+            align = gpu_task(align_captions, vlm_gpu).with_options(task_run_name=f"align-captions-{name}")(items, vlm, config.decisions)
+            mcq = gpu_task(write_mcq_options, vlm_gpu).with_options(task_run_name=f"write-mcq-options-{name}")(items, vlm)
             pairs, samples, sample_stats = build_med_records.with_options(task_run_name=f"build-records-{name}")(
                 items, run_id, model_ids, config.splits)
             write_batch.with_options(task_run_name=f"write-batch-{name}")(

@@ -1,7 +1,8 @@
 """A contact sheet: pairs of a run side by side with their boxes, to look at what was made.
 
-Each cell is before | black bar | after, the kept boxes drawn in red on both images (dropped
-boxes in yellow), and below it the difference captions or the pair's drop reason.
+Each cell is before | black bar | after, the kept boxes drawn in red (dropped boxes in yellow) on
+the before image, and on the after image too when both share a frame (a real edit that came back
+at another size is shown resized, unboxed). Below it: the difference captions or the drop reason.
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ COLUMNS = 2
 MARGIN = 10
 TEXT_LINES = 3
 LINE_PX = 14
+MAX_SIDE = 480
+
+
+def _line(scale: float) -> int:
+    return max(2, round(2 / scale))
 
 
 def draw_contact_sheet(store: PairStore, out: Path, n: int, run_id: str, include_dropped: bool = False) -> int:
@@ -27,10 +33,11 @@ def draw_contact_sheet(store: PairStore, out: Path, n: int, run_id: str, include
         where += " AND status = 'kept'"
     pairs = store.read(
         "pairs", where=where, limit=n,
-        columns=["pair_id", "image_before", "image_after", "status", "drop_reason"],
+        columns=["pair_id", "image_before", "image_after", "status", "drop_reason", "difference"],
     ).to_pylist()
     if not pairs:
-        raise ValueError(f"run {run_id!r} has no {'' if include_dropped else 'kept '}pairs with images to draw")
+        raise ValueError(f"run {run_id!r} has no {'' if include_dropped else 'kept '}pairs with images to draw "
+                         "(a run that only adds regions owns no pairs: pass the --run that made them)")
     pairs.sort(key=lambda p: (p["status"] != "kept", p["pair_id"]))
     regions = store.read(
         "regions", where=sql_in("pair_id", [p["pair_id"] for p in pairs]),
@@ -53,11 +60,20 @@ def _cell(pair: dict, regions: list[dict]) -> Image.Image:
     before, after = open_image(pair["image_before"]), open_image(pair["image_after"])
     kept = [r["box"] for r in regions if r["status"] == "kept"]
     dropped = [r["box"] for r in regions if r["status"] != "kept"]
-    before = draw_boxes(draw_boxes(before, dropped, "yellow"), kept)
-    after = draw_boxes(draw_boxes(after, dropped, "yellow"), kept)
+    same_frame = before.size == after.size
+    scale = min(1.0, MAX_SIDE / max(before.size))  # real photos are large: draw them at a readable size
+    before = draw_boxes(draw_boxes(before, dropped, "yellow", width=_line(scale)), kept, width=_line(scale))
+    if same_frame:  # boxes are in before-image pixels: on another frame they would point elsewhere
+        after = draw_boxes(draw_boxes(after, dropped, "yellow", width=_line(scale)), kept, width=_line(scale))
+    else:
+        after = after.resize(before.size)
+    if scale < 1.0:
+        size = (round(before.width * scale), round(before.height * scale))
+        before, after = before.resize(size), after.resize(size)
     pair_img = side_by_side(before, after)
     if pair["status"] == "kept":
-        text = " ".join(r["difference_caption"] or "" for r in regions if r["status"] == "kept") or "(no change)"
+        text = " ".join(r["difference_caption"] or "" for r in regions if r["status"] == "kept") \
+        or pair.get("difference") or ("" if kept else "(no change)")
     else:
         text = f"dropped: {pair['drop_reason']}"
     font = ImageFont.load_default()

@@ -79,6 +79,10 @@ class PairRow(LanceModel):
     origin: Optional[str] = Field(None, description="where the before image came from (file, pair id, dataset)")
     difference: Optional[str] = Field(None, description="one sentence saying how the after image differs")
     bench_candidate: Optional[bool] = Field(None, description="MED: similar enough to serve as a benchmark item")
+    align_method: Optional[str] = Field(None, description="how the after image was registered: resize | similarity")
+    align_transform: Optional[list[float]] = Field(None, description="3x3 row-major, after pixels -> before pixels")
+    align_score: Optional[float] = Field(None, description="share of overlap pixels that agree once aligned")
+    align_reason: Optional[str] = Field(None, description="why the pair could not be aligned (null when it was)")
     status: str
     drop_stage: Optional[str] = None
     drop_reason: Optional[str] = None

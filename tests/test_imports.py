@@ -39,3 +39,13 @@ def test_model_stack_imports_and_torchvision_ops_work():
     boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]])
     keep = torchvision.ops.nms(boxes, torch.tensor([0.9, 0.8, 0.7]), 0.5)
     assert keep.tolist() == [0, 2]  # fails with torch 2.13 + PyPI torchvision: nms op missing
+
+
+@pytest.mark.parametrize("module", sorted(f"flows.{p.stem}" for p in (ROOT / "flows").glob("cli*.py")))
+def test_each_command_module_imports_on_its_own(module):
+    """flows/cli.py registers the command modules, so they must not need it imported first."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-500:]
