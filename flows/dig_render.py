@@ -19,7 +19,8 @@ from datetime import date, datetime, timezone
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
-from flows.dig_render_config import FLOW_NAME, DigRenderConfig, batch_name
+from flows.batching import batch_name
+from flows.dig_render_config import FLOW_NAME, DigRenderConfig
 from flows.funnel import publish_dropoff, run_funnel
 from flows.prefect_compat import install as _install_prefect_compat
 from flows.progress import RunProgress

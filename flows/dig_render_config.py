@@ -6,6 +6,7 @@ from datetime import date
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from flows.batching import batch_ranges
 from filters.change_visibility import VisibilityThresholds
 from flows.task_runners import RunnerSettings
 from scenes.blender_render import RenderSettings
@@ -75,8 +76,4 @@ class DigRenderConfig(BaseModel):
         return self.model_copy(update={"seed": int(scheduled.strftime("%Y%m%d"))})
 
     def batches(self) -> list[range]:
-        return [range(s, min(s + self.batch_size, self.pairs)) for s in range(0, self.pairs, self.batch_size)]
-
-
-def batch_name(indices: range) -> str:
-    return f"{indices.start:07d}-{indices.stop:07d}"
+        return batch_ranges(self.pairs, self.batch_size)

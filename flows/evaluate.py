@@ -17,6 +17,7 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
 from flows.evaluate_config import FLOW_NAME, EvaluateConfig
+from flows.batching import batch_name
 from flows.funnel import publish_dropoff, run_funnel
 from flows.progress import RunProgress
 from models.adapted_vlm_chat import AdaptedVlmChat
@@ -41,10 +42,6 @@ class EvaluateSummary(BaseModel):
     batches_resumed: int
     metrics: list[dict]
     seconds: float
-
-
-def batch_name(start: int, stop: int) -> str:
-    return f"{start:07d}-{stop:07d}"
 
 
 def results_table(rows) -> list[dict]:
@@ -81,7 +78,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateSummary:
         write_batch.with_options(task_run_name="write-batch-select")(
             config.db, eval_id, FLOW_NAME, SELECT_BATCH, {}, [selected.stats])
     spans = [(s, min(s + config.batch_size, len(rows))) for s in range(0, len(rows), config.batch_size)]
-    pending = [span for span in spans if batch_name(*span) not in done]
+    pending = [span for span in spans if batch_name(range(*span)) not in done]
     if len(pending) < len(spans):
         logger.info("evaluation %s: %d of %d batches already stored, resuming", eval_id, len(spans) - len(pending),
                     len(spans))
@@ -91,7 +88,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateSummary:
                      done=sum(b - a for a, b in spans) - sum(b - a for a, b in pending),
                      description="answering samples", terminal=config.show_progress) as progress:
         for a, b in pending:
-            name = batch_name(a, b)
+            name = batch_name(range(a, b))
             predictions, stats = generate_answers.with_options(task_run_name=f"generate-answers-{name}")(
                 chat, config.db, pinned, rows[a:b], config.data.layout, eval_id)
             write_batch.with_options(task_run_name=f"write-batch-{name}")(

@@ -30,7 +30,7 @@ from models.sdxl_p2p import SdxlP2PConfig
 from models.vlm_chat import VlmConfig
 from storage.db_uri import DEFAULT_DB, check_db_uri
 from storage.ids import stable_hash
-from tasks.imgdiff_sources import load_captions
+from tasks.imgdiff_caption_source import load_captions
 from tasks.sample_builders import SplitFractions
 
 REPLACE_FLOW = "imgdiff-replace"

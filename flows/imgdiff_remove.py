@@ -25,6 +25,7 @@ from flows.prefect_compat import install as _install_prefect_compat
 from flows.progress import RunProgress
 from models.sdxl_inpaint import SdxlInpainter
 from storage.store import open_store
+from tasks.imgdiff_caption_source import load_captions
 from tasks.imgdiff_describe_removed import describe_removed
 from tasks.imgdiff_inpaint import inpaint_regions
 from tasks.imgdiff_items import ImgDiffItem
@@ -32,13 +33,7 @@ from tasks.imgdiff_propose_regions import propose_regions
 from tasks.imgdiff_records import build_imgdiff_records
 from tasks.imgdiff_removal_crops import filter_removal_crops
 from tasks.imgdiff_removal_itm import check_removals
-from tasks.imgdiff_sources import (
-    list_source_pairs,
-    load_captions,
-    load_source_pairs,
-    plan_caption_items,
-    plan_source_items,
-)
+from tasks.imgdiff_sources import list_source_pairs, load_source_pairs, plan_caption_items, plan_source_items
 from tasks.write_batch import write_batch
 
 _install_prefect_compat()

@@ -40,6 +40,7 @@ from storage.store import PairStore, open_store, sql_literal
 from tasks.imgdiff_box_filters import filter_box_area, suppress_boxes
 from tasks.imgdiff_caption_filter import filter_region_captions
 from tasks.imgdiff_caption_pairs import caption_pairs
+from tasks.imgdiff_caption_source import load_captions
 from tasks.imgdiff_difference_captions import describe_differences
 from tasks.imgdiff_generate_pairs import generate_image_pairs
 from tasks.imgdiff_items import ImgDiffItem
@@ -48,7 +49,7 @@ from tasks.imgdiff_propose_regions import propose_regions
 from tasks.imgdiff_records import build_imgdiff_records
 from tasks.imgdiff_region_captions import caption_regions
 from tasks.imgdiff_score_crops import score_crops
-from tasks.imgdiff_sources import load_captions, plan_caption_items
+from tasks.imgdiff_sources import plan_caption_items
 from tasks.write_batch import write_batch
 
 _install_prefect_compat()  # `prefect deploy` imports this module: see flows/prefect_compat.py

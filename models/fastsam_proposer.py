@@ -22,6 +22,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.lazy import LazyModel
+from models.ultralytics_import import import_ultralytics
 from models.runtime import ModelRuntime
 
 
@@ -66,8 +67,7 @@ class FastSamProposer(LazyModel[FastSamConfig]):
         import torch
 
         rt = self.config.runtime
-        if rt.is_offline():  # ultralytics' own switch: no settings sync or online probe on import
-            os.environ.setdefault("YOLO_OFFLINE", "1")
+        import_ultralytics(offline=rt.is_offline())
         from ultralytics import FastSAM
 
         device = rt.torch_device()

@@ -106,11 +106,11 @@ def build_tiny_blip_itm(out_dir: str | Path, hidden_size: int = 32, seed: int = 
 def build_tiny_fastsam(out_path: str | Path, seed: int = 0) -> Path:
     """A random YOLOv8n-seg saved as a ``.pt``: ``FastSAM(path)`` refuses ``.yaml`` configs, and
     FastSAM checkpoints are YOLOv8-seg models, so this runs the real FastSAM predictor."""
-    import os
-
     import torch
 
-    os.environ.setdefault("YOLO_OFFLINE", "1")  # no settings sync / network probe on import
+    from models.ultralytics_import import import_ultralytics
+
+    import_ultralytics(offline=True)  # no settings sync / network probe on import
     from ultralytics import YOLO
 
     out_path = Path(out_path)

@@ -30,6 +30,9 @@ from storage.schemas import PairRow, utc_now
 
 STAGE = "source"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+# File signatures of those formats: checked before Pillow, whose answer for a non-image depends on
+# which plugins other libraries registered (ultralytics' HEIF hook raises its own errors).
+SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
 
 
 class ImageFolderConfig(BaseModel):
@@ -133,6 +136,8 @@ def check_image_file(file: Path, config: ImageFolderConfig) -> tuple[Verdict, st
     if size > config.max_bytes:
         return Verdict.drop("source_too_large"), f"{size} bytes > max_bytes {config.max_bytes}", {}
     data = file.read_bytes()
+    if not data.startswith(SIGNATURES) and not (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+        return Verdict.drop("source_not_an_image"), "no image file signature (JPEG, PNG, GIF, WebP, BMP, TIFF)", {}
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:

@@ -35,7 +35,8 @@ def filter_region_captions(items: list[ImgDiffItem], blip: BlipItmScorer, clip: 
         sims = clip.text_similarity_batch([(r.region_caption_before, r.region_caption_after) for _, r in todo])
         return itm, sims
 
-    scored = model_step(stats, [r for _, r in todo], score, task_logger())
+    scored = model_step(stats, [r for _, r in todo], score, task_logger(),
+                        f"{blip.config.model_id} + {clip.config.model_name}")
     if scored is not None:
         itm, sims = scored
         n = len(todo)

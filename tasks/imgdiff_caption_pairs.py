@@ -19,12 +19,16 @@ from tasks.imgdiff_items import ImgDiffItem, alive, judge, model_step, task_logg
 STAGE = "rewrite"
 
 
+def _model(rewriter: CaptionRewriter) -> str:
+    return rewriter.config.model_id if rewriter.config.mode == "llm" else "lexicon"
+
+
 @task(name="caption-pairs", cache_policy=NO_CACHE)
 def caption_pairs(items: list[ImgDiffItem], rewriter: CaptionRewriter) -> StageStats:
     stats, start = StageStats(STAGE), time.perf_counter()
     todo = alive(items)
     rewrites = model_step(stats, todo, lambda: rewriter.rewrite_batch([i.source_caption for i in todo]),
-                          task_logger()) if todo else []
+                          task_logger(), _model(rewriter)) if todo else []
     for item, rewrite in zip(todo, rewrites or []):
         item.rewrite = rewrite
         if rewrite.ok:

@@ -24,7 +24,8 @@ def describe_removed(items: list[ImgDiffItem], vlm: VlmChat) -> StageStats:
     stats, start = StageStats(STAGE), time.perf_counter()
     todo = live_regions(items)
     requests = [VlmRequest((crop(item.before, r.box),), DESCRIBE_PROMPT) for item, r in todo]
-    answers = model_step(stats, [r for _, r in todo], lambda: vlm.generate_batch(requests), task_logger()) if todo else []
+    answers = model_step(stats, [r for _, r in todo], lambda: vlm.generate_batch(requests), task_logger(),
+                         vlm.config.model_id) if todo else []
     for (_, region), answer in zip(todo, answers or []):
         region.object_description = clean_answer(answer, max_chars=120)
         if region.object_description:

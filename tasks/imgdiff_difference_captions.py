@@ -16,7 +16,15 @@ from prefect.cache_policies import NO_CACHE
 from filters.verdict import KEEP, StageStats, Verdict
 from models.vlm_chat import VlmChat, VlmRequest
 from storage.pair_images import draw_boxes, side_by_side
-from tasks.imgdiff_items import ImgDiffItem, RegionCandidate, box_line_width, judge, live_regions, model_step, task_logger
+from tasks.imgdiff_items import (
+    ImgDiffItem,
+    RegionCandidate,
+    box_line_width,
+    judge,
+    live_regions,
+    model_step,
+    task_logger,
+)
 from tasks.imgdiff_prompts import DIFFERENCE_PROMPT, clean_answer
 
 STAGE = "difference_captions"
@@ -37,7 +45,8 @@ def describe_differences(items: list[ImgDiffItem], vlm: VlmChat) -> StageStats:
         region.picture = boxed_side_by_side(item.before, item.after, region.box)
     requests = [VlmRequest((r.picture,), DIFFERENCE_PROMPT.format(before=r.region_caption_before,
                                                                    after=r.region_caption_after)) for r in regions]
-    answers = model_step(stats, regions, lambda: vlm.generate_batch(requests), task_logger()) if todo else []
+    answers = model_step(stats, regions, lambda: vlm.generate_batch(requests), task_logger(),
+                         vlm.config.model_id) if todo else []
     for region, answer in zip(regions, answers or []):
         region.difference_caption = clean_answer(answer, max_chars=600)
         if region.difference_caption:

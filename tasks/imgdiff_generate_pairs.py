@@ -23,7 +23,8 @@ def generate_image_pairs(items: list[ImgDiffItem], generator: SdxlP2PGenerator) 
     stats, start = StageStats(STAGE), time.perf_counter()
     todo = alive(items)
     requests = [PairRequest(i.source_caption, i.caption_after, i.seed) for i in todo]
-    pairs = model_step(stats, todo, lambda: generator.generate_batch(requests), task_logger()) if todo else []
+    pairs = model_step(stats, todo, lambda: generator.generate_batch(requests), task_logger(),
+                       generator.config.model_id) if todo else []
     for item, pair in zip(todo, pairs or []):
         item.before, item.after = pair.before, pair.after
         judge(stats, item, KEEP)

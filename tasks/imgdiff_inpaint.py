@@ -33,7 +33,7 @@ def inpaint_regions(items: list[ImgDiffItem], inpainter: SdxlInpainter, max_per_
     requests = [InpaintRequest(item.before, r.full_mask(*item.size), derived_seed("inpaint", r.region_id))
                 for item, r in chosen]
     images = model_step(stats, [r for _, r in chosen], lambda: inpainter.inpaint_batch(requests),
-                        task_logger()) if chosen else []
+                        task_logger(), inpainter.config.model_id) if chosen else []
     for (_, region), image in zip(chosen, images or []):
         region.image_edited = image
         judge(stats, region, KEEP)

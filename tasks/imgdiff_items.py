@@ -123,12 +123,16 @@ def live_regions(items: list[ImgDiffItem]) -> list[tuple[ImgDiffItem, RegionCand
     return [(item, region) for item in alive(items) for region in item.live_regions()]
 
 
-def model_step(stats: StageStats, targets: list, call: Callable[[], T], logger: logging.Logger | None = None) -> T | None:
-    """Run one batched model call for ``targets``; if it raises, drop them all as ``<stage>_error``."""
+def model_step(stats: StageStats, targets: list, call: Callable[[], T], logger: logging.Logger | None = None,
+               model: str | None = None) -> T | None:
+    """Run one batched model call for ``targets``; if it raises, drop them all as ``<stage>_error``,
+    with the model (``model``, a hub id or file) and the error as the detail."""
     try:
         return call()
     except Exception as err:  # one failing model call must not lose the batch or the run
-        detail = f"{type(err).__name__}: {short_error(err)}"
+        detail = f"{type(err).__name__}: {short_error(err, limit=300)}"
+        if model:
+            detail = f"{model}: {detail}"
         (logger or logging.getLogger("pairsmith.imgdiff")).warning(
             "%s failed for %d item(s): %s", stats.stage, len(targets), detail)
         for target in targets:

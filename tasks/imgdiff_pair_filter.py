@@ -23,7 +23,7 @@ def filter_pairs(items: list[ImgDiffItem], clip: ClipScorer, thresholds: Replace
     stats, start = StageStats(PAIR_FILTER), time.perf_counter()
     todo = alive(items)
     sims = model_step(stats, todo, lambda: clip.image_similarity_batch([(i.before, i.after) for i in todo]),
-                      task_logger()) if todo else []
+                      task_logger(), clip.config.model_name) if todo else []
     for item, sim in zip(todo, sims if sims is not None else []):
         item.pair_clip_sim = float(sim)
         judge(stats, item, keep_pair(item.pair_clip_sim, thresholds), f"pair clip cosine {item.pair_clip_sim:.4f}")

@@ -12,7 +12,6 @@ A pair with no proposal stays alive here and is dropped at the end as ``regions_
 from __future__ import annotations
 
 import time
-from typing import Literal
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -24,14 +23,14 @@ from storage.ids import stable_id
 from tasks.imgdiff_items import ImgDiffItem, RegionCandidate, alive, int_box, judge, model_step, task_logger
 
 STAGE = "propose"
-Proposer = Literal["fastsam", "diffmap"]
 
 
-def _region(item: ImgDiffItem, proposer: str, side: str, k: int, box, score=None, changed=None, mask=None,
-            keep_mask: bool = False) -> RegionCandidate:
+def _region(item: ImgDiffItem, proposer: str, side: str, k: int, box, score=None, changed=None,
+            mask=None) -> RegionCandidate:
+    """A region with a deterministic id; a ``mask`` (full image) is kept, cut to the box."""
     box = [round(float(v), 2) for v in box]
     cut = None
-    if keep_mask and mask is not None:
+    if mask is not None:
         x1, y1, x2, y2 = int_box(box, *item.size)
         cut = mask[y1:y2, x1:x2].copy()
     return RegionCandidate(
@@ -39,6 +38,10 @@ def _region(item: ImgDiffItem, proposer: str, side: str, k: int, box, score=None
         proposal_score=None if score is None else float(score),
         changed_fraction=None if changed is None else float(changed), mask=cut,
     )
+
+
+def _names(fastsam: FastSamProposer | None, diffmap: DiffMapProposer | None) -> str:
+    return " + ".join(([fastsam.config.weights] if fastsam else []) + (["diffmap"] if diffmap else []))
 
 
 @task(name="propose-regions", cache_policy=NO_CACHE)
@@ -57,21 +60,22 @@ def propose_regions(
         found: dict[str, list[RegionCandidate]] = {item.pair_id: [] for item in todo}
         if fastsam is not None:
             images = [(item, side) for item in todo for side in fastsam_sides]
-            proposals = fastsam.propose_batch([getattr(item, side) for item, side in images])
-            for (item, side), props in zip(images, proposals):
-                for k, (box, score) in enumerate(zip(props.box_list(), props.scores)):
-                    found[item.pair_id].append(_region(item, "fastsam", side, k, box, score,
-                                                       mask=props.masks[k] if keep_masks else None,
-                                                       keep_mask=keep_masks))
+            step = fastsam.config.batch_size  # the adapter's own forward size; full masks of one chunk at a time
+            for start in range(0, len(images), step):
+                chunk = images[start:start + step]
+                for (item, side), props in zip(chunk, fastsam.propose_batch([getattr(i, s) for i, s in chunk])):
+                    for k, (box, score) in enumerate(zip(props.box_list(), props.scores)):
+                        found[item.pair_id].append(_region(item, "fastsam", side, k, box, score,
+                                                           mask=props.masks[k] if keep_masks else None))
         if diffmap is not None:
             for item, result in zip(todo, diffmap.propose_batch([(item.before, item.after) for item in todo])):
                 masks = result.masks or [None] * len(result.boxes)
                 for k, (box, changed, mask) in enumerate(zip(result.boxes, result.changed_fraction, masks)):
-                    found[item.pair_id].append(_region(item, "diffmap", "pair", k, box, changed=changed, mask=mask,
-                                                       keep_mask=keep_masks))
+                    found[item.pair_id].append(_region(item, "diffmap", "pair", k, box, changed=changed,
+                                                       mask=mask if keep_masks else None))
         return found
 
-    found = model_step(stats, todo, propose, task_logger()) if todo else {}
+    found = model_step(stats, todo, propose, task_logger(), _names(fastsam, diffmap)) if todo else {}
     if found is not None:
         for item in todo:
             item.regions = found[item.pair_id]

@@ -25,7 +25,8 @@ def caption_regions(items: list[ImgDiffItem], vlm: VlmChat) -> StageStats:
     todo = live_regions(items)
     requests = [VlmRequest((crop(item.before, r.box),), REGION_CAPTION_PROMPT) for item, r in todo]
     requests += [VlmRequest((crop(item.after, r.box),), REGION_CAPTION_PROMPT) for item, r in todo]
-    answers = model_step(stats, [r for _, r in todo], lambda: vlm.generate_batch(requests), task_logger()) if todo else []
+    answers = model_step(stats, [r for _, r in todo], lambda: vlm.generate_batch(requests), task_logger(),
+                         vlm.config.model_id) if todo else []
     n = len(todo)
     for k, (_, region) in enumerate(todo if answers is not None else []):
         region.region_caption_before = clean_answer(answers[k])

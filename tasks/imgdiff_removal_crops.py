@@ -25,7 +25,7 @@ def filter_removal_crops(items: list[ImgDiffItem], clip: ClipScorer, thresholds:
     todo = live_regions(items)
     pairs = [(crop(item.before, r.box), crop(item.after, r.box)) for item, r in todo]
     sims = model_step(stats, [r for _, r in todo], lambda: clip.image_similarity_batch(pairs),
-                      task_logger()) if todo else []
+                      task_logger(), clip.config.model_name) if todo else []
     for (_, region), sim in zip(todo, sims if sims is not None else []):
         region.crop_clip_sim = float(sim)
         judge(stats, region, keep_removal_crop(region.crop_clip_sim, thresholds))

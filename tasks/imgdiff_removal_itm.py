@@ -27,7 +27,8 @@ def check_removals(items: list[ImgDiffItem], blip: BlipItmScorer, thresholds: Re
     todo = live_regions(items)
     pairs = [(crop(item.before, r.box), r.object_description) for item, r in todo]
     pairs += [(crop(r.image_edited, r.box), r.object_description) for _, r in todo]
-    itm = model_step(stats, [r for _, r in todo], lambda: blip.score_batch(pairs), task_logger()) if todo else None
+    itm = model_step(stats, [r for _, r in todo], lambda: blip.score_batch(pairs), task_logger(),
+                     blip.config.model_id) if todo else None
     n = len(todo)
     for k, (_, region) in enumerate(todo if itm is not None else []):
         region.itm_before, region.itm_after = float(itm.itm[k]), float(itm.itm[n + k])

@@ -45,7 +45,8 @@ def score_crops(items: list[ImgDiffItem], clip: ClipScorer, blip: BlipItmScorer,
         itm = blip.score_batch([(c, n[0]) for c, n in zip(before, nouns)] + [(c, n[1]) for c, n in zip(after, nouns)])
         return sims, itm
 
-    scored = model_step(stats, [region for _, region in todo], score, task_logger())
+    scored = model_step(stats, [region for _, region in todo], score, task_logger(),
+                        f"{clip.config.model_name} + {blip.config.model_id}")
     if scored is not None:
         sims, itm = scored
         n = len(todo)

@@ -1,9 +1,6 @@
 """Where Img-Diff candidates come from: source captions, or the image pairs of an earlier run.
 
-Img-Diff rewrote MSCOCO captions. pairsmith ships a small caption file with the package
-(``imgdiff_captions.jsonl``: everyday scenes whose nouns the lexicon knows), so a run needs no
-download to start; ``captions_path`` points at your own (JSONL with a ``caption`` field per line,
-or plain text, one caption per line). Candidate i takes caption i modulo the list's length and its
+Candidate i takes caption i modulo the list's length (``tasks.imgdiff_caption_source``) and its
 own seed, so a run longer than the list repeats captions with new images.
 
 The removal flow can also start from the pairs an ``imgdiff-replace`` run made (Img-Diff removes
@@ -13,9 +10,7 @@ one batch's images.
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -26,35 +21,7 @@ from storage.pair_images import open_image
 from storage.store import PairStore, open_store, sql_in, sql_literal
 from tasks.imgdiff_items import ImgDiffItem, derived_seed, judge
 
-BUNDLED_CAPTIONS = Path(__file__).with_name("imgdiff_captions.jsonl")
 LOAD_STAGE = "load"
-
-
-def load_captions(path: str | None = None) -> list[str]:
-    """The source captions of a run; a ValueError naming the file and line for anything unusable."""
-    file = Path(path) if path else BUNDLED_CAPTIONS
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ValueError(f"captions file {str(file)!r}: cannot read it ({err.strerror or err})") from None
-    captions = []
-    as_jsonl = file.suffix.lower() in {".jsonl", ".json"}
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        caption = line.strip()
-        if as_jsonl:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                raise ValueError(f"captions file {str(file)!r} line {number}: not valid JSON") from None
-            caption = record.get("caption") if isinstance(record, dict) else None
-            if not isinstance(caption, str) or not caption.strip():
-                raise ValueError(f"captions file {str(file)!r} line {number}: needs a non-empty \"caption\" string")
-        captions.append(caption.strip())
-    if not captions:
-        raise ValueError(f"captions file {str(file)!r} holds no captions")
-    return captions
 
 
 def plan_caption_items(flow_name: str, content_key: str, seed: int, captions: list[str],

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -55,11 +54,15 @@ LOOSE_REMOVE = {"crop_sim_max": 1.0, "itm_original_min": -1.0, "itm_inpainted_ma
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from threads; two spinning OpenMP threads slow a busy 2-core machine."""
+def offline_one_torch_thread():
+    """No hub requests; and tiny models gain nothing from threads, while two spinning OpenMP threads
+    slow a busy 2-core machine."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setenv("YOLO_OFFLINE", "1")
+        yield
     torch.set_num_threads(threads)
     clear_loaded()
 

@@ -20,7 +20,8 @@ from storage.pair_images import BAR_PX, open_image
 from tasks.imgdiff_items import ImgDiffItem, RegionCandidate, int_box
 from tasks.imgdiff_prompts import clean_answer
 from tasks.imgdiff_samples import object_presence_sample, object_side
-from tasks.imgdiff_sources import BUNDLED_CAPTIONS, load_captions, plan_caption_items
+from tasks.imgdiff_caption_source import BUNDLED_CAPTIONS, load_captions
+from tasks.imgdiff_sources import plan_caption_items
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -191,3 +192,15 @@ def test_crop_scoring_sends_every_crop_of_the_batch_in_one_clip_and_one_blip_cal
     live = [r for item in items for r in item.regions if r.reason is None]
     assert all(r.crop_clip_sim is not None and r.itm_before is not None and r.itm_cosine_after is not None for r in live)
     assert all(r.crop_clip_sim is None for item in items for r in item.regions if r.reason == "box_too_small")
+
+
+def test_readme_imgdiff_commands_name_registered_flows_and_shipped_configs():
+    from flows.cli_run import FLOWS
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Img-Diff flows", 1)[1].split("\n### ", 1)[0]
+    commands = [line.split("#")[0].split() for line in section.split("```bash\n", 1)[1].split("```")[0].splitlines()]
+    assert commands and all(c[:2] == ["pairsmith", "run"] and c[2] in FLOWS for c in commands)
+    configs = [c[c.index("--config") + 1] for c in commands if "--config" in c]
+    assert all((ROOT / path).is_file() for path in configs if path.startswith("configs/"))
+    assert {"imgdiff-replace", "imgdiff-remove"} <= set(FLOWS)
