@@ -21,7 +21,7 @@ from filters.verdict import KEEP, StageStats, Verdict
 from flows.funnel import publish_dropoff, run_funnel
 from storage.db_uri import DEFAULT_DB, check_db_uri
 from storage.ids import stable_hash, stable_id
-from storage.image_folder import ImageFolderConfig, check_image_file
+from storage.image_folder import ImageLimits, check_image_file
 from storage.schemas import Message, PairRow, SampleRow, utc_now
 from storage.store import open_store, sql_literal
 from tasks.med_bench_items import BadEntry, BenchEntry, read_med_json, resolve_image
@@ -40,7 +40,7 @@ class ImportMedBenchConfig(BaseModel):
     db: str = Field(DEFAULT_DB, description="LanceDB URI")
     json_path: str = Field(description="MED_bench.json: a list of {image_name, edited_image_name, type, ...}")
     images_dir: str | None = Field(None, description="folder the image names are relative to; default: the JSON's")
-    max_pixels: int = Field(40_000_000, ge=1, description="larger images are dropped unread")
+    image_limits: ImageLimits = Field(default_factory=ImageLimits, description="images outside these are dropped")
 
     @field_validator("db")
     @classmethod
@@ -71,7 +71,6 @@ def bench_pair_id(entry_names: tuple[str, str]) -> str:
 def import_entries(config: ImportMedBenchConfig, run_id: str) -> tuple[list[PairRow], list[SampleRow], list[StageStats]]:
     json_path = Path(config.json_path)
     images_dir = Path(config.images_dir) if config.images_dir else None
-    checks = ImageFolderConfig(path=str(images_dir or json_path.parent), max_pixels=config.max_pixels, min_side=1)
     read_stats, load_stats, sample_stats = StageStats("read"), StageStats("load"), StageStats("samples")
     start = time.perf_counter()
     pairs: list[PairRow] = []
@@ -91,7 +90,7 @@ def import_entries(config: ImportMedBenchConfig, run_id: str) -> tuple[list[Pair
             if path is None:
                 problem = ("load_missing_image", f"{name}: not found next to the JSON or in --images")
                 break
-            verdict, detail, facts = check_image_file(path, checks)
+            verdict, detail, facts = check_image_file(path, config.image_limits)
             if not verdict.keep:
                 problem = ("load_" + verdict.reason.removeprefix("source_"), f"{name}: {detail}")
                 break

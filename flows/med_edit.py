@@ -87,7 +87,7 @@ def med_edit(config: MedEditConfig) -> MedRunSummary:
         for indices in pending:
             name = batch_name(indices)
             items, source_stats = load_sources.with_options(task_run_name=f"load-sources-{name}")(
-                [refs[i] for i in indices], [pair_ids[i] for i in indices], config.db, config.max_source_pixels)
+                [refs[i] for i in indices], [pair_ids[i] for i in indices], config.db, config.image_limits)
             gate = gpu_task(gate_sources, vlm_gpu).with_options(task_run_name=f"gate-sources-{name}")(items, vlm, config.decisions)
             plan = gpu_task(plan_edits, vlm_gpu).with_options(task_run_name=f"plan-edits-{name}")(items, vlm, config.decisions)
             edit, exhausted = edit_images.with_options(task_run_name=f"edit-images-{name}")(

@@ -10,6 +10,7 @@ from models.gemini_editor import GeminiEditConfig
 from models.vlm_chat import VlmConfig
 from storage.db_uri import DEFAULT_DB, check_db_uri
 from storage.ids import stable_hash
+from storage.image_folder import ImageLimits
 from tasks.med_sources import MedSources
 from tasks.med_vlm_steps import MedDecisions
 from tasks.sample_builders import SplitFractions
@@ -30,7 +31,7 @@ class MedEditConfig(BaseModel):
     request_budget: int = Field(500, ge=0, description="Gemini requests one invocation may send")
     similarity: MedSimilarityThresholds = Field(default_factory=MedSimilarityThresholds)
     splits: SplitFractions = Field(default_factory=SplitFractions)
-    max_source_pixels: int = Field(40_000_000, ge=1, description="larger source images are dropped")
+    image_limits: ImageLimits = Field(default_factory=ImageLimits, description="source images outside these are dropped")
     show_progress: bool = False
 
     @field_validator("db")
@@ -48,4 +49,5 @@ class MedEditConfig(BaseModel):
         ))
 
     def run_id(self) -> str:
-        return f"{FLOW_NAME}-{stable_hash([self.content_key(), self.batch_size, self.max_source_pixels], 12)}"
+        limits = self.image_limits.model_dump(mode="json")
+        return f"{FLOW_NAME}-{stable_hash([self.content_key(), self.batch_size, limits], 12)}"

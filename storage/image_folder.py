@@ -35,16 +35,21 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
 
 
-class ImageFolderConfig(BaseModel):
+class ImageLimits(BaseModel):
+    """What makes a source image too big, too small, or not worth decoding."""
+
     model_config = ConfigDict(extra="forbid")
 
+    max_pixels: int = Field(40_000_000, ge=1, le=1_000_000_000, description="larger images are dropped unread (bombs)")
+    max_bytes: int = Field(64 * 2**20, ge=1, description="larger files are dropped unread")
+    min_side: int = Field(32, ge=1, le=100_000, description="images with a shorter side are dropped")
+
+
+class ImageFolderConfig(ImageLimits):
     path: str = Field(description="folder of source images")
     captions_path: str | None = Field(None, description="captions: JSONL (file, caption) or COCO captions JSON")
     recursive: bool = Field(True, description="also read sub-folders")
     extensions: list[str] = Field(default_factory=lambda: list(IMAGE_EXTENSIONS), description="image file suffixes")
-    max_pixels: int = Field(40_000_000, ge=1, le=1_000_000_000, description="larger images are dropped unread (bombs)")
-    max_bytes: int = Field(64 * 2**20, ge=1, description="larger files are dropped unread")
-    min_side: int = Field(32, ge=1, le=100_000, description="images with a shorter side are dropped")
     require_caption: bool = Field(False, description="with captions_path: drop images that have no caption")
 
 
@@ -126,16 +131,27 @@ def _jsonl_captions(text: str, path: str) -> dict[str, list[str]]:
     return out
 
 
-def check_image_file(file: Path, config: ImageFolderConfig) -> tuple[Verdict, str, dict]:
+def check_image_file(file: Path, config: ImageLimits) -> tuple[Verdict, str, dict]:
     """Verdict, detail and (when kept) the image's facts, from the cheapest failing check."""
-    from PIL import Image
-
     size = file.stat().st_size
     if size == 0:
         return Verdict.drop("source_empty_file"), "0 bytes", {}
     if size > config.max_bytes:
         return Verdict.drop("source_too_large"), f"{size} bytes > max_bytes {config.max_bytes}", {}
-    data = file.read_bytes()
+    verdict, detail, facts = check_image_bytes(file.read_bytes(), config)
+    if verdict.keep and not facts.get("format"):
+        facts["format"] = file.suffix.lstrip(".").upper()
+    return verdict, detail, facts
+
+
+def check_image_bytes(data: bytes, config: ImageLimits) -> tuple[Verdict, str, dict]:
+    """The same checks for an image already in memory (a stored pair's image, a download)."""
+    from PIL import Image
+
+    if not data:
+        return Verdict.drop("source_empty_file"), "0 bytes", {}
+    if len(data) > config.max_bytes:
+        return Verdict.drop("source_too_large"), f"{len(data)} bytes > max_bytes {config.max_bytes}", {}
     if not data.startswith(SIGNATURES) and not (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
         return Verdict.drop("source_not_an_image"), "no image file signature (JPEG, PNG, GIF, WebP, BMP, TIFF)", {}
     with warnings.catch_warnings():
@@ -160,7 +176,7 @@ def check_image_file(file: Path, config: ImageFolderConfig) -> tuple[Verdict, st
             return Verdict.drop(reason), f"{type(err).__name__}: {err}", {}
         except Exception as err:  # zlib/struct/syntax errors from a damaged stream
             return Verdict.drop("source_corrupt"), f"{type(err).__name__}: {err}", {}
-    return KEEP, "", {"width": width, "height": height, "format": image.format or file.suffix.lstrip(".").upper(), "data": data}
+    return KEEP, "", {"width": width, "height": height, "format": image.format, "data": data}
 
 
 def scan_image_folder(config: ImageFolderConfig) -> Iterator[SourceImage | SourceDrop]:

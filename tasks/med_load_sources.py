@@ -10,33 +10,28 @@ from PIL import Image
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from filters.verdict import KEEP, StageStats, Verdict
-from storage.pair_images import image_extension
+from filters.verdict import StageStats, Verdict
+from storage.image_folder import ImageLimits, check_image_bytes
 from storage.store import open_store, sql_in
 from tasks.med_item import MedItem, judge
 from tasks.med_sources import SourceRef
 
-MIME = {"png": "image/png", "jpg": "image/jpeg"}
+# What Gemini takes as inline image data; other formats are sent as PNG.
+EDITOR_MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 
 
-def _check(data: bytes, max_pixels: int) -> tuple[Verdict, str | None, tuple[int, int]]:
-    """Whether bytes are a usable photo; decoding fully catches truncated files too."""
-    if not data:
-        return Verdict.drop("source_empty_file"), None, (0, 0)
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            size = img.size
-            if size[0] * size[1] > max_pixels:
-                return Verdict.drop("source_too_large"), f"{size[0]}x{size[1]} pixels", size
-            img.load()
-        image_extension(data)
-    except Exception as err:  # PIL raises many types for broken files
-        return Verdict.drop("source_unreadable"), f"{type(err).__name__}: {err}", (0, 0)
-    return KEEP, None, size
+def _editable(data: bytes, fmt: str | None) -> tuple[bytes, str]:
+    if fmt in EDITOR_MIME:
+        return data, EDITOR_MIME[fmt]
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(data)).convert("RGB").save(buf, format="PNG")
+    return buf.getvalue(), "image/png"
 
 
 @task(name="load-sources", cache_policy=NO_CACHE)
-def load_sources(refs: list[SourceRef], pair_ids: list[str], db_uri: str, max_pixels: int) -> tuple[list[MedItem], StageStats]:
+def load_sources(
+    refs: list[SourceRef], pair_ids: list[str], db_uri: str, limits: ImageLimits,
+) -> tuple[list[MedItem], StageStats]:
     stats, start = StageStats("source"), time.perf_counter()
     stored = [r.pair_id for r in refs if r.pair_id]
     before = {row["pair_id"]: row["image_before"] for row in open_store(db_uri).read(
@@ -51,15 +46,15 @@ def load_sources(refs: list[SourceRef], pair_ids: list[str], db_uri: str, max_pi
         if ref.path is not None:
             path = Path(ref.path)
             if not path.is_file():
-                judge(stats, item, Verdict.drop("source_missing_file"), detail=str(path))
+                judge(stats, item, Verdict.drop("source_missing"), detail=str(path))
                 continue
             data = path.read_bytes()
         else:
             data = before.get(ref.pair_id) or b""
-        verdict, detail, (w, h) = _check(data, max_pixels)
+        verdict, detail, facts = check_image_bytes(data, limits)
         if verdict.keep:
-            item.image, item.width, item.height = data, w, h
-            item.mime_type = MIME[image_extension(data)]
-        judge(stats, item, verdict, detail=detail)
+            item.image, item.mime_type = _editable(data, facts["format"])
+            item.width, item.height = facts["width"], facts["height"]
+        judge(stats, item, verdict, detail=detail or None)
     stats.seconds = time.perf_counter() - start
     return items, stats

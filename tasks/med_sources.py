@@ -1,21 +1,20 @@
 """Where MED's source photos come from: a folder with a captions file, or pairs already stored.
 
-A captions file is JSONL (``{"image": "x.jpg", "caption": "..."}`` per line; ``file_name`` or
-``image_name`` also accepted) or COCO-style (``{"images": [{"id", "file_name"}], "annotations":
-[{"image_id", "caption"}]}``, first caption per image). Image paths are relative to the images
-folder. Listing sources reads no pixels; each batch loads and checks its own images, so a
-missing or broken file becomes a reason row for that item only.
+A captions file is JSONL (``{"image": "x.jpg", "caption": "..."}`` per line) or COCO captions, read by
+``storage.image_folder.load_captions``; a photo is edited once, from its first caption. Image paths
+are relative to the images folder. Listing sources reads no pixels; each batch loads and checks
+its own images, so a missing or broken file becomes a reason row for that item only.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from storage.ids import stable_id
+from storage.image_folder import load_captions
 from storage.store import PairStore, sql_in, sql_literal
 
 
@@ -61,55 +60,15 @@ class SourceRef:
     problem: str | None = None  # set when the listing itself already shows the item is unusable
 
 
-def read_captions(path: Path) -> list[tuple[str, str]]:
-    """(image path, caption) pairs from a JSONL or COCO captions file; one-line errors name the line."""
-    if not path.is_file():
-        raise ValueError(f"captions file {str(path)!r}: not found")
-    text = path.read_text()
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        data = None  # several JSON lines
-    if not (isinstance(data, dict) and "images" in data and "annotations" in data):
-        return _jsonl(path, text)
-    names = {img["id"]: img["file_name"] for img in data["images"]}
-    out: dict[str, str] = {}
-    for ann in data["annotations"]:
-        name = names.get(ann.get("image_id"))
-        if name is not None and name not in out and str(ann.get("caption", "")).strip():
-            out[name] = str(ann["caption"]).strip()
-    return list(out.items())
-
-
-def _jsonl(path: Path, text: str) -> list[tuple[str, str]]:
-    rows = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"captions file {str(path)!r} line {n}: not valid JSON ({err.msg})") from None
-        name = row.get("image") or row.get("file_name") or row.get("image_name")
-        caption = str(row.get("caption", "")).strip()
-        if not name:
-            raise ValueError(f"captions file {str(path)!r} line {n}: no 'image' field")
-        rows.append((str(name), caption))
-    return rows
-
-
 def list_sources(config: MedSources, store: PairStore) -> list[SourceRef]:
-    """Every source of the run in a stable order, each once; ids are stable across runs.
-
-    A file's id is its path and caption: the same photo listed with two captions is two sources.
-    """
+    """Every source of the run in a stable order, each photo once; ids are stable across runs."""
     refs: list[SourceRef] = []
     if config.folder:
         root = Path(config.folder.images_dir)
-        for name, caption in read_captions(Path(config.folder.captions)):
-            path = root / name
+        for name, captions in load_captions(config.folder.captions).items():
+            caption = next((c for c in captions if c), "")  # MED edits a photo once, from its first caption
             problem = None if caption else "source_no_caption"
-            refs.append(SourceRef(stable_id("file", name, caption), caption, path=str(path), problem=problem))
+            refs.append(SourceRef(stable_id("file", name), caption, path=str(root / name), problem=problem))
     if config.store:
         clauses = [sql_in("method", config.store.methods)]
         if config.store.run_id:
@@ -121,5 +80,4 @@ def list_sources(config: MedSources, store: PairStore) -> list[SourceRef]:
             caption = row["caption_before"] or ""
             refs.append(SourceRef(stable_id("pair", row["pair_id"]), caption, pair_id=row["pair_id"],
                                   problem=None if caption else "source_no_caption"))
-    unique = list({ref.source_id: ref for ref in reversed(refs)}.values())[::-1]  # a repeated line is one source
-    return unique[: config.limit] if config.limit else unique
+    return refs[: config.limit] if config.limit else refs

@@ -21,6 +21,18 @@ from storage.store import PairStore
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """For modules running tiny torch models: they gain nothing from threads, and on a busy 2-core
+    machine two spinning OpenMP threads made such tests 4x slower (6 min vs 1.5 min measured)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def prefect_backend():
     """Flows run against a throw-away local Prefect server and database, as in ephemeral mode."""

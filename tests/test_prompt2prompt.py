@@ -31,14 +31,7 @@ SOURCE, TARGET = "a cat on a sofa", "a big dog on a sofa"  # target is one token
 STEPS, SIZE, GUIDANCE = 4, 64, 5.0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The tiny models are too small to gain from threads, and on a busy 2-core machine two spinning
-    OpenMP threads made these tests 4x slower (6 min vs 1.5 min measured)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

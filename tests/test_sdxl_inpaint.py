@@ -22,14 +22,7 @@ from models.tiny_sdxl import build_tiny_sdxl_turbo, hub_cache_copy
 BOX = (20, 10, 50, 40)  # x1, y1, x2, y2 (inclusive) in an 80x60 image
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The tiny models are too small to gain from threads, and on a busy 2-core machine two spinning
-    OpenMP threads made these tests 4x slower (6 min vs 1.5 min measured)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
