@@ -82,3 +82,14 @@ def test_the_key_never_reaches_logs_or_pickles(server, monkeypatch, caplog):
     assert KEY not in caplog.text
     assert KEY.encode() not in pickle.dumps(ed)
     assert KEY not in ed.config.model_dump_json()
+
+
+def test_the_key_can_come_from_a_prefect_secret_block(server, monkeypatch):
+    from prefect.blocks.system import Secret
+
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    Secret(value=KEY).save("pairsmith-gemini-test", overwrite=True)
+    ed = editor(server, secret_block="pairsmith-gemini-test")
+    assert ed.edit_batch([EditRequest(png("red"), "image/png", "edit")])[0].ok
+    assert {r.api_key for r in server.log} == {KEY}
+    assert KEY not in ed.config.model_dump_json()
