@@ -49,9 +49,11 @@ def med(model_id, adapter, json_path, images_dir, db, split, run_id, limit, devi
         if imported.pairs_dropped:
             click.echo(f"{imported.pairs_dropped} of {imported.entries} entries could not be loaded "
                        "(see 'pairsmith stats --run " + imported.run_id + f" --db {db}')")
+    from storage.store import sql_literal
+
     db = db or DEFAULT_DB
     store = open_store_or_fail(db)
-    where = f"task = 'med-mcq' AND split = '{split}'"
+    where = f"task = 'med-mcq' AND split = {sql_literal(split)}"
     if store.count("samples", where) == 0:
         raise CliError(f"--db {store.uri!r}: no med-mcq samples in split {split!r}; import a benchmark with --json")
     from flows.evaluate_config import EvaluateConfig

@@ -77,20 +77,24 @@ def publish_dropoff(run_id: str, funnel: list[StageStats]) -> None:
 
 
 def read_dropoff_artifact(flow_run_id) -> list[dict] | None:
-    """The ``filter-dropoff`` table a flow run published, read back through the Prefect API.
-
-    The filter body names only the fields it sets: Prefect 3.8's client fills the others with
-    explicit nulls, which its server rejects under the fastapi<0.155 pin (HTTP 422).
-    """
+    """The ``filter-dropoff`` table a flow run published, read back through the Prefect API."""
     import json
 
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
-    body = {
-        "artifacts": {"key": {"any_": [DROPOFF_ARTIFACT_KEY]}, "flow_run_id": {"any_": [str(flow_run_id)]}},
-        "sort": "CREATED_DESC", "limit": 1, "offset": 0,
-    }
+    from flows.prefect_compat import install
+
+    install()  # Prefect 3.8.8's client sends null paging fields its server rejects under fastapi<0.155
     with get_client(sync_client=True) as client:
-        response = client.request("POST", "/artifacts/filter", json=body)
-    found = response.json()
-    return json.loads(found[0]["data"]) if found else None
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[DROPOFF_ARTIFACT_KEY]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
+            ),
+            limit=1,
+        )
+    if not found:
+        return None
+    data = found[0].data
+    return json.loads(data) if isinstance(data, str) else data

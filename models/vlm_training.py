@@ -109,16 +109,3 @@ def save_adapter(model, processor, out_dir: str | Path) -> Path:
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
-
-
-def load_adapted(model_id: str, adapter_dir: str | Path, runtime: ModelRuntime, merge: bool = False):
-    """The base model with a saved adapter on top (merged into the weights with ``merge=True``)."""
-    from peft import PeftModel
-    from transformers import AutoModelForImageTextToText
-
-    base = AutoModelForImageTextToText.from_pretrained(
-        model_id, dtype=runtime.torch_dtype(), **runtime.hf_kwargs()
-    ).to(runtime.torch_device())
-    model = PeftModel.from_pretrained(base, str(adapter_dir))
-    model.eval()
-    return model.merge_and_unload() if merge else model

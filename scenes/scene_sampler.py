@@ -8,7 +8,6 @@ objects get the next free ids), so the renderer's object-id maps can be compared
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -185,7 +184,3 @@ def jitter_camera(rng: np.random.Generator, max_shift: float, max_degrees: float
 def subset_for(n_changes: int) -> str:
     """DiG curriculum subset: one difference, two, or more."""
     return {0: "distractor", 1: "single", 2: "double"}.get(n_changes, "mixed")
-
-
-def footprint_area(obj: SceneObject) -> float:
-    return math.pi * obj.radius**2

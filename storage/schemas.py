@@ -13,16 +13,11 @@ a reason, so thresholds can be re-applied later as a query instead of a re-run.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Literal, Optional
+from typing import Optional
 
 from lancedb.pydantic import LanceModel
 from pydantic import BaseModel, Field, field_validator
 
-Method = Literal["dig-render", "imgdiff-replace", "imgdiff-remove", "med-edit"]
-Status = Literal["kept", "dropped"]
-Proposer = Literal["render-gt", "fastsam", "diffmap"]
-Task = Literal["diff-caption", "object-presence-mcq", "grounding", "med-mcq", "med-diff-qa"]
-Split = Literal["train", "val", "test"]
 ROLES = ("system", "user", "assistant")
 
 
@@ -54,7 +49,7 @@ class PairRow(LanceModel):
 
     pair_id: str
     run_id: str
-    method: str
+    method: str = Field(description="dig-render | imgdiff-replace | imgdiff-remove | med-edit")
     image_before: Optional[bytes] = Field(None, description="PNG/JPEG bytes")
     image_after: Optional[bytes] = Field(None, description="PNG/JPEG bytes")
     width: int
@@ -83,7 +78,7 @@ class PairRow(LanceModel):
     align_transform: Optional[list[float]] = Field(None, description="3x3 row-major, after pixels -> before pixels")
     align_score: Optional[float] = Field(None, description="share of overlap pixels that agree once aligned")
     align_reason: Optional[str] = Field(None, description="why the pair could not be aligned (null when it was)")
-    status: str
+    status: str = Field(description="kept | dropped")
     drop_stage: Optional[str] = None
     drop_reason: Optional[str] = None
     drop_detail: Optional[str] = Field(None, description="the error message behind drop_reason, if any")
@@ -97,7 +92,7 @@ class RegionRow(LanceModel):
     pair_id: str
     run_id: str
     box: list[float] = Field(description="[x1, y1, x2, y2], float pixels on the before image")
-    proposer: str
+    proposer: str = Field(description="render-gt | fastsam | diffmap")
     change_type: Optional[str] = None
     object_description: Optional[str] = None
     visible_px_before: Optional[int] = None
@@ -122,7 +117,7 @@ class RegionRow(LanceModel):
     proposal_score: Optional[float] = Field(None, description="proposer confidence (FastSAM), if it gives one")
     drop_detail: Optional[str] = Field(None, description="the error message behind reason, if any")
     image_edited: Optional[bytes] = Field(None, description="imgdiff-remove: PNG of the before image, region inpainted")
-    status: str
+    status: str = Field(description="kept | dropped")
     reason: Optional[str] = None
     created_at: datetime
 
@@ -134,7 +129,7 @@ class SampleRow(LanceModel):
     pair_id: str
     run_id: str
     method: str
-    task: str
+    task: str = Field(description="diff-caption | object-presence-mcq | grounding | med-mcq | med-diff-qa")
     subset: Optional[str] = None
     conversation: list[Message]
     answer: str
@@ -147,7 +142,7 @@ class SampleRow(LanceModel):
     region_id: Optional[str] = Field(None, description="the region the sample is about, if one")
     object_side: Optional[str] = Field(None, description="object-presence-mcq: 'left' or 'right', the side showing the object")
     category: Optional[str] = None
-    split: str
+    split: str = Field(description="train | val | test | bench")
     created_at: datetime
 
 

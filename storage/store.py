@@ -72,6 +72,10 @@ class PairStore:
             return []  # reading must not create an empty database folder as a side effect
         return list(self.db.list_tables().tables)
 
+    def _exists(self, name: str) -> bool:
+        """Open tables exist; others are looked up (a listing request on an object store)."""
+        return name in self._tables or name in self.table_names()
+
     def table(self, name: str):
         if name not in TABLES:
             raise ValueError(f"unknown table {name!r}; tables are {', '.join(TABLES)}")
@@ -106,7 +110,7 @@ class PairStore:
         self, name: str, where: str | None = None, columns: list[str] | None = None, limit: int | None = None
     ) -> pa.Table:
         """Rows matching ``where`` (a LanceDB SQL filter), all unless ``limit``; empty if none yet."""
-        if name not in self.table_names():
+        if not self._exists(name):
             schema = TABLES[name].to_arrow_schema()
             if columns:
                 schema = pa.schema([schema.field(c) for c in columns])
@@ -119,7 +123,7 @@ class PairStore:
         return query.limit(limit).to_arrow()
 
     def count(self, name: str, where: str | None = None) -> int:
-        if name not in self.table_names():
+        if not self._exists(name):
             return 0
         return int(self.table(name).count_rows(where))
 
