@@ -1,6 +1,6 @@
 """Crop scoring throughput: all crops of a batch in one CLIP + one BLIP call, versus one crop at a time.
 
-Runs the imgdiff-replace flow's own crop-scoring step (``tasks.imgdiff_score_crops.score_crops``:
+Runs the imgdiff-replace flow's own crop-scoring step (``pairsmith.tasks.imgdiff.score_crops.score_crops``:
 CLIP crop-vs-crop cosine and BLIP ITM of each crop against its noun) on tiny random CLIP and BLIP
 models built here, loaded through the same loaders as the hub models, over ``--pairs`` pairs of
 random images with ``--boxes`` boxes each:
@@ -24,14 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 
 def _items(n_pairs: int, n_boxes: int, seed: int = 0):
     from PIL import Image
 
-    from models.caption_answer import CaptionRewrite
-    from tasks.imgdiff_items import ImgDiffItem, RegionCandidate
+    from pairsmith.models.caption_answer import CaptionRewrite
+    from pairsmith.tasks.imgdiff.items import ImgDiffItem, RegionCandidate
 
     rng = np.random.default_rng(seed)
     items = []
@@ -72,12 +71,12 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from filters.imgdiff_thresholds import ReplaceThresholds
-    from models.blip_itm import BlipItmConfig, BlipItmScorer
-    from models.clip_scorer import ClipScorer, ClipScorerConfig
-    from models.runtime import ModelRuntime
-    from models.tiny_builders import build_tiny_blip_itm, build_tiny_clip
-    from tasks.imgdiff_score_crops import score_crops
+    from pairsmith.filters.imgdiff.thresholds import ReplaceThresholds
+    from pairsmith.models.blip_itm import BlipItmConfig, BlipItmScorer
+    from pairsmith.models.clip_scorer import ClipScorer, ClipScorerConfig
+    from pairsmith.models.runtime import ModelRuntime
+    from pairsmith.models.tiny.builders import build_tiny_blip_itm, build_tiny_clip
+    from pairsmith.tasks.imgdiff.score_crops import score_crops
 
     torch.set_num_threads(args.threads)
     cpu = ModelRuntime(device="cpu")

@@ -30,13 +30,13 @@ os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
-from filters.verdict import KEEP, StageStats  # noqa: E402
-from flows.funnel import publish_dropoff, run_funnel  # noqa: E402
-from flows.progress import RunProgress  # noqa: E402
-from storage.ids import stable_id  # noqa: E402
-from storage.schemas import PairRow, utc_now  # noqa: E402
-from storage.store import PairStore, open_store  # noqa: E402
-from tasks.write_batch import write_batch  # noqa: E402
+from pairsmith.storage.verdict import KEEP, StageStats  # noqa: E402
+from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel  # noqa: E402
+from pairsmith.flows.engine.progress import RunProgress  # noqa: E402
+from pairsmith.storage.ids import stable_id  # noqa: E402
+from pairsmith.storage.schemas import PairRow, utc_now  # noqa: E402
+from pairsmith.storage.store import PairStore, open_store  # noqa: E402
+from pairsmith.tasks.write_batch import write_batch  # noqa: E402
 
 FLOW_NAME = "orchestration-overhead"
 TIMERS = {"work": 0.0, "storage": 0.0}

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 IOU_THRESHOLD = 0.5
 Box = Sequence[float]
@@ -57,7 +56,7 @@ def match_count(proposals: Sequence[Box], truths: Sequence[Box], iou_threshold: 
         return 0
     from scipy.optimize import linear_sum_assignment
 
-    from filters.box_nms import box_iou
+    from pairsmith.filters.imgdiff.box_nms import box_iou
 
     hits = box_iou(truths, proposals) >= iou_threshold
     rows, cols = linear_sum_assignment(hits, maximize=True)
@@ -84,7 +83,7 @@ def score(proposals: Sequence[Sequence[Box]], truths: Sequence[Sequence[Box]], i
 
 def load_truth_pairs(db: str, run_id: str | None = None, limit: int | None = None) -> list[TruthPair]:
     """Kept dig-render pairs with their kept ground-truth boxes, in pair-id order."""
-    from storage.store import PairStore, sql_in, sql_literal
+    from pairsmith.storage.store import PairStore, sql_in, sql_literal
 
     store = PairStore(db)
     where = "method = 'dig-render' AND status = 'kept'"
@@ -112,7 +111,7 @@ ProposeFn = Callable[[list[tuple]], list[list[list[float]]]]
 
 
 def diffmap_proposer() -> ProposeFn:
-    from models.diffmap_proposer import DiffMapProposer
+    from pairsmith.models.diffmap_proposer import DiffMapProposer
 
     proposer = DiffMapProposer()
     return lambda pairs: [p.boxes for p in proposer.propose_batch(pairs)]
@@ -120,8 +119,8 @@ def diffmap_proposer() -> ProposeFn:
 
 def fastsam_proposer(weights: str, cache_dir: str | None, device: str) -> ProposeFn:
     """Img-Diff's proposals: FastSAM segments of both images (aligned), as boxes on the before image."""
-    from models.fastsam_proposer import FastSamConfig, FastSamProposer, resolve_weights
-    from models.runtime import ModelRuntime
+    from pairsmith.models.fastsam_proposer import FastSamConfig, FastSamProposer, resolve_weights
+    from pairsmith.models.runtime import ModelRuntime
 
     runtime = ModelRuntime(device=device, cache_dir=cache_dir, offline=True)
     resolve_weights(weights, runtime)  # a missing checkpoint fails here, before any image is read
@@ -138,7 +137,7 @@ def fastsam_proposer(weights: str, cache_dir: str | None, device: str) -> Propos
 
 
 def run(truth_pairs: list[TruthPair], propose: ProposeFn, batch_size: int = 8) -> RecallReport:
-    from storage.pair_images import open_image
+    from pairsmith.storage.pair_images import open_image
 
     proposals: list[list[list[float]]] = []
     start = time.perf_counter()

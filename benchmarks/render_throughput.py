@@ -40,8 +40,8 @@ def _render_settings_table(width: int, height: int, repeats: int) -> list[tuple[
     import bpy
     import numpy as np
 
-    from scenes.blender_render import BlenderRenderer, RenderSettings
-    from scenes.scene_sampler import as_object_map, sample_scene
+    from pairsmith.scenes.blender_render import BlenderRenderer, RenderSettings
+    from pairsmith.scenes.scene_sampler import as_object_map, sample_scene
 
     scene = as_object_map(sample_scene(np.random.default_rng(0), 6, 6))
     rows = []
@@ -83,8 +83,8 @@ def main() -> None:
     parser.add_argument("--skip-settings", action="store_true", help="only the flow run")
     args = parser.parse_args()
 
-    from flows.dig_render import dig_render
-    from flows.dig_render_config import DigRenderConfig
+    from pairsmith.flows.dig_render import dig_render
+    from pairsmith.flows.dig_render_config import DigRenderConfig
 
     db = args.db or os.path.join(tempfile.mkdtemp(prefix="pairsmith-bench-"), "bench.lance")
     config = DigRenderConfig(

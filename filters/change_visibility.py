@@ -2,7 +2,7 @@
 
 A modification that the camera cannot see (occluded, off-screen, a few pixels) or that does not
 change the pixels (a dark object turning metal in a dim corner) would teach a model to box
-nothing. These filters judge the numbers ``scenes.ground_truth.measure_change`` stores, so the
+nothing. These filters judge the numbers ``pairsmith.scenes.ground_truth.measure_change`` stores, so the
 thresholds can be re-applied to stored regions without rendering again.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from filters.verdict import KEEP, Verdict
+from pairsmith.storage.verdict import KEEP, Verdict
 
 
 class VisibilityThresholds(BaseModel):

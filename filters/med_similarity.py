@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from filters.verdict import KEEP, Verdict
+from pairsmith.storage.verdict import KEEP, Verdict
 
 
 class MedSimilarityThresholds(BaseModel):

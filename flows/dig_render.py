@@ -19,20 +19,20 @@ from datetime import date, datetime, timezone
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
-from flows.batching import batch_name
-from flows.dig_render_config import FLOW_NAME, DigRenderConfig
-from flows.funnel import publish_dropoff, run_funnel
-from flows.prefect_compat import install as _install_prefect_compat
-from flows.progress import RunProgress
-from flows.run_outcome import batches_with_errors, error_counts
-from flows.task_runners import gpu_task, open_task_runner, submit_batch
-from storage.store import open_store, sql_literal
-from tasks.build_dig_records import build_dig_records
-from tasks.plan_scene_pairs import plan_scene_pairs
-from tasks.render_scene_pairs import render_scene_pairs
-from tasks.write_batch import write_batch
+from pairsmith.flows.engine.batching import batch_name
+from pairsmith.flows.dig_render_config import FLOW_NAME, DigRenderConfig
+from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
+from pairsmith.flows.engine.prefect_compat import install as _install_prefect_compat
+from pairsmith.flows.engine.progress import RunProgress
+from pairsmith.flows.engine.run_outcome import batches_with_errors, error_counts
+from pairsmith.flows.engine.task_runners import gpu_task, open_task_runner, submit_batch
+from pairsmith.storage.store import open_store, sql_literal
+from pairsmith.tasks.dig.records import build_dig_records
+from pairsmith.tasks.dig.plan_scenes import plan_scene_pairs
+from pairsmith.tasks.dig.render_pairs import render_scene_pairs
+from pairsmith.tasks.write_batch import write_batch
 
-_install_prefect_compat()  # `prefect deploy` imports this module: see flows/prefect_compat.py
+_install_prefect_compat()  # `prefect deploy` imports this module: see flows/engine/prefect_compat.py
 
 
 class RenderRunSummary(BaseModel):

@@ -6,15 +6,15 @@ from datetime import date
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from flows.batching import batch_ranges
-from filters.change_visibility import VisibilityThresholds
-from flows.task_runners import RunnerSettings
-from scenes.blender_render import RenderSettings
-from scenes.pair_plan import PairSampling
-from scenes.scene_config import Scene, load_scenes
-from storage.db_uri import DEFAULT_DB, check_db_uri
-from storage.ids import stable_hash
-from tasks.sample_builders import SplitFractions
+from pairsmith.flows.engine.batching import batch_ranges
+from pairsmith.filters.change_visibility import VisibilityThresholds
+from pairsmith.flows.engine.task_runners import RunnerSettings
+from pairsmith.scenes.blender_render import RenderSettings
+from pairsmith.scenes.pair_plan import PairSampling
+from pairsmith.scenes.scene_config import Scene, load_scenes
+from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
+from pairsmith.storage.ids import stable_hash
+from pairsmith.tasks.sample_builders import SplitFractions
 
 FLOW_NAME = "dig-render"
 

@@ -16,16 +16,16 @@ import time
 from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
-from flows.evaluate_config import FLOW_NAME, EvaluateConfig
-from flows.batching import batch_name
-from flows.funnel import publish_dropoff, run_funnel
-from flows.progress import RunProgress
-from models.adapted_vlm_chat import AdaptedVlmChat
-from storage.store import open_store
-from tasks.generate_answers import generate_answers
-from tasks.score_answers import score_answers
-from tasks.training_data import pin_tables, select_samples_task
-from tasks.write_batch import write_batch
+from pairsmith.flows.evaluate_config import FLOW_NAME, EvaluateConfig
+from pairsmith.flows.engine.batching import batch_name
+from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
+from pairsmith.flows.engine.progress import RunProgress
+from pairsmith.models.adapted_vlm_chat import AdaptedVlmChat
+from pairsmith.storage.store import open_store
+from pairsmith.tasks.evaluate.generate_answers import generate_answers
+from pairsmith.tasks.evaluate.score_answers import score_answers
+from pairsmith.tasks.training.training_data import pin_tables, select_samples_task
+from pairsmith.tasks.write_batch import write_batch
 
 RESULTS_ARTIFACT_KEY = "eval-results"
 SELECT_BATCH = "select"

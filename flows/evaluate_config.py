@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from flows.finetune_config import DEFAULT_MODEL
-from flows.run_card import RunCard
-from models.adapted_vlm_chat import AdaptedVlmConfig, adapter_fingerprint
-from models.runtime import ModelRuntime
-from storage.db_uri import DEFAULT_DB, check_db_uri
-from storage.ids import stable_hash
-from tasks.generate_answers import SCORED_TASKS
-from tasks.training_data import DataSelection, PinnedTables
+from pairsmith.flows.finetune_config import DEFAULT_MODEL
+from pairsmith.flows.engine.run_card import RunCard
+from pairsmith.models.adapted_vlm_chat import AdaptedVlmConfig, adapter_fingerprint
+from pairsmith.models.runtime import ModelRuntime
+from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
+from pairsmith.storage.ids import stable_hash
+from pairsmith.tasks.evaluate.generate_answers import SCORED_TASKS
+from pairsmith.tasks.training.training_data import DataSelection, PinnedTables
 
 FLOW_NAME = "evaluate"
 

@@ -16,13 +16,13 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
-from filters.verdict import StageStats
-from flows.finetune_config import FLOW_NAME, GrpoFinetuneConfig, SftFinetuneConfig
-from flows.run_card import RUN_CARD, RunCard
-from storage.schemas import utc_now
-from storage.store import open_store
-from tasks.train_vlm import StagePlan, TrainedAdapter, train_grpo, train_sft
-from tasks.training_data import pin_tables, select_samples_task
+from pairsmith.storage.verdict import StageStats
+from pairsmith.flows.finetune_config import FLOW_NAME, GrpoFinetuneConfig, SftFinetuneConfig
+from pairsmith.flows.engine.run_card import RUN_CARD, RunCard
+from pairsmith.storage.schemas import utc_now
+from pairsmith.storage.store import open_store
+from pairsmith.tasks.training.train_vlm import StagePlan, TrainedAdapter, train_grpo, train_sft
+from pairsmith.tasks.training.training_data import pin_tables, select_samples_task
 
 RUN_ARTIFACT_KEY = "finetune-run"
 

@@ -13,14 +13,14 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
 
-from filters.grounding_reward import DigRewardConfig
-from models.runtime import ModelRuntime
-from models.vlm_grpo import GrpoSettings
-from models.vlm_sft import SftSettings
-from models.vlm_training import LoraSettings
-from storage.db_uri import DEFAULT_DB, check_db_uri
-from storage.ids import stable_hash
-from tasks.training_data import DataSelection
+from pairsmith.filters.grounding_reward import DigRewardConfig
+from pairsmith.models.runtime import ModelRuntime
+from pairsmith.models.vlm_grpo import GrpoSettings
+from pairsmith.models.vlm_sft import SftSettings
+from pairsmith.models.vlm_training import LoraSettings
+from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
+from pairsmith.storage.ids import stable_hash
+from pairsmith.tasks.training.training_data import DataSelection
 
 FLOW_NAME = "finetune"
 DEFAULT_MODEL = "Qwen/Qwen2-VL-2B-Instruct"

@@ -2,7 +2,7 @@
 
 The defaults are Img-Diff's: the real hub models (SDXL base 1.0 + Prompt2Prompt refine, Vicuna-1.5
 for caption rewriting, CLIP ViT-B/32, BLIP ITM large COCO, FastSAM-x, SDXL-turbo for removal, a
-Qwen2-VL VLM for captions) and the paper's chosen thresholds (``filters.imgdiff_thresholds``). The
+Qwen2-VL VLM for captions) and the paper's chosen thresholds (``pairsmith.filters.imgdiff.thresholds``). The
 source captions default to the small file shipped with the package, so a run needs nothing but
 the model weights; ``rewriter: {mode: lexicon}`` swaps nouns from the shipped lexicon instead of
 asking an LLM.
@@ -18,20 +18,20 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from filters.imgdiff_thresholds import RemoveThresholds, ReplaceThresholds
-from models.blip_itm import BlipItmConfig
-from models.caption_rewriter import CaptionRewriterConfig
-from models.clip_scorer import ClipScorerConfig
-from models.diffmap_proposer import DiffMapConfig
-from models.fastsam_proposer import FastSamConfig
-from models.runtime import ModelRuntime
-from models.sdxl_inpaint import InpaintConfig
-from models.sdxl_p2p import SdxlP2PConfig
-from models.vlm_chat import VlmConfig
-from storage.db_uri import DEFAULT_DB, check_db_uri
-from storage.ids import stable_hash
-from tasks.imgdiff_caption_source import load_captions
-from tasks.sample_builders import SplitFractions
+from pairsmith.filters.imgdiff.thresholds import RemoveThresholds, ReplaceThresholds
+from pairsmith.models.blip_itm import BlipItmConfig
+from pairsmith.models.caption_rewriter import CaptionRewriterConfig
+from pairsmith.models.clip_scorer import ClipScorerConfig
+from pairsmith.models.diffmap_proposer import DiffMapConfig
+from pairsmith.models.fastsam_proposer import FastSamConfig
+from pairsmith.models.runtime import ModelRuntime
+from pairsmith.models.sdxl_inpaint import InpaintConfig
+from pairsmith.models.sdxl_p2p import SdxlP2PConfig
+from pairsmith.models.vlm_chat import VlmConfig
+from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
+from pairsmith.storage.ids import stable_hash
+from pairsmith.tasks.imgdiff.caption_source import load_captions
+from pairsmith.tasks.sample_builders import SplitFractions
 
 REPLACE_FLOW = "imgdiff-replace"
 REMOVE_FLOW = "imgdiff-remove"

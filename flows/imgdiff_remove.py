@@ -18,23 +18,23 @@ import time
 
 from prefect import flow, get_run_logger
 
-from flows.batching import batch_name
-from flows.imgdiff_config import REMOVE_FLOW, ImgDiffRemoveConfig
-from flows.imgdiff_replace import CommonModels, ImgDiffRunSummary, make_pairs, pending_batches, step, summarize
-from flows.prefect_compat import install as _install_prefect_compat
-from flows.progress import RunProgress
-from models.sdxl_inpaint import SdxlInpainter
-from storage.store import open_store
-from tasks.imgdiff_caption_source import load_captions
-from tasks.imgdiff_describe_removed import describe_removed
-from tasks.imgdiff_inpaint import inpaint_regions
-from tasks.imgdiff_items import ImgDiffItem
-from tasks.imgdiff_propose_regions import propose_regions
-from tasks.imgdiff_records import build_imgdiff_records
-from tasks.imgdiff_removal_crops import filter_removal_crops
-from tasks.imgdiff_removal_itm import check_removals
-from tasks.imgdiff_sources import list_source_pairs, load_source_pairs, plan_caption_items, plan_source_items
-from tasks.write_batch import write_batch
+from pairsmith.flows.engine.batching import batch_name
+from pairsmith.flows.imgdiff_config import REMOVE_FLOW, ImgDiffRemoveConfig
+from pairsmith.flows.imgdiff_replace import CommonModels, ImgDiffRunSummary, make_pairs, pending_batches, step, summarize
+from pairsmith.flows.engine.prefect_compat import install as _install_prefect_compat
+from pairsmith.flows.engine.progress import RunProgress
+from pairsmith.models.sdxl_inpaint import SdxlInpainter
+from pairsmith.storage.store import open_store
+from pairsmith.tasks.imgdiff.caption_source import load_captions
+from pairsmith.tasks.imgdiff.describe_removed import describe_removed
+from pairsmith.tasks.imgdiff.inpaint import inpaint_regions
+from pairsmith.tasks.imgdiff.items import ImgDiffItem
+from pairsmith.tasks.imgdiff.propose_regions import propose_regions
+from pairsmith.tasks.imgdiff.records import build_imgdiff_records
+from pairsmith.tasks.imgdiff.removal_crops import filter_removal_crops
+from pairsmith.tasks.imgdiff.removal_itm import check_removals
+from pairsmith.tasks.imgdiff.sources import list_source_pairs, load_source_pairs, plan_caption_items, plan_source_items
+from pairsmith.tasks.write_batch import write_batch
 
 _install_prefect_compat()
 

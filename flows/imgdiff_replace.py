@@ -6,11 +6,11 @@ filter (CLIP window) -> region proposals (FastSAM on both images + the differenc
 region captions (VLM) -> caption filter (CITM + CS) -> difference captions (VLM, side-by-side with a
 red box) -> records and ``diff-caption`` samples -> one LanceDB commit. Every pair and region is
 stored with its scores and verdict, dropped ones included, and every stage writes its stage stats,
-under the stage names ``pairsmith refilter`` re-applies (``filters.imgdiff_stages``).
+under the stage names ``pairsmith refilter`` re-applies (``pairsmith.filters.imgdiff.stages``).
 
 A batch whose stats are stored is skipped on a re-run (unless an item in it failed with an error),
 so the same command resumes a crashed run. Tasks that run a model on a GPU carry the ``gpu`` tag
-and take a ``tag:gpu`` concurrency slot while they run (``flows.task_runners.gpu_task``).
+and take a ``tag:gpu`` concurrency slot while they run (``pairsmith.flows.engine.task_runners.gpu_task``).
 """
 
 from __future__ import annotations
@@ -21,38 +21,38 @@ from dataclasses import dataclass
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
-from flows.batching import batch_name, batch_ranges
-from flows.funnel import publish_dropoff, run_funnel
-from flows.imgdiff_config import REPLACE_FLOW, ImgDiffReplaceConfig, _ImgDiffBase
-from flows.prefect_compat import install as _install_prefect_compat
-from flows.progress import RunProgress
-from flows.run_outcome import batches_with_errors, error_counts
-from flows.task_runners import gpu_task
-from models.blip_itm import BlipItmScorer
-from models.caption_rewriter import CaptionRewriter
-from models.clip_scorer import ClipScorer
-from models.diffmap_proposer import DiffMapProposer
-from models.fastsam_proposer import FastSamProposer
-from models.runtime import ModelRuntime
-from models.sdxl_p2p import SdxlP2PGenerator
-from models.vlm_chat import VlmChat
-from storage.store import PairStore, open_store, sql_literal
-from tasks.imgdiff_box_filters import filter_box_area, suppress_boxes
-from tasks.imgdiff_caption_filter import filter_region_captions
-from tasks.imgdiff_caption_pairs import caption_pairs
-from tasks.imgdiff_caption_source import load_captions
-from tasks.imgdiff_difference_captions import describe_differences
-from tasks.imgdiff_generate_pairs import generate_image_pairs
-from tasks.imgdiff_items import ImgDiffItem
-from tasks.imgdiff_pair_filter import filter_pairs
-from tasks.imgdiff_propose_regions import propose_regions
-from tasks.imgdiff_records import build_imgdiff_records
-from tasks.imgdiff_region_captions import caption_regions
-from tasks.imgdiff_score_crops import score_crops
-from tasks.imgdiff_sources import plan_caption_items
-from tasks.write_batch import write_batch
+from pairsmith.flows.engine.batching import batch_name, batch_ranges
+from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
+from pairsmith.flows.imgdiff_config import REPLACE_FLOW, ImgDiffReplaceConfig, _ImgDiffBase
+from pairsmith.flows.engine.prefect_compat import install as _install_prefect_compat
+from pairsmith.flows.engine.progress import RunProgress
+from pairsmith.flows.engine.run_outcome import batches_with_errors, error_counts
+from pairsmith.flows.engine.task_runners import gpu_task
+from pairsmith.models.blip_itm import BlipItmScorer
+from pairsmith.models.caption_rewriter import CaptionRewriter
+from pairsmith.models.clip_scorer import ClipScorer
+from pairsmith.models.diffmap_proposer import DiffMapProposer
+from pairsmith.models.fastsam_proposer import FastSamProposer
+from pairsmith.models.runtime import ModelRuntime
+from pairsmith.models.sdxl_p2p import SdxlP2PGenerator
+from pairsmith.models.vlm_chat import VlmChat
+from pairsmith.storage.store import PairStore, open_store, sql_literal
+from pairsmith.tasks.imgdiff.box_filters import filter_box_area, suppress_boxes
+from pairsmith.tasks.imgdiff.caption_filter import filter_region_captions
+from pairsmith.tasks.imgdiff.caption_pairs import caption_pairs
+from pairsmith.tasks.imgdiff.caption_source import load_captions
+from pairsmith.tasks.imgdiff.difference_captions import describe_differences
+from pairsmith.tasks.imgdiff.generate_pairs import generate_image_pairs
+from pairsmith.tasks.imgdiff.items import ImgDiffItem
+from pairsmith.tasks.imgdiff.pair_filter import filter_pairs
+from pairsmith.tasks.imgdiff.propose_regions import propose_regions
+from pairsmith.tasks.imgdiff.records import build_imgdiff_records
+from pairsmith.tasks.imgdiff.region_captions import caption_regions
+from pairsmith.tasks.imgdiff.score_crops import score_crops
+from pairsmith.tasks.imgdiff.sources import plan_caption_items
+from pairsmith.tasks.write_batch import write_batch
 
-_install_prefect_compat()  # `prefect deploy` imports this module: see flows/prefect_compat.py
+_install_prefect_compat()  # `prefect deploy` imports this module: see flows/engine/prefect_compat.py
 
 
 class ImgDiffRunSummary(BaseModel):

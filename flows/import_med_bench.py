@@ -17,17 +17,17 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from filters.verdict import KEEP, StageStats, Verdict
-from flows.funnel import publish_dropoff, run_funnel
-from storage.db_uri import DEFAULT_DB, check_db_uri
-from storage.ids import stable_hash, stable_id
-from storage.image_folder import ImageLimits, check_image_file
-from storage.schemas import Message, PairRow, SampleRow, utc_now
-from storage.store import open_store, sql_literal
-from tasks.med_bench_items import BadEntry, BenchEntry, read_med_json, resolve_image
-from tasks.med_samples import MCQ_INSTRUCTION
-from tasks.sample_builders import TWO_IMAGES
-from tasks.write_batch import write_batch
+from pairsmith.storage.verdict import KEEP, StageStats, Verdict
+from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
+from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
+from pairsmith.storage.ids import stable_hash, stable_id
+from pairsmith.storage.image_folder import ImageLimits, check_image_file
+from pairsmith.storage.schemas import Message, PairRow, SampleRow, utc_now
+from pairsmith.storage.store import open_store, sql_literal
+from pairsmith.tasks.med.bench_items import BadEntry, BenchEntry, read_med_json, resolve_image
+from pairsmith.tasks.med.samples import MCQ_INSTRUCTION
+from pairsmith.tasks.sample_builders import TWO_IMAGES
+from pairsmith.tasks.write_batch import write_batch
 
 FLOW_NAME = "import-med-bench"
 METHOD = "med-edit"

@@ -26,14 +26,14 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from flows.prefect_compat import install as _install_prefect_compat
-from storage.db_uri import DEFAULT_DB, check_db_uri, is_object_store
-from storage.schemas import TABLES
-from storage.store import open_store
-from storage.versions import EXPORT_TAG_PREFIX
+from pairsmith.flows.engine.prefect_compat import install as _install_prefect_compat
+from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri, is_object_store
+from pairsmith.storage.schemas import TABLES
+from pairsmith.storage.store import open_store
+from pairsmith.storage.versions import EXPORT_TAG_PREFIX
 
 FLOW_NAME = "maintenance"
-_install_prefect_compat()  # `prefect deploy` imports this module: see flows/prefect_compat.py
+_install_prefect_compat()  # `prefect deploy` imports this module: see flows/engine/prefect_compat.py
 
 REPORT_ARTIFACT_KEY = "maintenance-report"
 # LanceDB measures "older than" from its own clock, a moment after ours: keep a margin before a tag.

@@ -14,26 +14,26 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
-from flows.batching import batch_name, batch_ranges
-from flows.funnel import publish_dropoff, run_funnel
-from flows.med_edit_config import FLOW_NAME, MedEditConfig
-from flows.progress import RunProgress
-from flows.run_outcome import batches_with_errors
-from flows.task_runners import gpu_task
-from models.clip_scorer import ClipScorer
-from models.gemini_editor import GeminiEditor
-from models.vlm_chat import VlmChat
-from storage.ids import stable_id
-from storage.schemas import SampleRow
-from storage.store import open_store, sql_literal
-from tasks.build_med_records import build_med_records
-from tasks.med_edit_images import RequestBudget, edit_images
-from tasks.med_load_sources import load_sources
-from tasks.med_samples import balance_letters
-from tasks.med_score_similarity import score_similarity
-from tasks.med_sources import list_sources
-from tasks.med_vlm_steps import align_captions, gate_sources, plan_edits, write_mcq_options
-from tasks.write_batch import write_batch
+from pairsmith.flows.engine.batching import batch_name, batch_ranges
+from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
+from pairsmith.flows.med_edit_config import FLOW_NAME, MedEditConfig
+from pairsmith.flows.engine.progress import RunProgress
+from pairsmith.flows.engine.run_outcome import batches_with_errors
+from pairsmith.flows.engine.task_runners import gpu_task
+from pairsmith.models.clip_scorer import ClipScorer
+from pairsmith.models.gemini_editor import GeminiEditor
+from pairsmith.models.vlm_chat import VlmChat
+from pairsmith.storage.ids import stable_id
+from pairsmith.storage.schemas import SampleRow
+from pairsmith.storage.store import open_store, sql_literal
+from pairsmith.tasks.med.records import build_med_records
+from pairsmith.tasks.med.edit_images import RequestBudget, edit_images
+from pairsmith.tasks.med.load_sources import load_sources
+from pairsmith.tasks.med.samples import balance_letters
+from pairsmith.tasks.med.score_similarity import score_similarity
+from pairsmith.tasks.med.sources import list_sources
+from pairsmith.tasks.med.vlm_steps import align_captions, gate_sources, plan_edits, write_mcq_options
+from pairsmith.tasks.write_batch import write_batch
 
 
 class MedRunSummary(BaseModel):

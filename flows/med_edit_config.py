@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from filters.med_similarity import MedSimilarityThresholds
-from models.clip_scorer import ClipScorerConfig
-from models.gemini_editor import GeminiEditConfig
-from models.vlm_chat import VlmConfig
-from storage.db_uri import DEFAULT_DB, check_db_uri
-from storage.ids import stable_hash
-from storage.image_folder import ImageLimits
-from tasks.med_sources import MedSources
-from tasks.med_vlm_steps import MedDecisions
-from tasks.sample_builders import SplitFractions
+from pairsmith.filters.med_similarity import MedSimilarityThresholds
+from pairsmith.models.clip_scorer import ClipScorerConfig
+from pairsmith.models.gemini_editor import GeminiEditConfig
+from pairsmith.models.vlm_chat import VlmConfig
+from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
+from pairsmith.storage.ids import stable_hash
+from pairsmith.storage.image_folder import ImageLimits
+from pairsmith.tasks.med.sources import MedSources
+from pairsmith.tasks.med.vlm_steps import MedDecisions
+from pairsmith.tasks.sample_builders import SplitFractions
 
 FLOW_NAME = "med-edit"
 

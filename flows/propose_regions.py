@@ -2,7 +2,7 @@
 
 Edited photos (MED's Gemini edits, the imported MED benchmark) arrive as two images of different
 size and framing and no boxes. Per batch of stored pairs: align the after image onto the before
-image's frame (``models.pair_alignment``), propose changed regions on the aligned pair (the
+image's frame (``pairsmith.models.pair_alignment``), propose changed regions on the aligned pair (the
 weight-free diff-map proposer by default, FastSAM as an option), and store the boxes in
 before-image pixels as ``regions`` of this run, with the alignment (method, transform, score, or
 the reason it failed) on the pair. Work happens at ``work_side`` pixels; boxes are scaled back.
@@ -18,18 +18,18 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from filters.verdict import KEEP, StageStats, Verdict
-from flows.batching import batch_name, batch_ranges
-from flows.funnel import publish_dropoff, run_funnel
-from flows.run_outcome import batches_with_errors
-from models.diffmap_proposer import DiffMapConfig, DiffMapProposer
-from models.pair_alignment import AlignConfig, align_pair, warp_onto_before
-from storage.db_uri import DEFAULT_DB, check_db_uri
-from storage.ids import stable_hash, stable_id
-from storage.pair_images import open_image
-from storage.schemas import PairRow, RegionRow, utc_now
-from storage.store import open_store, sql_in, sql_literal
-from tasks.write_batch import write_batch
+from pairsmith.storage.verdict import KEEP, StageStats, Verdict
+from pairsmith.flows.engine.batching import batch_name, batch_ranges
+from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
+from pairsmith.flows.engine.run_outcome import batches_with_errors
+from pairsmith.models.diffmap_proposer import DiffMapConfig, DiffMapProposer
+from pairsmith.models.pair_alignment import AlignConfig, align_pair, warp_onto_before
+from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
+from pairsmith.storage.ids import stable_hash, stable_id
+from pairsmith.storage.pair_images import open_image
+from pairsmith.storage.schemas import PairRow, RegionRow, utc_now
+from pairsmith.storage.store import open_store, sql_in, sql_literal
+from pairsmith.tasks.write_batch import write_batch
 
 FLOW_NAME = "propose-regions"
 # JPEG photos re-rendered by an editor differ a little everywhere: a higher, adaptive threshold.

@@ -9,7 +9,7 @@ The new verdicts overwrite ``status`` / ``drop_stage`` / ``drop_reason`` of the 
 The funnel goes to ``stage_stats`` under its own run id, ``<run>-refilter-<thresholds hash>``, so
 ``pairsmith stats --run`` shows each setting beside the original, and to the ``filter-dropoff``
 artifact. Re-running with the same file rewrites the same rows: nothing changes the second time.
-What the thresholds cannot decide stays as it was (see ``filters.imgdiff_rejudge``).
+What the thresholds cannot decide stays as it was (see ``pairsmith.filters.imgdiff.rejudge``).
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from filters import imgdiff_stages as st
-from filters.imgdiff_rejudge import RejudgeResult, pair_columns, region_columns, rejudge_pairs
-from filters.imgdiff_thresholds import ImgDiffThresholds
-from flows.funnel import publish_dropoff, run_funnel
-from storage.db_uri import DEFAULT_DB, check_db_uri
-from storage.schemas import PairRow, RegionRow
-from storage.store import PairStore, open_store, sql_in, sql_literal
-from tasks.write_batch import write_batch
+from pairsmith.filters.imgdiff import stages as st
+from pairsmith.filters.imgdiff.rejudge import RejudgeResult, pair_columns, region_columns, rejudge_pairs
+from pairsmith.filters.imgdiff.thresholds import ImgDiffThresholds
+from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
+from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
+from pairsmith.storage.schemas import PairRow, RegionRow
+from pairsmith.storage.store import PairStore, open_store, sql_in, sql_literal
+from pairsmith.tasks.write_batch import write_batch
 
 FLOW_NAME = "refilter"
 BATCH_PAIRS = 500  # pairs re-judged and committed together (fixed: it names the stats batches)

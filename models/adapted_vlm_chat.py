@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from models.vlm_chat import VlmChat, VlmConfig
+from pairsmith.models.vlm_chat import VlmChat, VlmConfig
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
 

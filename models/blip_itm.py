@@ -21,8 +21,8 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.lazy import LazyModel
-from models.runtime import ModelRuntime
+from pairsmith.models.lazy import LazyModel
+from pairsmith.models.runtime import ModelRuntime
 
 ItmKind = Literal["itm", "cosine"]
 

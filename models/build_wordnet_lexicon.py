@@ -7,8 +7,8 @@ food). nltk's WordNet data is a separate download that installs no code, so the 
 script derives a lexicon in the same format from WordNet itself, wherever WordNet is available:
 
     pip install nltk && python -m nltk.downloader wordnet
-    python -m models.build_wordnet_lexicon --out full_lexicon.json --min-count 0 --max-per-category 0
-    python -m models.build_wordnet_lexicon --out frequent.json --min-count 2 --max-per-category 60
+    python -m pairsmith.models.build_wordnet_lexicon --out full_lexicon.json --min-count 0 --max-per-category 0
+    python -m pairsmith.models.build_wordnet_lexicon --out frequent.json --min-count 2 --max-per-category 60
 
 The first writes every concrete noun (about 37,000, most of them species under living_thing); the
 second keeps the nouns most frequent in SemCor. On Debian/Ubuntu without nltk's downloader,

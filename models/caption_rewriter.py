@@ -18,10 +18,10 @@ from typing import Any, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from models.caption_answer import REWRITE_PROMPT, CaptionRewrite, parse_rewrite_answer
-from models.lazy import LazyModel
-from models.noun_lexicon import CATEGORIES, NounLexicon
-from models.runtime import ModelRuntime
+from pairsmith.models.caption_answer import REWRITE_PROMPT, CaptionRewrite, parse_rewrite_answer
+from pairsmith.models.lazy import LazyModel
+from pairsmith.models.noun_lexicon import CATEGORIES, NounLexicon
+from pairsmith.models.runtime import ModelRuntime
 
 # FastChat's "vicuna_v1.1" conversation template, which Vicuna-1.5 was trained with.
 VICUNA_TEMPLATE = (

@@ -24,8 +24,8 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.lazy import LazyModel
-from models.runtime import ModelRuntime
+from pairsmith.models.lazy import LazyModel
+from pairsmith.models.runtime import ModelRuntime
 
 # open_clip's default weight file names in a hub repo, safetensors first.
 _HUB_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")

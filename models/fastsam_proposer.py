@@ -21,9 +21,9 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.lazy import LazyModel
-from models.ultralytics_import import import_ultralytics
-from models.runtime import ModelRuntime
+from pairsmith.models.lazy import LazyModel
+from pairsmith.models.ultralytics_import import import_ultralytics
+from pairsmith.models.runtime import ModelRuntime
 
 
 class FastSamConfig(BaseModel):

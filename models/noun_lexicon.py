@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.caption_answer import CaptionRewrite
+from pairsmith.models.caption_answer import CaptionRewrite
 
 DEFAULT_LEXICON = Path(__file__).with_name("wordnet_lexicon.json")
 CATEGORIES = (

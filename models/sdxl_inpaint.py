@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Sequence
 from PIL import Image, ImageFilter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from models.lazy import LazyModel
-from models.runtime import ModelRuntime
+from pairsmith.models.lazy import LazyModel
+from pairsmith.models.runtime import ModelRuntime
 
 if TYPE_CHECKING:
     from diffusers import StableDiffusionXLInpaintPipeline

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from models.lazy import LazyModel
-from models.p2p_attention import AttentionEdit, RefineController, p2p_processors, refinement_alignment
-from models.runtime import ModelRuntime
+from pairsmith.models.lazy import LazyModel
+from pairsmith.models.p2p_attention import AttentionEdit, RefineController, p2p_processors, refinement_alignment
+from pairsmith.models.runtime import ModelRuntime
 
 if TYPE_CHECKING:
     from diffusers import StableDiffusionXLPipeline

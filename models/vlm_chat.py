@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.lazy import LazyModel
-from models.runtime import ModelRuntime
+from pairsmith.models.lazy import LazyModel
+from pairsmith.models.runtime import ModelRuntime
 
 
 class VlmConfig(BaseModel):

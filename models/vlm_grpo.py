@@ -18,8 +18,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from models.runtime import ModelRuntime
-from models.vlm_training import LoraSettings, TrainLog, precision_args, quiet_console
+from pairsmith.models.runtime import ModelRuntime
+from pairsmith.models.vlm_training import LoraSettings, TrainLog, precision_args, quiet_console
 
 
 class GrpoSettings(BaseModel):

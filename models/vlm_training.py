@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.runtime import ModelRuntime
+from pairsmith.models.runtime import ModelRuntime
 
 ADAPTER_DIR = "adapter"
 

@@ -31,8 +31,8 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from scenes.scene_config import COLOR_RGB, MATERIAL_PBR, SceneObject
-from scenes.scene_sampler import ObjectMap
+from pairsmith.scenes.scene_config import COLOR_RGB, MATERIAL_PBR, SceneObject
+from pairsmith.scenes.scene_sampler import ObjectMap
 
 CameraJitter = tuple[float, float, float, float]  # dx, dy, dz, yaw degrees
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from scenes.scene_config import SceneObject
-from scenes.scene_sampler import Change, ObjectMap
+from pairsmith.scenes.scene_config import SceneObject
+from pairsmith.scenes.scene_sampler import Change, ObjectMap
 
 Locate = Callable[[int], "list[float] | None"]  # object id -> its box in the image it appears in
 

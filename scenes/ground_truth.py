@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from scenes.scene_sampler import Change
+from pairsmith.scenes.scene_sampler import Change
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from scenes.scene_config import MAX_OBJECTS, Scene
-from scenes.scene_sampler import CHANGE_KINDS, ChangeKind, PlacementError, sample_scene
+from pairsmith.scenes.scene_config import MAX_OBJECTS, Scene
+from pairsmith.scenes.scene_sampler import CHANGE_KINDS, ChangeKind, PlacementError, sample_scene
 
 
 class PairSampling(BaseModel):

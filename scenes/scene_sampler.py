@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from scenes.scene_config import (
+from pairsmith.scenes.scene_config import (
     AREA_HALF_EXTENT,
     COLOR_RGB,
     MATERIAL_PBR,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from storage.pair_images import draw_boxes, open_image, side_by_side
-from storage.store import PairStore, sql_in, sql_literal
+from pairsmith.storage.pair_images import draw_boxes, open_image, side_by_side
+from pairsmith.storage.store import PairStore, sql_in, sql_literal
 
 COLUMNS = 2
 MARGIN = 10

@@ -20,8 +20,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from storage.pair_images import image_extension, open_image, side_by_side
-from storage.store import PairStore, sql_in, sql_literal
+from pairsmith.storage.pair_images import image_extension, open_image, side_by_side
+from pairsmith.storage.store import PairStore, sql_in, sql_literal
 
 Format = Literal["llava", "sharegpt"]
 Layout = Literal["multi", "side-by-side"]

@@ -24,9 +24,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from filters.verdict import KEEP, StageStats, Verdict
-from storage.ids import stable_id
-from storage.schemas import PairRow, utc_now
+from pairsmith.storage.verdict import KEEP, StageStats, Verdict
+from pairsmith.storage.ids import stable_id
+from pairsmith.storage.schemas import PairRow, utc_now
 
 STAGE = "source"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")

@@ -18,8 +18,8 @@ import lancedb
 import pyarrow as pa
 from lancedb.pydantic import LanceModel
 
-from storage.db_uri import DEFAULT_DB, check_db_uri, is_object_store
-from storage.schemas import KEYS, TABLES
+from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri, is_object_store
+from pairsmith.storage.schemas import KEYS, TABLES
 
 
 def sql_literal(value: str) -> str:

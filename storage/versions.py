@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from storage.schemas import TABLES
-from storage.store import PairStore
+from pairsmith.storage.schemas import TABLES
+from pairsmith.storage.store import PairStore
 
 EXPORT_TAG_PREFIX = "export-"
 

@@ -11,8 +11,8 @@ import json
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from storage.ids import stable_hash, stable_id
-from storage.schemas import Message, SampleRow, utc_now
+from pairsmith.storage.ids import stable_hash, stable_id
+from pairsmith.storage.schemas import Message, SampleRow, utc_now
 
 TWO_IMAGES = "<image>\n<image>\n"
 

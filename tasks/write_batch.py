@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from filters.verdict import StageStats
-from storage.ids import stable_id
-from storage.schemas import LanceModel, ReasonCount, StageStatsRow, utc_now
-from storage.store import open_store
+from pairsmith.storage.verdict import StageStats
+from pairsmith.storage.ids import stable_id
+from pairsmith.storage.schemas import LanceModel, ReasonCount, StageStatsRow, utc_now
+from pairsmith.storage.store import open_store
 
 
 @dataclass

@@ -14,9 +14,9 @@ from uuid import UUID
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
-from flows.dig_render import RenderRunSummary, dig_render
-from flows.dig_render_config import DigRenderConfig
-from storage.store import PairStore
+from pairsmith.flows.dig_render import RenderRunSummary, dig_render
+from pairsmith.flows.dig_render_config import DigRenderConfig
+from pairsmith.storage.store import PairStore
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from models.build_wordnet_lexicon import build_lexicon, category_of, clean_lemma, word_category
-from models.caption_answer import _word_diff, parse_rewrite_answer
-from models.caption_rewriter import VICUNA_TEMPLATE, CaptionRewriter, CaptionRewriterConfig
-from models.noun_lexicon import CATEGORIES, DEFAULT_LEXICON, NounLexicon, pluralize
-from models.runtime import ModelRuntime
-from models.tiny_builders import build_tiny_chat_llm, hf_cache_snapshot
+from pairsmith.models.build_wordnet_lexicon import build_lexicon, category_of, clean_lemma, word_category
+from pairsmith.models.caption_answer import _word_diff, parse_rewrite_answer
+from pairsmith.models.caption_rewriter import VICUNA_TEMPLATE, CaptionRewriter, CaptionRewriterConfig
+from pairsmith.models.noun_lexicon import CATEGORIES, DEFAULT_LEXICON, NounLexicon, pluralize
+from pairsmith.models.runtime import ModelRuntime
+from pairsmith.models.tiny.builders import build_tiny_chat_llm, hf_cache_snapshot
 from tests.network_guard import block_network
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,7 +89,7 @@ def test_shipped_lexicon_has_every_category_and_ships_with_the_package(lexicon):
     nouns = [n for ns in json.loads(DEFAULT_LEXICON.read_text())["categories"].values() for n in ns]
     assert len(nouns) == len(set(nouns)) and len(nouns) >= 300  # each noun in one category
     package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
-    assert DEFAULT_LEXICON.name in package_data["models"]
+    assert DEFAULT_LEXICON.name in package_data["pairsmith.models"]
 
 
 def test_lexicon_swaps_a_noun_for_another_of_its_category_and_says_which(lexicon):
@@ -219,7 +219,7 @@ def test_wordnet_categories_prefer_the_most_specific_and_skip_unusable_lemmas():
 def test_wordnet_entries_from_real_wordnet_land_in_the_expected_categories():
     """Runs where nltk and WordNet's data exist (neither is a project requirement)."""
     pytest.importorskip("nltk", reason="nltk is optional: pip install nltk to rebuild the lexicon")
-    from models.build_wordnet_lexicon import load_wordnet, wordnet_entries
+    from pairsmith.models.build_wordnet_lexicon import load_wordnet, wordnet_entries
 
     wordnet_dir = "/usr/share/wordnet" if Path("/usr/share/wordnet/data.noun").exists() else None
     try:

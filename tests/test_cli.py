@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flows.cli import main
+from pairsmith.flows.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,7 +93,7 @@ def test_render_stats_export_and_contact_sheet(capsys, tmp_path):
 
 
 def test_help_does_not_import_the_heavy_stack():
-    code = ("import sys, flows.cli; "
+    code = ("import sys, pairsmith.flows.cli.main; "
             "print(sorted(m for m in ('prefect', 'lancedb', 'bpy', 'torch', 'pyarrow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
     assert out.strip() == "[]"
@@ -110,7 +110,7 @@ def test_console_script_renders_and_a_second_identical_run_adds_nothing(tmp_path
     first = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
     assert "Stored 2 pairs" in first.stdout and "rendering pairs" in first.stderr
-    from storage.store import PairStore
+    from pairsmith.storage.store import PairStore
 
     counts = {t: PairStore(str(db)).count(t) for t in ("pairs", "regions", "samples")}
     second = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)

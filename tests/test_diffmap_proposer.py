@@ -10,7 +10,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from benchmarks.proposer_recall import load_truth_pairs, main, match_count, run, score
-from models.diffmap_proposer import DiffMapConfig, DiffMapProposer
+from pairsmith.models.diffmap_proposer import DiffMapConfig, DiffMapProposer
 
 H, W = 120, 160
 GRAY, RED, BLUE, GREEN, YELLOW = (128, 128, 128), (200, 40, 40), (40, 60, 200), (40, 170, 60), (220, 200, 40)

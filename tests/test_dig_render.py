@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from flows.dig_render import dig_render
-from flows.funnel import read_dropoff_artifact, run_funnel
-from scenes.ground_truth import decode_png, pixel_change
-from storage.store import sql_literal
-from tasks.sample_builders import boxes_answer
+from pairsmith.flows.dig_render import dig_render
+from pairsmith.flows.engine.funnel import read_dropoff_artifact, run_funnel
+from pairsmith.scenes.ground_truth import decode_png, pixel_change
+from pairsmith.storage.store import sql_literal
+from pairsmith.tasks.sample_builders import boxes_answer
 
 pytestmark = pytest.mark.slow
 

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from flows.dig_render_config import DigRenderConfig
-from flows.funnel import run_funnel
-from scenes.scene_config import Scene
-from storage.store import PairStore
-from tasks import render_scene_pairs as render_module
+from pairsmith.flows.dig_render_config import DigRenderConfig
+from pairsmith.flows.engine.funnel import run_funnel
+from pairsmith.scenes.scene_config import Scene
+from pairsmith.storage.store import PairStore
+from pairsmith.tasks.dig import render_pairs as render_module
 from tests.conftest import render_run
 
 pytestmark = pytest.mark.slow
@@ -90,7 +90,7 @@ def test_a_run_killed_mid_write_resumes_without_duplicates(tmp_path, monkeypatch
 
     monkeypatch.setattr(PairStore, "upsert", dying_upsert)
     config = DigRenderConfig(db=str(db), pairs=4, batch_size=2, sampling={"max_changes": 2})
-    from flows.dig_render import dig_render
+    from pairsmith.flows.dig_render import dig_render
 
     state = dig_render(config, return_state=True, )
     assert state.is_failed()

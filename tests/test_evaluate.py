@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from filters.mcq_answer import parse_choice
-from flows.cli import main
-from storage.schemas import EvalPredictionRow, Message, SampleRow, utc_now
-from storage.store import PairStore, sql_literal
-from tasks.caption_metrics import caption_metrics
-from tasks.grounding_metrics import average_precision, grounding_metrics
-from tasks.mcq_metrics import McqItem, mcq_metrics
-from tasks.sample_builders import TWO_IMAGES
+from pairsmith.filters.mcq_answer import parse_choice
+from pairsmith.flows.cli.main import main
+from pairsmith.storage.schemas import EvalPredictionRow, Message, SampleRow, utc_now
+from pairsmith.storage.store import PairStore, sql_literal
+from pairsmith.tasks.evaluate.caption_metrics import caption_metrics
+from pairsmith.tasks.evaluate.grounding_metrics import average_precision, grounding_metrics
+from pairsmith.tasks.evaluate.mcq_metrics import McqItem, mcq_metrics
+from pairsmith.tasks.sample_builders import TWO_IMAGES
 
 CATEGORIES = ("Attribute", "Counting")
 
@@ -94,7 +94,7 @@ def _sample(sample_id: str, task: str, answer: str, **extra) -> dict:
 
 
 def test_scoring_reads_every_stored_answer_of_an_evaluation(tmp_path):
-    from tasks.score_answers import score_answers
+    from pairsmith.tasks.evaluate.score_answers import score_answers
 
     db = str(tmp_path / "scores.lance")
     samples = [
@@ -131,7 +131,7 @@ def test_scoring_reads_every_stored_answer_of_an_evaluation(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_vlm(tmp_path_factory) -> Path:
-    from models.tiny_qwen2_vl import build_tiny_qwen2_vl
+    from pairsmith.models.tiny.qwen2_vl import build_tiny_qwen2_vl
 
     return build_tiny_qwen2_vl(tmp_path_factory.mktemp("tiny-qwen2-vl"))
 
@@ -168,8 +168,8 @@ def _artifact(key: str, flow_run_id) -> list[dict] | None:
 
 @pytest.mark.slow
 def test_evaluate_stores_every_answer_and_metric_and_resumes(eval_db, tiny_vlm):
-    from flows.evaluate import evaluate
-    from flows.evaluate_config import EvaluateConfig
+    from pairsmith.flows.evaluate import evaluate
+    from pairsmith.flows.evaluate_config import EvaluateConfig
 
     config = EvaluateConfig(
         db=eval_db, model_id=str(tiny_vlm), runtime={"device": "cpu"}, max_new_tokens=8, batch_size=3,
@@ -216,7 +216,7 @@ def _random_adapter(tiny_vlm: Path, out: Path) -> Path:
     from peft import get_peft_model
     from transformers import AutoModelForImageTextToText
 
-    from models.vlm_training import LoraSettings
+    from pairsmith.models.vlm_training import LoraSettings
 
     model = get_peft_model(AutoModelForImageTextToText.from_pretrained(tiny_vlm), LoraSettings().peft_config())
     torch.manual_seed(0)
@@ -232,7 +232,7 @@ def _random_adapter(tiny_vlm: Path, out: Path) -> Path:
 def test_evaluate_cli_applies_the_adapter_named_by_a_run_card(capsys, eval_db, tiny_vlm, tmp_path):
     from datetime import datetime, timezone
 
-    from flows.run_card import RunCard
+    from pairsmith.flows.engine.run_card import RunCard
 
     run_dir = tmp_path / "runs" / "finetune-sft-x"
     _random_adapter(tiny_vlm, run_dir / "adapter")

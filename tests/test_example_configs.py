@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize(
     "name, model_path",
     [
-        ("med_edit.yaml", "flows.med_edit_config:MedEditConfig"),
-        ("propose_regions.yaml", "flows.propose_regions:ProposeRegionsConfig"),
+        ("med_edit.yaml", "pairsmith.flows.med_edit_config:MedEditConfig"),
+        ("propose_regions.yaml", "pairsmith.flows.propose_regions:ProposeRegionsConfig"),
     ],
 )
 def test_example_config_validates(name, model_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from storage.export import ExportFilter, export_samples
+from pairsmith.storage.export import ExportFilter, export_samples
 
 pytestmark = pytest.mark.slow
 

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.cli import main
-from flows.finetune_config import FinetuneConfig, GrpoFinetuneConfig, SftFinetuneConfig
-from models.tiny_qwen2_vl import build_tiny_qwen2_vl
-from storage.schemas import Message, SampleRow, utc_now
-from storage.store import PairStore
-from tasks.sample_builders import TWO_IMAGES
-from tasks.training_data import DataSelection, PairImages, pin_tables, select_samples, training_dataset
+from pairsmith.flows.cli.main import main
+from pairsmith.flows.finetune_config import FinetuneConfig, GrpoFinetuneConfig, SftFinetuneConfig
+from pairsmith.models.tiny.qwen2_vl import build_tiny_qwen2_vl
+from pairsmith.storage.schemas import Message, SampleRow, utc_now
+from pairsmith.storage.store import PairStore
+from pairsmith.tasks.sample_builders import TWO_IMAGES
+from pairsmith.tasks.training.training_data import DataSelection, PairImages, pin_tables, select_samples, training_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -222,7 +222,7 @@ def test_sft_from_the_cli_trains_logs_saves_a_reloadable_adapter_and_a_run_card(
 
 @pytest.mark.slow
 def test_grpo_runs_the_curriculum_with_the_dig_reward_and_kl(train_db, tiny_vlm, tmp_path):
-    from flows.finetune import finetune
+    from pairsmith.flows.finetune import finetune
 
     config = GrpoFinetuneConfig(
         db=train_db, model_id=str(tiny_vlm), runtime={"device": "cpu"}, output_dir=str(tmp_path / "runs"),
@@ -269,11 +269,11 @@ def _assert_adapter_reloads_structure(tiny_vlm: Path, adapter_dir: Path) -> None
 @pytest.mark.slow
 def test_grpo_hands_each_prompts_true_boxes_to_the_reward(train_db, tiny_vlm, tmp_path):
     """gt_boxes travels from the dataset to the reward function; a known right answer scores 1."""
-    from filters.grounding_reward import grounding_reward
-    from models.runtime import ModelRuntime
-    from models.vlm_grpo import GrpoSettings, run_grpo_stage
-    from models.vlm_training import LoraSettings, load_trainable_vlm
-    from tasks.dig_reward import DigReward
+    from pairsmith.filters.grounding_reward import grounding_reward
+    from pairsmith.models.runtime import ModelRuntime
+    from pairsmith.models.vlm_grpo import GrpoSettings, run_grpo_stage
+    from pairsmith.models.vlm_training import LoraSettings, load_trainable_vlm
+    from pairsmith.tasks.training.dig_reward import DigReward
 
     store = PairStore(train_db)
     selection = DataSelection(tasks=["grounding"])

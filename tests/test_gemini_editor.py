@@ -10,7 +10,7 @@ import pickle
 import pytest
 from PIL import Image
 
-from models.gemini_editor import EditRequest, GeminiAuthError, GeminiEditConfig, GeminiEditor
+from pairsmith.models.gemini_editor import EditRequest, GeminiAuthError, GeminiEditConfig, GeminiEditor
 from tests.fake_gemini import FakeGemini
 
 KEY = "test-key-5f1b2c"

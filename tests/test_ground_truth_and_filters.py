@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from filters.change_visibility import VisibilityThresholds, keep_change, keep_scene_objects
-from filters.verdict import KEEP, StageStats, Verdict
-from scenes.ground_truth import box_from_mask, decode_png, encode_png, measure_change, pixel_change
-from scenes.scene_config import SceneObject
-from scenes.scene_sampler import Change
+from pairsmith.filters.change_visibility import VisibilityThresholds, keep_change, keep_scene_objects
+from pairsmith.storage.verdict import KEEP, StageStats, Verdict
+from pairsmith.scenes.ground_truth import box_from_mask, decode_png, encode_png, measure_change, pixel_change
+from pairsmith.scenes.scene_config import SceneObject
+from pairsmith.scenes.scene_sampler import Change
 
 CUBE = SceneObject(shape="cube", color="red", size="small", material="metal", position=(0.0, 0.0))
 

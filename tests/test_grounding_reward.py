@@ -9,8 +9,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from filters.grounding_reward import DigRewardConfig, box_iou, grounding_reward, match_boxes, parse_boxes
-from tasks.dig_reward import DigReward
+from pairsmith.filters.grounding_reward import DigRewardConfig, box_iou, grounding_reward, match_boxes, parse_boxes
+from pairsmith.tasks.training.dig_reward import DigReward
 
 coord = st.integers(0, 600)
 size = st.integers(2, 200)

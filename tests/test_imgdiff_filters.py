@@ -7,14 +7,14 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from filters import imgdiff_stages as st
-from filters.box_area import keep_box_area
-from filters.box_nms import box_iou, nms_most_different_first
-from filters.crop_difference import keep_crop
-from filters.imgdiff_thresholds import ImgDiffThresholds, RemoveThresholds, ReplaceThresholds
-from filters.object_removal import keep_removal_crop, keep_removal_itm
-from filters.pair_similarity import keep_pair
-from filters.region_captions import keep_region_captions
+from pairsmith.filters.imgdiff import stages as st
+from pairsmith.filters.imgdiff.box_area import keep_box_area
+from pairsmith.filters.imgdiff.box_nms import box_iou, nms_most_different_first
+from pairsmith.filters.imgdiff.crop_difference import keep_crop
+from pairsmith.filters.imgdiff.thresholds import ImgDiffThresholds, RemoveThresholds, ReplaceThresholds
+from pairsmith.filters.imgdiff.object_removal import keep_removal_crop, keep_removal_itm
+from pairsmith.filters.imgdiff.pair_similarity import keep_pair
+from pairsmith.filters.imgdiff.region_captions import keep_region_captions
 
 
 def test_defaults_are_the_papers_chosen_setting():

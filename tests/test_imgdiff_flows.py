@@ -21,23 +21,23 @@ import pytest
 import torch
 import yaml
 
-from filters import imgdiff_stages as st
-from filters.imgdiff_thresholds import ImgDiffThresholds, ReplaceThresholds
-from filters.pair_similarity import keep_pair
-from flows.cli import main
-from flows.funnel import read_dropoff_artifact, run_funnel
-from flows.imgdiff_config import ImgDiffRemoveConfig, ImgDiffReplaceConfig
-from flows.imgdiff_remove import imgdiff_remove
-from flows.imgdiff_replace import imgdiff_replace
-from flows.run_outcome import batches_with_errors
-from models.blip_itm import BlipItmScorer
-from models.lazy import clear_loaded
-from models.tiny_builders import build_tiny_blip_itm, build_tiny_clip, build_tiny_fastsam
-from models.tiny_qwen2_vl import build_tiny_qwen2_vl
-from models.tiny_sdxl import build_tiny_sdxl, build_tiny_sdxl_turbo
-from storage.export import ExportFilter, export_samples
-from storage.pair_images import BAR_PX, open_image
-from storage.store import PairStore, sql_literal
+from pairsmith.filters.imgdiff import stages as st
+from pairsmith.filters.imgdiff.thresholds import ImgDiffThresholds, ReplaceThresholds
+from pairsmith.filters.imgdiff.pair_similarity import keep_pair
+from pairsmith.flows.cli.main import main
+from pairsmith.flows.engine.funnel import read_dropoff_artifact, run_funnel
+from pairsmith.flows.imgdiff_config import ImgDiffRemoveConfig, ImgDiffReplaceConfig
+from pairsmith.flows.imgdiff_remove import imgdiff_remove
+from pairsmith.flows.imgdiff_replace import imgdiff_replace
+from pairsmith.flows.engine.run_outcome import batches_with_errors
+from pairsmith.models.blip_itm import BlipItmScorer
+from pairsmith.models.lazy import clear_loaded
+from pairsmith.models.tiny.builders import build_tiny_blip_itm, build_tiny_clip, build_tiny_fastsam
+from pairsmith.models.tiny.qwen2_vl import build_tiny_qwen2_vl
+from pairsmith.models.tiny.sdxl import build_tiny_sdxl, build_tiny_sdxl_turbo
+from pairsmith.storage.export import ExportFilter, export_samples
+from pairsmith.storage.pair_images import BAR_PX, open_image
+from pairsmith.storage.store import PairStore, sql_literal
 
 pytestmark = pytest.mark.slow
 

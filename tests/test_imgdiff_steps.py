@@ -12,16 +12,16 @@ import yaml
 from PIL import Image
 from pydantic import ValidationError
 
-from filters.imgdiff_thresholds import RemoveThresholds, ReplaceThresholds
-from flows.imgdiff_config import ImgDiffRemoveConfig, ImgDiffReplaceConfig
-from models.caption_answer import CaptionRewrite
-from models.noun_lexicon import NounLexicon
-from storage.pair_images import BAR_PX, open_image
-from tasks.imgdiff_items import ImgDiffItem, RegionCandidate, int_box
-from tasks.imgdiff_prompts import clean_answer
-from tasks.imgdiff_samples import object_presence_sample, object_side
-from tasks.imgdiff_caption_source import BUNDLED_CAPTIONS, load_captions
-from tasks.imgdiff_sources import plan_caption_items
+from pairsmith.filters.imgdiff.thresholds import RemoveThresholds, ReplaceThresholds
+from pairsmith.flows.imgdiff_config import ImgDiffRemoveConfig, ImgDiffReplaceConfig
+from pairsmith.models.caption_answer import CaptionRewrite
+from pairsmith.models.noun_lexicon import NounLexicon
+from pairsmith.storage.pair_images import BAR_PX, open_image
+from pairsmith.tasks.imgdiff.items import ImgDiffItem, RegionCandidate, int_box
+from pairsmith.tasks.imgdiff.prompts import clean_answer
+from pairsmith.tasks.imgdiff.samples import object_presence_sample, object_side
+from pairsmith.tasks.imgdiff.caption_source import BUNDLED_CAPTIONS, load_captions
+from pairsmith.tasks.imgdiff.sources import plan_caption_items
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,7 +86,7 @@ def test_bundled_captions_ship_with_the_package_and_the_lexicon_rewrites_them_al
     lexicon = NounLexicon.load()
     assert all(lexicon.rewrite(c).ok for c in captions)
     package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
-    assert BUNDLED_CAPTIONS.name in package_data["tasks"]
+    assert BUNDLED_CAPTIONS.name in package_data["pairsmith.tasks.imgdiff"]
 
 
 def test_caption_files_jsonl_or_text_and_their_errors_name_file_and_line(tmp_path):
@@ -162,12 +162,12 @@ def test_object_presence_question_shows_the_original_on_the_recorded_side():
 
 @pytest.mark.slow
 def test_crop_scoring_sends_every_crop_of_the_batch_in_one_clip_and_one_blip_call(tmp_path):
-    from filters.imgdiff_thresholds import ReplaceThresholds
-    from models.blip_itm import BlipItmConfig, BlipItmScorer
-    from models.clip_scorer import ClipScorer, ClipScorerConfig
-    from models.runtime import ModelRuntime
-    from models.tiny_builders import build_tiny_blip_itm, build_tiny_clip
-    from tasks.imgdiff_score_crops import score_crops
+    from pairsmith.filters.imgdiff.thresholds import ReplaceThresholds
+    from pairsmith.models.blip_itm import BlipItmConfig, BlipItmScorer
+    from pairsmith.models.clip_scorer import ClipScorer, ClipScorerConfig
+    from pairsmith.models.runtime import ModelRuntime
+    from pairsmith.models.tiny.builders import build_tiny_blip_itm, build_tiny_clip
+    from pairsmith.tasks.imgdiff.score_crops import score_crops
 
     cpu = ModelRuntime(device="cpu")
     tiny_clip = build_tiny_clip(tmp_path / "clip")
@@ -195,7 +195,7 @@ def test_crop_scoring_sends_every_crop_of_the_batch_in_one_clip_and_one_blip_cal
 
 
 def test_readme_imgdiff_commands_name_registered_flows_and_shipped_configs():
-    from flows.cli_run import FLOWS
+    from pairsmith.flows.cli.run import FLOWS
 
     readme = (ROOT / "README.md").read_text()
     section = readme.split("### Img-Diff flows", 1)[1].split("\n### ", 1)[0]

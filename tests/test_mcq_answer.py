@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from filters.mcq_answer import option_text, parse_choice
+from pairsmith.filters.mcq_answer import option_text, parse_choice
 
 OPTIONS = ["A. The cat is gone.", "B. The car turned red.", "C. A tree was added.", "D. The sky is darker."]
 

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from flows.cli import main
-from flows.import_med_bench import ImportMedBenchConfig, import_med_bench
-from flows.propose_regions import ProposeRegionsConfig, propose_regions
-from models.pair_alignment import AlignConfig, align_pair, warp_onto_before
-from storage.store import PairStore
-from tasks.med_prompts import CATEGORIES
+from pairsmith.flows.cli.main import main
+from pairsmith.flows.import_med_bench import ImportMedBenchConfig, import_med_bench
+from pairsmith.flows.propose_regions import ProposeRegionsConfig, propose_regions
+from pairsmith.models.pair_alignment import AlignConfig, align_pair, warp_onto_before
+from pairsmith.storage.store import PairStore
+from pairsmith.tasks.med.prompts import CATEGORIES
 from tests.conftest import SHARED_DATA
 
 SAMPLE = SHARED_DATA / "med_bench_sample"
@@ -131,7 +131,7 @@ def test_diffmap_regions_for_every_aligned_real_pair(imported):
 @needs_sample
 @pytest.mark.slow
 def test_bench_reports_every_item_answered_or_unparseable(tmp_path, capsys, monkeypatch):
-    from models.tiny_qwen2_vl import build_tiny_qwen2_vl
+    from pairsmith.models.tiny.qwen2_vl import build_tiny_qwen2_vl
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     vlm = build_tiny_qwen2_vl(tmp_path / "vlm")

@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from flows.funnel import run_funnel
-from flows.med_edit import med_edit
-from flows.med_edit_config import MedEditConfig
-from models.clip_scorer import ClipScorer
-from models.lazy import clear_loaded
-from models.tiny_builders import build_tiny_clip
-from models.tiny_qwen2_vl import build_tiny_qwen2_vl
-from storage.store import PairStore
-from tasks.med_samples import LETTERS, QA_QUESTIONS
+from pairsmith.flows.engine.funnel import run_funnel
+from pairsmith.flows.med_edit import med_edit
+from pairsmith.flows.med_edit_config import MedEditConfig
+from pairsmith.models.clip_scorer import ClipScorer
+from pairsmith.models.lazy import clear_loaded
+from pairsmith.models.tiny.builders import build_tiny_clip
+from pairsmith.models.tiny.qwen2_vl import build_tiny_qwen2_vl
+from pairsmith.storage.store import PairStore
+from pairsmith.tasks.med.samples import LETTERS, QA_QUESTIONS
 from tests.conftest import render_run
 from tests.fake_gemini import FakeGemini
 
@@ -185,7 +185,7 @@ def test_request_budget_stops_the_run_and_the_next_run_continues(tmp_path, model
     """Through the CLI: `pairsmith run med-edit --config FILE` exits 75 when the budget stops it."""
     import yaml
 
-    from flows.cli import main
+    from pairsmith.flows.cli.main import main
 
     monkeypatch.setenv("GEMINI_API_KEY", API_KEY)
     folder, captions = source_folder
@@ -229,7 +229,7 @@ def test_pairs_in_the_store_are_sources_too(tmp_path, models, monkeypatch):
 
 
 def test_balance_letters_spreads_right_answers_evenly():
-    from tasks.med_samples import balance_letters, mcq_sample
+    from pairsmith.tasks.med.samples import balance_letters, mcq_sample
 
     samples = [mcq_sample(pair_id=f"p{i}", run_id="r", correct="In the second image, the ball is blue.",
                           wrong=["In the second image, the ball is green.", "In the second image, the cup is blue.",

@@ -11,11 +11,11 @@ import torch
 from PIL import Image
 from pydantic import ValidationError
 
-from models.blip_itm import BlipItmConfig, BlipItmScorer, ItmScores
-from models.clip_scorer import ClipScorer, ClipScorerConfig, _resolve_weights
-from models.fastsam_proposer import FastSamConfig, FastSamProposer, proposals_from_result
-from models.runtime import ModelRuntime
-from models.tiny_builders import (
+from pairsmith.models.blip_itm import BlipItmConfig, BlipItmScorer, ItmScores
+from pairsmith.models.clip_scorer import ClipScorer, ClipScorerConfig, _resolve_weights
+from pairsmith.models.fastsam_proposer import FastSamConfig, FastSamProposer, proposals_from_result
+from pairsmith.models.runtime import ModelRuntime
+from pairsmith.models.tiny.builders import (
     build_tiny_blip_itm,
     build_tiny_clip,
     build_tiny_fastsam,

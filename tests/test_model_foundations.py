@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from models.lazy import LazyModel, clear_loaded
-from models.runtime import ModelRuntime
-from models.tiny_qwen2_vl import build_tiny_qwen2_vl
+from pairsmith.models.lazy import LazyModel, clear_loaded
+from pairsmith.models.runtime import ModelRuntime
+from pairsmith.models.tiny.qwen2_vl import build_tiny_qwen2_vl
 
 
 @pytest.fixture(scope="session")
@@ -74,7 +74,7 @@ def test_lazy_models_load_once_per_process_and_pickle_without_weights():
 
 def test_vlm_chat_answers_batches_in_order_with_any_number_of_images(tiny_vlm_dir, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from models.vlm_chat import VlmChat, VlmConfig, VlmRequest
+    from pairsmith.models.vlm_chat import VlmChat, VlmConfig, VlmRequest
 
     chat = VlmChat(VlmConfig(model_id=str(tiny_vlm_dir), max_new_tokens=6, batch_size=2,
                              runtime=ModelRuntime(device="cpu")))
@@ -93,7 +93,7 @@ def test_vlm_chat_answers_batches_in_order_with_any_number_of_images(tiny_vlm_di
 
 def test_vlm_option_scoring_picks_one_option_per_request_consistently(tiny_vlm_dir, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from models.vlm_chat import VlmChat, VlmConfig, VlmRequest
+    from pairsmith.models.vlm_chat import VlmChat, VlmConfig, VlmRequest
 
     chat = VlmChat(VlmConfig(model_id=str(tiny_vlm_dir), batch_size=3, runtime=ModelRuntime(device="cpu")))
     img = Image.new("RGB", (160, 120), "green")

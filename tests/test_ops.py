@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.cli import main
-from flows.funnel import read_dropoff_artifact, run_funnel
-from flows.maintenance import MaintenanceConfig, cleanup_window, maintenance
-from storage.ids import stable_id
-from storage.schemas import StageStatsRow, utc_now
-from storage.store import PairStore
-from storage.versions import list_tags, pin_for_export, pinned_store, tag_export
+from pairsmith.flows.cli.main import main
+from pairsmith.flows.engine.funnel import read_dropoff_artifact, run_funnel
+from pairsmith.flows.maintenance import MaintenanceConfig, cleanup_window, maintenance
+from pairsmith.storage.ids import stable_id
+from pairsmith.storage.schemas import StageStatsRow, utc_now
+from pairsmith.storage.store import PairStore
+from pairsmith.storage.versions import list_tags, pin_for_export, pinned_store, tag_export
 from tests.conftest import render_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,7 +64,7 @@ def test_prefect_yaml_passes_prefects_own_deploy_models_and_every_entrypoint_loa
 def test_a_scheduled_render_seeds_itself_with_its_night():
     from datetime import date
 
-    from flows.dig_render_config import DigRenderConfig
+    from pairsmith.flows.dig_render_config import DigRenderConfig
 
     nightly = DigRenderConfig(**_prefect_yaml()["deployments"][0]["parameters"]["config"])
     monday, tuesday = (nightly.with_schedule_seed(date(2026, 11, d)) for d in (23, 24))
@@ -79,7 +79,7 @@ def test_gpu_tasks_hold_a_slot_of_the_tag_gpu_limit_while_they_run():
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 
-    from flows.task_runners import GPU_CONCURRENCY_LIMIT, gpu_task
+    from pairsmith.flows.engine.task_runners import GPU_CONCURRENCY_LIMIT, gpu_task
 
     def active() -> int:
         with get_client(sync_client=True) as client:

@@ -15,17 +15,17 @@ import numpy as np
 import pytest
 import torch
 
-from models.lazy import clear_loaded
-from models.p2p_attention import (
+from pairsmith.models.lazy import clear_loaded
+from pairsmith.models.p2p_attention import (
     P2PAttnProcessor,
     RefineController,
     TokenAlignment,
     p2p_processors,
     refinement_alignment,
 )
-from models.runtime import ModelRuntime
-from models.sdxl_p2p import ImagePair, PairRequest, SdxlP2PConfig, SdxlP2PGenerator, generate_pairs
-from models.tiny_sdxl import build_tiny_sdxl, hub_cache_copy
+from pairsmith.models.runtime import ModelRuntime
+from pairsmith.models.sdxl_p2p import ImagePair, PairRequest, SdxlP2PConfig, SdxlP2PGenerator, generate_pairs
+from pairsmith.models.tiny.sdxl import build_tiny_sdxl, hub_cache_copy
 
 SOURCE, TARGET = "a cat on a sofa", "a big dog on a sofa"  # target is one token longer
 STEPS, SIZE, GUIDANCE = 4, 64, 5.0

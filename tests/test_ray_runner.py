@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from flows.cli import main
-from flows.task_runners import GPU_TAG, RunnerSettings, gpu_task, submit_batch
+from pairsmith.flows.cli.main import main
+from pairsmith.flows.engine.task_runners import GPU_TAG, RunnerSettings, gpu_task, submit_batch
 from tests.conftest import render_run
 
 SMALL = {"render": {"width": 96, "height": 72, "samples": 2}, "sampling": {"max_changes": 2}}

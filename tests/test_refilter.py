@@ -7,16 +7,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from filters import imgdiff_stages as st
-from filters.imgdiff_rejudge import rejudge_pairs
-from filters.imgdiff_thresholds import ImgDiffThresholds
-from filters.verdict import StageStats
-from flows.cli import main
-from flows.funnel import run_funnel
-from flows.refilter import RefilterConfig, refilter
-from storage.schemas import Message, PairRow, RegionRow, SampleRow, utc_now
-from storage.store import PairStore
-from tasks.write_batch import stage_rows
+from pairsmith.filters.imgdiff import stages as st
+from pairsmith.filters.imgdiff.rejudge import rejudge_pairs
+from pairsmith.filters.imgdiff.thresholds import ImgDiffThresholds
+from pairsmith.storage.verdict import StageStats
+from pairsmith.flows.cli.main import main
+from pairsmith.flows.engine.funnel import run_funnel
+from pairsmith.flows.refilter import RefilterConfig, refilter
+from pairsmith.storage.schemas import Message, PairRow, RegionRow, SampleRow, utc_now
+from pairsmith.storage.store import PairStore
+from pairsmith.tasks.write_batch import stage_rows
 
 RUN = "imgdiff-replace-synthetic"
 REMOVE_RUN = "imgdiff-remove-synthetic"

@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flows.cli import main
-from flows.dig_render_config import DigRenderConfig
-from flows.funnel import run_funnel
-from flows.run_outcome import EXIT_ITEM_ERRORS
-from storage.image_folder import ImageFolderConfig, read_image_folder
-from storage.store import PairStore, sql_literal
-from tasks.plan_scene_pairs import dig_pair_id
+from pairsmith.flows.cli.main import main
+from pairsmith.flows.dig_render_config import DigRenderConfig
+from pairsmith.flows.engine.funnel import run_funnel
+from pairsmith.flows.engine.run_outcome import EXIT_ITEM_ERRORS
+from pairsmith.storage.image_folder import ImageFolderConfig, read_image_folder
+from pairsmith.storage.store import PairStore, sql_literal
+from pairsmith.tasks.dig.plan_scenes import dig_pair_id
 
 PAIRSMITH = str(Path(sys.executable).with_name("pairsmith"))
 SMALL = ["--width", "96", "--height", "72", "--samples", "2", "--max-changes", "2"]
@@ -113,7 +113,7 @@ def test_two_runs_writing_one_database_at_once_lose_nothing(tmp_path):
 
 
 def test_a_renderer_that_raises_mid_batch_gives_reason_rows_exit_3_and_a_rerun_retries(capsys, tmp_path, monkeypatch):
-    from scenes.blender_render import BlenderRenderer
+    from pairsmith.scenes.blender_render import BlenderRenderer
 
     real = BlenderRenderer.render_color
     calls = {"n": 0}

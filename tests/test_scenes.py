@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from scenes.change_text import describe_change, describe_scene, object_phrase
-from scenes.pair_plan import PairSampling, plan_pair
-from scenes.scene_config import MAX_OBJECTS, Scene, SceneObject, load_scenes, overlaps
-from scenes.scene_sampler import CHANGE_KINDS, Change, as_object_map, sample_changes, sample_scene, subset_for
+from pairsmith.scenes.change_text import describe_change, describe_scene, object_phrase
+from pairsmith.scenes.pair_plan import PairSampling, plan_pair
+from pairsmith.scenes.scene_config import MAX_OBJECTS, Scene, SceneObject, load_scenes, overlaps
+from pairsmith.scenes.scene_sampler import CHANGE_KINDS, Change, as_object_map, sample_changes, sample_scene, subset_for
 
 
 def obj(**kw) -> dict:

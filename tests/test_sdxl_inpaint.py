@@ -14,10 +14,10 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from models.lazy import clear_loaded
-from models.runtime import ModelRuntime
-from models.sdxl_inpaint import InpaintConfig, InpaintRequest, SdxlInpainter, working_size
-from models.tiny_sdxl import build_tiny_sdxl_turbo, hub_cache_copy
+from pairsmith.models.lazy import clear_loaded
+from pairsmith.models.runtime import ModelRuntime
+from pairsmith.models.sdxl_inpaint import InpaintConfig, InpaintRequest, SdxlInpainter, working_size
+from pairsmith.models.tiny.sdxl import build_tiny_sdxl_turbo, hub_cache_copy
 
 BOX = (20, 10, 50, 40)  # x1, y1, x2, y2 (inclusive) in an 80x60 image
 

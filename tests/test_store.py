@@ -12,9 +12,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from storage.db_uri import check_db_uri
-from storage.schemas import KEYS, TABLES, PairRow, utc_now
-from storage.store import PairStore, sql_literal
+from pairsmith.storage.db_uri import check_db_uri
+from pairsmith.storage.schemas import KEYS, TABLES, PairRow, utc_now
+from pairsmith.storage.store import PairStore, sql_literal
 
 
 def pair(pair_id: str, run_id: str = "run-a", status: str = "kept") -> PairRow:

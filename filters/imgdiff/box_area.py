@@ -1,0 +1,24 @@
+"""Skip boxes too small to caption: Img-Diff drops boxes under 1/400 of the image."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pairsmith.filters.imgdiff.thresholds import PAPER_REPLACE, ReplaceThresholds
+from pairsmith.storage.verdict import KEEP, Verdict
+
+
+def box_area(box: Sequence[float]) -> float:
+    x1, y1, x2, y2 = box
+    return max(0.0, x2 - x1) * max(0.0, y2 - y1)
+
+
+def keep_box_area(
+    box: Sequence[float], width: int, height: int, thresholds: ReplaceThresholds = PAPER_REPLACE
+) -> Verdict:
+    """``box`` is ``[x1, y1, x2, y2]`` in pixels of a ``width`` x ``height`` image."""
+    if len(box) != 4 or box[2] <= box[0] or box[3] <= box[1]:
+        return Verdict.drop("box_invalid")
+    if box_area(box) * thresholds.min_area_denominator < width * height:
+        return Verdict.drop("box_too_small")
+    return KEEP

@@ -1,0 +1,1 @@
+"""The ``pairsmith`` command line: one thin module per topic over the flows."""

@@ -1,0 +1,110 @@
+"""What every ``pairsmith`` command shares: one-line errors, config files, the store, Prefect's console.
+
+A module of its own, so command modules (``flows/cli_<topic>.py``) import these at the top without
+importing ``pairsmith.flows.cli.main``, which registers those same modules (no import cycle).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pairsmith.storage.db_uri import DEFAULT_DB
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+class CliError(click.ClickException):
+    """A problem with the user's input; printed as one line."""
+
+    exit_code = EXIT_USAGE
+
+
+def quiet_prefect(verbose: bool) -> None:
+    """Keep Prefect's console to warnings unless asked; its logs still reach the API and UI."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here
+    # Prefect's ephemeral server gives up after 20 s; two runs at once on a busy 2-core machine take longer.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+
+
+def load_yaml(path: str | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise CliError(f"--config {path!r}: no such file") from None
+    except yaml.YAMLError as err:
+        raise CliError(f"--config {path!r}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise CliError(f"--config {path!r}: expected a mapping of settings at the top level")
+    return data
+
+
+def set_option(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Put a CLI option into the (possibly nested) config dict, if the user gave it."""
+    if value is None or value == ():
+        return
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        tree = tree.setdefault(p, {})
+    tree[leaf] = value
+
+
+def validate_config(model: type, data: dict[str, Any], source: str):
+    from pydantic import ValidationError
+
+    from pairsmith.scenes.scene_config import format_validation_error
+
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise CliError(format_validation_error(err, source)) from None
+
+
+def check_render_inputs(data: dict[str, Any]) -> None:
+    """Check the database URI and scene files first: their errors are already one clear line."""
+    from pairsmith.scenes.scene_config import load_scenes
+    from pairsmith.storage.db_uri import check_db_uri
+
+    try:
+        check_db_uri(str(data.get("db", DEFAULT_DB)))
+        if data.get("scenes_path"):
+            load_scenes(data["scenes_path"])
+    except ValueError as err:
+        raise CliError(str(err)) from None
+
+
+def open_store_or_fail(db: str):
+    from pairsmith.storage.db_uri import is_object_store
+    from pairsmith.storage.store import PairStore
+
+    try:
+        store = PairStore(db)
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    if is_object_store(store.uri) or Path(store.uri).exists():  # never create a folder just to check
+        try:
+            store.check_reachable()
+        except ValueError as err:
+            raise CliError(str(err)) from None
+    return store
+
+
+def pick_run(store, run: str | None) -> str:
+    runs = store.runs()
+    if run is None:
+        if not runs:
+            raise CliError(f"--db {store.uri!r}: no runs stored yet; run 'pairsmith render' first")
+        return runs[0]["run_id"]
+    if run not in {r["run_id"] for r in runs}:
+        raise CliError(f"--run {run!r}: no such run in {store.uri!r} (see 'pairsmith stats --list')")
+    return run

@@ -1,0 +1,218 @@
+"""``pairsmith``: thin commands over the Prefect flows and the LanceDB store.
+
+Heavy packages (prefect, lancedb, bpy) are imported inside the commands, so ``pairsmith --help``
+answers at once. Every bad input ends in one line on stderr, ``pairsmith: error: ...``, and a
+non-zero exit code, before anything is written.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pairsmith.flows.cli.common import (
+    EXIT_FAILED,
+    CliError,
+    check_render_inputs,
+    load_yaml,
+    open_store_or_fail,
+    pick_run,
+    quiet_prefect,
+    set_option,
+    validate_config,
+)
+from pairsmith.storage.db_uri import DEFAULT_DB
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def cli() -> None:
+    """pairsmith: image-difference training data for multimodal LLMs."""
+
+
+KINDS = ("shape", "color", "size", "material", "add", "remove")
+
+
+@cli.command()
+@click.option("--pairs", type=click.IntRange(min=1), help="Pairs to render (default 20).")
+@click.option("--db", default=None, help=f"LanceDB URI: a folder or s3://, gs://, az:// (default {DEFAULT_DB}).")
+@click.option("--seed", type=click.IntRange(min=0), help="Run seed (default 0); pair i is drawn from (seed, i).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Pairs per task run and LanceDB commit (default 10).")
+@click.option("--scenes", "scenes_path", type=str, help="Scene JSON/JSONL file or folder instead of random scenes.")
+@click.option("--min-objects", type=click.IntRange(1, 10), help="Fewest objects in a random scene (default 3).")
+@click.option("--max-objects", type=click.IntRange(1, 10), help="Most objects in a random scene (default 10).")
+@click.option("--min-changes", type=click.IntRange(1, 6), help="Fewest changes per pair (default 1).")
+@click.option("--max-changes", type=click.IntRange(1, 6), help="N: most changes per pair (default 4).")
+@click.option("--kind", "kinds", type=click.Choice(KINDS), multiple=True, help="Allowed change kinds (repeat; default all).")
+@click.option("--distractors", type=click.FloatRange(0, 1), help="Share of camera-jitter pairs with no change (default 0).")
+@click.option("--samples", type=click.IntRange(1, 4096), help="Cycles samples per pixel (default 8).")
+@click.option("--width", type=click.IntRange(32, 4096), help="Image width in pixels (default 320).")
+@click.option("--height", type=click.IntRange(32, 4096), help="Image height in pixels (default 240).")
+@click.option("--denoise/--no-denoise", default=None, help="OpenImageDenoise on color renders (default off).")
+@click.option("--device", type=click.Choice(["cpu", "gpu"]), help="Cycles device (default cpu).")
+@click.option("--gpu-backend", type=click.Choice(["OPTIX", "CUDA", "HIP", "ONEAPI", "METAL"]), help="GPU API (default CUDA).")
+@click.option("--runner", type=click.Choice(["inline", "ray"]), help="Run batches in this process (default) or in parallel on Ray.")
+@click.option("--ray-address", help="Ray cluster to use with --runner ray, e.g. ray://head:10001 (default: a local Ray).")
+@click.option("--ray-cpus", type=click.IntRange(min=1), help="CPUs of the local Ray started by --runner ray (default: all).")
+@click.option("--config", "config_path", type=str, help="YAML file with DigRenderConfig fields; options override it.")
+@click.option("--verbose", is_flag=True, help="Show Prefect's task-run logs.")
+def render(config_path: str | None, verbose: bool, **opts: Any) -> None:
+    """Render before/after Blender scene pairs with exact difference boxes into LanceDB."""
+    from pairsmith.flows.dig_render_config import DigRenderConfig
+
+    data = load_yaml(config_path)
+    if (opts["ray_address"] or opts["ray_cpus"]) and opts["runner"] is None:
+        opts["runner"] = "ray"  # a Ray option means the Ray runner
+    for key, dotted in {
+        "pairs": "pairs", "db": "db", "seed": "seed", "batch_size": "batch_size", "scenes_path": "scenes_path",
+        "min_objects": "sampling.min_objects", "max_objects": "sampling.max_objects",
+        "min_changes": "sampling.min_changes", "max_changes": "sampling.max_changes",
+        "kinds": "sampling.change_kinds", "distractors": "sampling.distractor_fraction",
+        "samples": "render.samples", "width": "render.width", "height": "render.height",
+        "denoise": "render.denoise", "device": "render.device", "gpu_backend": "render.gpu_backend",
+        "runner": "runner.kind", "ray_address": "runner.ray_address", "ray_cpus": "runner.ray_num_cpus",
+    }.items():
+        set_option(data, dotted, opts[key])
+    data.setdefault("show_progress", True)
+    check_render_inputs(data)
+    config = validate_config(DigRenderConfig, data, config_path or "options")
+    open_store_or_fail(config.db)  # fails on a bad bucket before Blender starts
+
+    quiet_prefect(verbose)
+    from pairsmith.flows.dig_render import dig_render
+    from pairsmith.flows.engine.funnel import format_funnel, run_funnel
+
+    try:
+        summary = dig_render(config)
+    except Exception as err:  # the flow run failed; what was committed stays and a re-run resumes
+        click.echo(f"pairsmith: error: run {config.run_id()} failed: {type(err).__name__}: {err}", err=True)
+        raise click.exceptions.Exit(EXIT_FAILED) from None
+    store = open_store_or_fail(config.db)
+    click.echo(
+        f"Stored {summary.pairs_kept + summary.pairs_dropped} pairs ({summary.pairs_kept} kept, "
+        f"{summary.pairs_dropped} dropped) and {summary.samples} samples in {summary.db}"
+    )
+    click.echo(f"run {summary.run_id}: {summary.seconds:.1f} s, {summary.blender_seconds:.1f} s of it in Blender"
+               + (f"; {summary.batches_resumed} of {summary.batches} batches were already stored" if summary.batches_resumed else ""))
+    funnel = run_funnel(store, summary.run_id)
+    click.echo(format_funnel(funnel))
+    from pairsmith.flows.engine.run_outcome import EXIT_ITEM_ERRORS, describe_errors, error_counts
+
+    if error_counts(funnel):  # items that raised, not filtered: say so, and exit 3 (README "Exit status")
+        click.echo(f"pairsmith: warning: run {summary.run_id}: {describe_errors(error_counts(funnel))}", err=True)
+        raise click.exceptions.Exit(EXIT_ITEM_ERRORS)
+    if summary.pairs_kept == 0:
+        raise click.exceptions.Exit(EXIT_FAILED)
+
+
+@cli.command()
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="LanceDB URI.")
+@click.option("--run", default=None, help="Run id (default: the newest run).")
+@click.option("--list", "list_runs", is_flag=True, help="List the stored runs instead.")
+def stats(db: str, run: str | None, list_runs: bool) -> None:
+    """Per-stage counts of a run: in, kept, dropped and the top drop reasons."""
+    from pairsmith.flows.engine.funnel import format_funnel, run_funnel
+
+    store = open_store_or_fail(db)
+    if list_runs:
+        for r in store.runs():
+            click.echo(f"{r['run_id']}  {r['flow']}  {r['created_at']:%Y-%m-%d %H:%M:%S}")
+        return
+    run_id = pick_run(store, run)
+    click.echo(f"run {run_id} in {store.uri}")
+    click.echo(format_funnel(run_funnel(store, run_id)))
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["llava", "sharegpt"]), required=True, help="Trainer format.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for images + JSON.")
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="LanceDB URI.")
+@click.option("--run", default=None, help="Only this run (default: all kept samples).")
+@click.option("--task", "tasks", multiple=True, help="Only these tasks (repeat), e.g. grounding, diff-caption.")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default=None, help="Only this split.")
+@click.option("--layout", type=click.Choice(["multi", "side-by-side"]), default="multi", show_default=True,
+              help="Two images per sample, or one image with both side by side for single-image models.")
+@click.option("--at", "at_tag", default=None, help="Export the database as it was at this tag (e.g. export-20261123T020000Z).")
+def export(fmt: str, out: str, db: str, run: str | None, tasks: tuple[str, ...], split: str | None, layout: str,
+           at_tag: str | None) -> None:
+    """Write images and a JSON file that LLaVA-style or LLaMA-Factory trainers read as they are."""
+    from pairsmith.storage.export import ExportFilter, export_samples
+    from pairsmith.storage.versions import pin_for_export, tag_export
+
+    live = open_store_or_fail(db)
+    try:  # read one pinned version of every table, tagged afterwards so --at TAG can redo this export
+        store, snapshot = pin_for_export(live, at_tag)
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    if run is not None:
+        pick_run(store, run)
+    try:
+        result = export_samples(store, Path(out), fmt, ExportFilter(run_id=run, tasks=list(tasks), split=split), layout)
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    snapshot = tag_export(live, snapshot)
+    click.echo(f"Wrote {result.samples} samples and {result.images} images to {result.json_path}")
+    click.echo(f"Database versions tagged {snapshot.tag}: 'pairsmith export --at {snapshot.tag} ...' repeats this export")
+
+
+@cli.command("contact-sheet")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
+@click.option("--n", type=click.IntRange(1, 200), default=12, show_default=True, help="Pairs to draw.")
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="LanceDB URI.")
+@click.option("--run", default=None, help="Run id (default: the newest run).")
+@click.option("--include-dropped", is_flag=True, help="Draw dropped pairs too, with their reasons.")
+def contact_sheet(out: str, n: int, db: str, run: str | None, include_dropped: bool) -> None:
+    """Draw pairs side by side with their difference boxes."""
+    from pairsmith.storage.contact_sheet import draw_contact_sheet
+
+    store = open_store_or_fail(db)
+    run_id = pick_run(store, run)
+    try:
+        drawn = draw_contact_sheet(store, Path(out), n=n, run_id=run_id, include_dropped=include_dropped)
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    click.echo(f"Drew {drawn} pairs of run {run_id} to {out}")
+
+
+# Commands of the other flows live in their own modules (flows/cli_<topic>.py, importing only
+# click and the standard library at module level) and are registered here, one line each.
+from pairsmith.flows.cli import ops as cli_ops  # noqa: E402  (issue 6: maintain, versions)
+
+cli.add_command(cli_ops.maintain)
+cli.add_command(cli_ops.versions)
+from pairsmith.flows.cli import train as cli_train  # noqa: E402  (issue 5: finetune, evaluate)
+
+cli.add_command(cli_train.finetune)
+cli.add_command(cli_train.evaluate)
+from pairsmith.flows.cli import refilter as cli_refilter  # noqa: E402  (issue 3: refilter)
+
+cli.add_command(cli_refilter.refilter)
+from pairsmith.flows.cli import run as cli_run  # noqa: E402  (run FLOW --config: med-edit, img-diff flows)
+
+cli.add_command(cli_run.run)
+from pairsmith.flows.cli import imports as cli_import  # noqa: E402  (import med-bench)
+
+cli.add_command(cli_import.import_group)
+from pairsmith.flows.cli import bench as cli_bench  # noqa: E402  (bench med)
+
+cli.add_command(cli_bench.bench_group)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: click's usage errors and ours become one line and exit code 2."""
+    try:
+        result = cli.main(args=argv, prog_name="pairsmith", standalone_mode=False)
+    except click.exceptions.Exit as exit_:
+        return exit_.exit_code
+    except click.ClickException as err:
+        click.echo(f"pairsmith: error: {err.format_message()}", err=True)
+        return err.exit_code
+    except click.exceptions.Abort:
+        click.echo("pairsmith: aborted", err=True)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

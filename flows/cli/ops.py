@@ -1,0 +1,55 @@
+"""Operations commands: ``pairsmith maintain`` (the maintenance flow) and ``pairsmith versions``.
+
+``pairsmith.flows.cli.main`` imports this module to register the commands, so the helpers from ``pairsmith.flows.cli.main`` are
+imported inside the commands: importing this module first must not import ``pairsmith.flows.cli.main`` halfway.
+"""
+
+from __future__ import annotations
+
+import click
+
+from pairsmith.storage.db_uri import DEFAULT_DB  # standard library only
+
+
+@click.command()
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="LanceDB URI.")
+@click.option("--keep-days", type=click.FloatRange(min=0), default=7.0, show_default=True,
+              help="Never remove versions younger than this (0: only if nothing else uses the database).")
+@click.option("--drop-export-tags-older-than", "drop_tags_days", type=click.FloatRange(min=0), default=None,
+              help="Delete export-* tags older than this many days first (default: keep them all).")
+@click.option("--verbose", is_flag=True, help="Show Prefect's task-run logs.")
+def maintain(db: str, keep_days: float, drop_tags_days: float | None, verbose: bool) -> None:
+    """Compact the tables and remove old versions; tagged (exported) versions are kept."""
+    from pairsmith.flows.cli.common import EXIT_FAILED, CliError, open_store_or_fail, quiet_prefect, validate_config
+    from pairsmith.flows.maintenance import MaintenanceConfig
+
+    config = validate_config(MaintenanceConfig, {"db": db, "keep_versions_days": keep_days,
+                                           "drop_export_tags_older_than_days": drop_tags_days}, "options")
+    store = open_store_or_fail(config.db)
+    if not store.table_names():
+        raise CliError(f"--db {store.uri!r}: no tables yet; nothing to maintain")
+    quiet_prefect(verbose)
+    from pairsmith.flows.maintenance import format_report, maintenance
+
+    try:
+        summary = maintenance(config)
+    except Exception as err:  # nothing is half-done: optimize() commits atomically per table
+        click.echo(f"pairsmith: error: maintenance of {config.db} failed: {type(err).__name__}: {err}", err=True)
+        raise click.exceptions.Exit(EXIT_FAILED) from None
+    click.echo(format_report(summary))
+
+
+@click.command()
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="LanceDB URI.")
+def versions(db: str) -> None:
+    """List the tags (one per export) and each table's current version."""
+    from pairsmith.flows.cli.common import CliError, open_store_or_fail
+    from pairsmith.storage.versions import current_versions, list_tags
+
+    store = open_store_or_fail(db)
+    if not store.table_names():
+        raise CliError(f"--db {store.uri!r}: no tables yet")
+    current = current_versions(store)
+    click.echo("current  " + "  ".join(f"{t}@{v}" for t, v in current.items()))
+    for tag, per_table in sorted(list_tags(store).items()):
+        click.echo(f"{tag}  " + "  ".join(f"{t}@{v}" for t, v in per_table.items()))

@@ -1,0 +1,57 @@
+"""``pairsmith refilter``: Img-Diff's threshold ablation as a command over stored scores.
+
+The ``pairsmith.flows.cli.main`` helpers are imported inside the command: ``pairsmith.flows.cli.main`` imports this module to
+register it, so a module-level import would fail whenever this module is imported first.
+"""
+
+from __future__ import annotations
+
+import click
+
+from pairsmith.storage.db_uri import DEFAULT_DB  # stdlib only, as pairsmith.flows.cli.main uses it
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{what} ({n})" for what, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+@click.command()
+@click.option("--run", "run", required=True, help="The imgdiff-replace / imgdiff-remove run to re-filter.")
+@click.option("--config", "config_path", required=True, type=str,
+              help="YAML with 'replace:' and/or 'remove:' threshold sections (filters/imgdiff/thresholds.py).")
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="LanceDB URI.")
+@click.option("--verbose", is_flag=True, help="Show Prefect's task-run logs.")
+def refilter(run: str, config_path: str, db: str, verbose: bool) -> None:
+    """Re-apply thresholds to a run's stored scores (no model runs); write new verdicts and a funnel."""
+    from pairsmith.flows.cli.common import EXIT_FAILED, CliError, load_yaml, open_store_or_fail, pick_run, quiet_prefect, validate_config
+
+    quiet_prefect(verbose)  # before pairsmith.flows.refilter imports prefect, which reads its settings once
+    from pairsmith.filters.imgdiff.thresholds import ImgDiffThresholds
+    from pairsmith.flows.refilter import RefilterConfig, check_refilterable
+    from pairsmith.storage.store import sql_literal
+
+    thresholds = validate_config(ImgDiffThresholds, load_yaml(config_path), config_path)
+    store = open_store_or_fail(db)
+    pick_run(store, run)
+    try:  # before Prefect starts: a run with nothing to re-filter is a usage error, not a failed run
+        check_refilterable(run, store.read("pairs", where=f"run_id = {sql_literal(run)}", columns=["method"]).to_pylist())
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    config = RefilterConfig(db=store.uri, run=run, thresholds=thresholds)
+    from pairsmith.flows.engine.funnel import format_funnel, run_funnel
+    from pairsmith.flows.refilter import refilter as refilter_flow
+
+    try:
+        summary = refilter_flow(config)
+    except Exception as err:  # a batch failed; re-running rewrites every batch, so nothing is left half-done
+        click.echo(f"pairsmith: error: refilter of run {run} failed: {type(err).__name__}: {err}", err=True)
+        raise click.exceptions.Exit(EXIT_FAILED) from None
+    click.echo(f"Re-filtered run {summary.source_run} with {config_path} as run {summary.run_id}")
+    click.echo(f"pairs: {summary.pairs_rejudged} of {summary.pairs} re-judged, {summary.pairs_changed} changed; "
+               f"kept {summary.pairs_kept_before} -> {summary.pairs_kept_after}")
+    click.echo(f"regions: {summary.regions_rejudged} re-judged, {summary.regions_changed} changed")
+    if summary.not_rejudged:
+        click.echo(f"not re-judged, stored verdicts kept (scores missing): {_counts(summary.not_rejudged)}")
+    if summary.left_alone:
+        click.echo(f"left alone (decided by other steps): {_counts(summary.left_alone)}")
+    click.echo(format_funnel(run_funnel(store, summary.run_id)))

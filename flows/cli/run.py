@@ -1,0 +1,74 @@
+"""``pairsmith run FLOW [--config FILE] [--pairs N]``: any pipeline flow from a YAML config.
+
+Flows are looked up by name in ``FLOWS`` (module paths, imported on use so ``--help`` stays fast).
+The config file holds the flow's pydantic config (without one, the config's defaults); ``--db``
+and ``--pairs`` override its database and its number of pairs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+# flow name -> (config class, flow function), as "module:attribute"
+FLOWS: dict[str, tuple[str, str]] = {
+    "dig-render": ("pairsmith.flows.dig_render_config:DigRenderConfig", "pairsmith.flows.dig_render:dig_render"),
+    "med-edit": ("pairsmith.flows.med_edit_config:MedEditConfig", "pairsmith.flows.med_edit:med_edit"),
+    "propose-regions": ("pairsmith.flows.propose_regions:ProposeRegionsConfig", "pairsmith.flows.propose_regions:propose_regions"),
+    "imgdiff-replace": ("pairsmith.flows.imgdiff_config:ImgDiffReplaceConfig", "pairsmith.flows.imgdiff_replace:imgdiff_replace"),
+    "imgdiff-remove": ("pairsmith.flows.imgdiff_config:ImgDiffRemoveConfig", "pairsmith.flows.imgdiff_remove:imgdiff_remove"),
+}
+EXIT_INCOMPLETE = 75  # EX_TEMPFAIL: the run stopped early on purpose; the same command continues it
+
+
+def _load(path: str) -> Any:
+    module, attribute = path.split(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+@click.command("run")
+@click.argument("flow_name", metavar="FLOW", type=click.Choice(sorted(FLOWS)))
+@click.option("--config", "config_path", default=None, help="YAML file with the flow's config (default: its defaults).")
+@click.option("--db", default=None, help="LanceDB URI (overrides the config's).")
+@click.option("--pairs", type=click.IntRange(min=1), default=None, help="Number of pairs (overrides the config's).")
+@click.option("--verbose", is_flag=True, help="Show Prefect's task-run logs.")
+def run(flow_name: str, config_path: str | None, db: str | None, pairs: int | None, verbose: bool) -> None:
+    """Run a pipeline flow with its config file and print its drop-off funnel."""
+    from pairsmith.flows.cli.common import CliError, load_yaml, open_store_or_fail, quiet_prefect, validate_config
+
+    quiet_prefect(verbose)  # before anything imports prefect: it reads its settings once
+    from pairsmith.flows.engine.funnel import format_funnel, run_funnel
+    from pairsmith.flows.engine.run_outcome import EXIT_ITEM_ERRORS, describe_errors, error_counts
+
+    config_path_cls, flow_path = FLOWS[flow_name]
+    data = load_yaml(config_path)
+    if db:
+        data["db"] = db
+    if pairs is not None:
+        data["pairs"] = pairs
+    config_cls = _load(config_path_cls)
+    if "show_progress" in config_cls.model_fields:
+        data.setdefault("show_progress", True)
+    config = validate_config(config_cls, data, config_path or f"{flow_name} defaults")
+    store = open_store_or_fail(config.db)
+    try:
+        summary = _load(flow_path)(config)
+    except CliError:
+        raise
+    except Exception as err:  # the flow run failed; committed batches stay and the same command resumes
+        click.echo(f"pairsmith: error: run {config.run_id()} failed: {type(err).__name__}: {err}", err=True)
+        raise click.exceptions.Exit(1) from None
+    funnel = run_funnel(store, summary.run_id)
+    counts = {k: v for k, v in summary.model_dump().items() if isinstance(v, int) and not isinstance(v, bool)}
+    click.echo(f"run {summary.run_id} ({flow_name}) in {config.db}: "
+               + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items()))
+    click.echo(format_funnel(funnel))
+    stopped = getattr(summary, "stopped_early", None)
+    if stopped:
+        click.echo(f"pairsmith: warning: run {summary.run_id} stopped early: {stopped}", err=True)
+        raise click.exceptions.Exit(EXIT_INCOMPLETE)
+    if error_counts(funnel):
+        click.echo(f"pairsmith: warning: run {summary.run_id}: {describe_errors(error_counts(funnel))}", err=True)
+        raise click.exceptions.Exit(EXIT_ITEM_ERRORS)

@@ -1,0 +1,1 @@
+"""Prefect plumbing every flow shares: batches, stages, funnels, progress, task runners, run outcomes."""

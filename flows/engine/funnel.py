@@ -1,0 +1,100 @@
+"""A run's drop-off funnel: summed from stored stage stats, printed, and shown in the Prefect UI.
+
+The funnel is always read back from the ``stage_stats`` table, never from what one invocation
+saw, so a run resumed after a crash reports every batch, not just the ones it redid.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from pairsmith.storage.verdict import StageStats
+from pairsmith.storage.store import PairStore, sql_literal
+
+DROPOFF_ARTIFACT_KEY = "filter-dropoff"
+
+
+def run_funnel(store: PairStore, run_id: str) -> list[StageStats]:
+    rows = store.read("stage_stats", where=f"run_id = {sql_literal(run_id)}").to_pylist()
+    return funnel_from_rows(rows)
+
+
+def funnel_from_rows(rows: list[dict]) -> list[StageStats]:
+    """Sum per-batch rows into one StageStats per stage, in pipeline order."""
+    order: dict[str, int] = {}
+    total: dict[str, StageStats] = {}
+    for row in rows:
+        stage = row["stage"]
+        order[stage] = min(order.get(stage, row["stage_order"]), row["stage_order"])
+        reasons = Counter({r["reason"]: r["count"] for r in row["drop_reasons"]})
+        part = StageStats(stage, row["n_in"], row["n_kept"], row["n_dropped"], reasons, row["seconds"])
+        total[stage] = total[stage] + part if stage in total else part
+    return [total[s] for s in sorted(total, key=order.__getitem__)]
+
+
+def _reasons_text(stats: StageStats, n: int = 3) -> str:
+    return ", ".join(f"{reason} ({count})" for reason, count in stats.top_reasons(n)) or "-"
+
+
+def dropoff_table(funnel: list[StageStats]) -> list[dict]:
+    """Rows of the ``filter-dropoff`` artifact: one per stage."""
+    return [
+        {
+            "stage": s.stage,
+            "in": s.n_in,
+            "kept": s.n_kept,
+            "dropped": s.n_dropped,
+            "top reasons": _reasons_text(s),
+            "seconds": round(s.seconds, 2),
+        }
+        for s in funnel
+    ]
+
+
+def format_funnel(funnel: list[StageStats]) -> str:
+    """A plain-text table for the terminal."""
+    if not funnel:
+        return "(no stage stats)"
+    header = ("stage", "in", "kept", "dropped", "top reasons")
+    rows = [(s.stage, str(s.n_in), str(s.n_kept), str(s.n_dropped), _reasons_text(s)) for s in funnel]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    lines = []
+    for r in [header, *rows]:
+        cells = [r[0].ljust(widths[0])] + [r[i].rjust(widths[i]) for i in (1, 2, 3)] + [r[4]]
+        lines.append("  ".join(cells))
+    return "\n".join(lines)
+
+
+def publish_dropoff(run_id: str, funnel: list[StageStats]) -> None:
+    """Publish the funnel as the keyed table artifact the Prefect UI lists under Artifacts."""
+    from prefect.artifacts import create_table_artifact
+
+    create_table_artifact(
+        table=dropoff_table(funnel),
+        key=DROPOFF_ARTIFACT_KEY,
+        description=f"Drop-off per stage for run `{run_id}`: in = kept + dropped at every stage.",
+    )
+
+
+def read_dropoff_artifact(flow_run_id) -> list[dict] | None:
+    """The ``filter-dropoff`` table a flow run published, read back through the Prefect API."""
+    import json
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    from pairsmith.flows.engine.prefect_compat import install
+
+    install()  # Prefect 3.8.8's client sends null paging fields its server rejects under fastapi<0.155
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[DROPOFF_ARTIFACT_KEY]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
+            ),
+            limit=1,
+        )
+    if not found:
+        return None
+    data = found[0].data
+    return json.loads(data) if isinstance(data, str) else data

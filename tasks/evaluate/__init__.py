@@ -1,0 +1,1 @@
+"""Prefect tasks and metrics of the evaluate flow: ask a model, score its answers."""

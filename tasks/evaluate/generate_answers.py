@@ -1,0 +1,66 @@
+"""Ask the evaluated model one batch of samples and read its answers (the ``generate-answers`` task).
+
+Each answer is stored with what its task's parser read from it: the box list for grounding, the
+chosen letter for multiple choice, the text itself for captions. An answer the parser cannot read
+is stored too, with ``parsed`` null, and counted under a ``parse_`` reason: it scores as wrong,
+never as a crash and never as a guess.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from pairsmith.filters.grounding_reward import parse_boxes
+from pairsmith.filters.mcq_answer import parse_choice
+from pairsmith.storage.verdict import KEEP, StageStats, Verdict
+from pairsmith.models.vlm_chat import VlmChat, VlmRequest
+from pairsmith.storage.ids import stable_id
+from pairsmith.storage.schemas import EvalPredictionRow, utc_now
+from pairsmith.tasks.training.training_data import Layout, PairImages, PinnedTables, prompt_text
+
+CAPTION_TASKS = ("diff-caption", "med-diff-qa")
+SCORED_TASKS = ("grounding", "med-mcq", *CAPTION_TASKS)
+STAGE = "parse-answers"
+
+
+def read_answer(task: str, prediction: str, options: list[str] | None) -> tuple[Any, Verdict]:
+    """What the task's parser reads from an answer (None if nothing), and the verdict on it."""
+    if task == "grounding":
+        boxes = parse_boxes(prediction)
+        return boxes, KEEP if boxes is not None else Verdict.drop("parse_no_box_list")
+    if task == "med-mcq":
+        letter = parse_choice(prediction, options)
+        return letter, KEEP if letter is not None else Verdict.drop("parse_no_single_choice")
+    if task in CAPTION_TASKS:
+        text = prediction.strip()
+        return text, KEEP if text else Verdict.drop("parse_empty_caption")
+    raise ValueError(f"task {task!r} has no answer parser; scored tasks are {', '.join(SCORED_TASKS)}")
+
+
+@task(name="generate-answers", cache_policy=NO_CACHE)
+def generate_answers(
+    chat: VlmChat, db: str, pinned: PinnedTables, rows: list[dict[str, Any]], layout: Layout, eval_id: str,
+) -> tuple[list[EvalPredictionRow], StageStats]:
+    start = time.perf_counter()
+    images = PairImages(db, pinned.pairs_version)
+    requests = [VlmRequest(tuple(images.for_layout(r["pair_id"], layout)), prompt_text(r["conversation"], layout))
+                for r in rows]
+    answers = chat.generate_batch(requests)
+    stats = StageStats(STAGE)
+    out = []
+    for row, answer in zip(rows, answers):
+        parsed, verdict = read_answer(row["task"], answer, row.get("options"))
+        stats.record(verdict)
+        out.append(EvalPredictionRow(
+            prediction_id=stable_id(eval_id, row["sample_id"]), eval_id=eval_id, sample_id=row["sample_id"],
+            pair_id=row["pair_id"], task=row["task"], subset=row["subset"], category=row["category"],
+            split=row["split"], prediction=answer, parsed=json.dumps(parsed) if parsed is not None else None,
+            created_at=utc_now(),
+        ))
+    stats.seconds = time.perf_counter() - start
+    return out, stats

@@ -1,0 +1,41 @@
+"""The source captions of the Img-Diff flows: the file shipped with pairsmith, or your own.
+
+Img-Diff rewrote MSCOCO captions. pairsmith ships a small caption file with the package
+(``imgdiff_captions.jsonl``: everyday scenes whose nouns the lexicon knows), so a run needs no
+download to start; ``captions_path`` points at your own (JSONL with a ``caption`` field per line,
+or plain text, one caption per line). Standard library only: configs check the file on load.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+BUNDLED_CAPTIONS = Path(__file__).with_name("captions.jsonl")
+
+
+def load_captions(path: str | None = None) -> list[str]:
+    """The source captions of a run; a ValueError naming the file and line for anything unusable."""
+    file = Path(path) if path else BUNDLED_CAPTIONS
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ValueError(f"captions file {str(file)!r}: cannot read it ({err.strerror or err})") from None
+    captions = []
+    as_jsonl = file.suffix.lower() in {".jsonl", ".json"}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        caption = line.strip()
+        if as_jsonl:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                raise ValueError(f"captions file {str(file)!r} line {number}: not valid JSON") from None
+            caption = record.get("caption") if isinstance(record, dict) else None
+            if not isinstance(caption, str) or not caption.strip():
+                raise ValueError(f"captions file {str(file)!r} line {number}: needs a non-empty \"caption\" string")
+        captions.append(caption.strip())
+    if not captions:
+        raise ValueError(f"captions file {str(file)!r} holds no captions")
+    return captions

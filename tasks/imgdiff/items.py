@@ -1,0 +1,181 @@
+"""One Img-Diff candidate pair and its candidate regions, as they move through a flow's stages.
+
+Each stage task takes a batch's items, works on the pairs (or regions) still alive, records one
+verdict per pair (or region) in its own ``StageStats`` and drops a loser by setting its reason.
+Dropped pairs and regions stay in the lists, so the writer stores them with every score measured
+before they fell out. A model call that raises drops everything that stage sent it as
+``<stage>_error`` (the message goes to ``drop_detail``) and the run goes on.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
+
+import numpy as np
+from PIL import Image
+
+from pairsmith.storage.verdict import StageStats, Verdict
+from pairsmith.models.caption_answer import CaptionRewrite
+from pairsmith.storage.ids import stable_hash
+from pairsmith.storage.store import short_error
+
+T = TypeVar("T")
+
+
+@dataclass
+class RegionCandidate:
+    """A box where the pair may differ, with what every later stage measured on it."""
+
+    region_id: str
+    box: list[float]  # [x1, y1, x2, y2], before-image pixels
+    proposer: str  # fastsam | diffmap
+    proposal_score: float | None = None
+    changed_fraction: float | None = None
+    mask: np.ndarray | None = None  # removal: bool mask cut to the box's integer bounds (see full_mask)
+    crop_clip_sim: float | None = None
+    itm_before: float | None = None
+    itm_after: float | None = None
+    itm_cosine_before: float | None = None
+    itm_cosine_after: float | None = None
+    citm_before: float | None = None
+    citm_after: float | None = None
+    citm_cosine_before: float | None = None
+    citm_cosine_after: float | None = None
+    caption_sim: float | None = None
+    region_caption_before: str | None = None
+    region_caption_after: str | None = None
+    difference_caption: str | None = None
+    object_description: str | None = None
+    image_edited: Image.Image | None = None  # removal: the before image with this region inpainted
+    picture: Image.Image | None = None  # the side-by-side with red boxes the sample shows
+    reason: str | None = None
+    detail: str | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.reason is None
+
+    def drop(self, stage: str, reason: str, detail: str | None = None) -> None:
+        self.reason, self.detail = reason, detail
+
+    def full_mask(self, width: int, height: int) -> Image.Image:
+        """The mask as an L image of the whole picture (the box itself when the proposer gave none)."""
+        x1, y1, x2, y2 = int_box(self.box, width, height)
+        canvas = np.zeros((height, width), np.uint8)
+        if self.mask is not None and self.mask.any():
+            canvas[y1:y2, x1:x2] = self.mask.astype(np.uint8) * 255
+        else:
+            canvas[y1:y2, x1:x2] = 255
+        return Image.fromarray(canvas, mode="L")
+
+
+@dataclass
+class ImgDiffItem:
+    """One candidate pair: its captions, images, pair scores, regions and verdict."""
+
+    index: int
+    pair_id: str
+    seed: int | None
+    source_caption: str | None = None
+    rewrite: CaptionRewrite | None = None
+    origin: str | None = None
+    before: Image.Image | None = None
+    after: Image.Image | None = None
+    caption_after: str | None = None
+    pair_clip_sim: float | None = None
+    regions: list[RegionCandidate] = field(default_factory=list)
+    drop_stage: str | None = None
+    drop_reason: str | None = None
+    drop_detail: str | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.drop_reason is None
+
+    def drop(self, stage: str, reason: str, detail: str | None = None) -> None:
+        self.drop_stage, self.drop_reason, self.drop_detail = stage, reason, detail
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.before.size if self.before is not None else (0, 0)
+
+    def live_regions(self) -> list[RegionCandidate]:
+        return [r for r in self.regions if r.alive]
+
+
+def judge(stats: StageStats, target: ImgDiffItem | RegionCandidate, verdict: Verdict, detail: str | None = None) -> None:
+    """Count the verdict and, if it drops the pair or region, mark it with this stage and reason."""
+    stats.record(verdict)
+    if not verdict.keep:
+        target.drop(stats.stage, verdict.reason, detail)
+
+
+def alive(items: list[ImgDiffItem]) -> list[ImgDiffItem]:
+    return [i for i in items if i.alive]
+
+
+def live_regions(items: list[ImgDiffItem]) -> list[tuple[ImgDiffItem, RegionCandidate]]:
+    """(pair, region) for every region still alive on a pair still alive, in order."""
+    return [(item, region) for item in alive(items) for region in item.live_regions()]
+
+
+def model_step(stats: StageStats, targets: list, call: Callable[[], T], logger: logging.Logger | None = None,
+               model: str | None = None) -> T | None:
+    """Run one batched model call for ``targets``; if it raises, drop them all as ``<stage>_error``,
+    with the model (``model``, a hub id or file) and the error as the detail."""
+    try:
+        return call()
+    except Exception as err:  # one failing model call must not lose the batch or the run
+        detail = f"{type(err).__name__}: {short_error(err, limit=300)}"
+        if model:
+            detail = f"{model}: {detail}"
+        (logger or logging.getLogger("pairsmith.imgdiff")).warning(
+            "%s failed for %d item(s): %s", stats.stage, len(targets), detail)
+        for target in targets:
+            judge(stats, target, Verdict.drop(f"{stats.stage}_error"), detail)
+        return None
+
+
+def task_logger() -> logging.Logger:
+    from prefect import get_run_logger
+    from prefect.exceptions import MissingContextError
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("pairsmith.imgdiff")
+
+
+def int_box(box: list[float], width: int, height: int) -> tuple[int, int, int, int]:
+    """Integer pixel bounds covering ``box`` inside the image, at least one pixel wide and high."""
+    x1 = min(max(int(math.floor(box[0])), 0), width - 1)
+    y1 = min(max(int(math.floor(box[1])), 0), height - 1)
+    x2 = max(min(int(math.ceil(box[2])), width), x1 + 1)
+    y2 = max(min(int(math.ceil(box[3])), height), y1 + 1)
+    return x1, y1, x2, y2
+
+
+def crop(image: Image.Image, box: list[float]) -> Image.Image:
+    return image.crop(int_box(box, image.width, image.height))
+
+
+def png_bytes(image: Image.Image | None) -> bytes | None:
+    if image is None:
+        return None
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def derived_seed(*parts: Any) -> int:
+    """A seed in [0, 2**60) from ids: the same pair or region always gets the same seed."""
+    return int(stable_hash(list(parts), 15), 16)
+
+
+def box_line_width(width: int, height: int) -> int:
+    """Red boxes stay visible on large images: 2 px up to 512 px, thicker above."""
+    return max(2, round(max(width, height) / 256))

@@ -1,0 +1,84 @@
+"""Img-Diff step 4: candidate regions of each pair, from FastSAM and from the pair's difference map.
+
+FastSAM segments the images (both for replacement, as Img-Diff does; the original only for
+removal, whose masks are inpainted) in one batched call; the diff-map proposer boxes where the two
+aligned images differ, without weights. Their boxes are pooled (the union; NMS later removes
+overlaps) and each region records its proposer. Masks are kept only when a later step needs them
+(removal), cut to the box so a batch of 1024 px images does not hold hundreds of full-size masks.
+
+A pair with no proposal stays alive here and is dropped at the end as ``regions_none_kept``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from pairsmith.storage.verdict import KEEP, StageStats
+from pairsmith.models.diffmap_proposer import DiffMapProposer
+from pairsmith.models.fastsam_proposer import FastSamProposer
+from pairsmith.storage.ids import stable_id
+from pairsmith.tasks.imgdiff.items import ImgDiffItem, RegionCandidate, alive, int_box, judge, model_step, task_logger
+
+STAGE = "propose"
+
+
+def _region(item: ImgDiffItem, proposer: str, side: str, k: int, box, score=None, changed=None,
+            mask=None) -> RegionCandidate:
+    """A region with a deterministic id; a ``mask`` (full image) is kept, cut to the box."""
+    box = [round(float(v), 2) for v in box]
+    cut = None
+    if mask is not None:
+        x1, y1, x2, y2 = int_box(box, *item.size)
+        cut = mask[y1:y2, x1:x2].copy()
+    return RegionCandidate(
+        region_id=stable_id(item.pair_id, proposer, side, k, box), box=box, proposer=proposer,
+        proposal_score=None if score is None else float(score),
+        changed_fraction=None if changed is None else float(changed), mask=cut,
+    )
+
+
+def _names(fastsam: FastSamProposer | None, diffmap: DiffMapProposer | None) -> str:
+    return " + ".join(([fastsam.config.weights] if fastsam else []) + (["diffmap"] if diffmap else []))
+
+
+@task(name="propose-regions", cache_policy=NO_CACHE)
+def propose_regions(
+    items: list[ImgDiffItem],
+    fastsam: FastSamProposer | None,
+    diffmap: DiffMapProposer | None,
+    fastsam_sides: tuple[str, ...] = ("before", "after"),
+    keep_masks: bool = False,
+) -> StageStats:
+    """Add every proposal as a region of its pair; ``fastsam_sides`` says which images FastSAM segments."""
+    stats, start = StageStats(STAGE), time.perf_counter()
+    todo = alive(items)
+
+    def propose() -> dict[str, list[RegionCandidate]]:
+        found: dict[str, list[RegionCandidate]] = {item.pair_id: [] for item in todo}
+        if fastsam is not None:
+            images = [(item, side) for item in todo for side in fastsam_sides]
+            step = fastsam.config.batch_size  # the adapter's own forward size; full masks of one chunk at a time
+            for start in range(0, len(images), step):
+                chunk = images[start:start + step]
+                for (item, side), props in zip(chunk, fastsam.propose_batch([getattr(i, s) for i, s in chunk])):
+                    for k, (box, score) in enumerate(zip(props.box_list(), props.scores)):
+                        found[item.pair_id].append(_region(item, "fastsam", side, k, box, score,
+                                                           mask=props.masks[k] if keep_masks else None))
+        if diffmap is not None:
+            for item, result in zip(todo, diffmap.propose_batch([(item.before, item.after) for item in todo])):
+                masks = result.masks or [None] * len(result.boxes)
+                for k, (box, changed, mask) in enumerate(zip(result.boxes, result.changed_fraction, masks)):
+                    found[item.pair_id].append(_region(item, "diffmap", "pair", k, box, changed=changed,
+                                                       mask=mask if keep_masks else None))
+        return found
+
+    found = model_step(stats, todo, propose, task_logger(), _names(fastsam, diffmap)) if todo else {}
+    if found is not None:
+        for item in todo:
+            item.regions = found[item.pair_id]
+            judge(stats, item, KEEP)
+    stats.seconds = time.perf_counter() - start
+    return stats

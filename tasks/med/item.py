@@ -1,0 +1,71 @@
+"""One MED candidate as it moves through the stages, and the per-stage bookkeeping.
+
+Each stage task takes the batch's items, works on those still alive, records a verdict per item
+in its own ``StageStats`` and drops an item by setting its stage and reason. Dropped items stay
+in the list, so the writer stores them with everything measured before they fell out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from pairsmith.storage.verdict import KEEP, StageStats, Verdict
+from pairsmith.storage.pair_images import open_image
+from pairsmith.tasks.med.sources import SourceRef
+
+
+@dataclass
+class MedItem:
+    ref: SourceRef
+    pair_id: str
+    image: bytes | None = None
+    mime_type: str | None = None
+    width: int = 0
+    height: int = 0
+    category: str | None = None
+    action: str | None = None
+    edit_instruction: str | None = None
+    edited: bytes | None = None
+    edited_mime: str | None = None
+    clip_sim: float | None = None
+    bench_candidate: bool | None = None
+    caption_before: str | None = None
+    caption_after: str | None = None
+    difference: str | None = None
+    difference_category: str | None = None
+    wrong_options: list[str] | None = None
+    drop_stage: str | None = None
+    drop_reason: str | None = None
+    drop_detail: str | None = None
+    _pixels: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def alive(self) -> bool:
+        return self.drop_reason is None
+
+    def before_image(self) -> Image.Image:
+        if "before" not in self._pixels:
+            self._pixels["before"] = open_image(self.image)
+        return self._pixels["before"]
+
+    def after_image(self) -> Image.Image:
+        if "after" not in self._pixels:
+            self._pixels["after"] = open_image(self.edited)
+        return self._pixels["after"]
+
+
+def judge(stats: StageStats, item: MedItem, verdict: Verdict, detail: str | None = None) -> None:
+    """Count the verdict and, if it drops the item, mark it with this stage and reason."""
+    stats.record(verdict)
+    if not verdict.keep:
+        item.drop_stage, item.drop_reason, item.drop_detail = stats.stage, verdict.reason, detail
+
+
+def alive(items: list[MedItem]) -> list[MedItem]:
+    return [i for i in items if i.alive]
+
+
+def keep_if(condition: bool, reason: str) -> Verdict:
+    return KEEP if condition else Verdict.drop(reason)

@@ -1,0 +1,1 @@
+"""Prefect tasks of the finetune flow: select training samples, train with TRL."""
