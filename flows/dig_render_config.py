@@ -13,7 +13,7 @@ from pairsmith.scenes.blender_render import RenderSettings
 from pairsmith.scenes.pair_plan import PairSampling
 from pairsmith.scenes.scene_config import Scene, load_scenes
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
-from pairsmith.storage.ids import stable_hash
+from pairsmith.storage.ids import NOT_CONTENT, content_key, stable_hash
 from pairsmith.tasks.sample_builders import SplitFractions
 
 FLOW_NAME = "dig-render"
@@ -24,20 +24,21 @@ class DigRenderConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    db: str = Field(DEFAULT_DB, description="LanceDB URI: a folder, or s3:// gs:// az:// as LanceDB allows")
-    pairs: int = Field(20, ge=1, le=10_000_000, description="pairs to render (kept + dropped)")
+    db: str = Field(DEFAULT_DB, description="LanceDB URI: a folder, or s3:// gs:// az:// as LanceDB allows", json_schema_extra=NOT_CONTENT)
+    pairs: int = Field(20, ge=1, le=10_000_000, description="pairs to render (kept + dropped)", json_schema_extra=NOT_CONTENT)
     seed: int = Field(0, ge=0, description="run seed; pair i draws from (seed, i)")
-    batch_size: int = Field(10, ge=1, le=10_000, description="pairs per task run and per LanceDB commit")
-    scenes_path: str | None = Field(None, description="scene JSON/JSONL file or folder; default: random scenes")
+    batch_size: int = Field(10, ge=1, le=10_000, description="pairs per task run and per LanceDB commit", json_schema_extra=NOT_CONTENT)
+    scenes_path: str | None = Field(None, description="scene JSON/JSONL file or folder; default: random scenes", json_schema_extra=NOT_CONTENT)
     sampling: PairSampling = Field(default_factory=PairSampling)
     render: RenderSettings = Field(default_factory=RenderSettings)
     visibility: VisibilityThresholds = Field(default_factory=VisibilityThresholds)
     splits: SplitFractions = Field(default_factory=SplitFractions)
-    show_progress: bool = Field(False, description="draw a progress bar on stderr (CLI runs)")
-    runner: RunnerSettings = Field(default_factory=RunnerSettings, description="inline or Ray; not part of the run id")
+    show_progress: bool = Field(False, description="draw a progress bar on stderr (CLI runs)", json_schema_extra=NOT_CONTENT)
+    runner: RunnerSettings = Field(default_factory=RunnerSettings, description="inline or Ray; not part of the run id", json_schema_extra=NOT_CONTENT)
     seed_from_schedule: bool = Field(
         False, description="deployments: use the scheduled run's date (YYYYMMDD) as the seed, so each night "
         "renders new pairs and a retried night resumes its own run",
+        json_schema_extra=NOT_CONTENT,
     )
 
     @field_validator("db")
@@ -56,14 +57,13 @@ class DigRenderConfig(BaseModel):
         return load_scenes(self.scenes_path) if self.scenes_path else None
 
     def content_key(self) -> str:
-        """What determines pair i's pixels and labels; the same key gives the same pair ids."""
-        content = self.model_dump(mode="json", include={"seed", "sampling", "render", "visibility", "splits"})
-        content["render"].pop("device")  # CPU and GPU render the same scene
-        content["render"].pop("gpu_backend")
-        content["render"].pop("threads")
-        if self.scenes_path:
-            content["scenes"] = stable_hash([s.model_dump(mode="json") for s in self.user_scenes()])
-        return stable_hash(content)
+        """What determines pair i's pixels and labels; the same key gives the same pair ids.
+
+        ``pairsmith.storage.ids.content_key``: fields at their defaults and fields marked
+        NOT_CONTENT (database, sizes of the run, device, runner, progress bar) count for nothing;
+        a scenes file counts by its scenes, not its path."""
+        scenes = stable_hash([s.model_dump(mode="json") for s in self.user_scenes()]) if self.scenes_path else None
+        return content_key(self, scenes=scenes)
 
     def run_id(self) -> str:
         """Same command, same run: re-running resumes it instead of starting another."""

@@ -9,7 +9,7 @@ from pairsmith.flows.engine.run_card import RunCard
 from pairsmith.models.adapted_vlm_chat import AdaptedVlmConfig, adapter_fingerprint
 from pairsmith.models.runtime import ModelRuntime
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
-from pairsmith.storage.ids import stable_hash
+from pairsmith.storage.ids import NOT_CONTENT, content_key
 from pairsmith.tasks.evaluate.generate_answers import SCORED_TASKS
 from pairsmith.tasks.training.training_data import DataSelection, PinnedTables
 
@@ -24,21 +24,22 @@ class EvaluateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     db: str = Field(DEFAULT_DB, description="LanceDB URI; results go to its eval_predictions / eval_results",
-                    validate_default=True)
+                    validate_default=True, json_schema_extra=NOT_CONTENT)
     model_id: str | None = Field(
-        None, description=f"base model: hub id or local folder; default: the run card's, else {DEFAULT_MODEL}"
+        None, description=f"base model: hub id or local folder; default: the run card's, else {DEFAULT_MODEL}",
+        json_schema_extra=NOT_CONTENT,
     )
-    adapter: str | None = Field(None, description="LoRA adapter folder from the finetune flow")
-    run_card: str | None = Field(None, description="a finetune run card (or its folder): sets model_id and adapter")
+    adapter: str | None = Field(None, description="LoRA adapter folder from the finetune flow", json_schema_extra=NOT_CONTENT)
+    run_card: str | None = Field(None, description="a finetune run card (or its folder): sets model_id and adapter", json_schema_extra=NOT_CONTENT)
     runtime: ModelRuntime = Field(default_factory=ModelRuntime)
     data: DataSelection = Field(
         default_factory=held_out, description="held-out samples; tasks without samples are skipped"
     )
     max_new_tokens: int = Field(256, ge=1, le=8192)
-    generation_batch_size: int = Field(8, ge=1, le=256, description="requests per generate() call")
-    batch_size: int = Field(64, ge=1, le=100_000, description="samples per task run and per LanceDB commit")
+    generation_batch_size: int = Field(8, ge=1, le=256, description="requests per generate() call", json_schema_extra=NOT_CONTENT)
+    batch_size: int = Field(64, ge=1, le=100_000, description="samples per task run and per LanceDB commit", json_schema_extra=NOT_CONTENT)
     iou_threshold: float = Field(0.5, gt=0.0, le=1.0, description="IoU at which a box counts as found (F1)")
-    show_progress: bool = False
+    show_progress: bool = Field(False, json_schema_extra=NOT_CONTENT)
 
     @field_validator("db")
     @classmethod
@@ -76,10 +77,8 @@ class EvaluateConfig(BaseModel):
 
     def eval_id(self, pinned: PinnedTables) -> str:
         """Same model weights, same samples, same decoding: same evaluation (it resumes, not repeats)."""
-        content = {
-            "model_id": self.base_model(), "adapter": adapter_fingerprint(self.adapter_path()),
-            "samples_version": pinned.samples_version, "pairs_version": pinned.pairs_version,
-            "data": self.data.model_dump(mode="json", exclude={"table_version", "table_tag"}),
-            "max_new_tokens": self.max_new_tokens, "dtype": self.runtime.dtype,
-        }
-        return f"{FLOW_NAME}-{stable_hash(content, 12)}"
+        # What it reads is the pinned versions, not the version or tag asked for.
+        asked = self.model_copy(update={"data": self.data.model_copy(update={"table_version": None, "table_tag": None})})
+        key = content_key(asked, model=self.base_model(), adapter=adapter_fingerprint(self.adapter_path()),
+                          samples_version=pinned.samples_version, pairs_version=pinned.pairs_version)
+        return f"{FLOW_NAME}-{key[:12]}"

@@ -19,7 +19,7 @@ from pairsmith.models.vlm_grpo import GrpoSettings
 from pairsmith.models.vlm_sft import SftSettings
 from pairsmith.models.vlm_training import LoraSettings
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
-from pairsmith.storage.ids import stable_hash
+from pairsmith.storage.ids import NOT_CONTENT, content_key, stable_hash
 from pairsmith.tasks.training.training_data import DataSelection
 
 FLOW_NAME = "finetune"
@@ -53,10 +53,10 @@ class _FinetuneBase(BaseModel):
     model_id: str = Field(DEFAULT_MODEL, description="base model: hub id or local folder (Qwen2-VL class)")
     runtime: ModelRuntime = Field(default_factory=ModelRuntime)
     lora: LoraSettings = Field(default_factory=LoraSettings)
-    output_dir: str = Field("./runs", description="runs go to output_dir/<run name>/ (adapter/, run_card.json)")
-    tag_data: bool = Field(True, description="tag the samples version read, so cleanup keeps it")
-    overwrite: bool = Field(False, description="train again even if this run already finished")
-    show_progress: bool = Field(False, description="trainer progress bars on stderr (CLI runs)")
+    output_dir: str = Field("./runs", description="runs go to output_dir/<run name>/ (adapter/, run_card.json)", json_schema_extra=NOT_CONTENT)
+    tag_data: bool = Field(True, description="tag the samples version read, so cleanup keeps it", json_schema_extra=NOT_CONTENT)
+    overwrite: bool = Field(False, description="train again even if this run already finished", json_schema_extra=NOT_CONTENT)
+    show_progress: bool = Field(False, description="trainer progress bars on stderr (CLI runs)", json_schema_extra=NOT_CONTENT)
 
     @field_validator("db")
     @classmethod
@@ -64,9 +64,9 @@ class _FinetuneBase(BaseModel):
         return check_db_uri(value)
 
     def run_name(self) -> str:
-        content = self.model_dump(mode="json", exclude={"output_dir", "tag_data", "overwrite", "show_progress"})
-        content["runtime"] = {"dtype": self.runtime.dtype}  # where it runs does not name the run
-        return f"{FLOW_NAME}-{content['method']}-{stable_hash(content, 12)}"
+        """Same data, model and training settings, same run (``pairsmith.storage.ids.content_key``:
+        where it runs, defaults and NOT_CONTENT fields do not name it)."""
+        return f"{FLOW_NAME}-{self.method}-{content_key(self, method=self.method)[:12]}"
 
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.run_name()

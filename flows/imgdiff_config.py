@@ -29,16 +29,13 @@ from pairsmith.models.sdxl_inpaint import InpaintConfig
 from pairsmith.models.sdxl_p2p import SdxlP2PConfig
 from pairsmith.models.vlm_chat import VlmConfig
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
-from pairsmith.storage.ids import stable_hash
+from pairsmith.storage.ids import NOT_CONTENT, content_key, stable_hash
 from pairsmith.tasks.imgdiff.caption_source import load_captions
 from pairsmith.tasks.sample_builders import SplitFractions
 
 REPLACE_FLOW = "imgdiff-replace"
 REMOVE_FLOW = "imgdiff-remove"
 ProposerName = Literal["fastsam", "diffmap"]
-
-# Adapter fields that change speed or placement, never a score: kept out of the content key.
-_NOT_CONTENT = {"runtime", "batch_size", "pairs_per_call"}
 
 
 def _default_vlm() -> VlmConfig:
@@ -50,13 +47,14 @@ class _ImgDiffBase(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    db: str = Field(DEFAULT_DB, description="LanceDB URI: a folder, or s3:// gs:// az:// as LanceDB allows")
-    pairs: int = Field(20, ge=1, le=10_000_000, description="candidate pairs (kept + dropped)")
+    db: str = Field(DEFAULT_DB, description="LanceDB URI: a folder, or s3:// gs:// az:// as LanceDB allows", json_schema_extra=NOT_CONTENT)
+    pairs: int = Field(20, ge=1, le=10_000_000, description="candidate pairs (kept + dropped)", json_schema_extra=NOT_CONTENT)
     seed: int = Field(0, ge=0, description="run seed; pair i's image seed is drawn from (seed, i) and stored")
-    batch_size: int = Field(8, ge=1, le=10_000, description="pairs per task run and per LanceDB commit")
+    batch_size: int = Field(8, ge=1, le=10_000, description="pairs per task run and per LanceDB commit", json_schema_extra=NOT_CONTENT)
     captions_path: str | None = Field(
         None, description="source captions: JSONL with a 'caption' per line, or text, one per line; "
         "default: the captions shipped with pairsmith",
+        json_schema_extra=NOT_CONTENT,
     )
     rewriter: CaptionRewriterConfig = Field(default_factory=CaptionRewriterConfig)
     generator: SdxlP2PConfig = Field(default_factory=SdxlP2PConfig)
@@ -72,7 +70,7 @@ class _ImgDiffBase(BaseModel):
         None, description="if set, every model runs with it (device, dtype, cache_dir, offline)"
     )
     splits: SplitFractions = Field(default_factory=SplitFractions)
-    show_progress: bool = Field(False, description="draw a progress bar on stderr (CLI runs)")
+    show_progress: bool = Field(False, description="draw a progress bar on stderr (CLI runs)", json_schema_extra=NOT_CONTENT)
 
     @field_validator("db")
     @classmethod
@@ -97,16 +95,17 @@ class _ImgDiffBase(BaseModel):
         """A model's config with the flow-wide runtime, if one is set."""
         return model_config if self.runtime is None else model_config.model_copy(update={"runtime": self.runtime})
 
-    def _content(self, fields: set[str]) -> dict:
-        content = self.model_dump(mode="json", include=fields)
-        for name, value in content.items():
-            if isinstance(value, dict):
-                for key in _NOT_CONTENT:
-                    value.pop(key, None)
-        content.get("blip", {}).pop("score", None)  # both BLIP scores are stored; thresholds pick one
-        if "captions_path" in content:
-            content["captions_path"] = stable_hash(load_captions(self.captions_path))
-        return content
+    def _effective(self) -> "_ImgDiffBase":
+        """The config as the models see it: the flow-wide runtime applied to each model's config,
+        so that only what it changes there (the dtype) counts in the content key."""
+        if self.runtime is None:
+            return self
+        adapters = [name for name, value in self if isinstance(getattr(value, "runtime", None), ModelRuntime)]
+        return self.model_copy(update={"runtime": None, **{n: self.with_runtime(getattr(self, n)) for n in adapters}})
+
+    def _captions_key(self) -> str | None:
+        """The source captions count by their text, not their path; the shipped ones count as default."""
+        return stable_hash(load_captions(self.captions_path)) if self.captions_path else None
 
 
 class ImgDiffReplaceConfig(_ImgDiffBase):
@@ -115,10 +114,8 @@ class ImgDiffReplaceConfig(_ImgDiffBase):
     thresholds: ReplaceThresholds = Field(default_factory=ReplaceThresholds)
 
     def content_key(self) -> str:
-        return stable_hash(self._content({
-            "seed", "captions_path", "rewriter", "generator", "clip", "blip", "fastsam", "diffmap", "proposers",
-            "vlm", "thresholds", "splits",
-        }))
+        """What shapes the rows (``pairsmith.storage.ids.content_key``): the same key, the same pair ids."""
+        return content_key(self._effective(), captions=self._captions_key())
 
     def run_id(self) -> str:
         return f"{REPLACE_FLOW}-{stable_hash([self.content_key(), self.pairs, self.batch_size], 12)}"
@@ -142,11 +139,12 @@ class ImgDiffRemoveConfig(_ImgDiffBase):
     thresholds: RemoveThresholds = Field(default_factory=RemoveThresholds)
 
     def content_key(self) -> str:
-        fields = {"clip", "blip", "fastsam", "diffmap", "proposers", "vlm", "inpaint", "max_inpaint_per_pair",
-                  "thresholds", "splits", "source_run"}
+        """As for replacement; with ``source_run`` the pairs come from there, so what would make
+        them here (seed, captions, rewriter, generator) counts for nothing."""
         if self.source_run is None:
-            fields |= {"seed", "captions_path", "rewriter", "generator"}
-        return stable_hash(self._content(fields))
+            return content_key(self._effective(), captions=self._captions_key())
+        made_elsewhere = {"seed": 0, "captions_path": None, "rewriter": CaptionRewriterConfig(), "generator": SdxlP2PConfig()}
+        return content_key(self._effective().model_copy(update=made_elsewhere))
 
     def run_id(self) -> str:
         return f"{REMOVE_FLOW}-{stable_hash([self.content_key(), self.pairs, self.batch_size], 12)}"

@@ -9,7 +9,7 @@ from pairsmith.models.clip_scorer import ClipScorerConfig
 from pairsmith.models.gemini_editor import GeminiEditConfig
 from pairsmith.models.vlm_chat import VlmConfig
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
-from pairsmith.storage.ids import stable_hash
+from pairsmith.storage.ids import NOT_CONTENT, content_key, stable_hash
 from pairsmith.storage.image_folder import ImageLimits
 from pairsmith.tasks.med.sources import MedSources
 from pairsmith.tasks.med.vlm_steps import MedDecisions
@@ -21,18 +21,18 @@ FLOW_NAME = "med-edit"
 class MedEditConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    db: str = Field(DEFAULT_DB, description="LanceDB URI")
+    db: str = Field(DEFAULT_DB, description="LanceDB URI", json_schema_extra=NOT_CONTENT)
     sources: MedSources
-    batch_size: int = Field(8, ge=1, le=1000, description="sources per batch (one LanceDB commit each)")
+    batch_size: int = Field(8, ge=1, le=1000, description="sources per batch (one LanceDB commit each)", json_schema_extra=NOT_CONTENT)
     vlm: VlmConfig = Field(default_factory=lambda: VlmConfig(model_id="Qwen/Qwen2-VL-7B-Instruct", max_new_tokens=96))
     decisions: MedDecisions = Field(default_factory=MedDecisions)
     clip: ClipScorerConfig = Field(default_factory=ClipScorerConfig)
     editor: GeminiEditConfig = Field(default_factory=GeminiEditConfig)
-    request_budget: int = Field(500, ge=0, description="Gemini requests one invocation may send")
+    request_budget: int = Field(500, ge=0, description="Gemini requests one invocation may send", json_schema_extra=NOT_CONTENT)
     similarity: MedSimilarityThresholds = Field(default_factory=MedSimilarityThresholds)
     splits: SplitFractions = Field(default_factory=SplitFractions)
     image_limits: ImageLimits = Field(default_factory=ImageLimits, description="source images outside these are dropped")
-    show_progress: bool = False
+    show_progress: bool = Field(False, json_schema_extra=NOT_CONTENT)
 
     @field_validator("db")
     @classmethod
@@ -40,14 +40,9 @@ class MedEditConfig(BaseModel):
         return check_db_uri(value)
 
     def content_key(self) -> str:
-        """What decides each pair's content: same key, same pair ids, same cached edits."""
-        return stable_hash(self.model_dump(
-            mode="json", include={"sources", "vlm", "decisions", "clip", "editor", "similarity", "splits"},
-            exclude={"vlm": {"runtime", "batch_size"}, "clip": {"runtime", "batch_size"},
-                     "editor": {"base_url", "concurrency", "retry_attempts", "retry_initial_delay",
-                                "retry_max_delay", "timeout_s", "secret_block", "api_key_env"}},
-        ))
+        """What decides each pair's content (``pairsmith.storage.ids.content_key``): same key, same
+        pair ids, same cached edits."""
+        return content_key(self)
 
     def run_id(self) -> str:
-        limits = self.image_limits.model_dump(mode="json")
-        return f"{FLOW_NAME}-{stable_hash([self.content_key(), self.batch_size, limits], 12)}"
+        return f"{FLOW_NAME}-{stable_hash([self.content_key(), self.batch_size], 12)}"

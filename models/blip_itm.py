@@ -22,7 +22,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from pairsmith.models.lazy import LazyModel
-from pairsmith.models.runtime import ModelRuntime
+from pairsmith.models.runtime import NOT_CONTENT, ModelRuntime
 
 ItmKind = Literal["itm", "cosine"]
 
@@ -32,8 +32,8 @@ class BlipItmConfig(BaseModel):
 
     model_id: str = Field("Salesforce/blip-itm-large-coco", description="hub id or local folder")
     runtime: ModelRuntime = Field(default_factory=ModelRuntime)
-    batch_size: int = Field(32, ge=1, le=4096, description="(image, text) pairs per forward pass")
-    score: ItmKind = Field("itm", description="which score filters use: ITM-head match probability or cosine")
+    batch_size: int = Field(32, ge=1, le=4096, description="(image, text) pairs per forward pass", json_schema_extra=NOT_CONTENT)
+    score: ItmKind = Field("itm", description="which score filters use: ITM-head match probability or cosine", json_schema_extra=NOT_CONTENT)
     max_text_tokens: int = Field(35, ge=4, le=512, description="texts are truncated to this many tokens (BLIP: 35)")
 
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pairsmith.models.caption_answer import REWRITE_PROMPT, CaptionRewrite, parse_rewrite_answer
 from pairsmith.models.lazy import LazyModel
 from pairsmith.models.noun_lexicon import CATEGORIES, NounLexicon
-from pairsmith.models.runtime import ModelRuntime
+from pairsmith.models.runtime import NOT_CONTENT, ModelRuntime
 
 # FastChat's "vicuna_v1.1" conversation template, which Vicuna-1.5 was trained with.
 VICUNA_TEMPLATE = (
@@ -36,7 +36,7 @@ class CaptionRewriterConfig(BaseModel):
     mode: Literal["llm", "lexicon"] = Field("llm", description="an instruction LLM, or the noun lexicon (no model)")
     model_id: str = Field("lmsys/vicuna-7b-v1.5", description="LLM mode: hub id or local folder of a chat model")
     runtime: ModelRuntime = Field(default_factory=ModelRuntime)
-    batch_size: int = Field(16, ge=1, le=1024, description="LLM mode: captions per generate() call")
+    batch_size: int = Field(16, ge=1, le=1024, description="LLM mode: captions per generate() call", json_schema_extra=NOT_CONTENT)
     max_new_tokens: int = Field(96, ge=8, le=1024)
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 = greedy decoding")
     prompt: str = Field(REWRITE_PROMPT, description="LLM instruction; {caption} is replaced by the source caption")

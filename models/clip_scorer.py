@@ -25,7 +25,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from pairsmith.models.lazy import LazyModel
-from pairsmith.models.runtime import ModelRuntime
+from pairsmith.models.runtime import NOT_CONTENT, ModelRuntime
 
 # open_clip's default weight file names in a hub repo, safetensors first.
 _HUB_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
@@ -48,7 +48,7 @@ class ClipScorerConfig(BaseModel):
         None, description="architecture JSON registered with open_clip before loading (custom or tiny models)"
     )
     runtime: ModelRuntime = Field(default_factory=ModelRuntime)
-    batch_size: int = Field(64, ge=1, le=4096, description="images or texts per forward pass")
+    batch_size: int = Field(64, ge=1, le=4096, description="images or texts per forward pass", json_schema_extra=NOT_CONTENT)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pairsmith.models.lazy import LazyModel
 from pairsmith.models.ultralytics_import import import_ultralytics
-from pairsmith.models.runtime import ModelRuntime
+from pairsmith.models.runtime import NOT_CONTENT, ModelRuntime
 
 
 class FastSamConfig(BaseModel):
@@ -36,7 +36,7 @@ class FastSamConfig(BaseModel):
     imgsz: int = Field(1024, ge=32, le=4096, description="inference size; a multiple of 32")
     max_det: int = Field(300, ge=1, le=3000, description="at most this many segments per image")
     retina_masks: bool = Field(True, description="masks at input resolution (else at inference resolution, resized)")
-    batch_size: int = Field(8, ge=1, le=256, description="images per forward pass")
+    batch_size: int = Field(8, ge=1, le=256, description="images per forward pass", json_schema_extra=NOT_CONTENT)
 
 
 @dataclass(frozen=True)

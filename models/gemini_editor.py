@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
+from pairsmith.models.runtime import NOT_CONTENT
 
 BLOCKING_FINISH_REASONS = frozenset({
     "SAFETY", "IMAGE_SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "RECITATION", "IMAGE_PROHIBITED_CONTENT",
@@ -37,14 +38,14 @@ class GeminiEditConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model_id: str = Field("gemini-2.5-flash-image", description="Gemini image-editing model")
-    api_key_env: str = Field("GEMINI_API_KEY", description="environment variable holding the API key")
-    secret_block: str | None = Field(None, description="Prefect Secret block with the key, used if the env var is unset")
-    base_url: str | None = Field(None, description="API endpoint override (proxy, local test server)")
-    retry_attempts: int = Field(5, ge=1, le=20, description="tries per request, the first included")
-    retry_initial_delay: float = Field(1.0, ge=0.0, le=60.0)
-    retry_max_delay: float = Field(30.0, ge=0.0, le=600.0)
-    timeout_s: float = Field(120.0, gt=0, le=3600)
-    concurrency: int = Field(4, ge=1, le=64, description="requests in flight at once")
+    api_key_env: str = Field("GEMINI_API_KEY", description="environment variable holding the API key", json_schema_extra=NOT_CONTENT)
+    secret_block: str | None = Field(None, description="Prefect Secret block with the key, used if the env var is unset", json_schema_extra=NOT_CONTENT)
+    base_url: str | None = Field(None, description="API endpoint override (proxy, local test server)", json_schema_extra=NOT_CONTENT)
+    retry_attempts: int = Field(5, ge=1, le=20, description="tries per request, the first included", json_schema_extra=NOT_CONTENT)
+    retry_initial_delay: float = Field(1.0, ge=0.0, le=60.0, json_schema_extra=NOT_CONTENT)
+    retry_max_delay: float = Field(30.0, ge=0.0, le=600.0, json_schema_extra=NOT_CONTENT)
+    timeout_s: float = Field(120.0, gt=0, le=3600, json_schema_extra=NOT_CONTENT)
+    concurrency: int = Field(4, ge=1, le=64, description="requests in flight at once", json_schema_extra=NOT_CONTENT)
 
 
 @dataclass(frozen=True)

@@ -12,16 +12,20 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# pairsmith.storage.ids.NOT_CONTENT (models import nothing of ours): marks a config field that never
+# changes what a run writes, so it stays out of run and pair ids.
+NOT_CONTENT = {"content": False}
+
 
 class ModelRuntime(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="auto: cuda if available, else cpu")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="auto: cuda if available, else cpu", json_schema_extra=NOT_CONTENT)
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto", description="auto: bfloat16 on GPUs that support it, else float16 on GPU, float32 on CPU"
     )
-    cache_dir: str | None = Field(None, description="model cache folder; default: HF_HOME's hub cache")
-    offline: bool | None = Field(None, description="load from the cache only; default: HF_HUB_OFFLINE")
+    cache_dir: str | None = Field(None, description="model cache folder; default: HF_HOME's hub cache", json_schema_extra=NOT_CONTENT)
+    offline: bool | None = Field(None, description="load from the cache only; default: HF_HUB_OFFLINE", json_schema_extra=NOT_CONTENT)
 
     def torch_device(self):
         import torch

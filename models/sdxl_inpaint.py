@@ -20,7 +20,7 @@ from PIL import Image, ImageFilter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pairsmith.models.lazy import LazyModel
-from pairsmith.models.runtime import ModelRuntime
+from pairsmith.models.runtime import NOT_CONTENT, ModelRuntime
 
 if TYPE_CHECKING:
     from diffusers import StableDiffusionXLInpaintPipeline
@@ -42,7 +42,7 @@ class InpaintConfig(BaseModel):
     )
     resolution: int = Field(512, ge=64, le=2048, description="longer side the model works at (sdxl-turbo: 512)")
     mask_dilation: int = Field(0, ge=0, le=64, description="grow the mask by this many pixels (covers object edges)")
-    batch_size: int = Field(4, ge=1, le=64, description="images per pipeline call")
+    batch_size: int = Field(4, ge=1, le=64, description="images per pipeline call", json_schema_extra=NOT_CONTENT)
 
     @model_validator(mode="after")
     def _runs_a_step(self) -> "InpaintConfig":

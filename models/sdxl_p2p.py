@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pairsmith.models.lazy import LazyModel
 from pairsmith.models.p2p_attention import AttentionEdit, RefineController, p2p_processors, refinement_alignment
-from pairsmith.models.runtime import ModelRuntime
+from pairsmith.models.runtime import NOT_CONTENT, ModelRuntime
 
 if TYPE_CHECKING:
     from diffusers import StableDiffusionXLPipeline
@@ -50,7 +50,7 @@ class SdxlP2PConfig(BaseModel):
                     "(P2P for SDXL: 32, the 32x32 maps of a 1024 px image); 1 = every layer",
     )
     negative_prompt: str | None = Field(None, description="None: SDXL's zero unconditional embedding")
-    pairs_per_call: int = Field(2, ge=1, le=64, description="pairs denoised together (2 images each, x2 with guidance)")
+    pairs_per_call: int = Field(2, ge=1, le=64, description="pairs denoised together (2 images each, x2 with guidance)", json_schema_extra=NOT_CONTENT)
 
     @field_validator("height", "width")
     @classmethod

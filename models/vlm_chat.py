@@ -22,7 +22,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from pairsmith.models.lazy import LazyModel
-from pairsmith.models.runtime import ModelRuntime
+from pairsmith.models.runtime import NOT_CONTENT, ModelRuntime
 
 
 class VlmConfig(BaseModel):
@@ -33,7 +33,7 @@ class VlmConfig(BaseModel):
     max_new_tokens: int = Field(128, ge=1, le=4096)
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 = greedy decoding")
     seed: int | None = Field(None, description="torch seed set before sampled generation (reproducible runs)")
-    batch_size: int = Field(4, ge=1, le=256, description="requests per generate() call")
+    batch_size: int = Field(4, ge=1, le=256, description="requests per generate() call", json_schema_extra=NOT_CONTENT)
     system_prompt: str | None = None
 
 

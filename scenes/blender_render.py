@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pairsmith.scenes.scene_config import COLOR_RGB, MATERIAL_PBR, SceneObject
 from pairsmith.scenes.scene_sampler import ObjectMap
+from pairsmith.storage.ids import NOT_CONTENT
 
 CameraJitter = tuple[float, float, float, float]  # dx, dy, dz, yaw degrees
 
@@ -55,9 +56,9 @@ class RenderSettings(BaseModel):
     samples: int = Field(8, ge=1, le=4096, description="Cycles samples per pixel of the color render")
     denoise: bool = Field(False, description="OpenImageDenoise; ~0.8 s per 320x240 image on 2 CPU cores")
     max_bounces: int = Field(4, ge=0, le=32)
-    device: Literal["cpu", "gpu"] = "cpu"
-    gpu_backend: Literal["OPTIX", "CUDA", "HIP", "ONEAPI", "METAL"] = "CUDA"
-    threads: int = Field(0, ge=0, description="render threads; 0 = all cores")
+    device: Literal["cpu", "gpu"] = Field("cpu", json_schema_extra=NOT_CONTENT)
+    gpu_backend: Literal["OPTIX", "CUDA", "HIP", "ONEAPI", "METAL"] = Field("CUDA", json_schema_extra=NOT_CONTENT)
+    threads: int = Field(0, ge=0, description="render threads; 0 = all cores", json_schema_extra=NOT_CONTENT)
 
 
 @dataclass

@@ -26,11 +26,11 @@ a test pins:
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from pairsmith.storage.ids import content_key
 
 BlipScore = Literal["itm", "cosine"]
 
@@ -107,9 +107,9 @@ class ImgDiffThresholds(BaseModel):
     remove: RemoveThresholds = Field(default_factory=RemoveThresholds)
 
     def content_hash(self, length: int = 10) -> str:
-        """Same thresholds, same hash: names the refilter run, so re-running it overwrites its stats."""
-        text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:length]
+        """Same thresholds, same hash: names the refilter run, so re-running it overwrites its stats
+        (``pairsmith.storage.ids.content_key``: thresholds at the paper's values count for nothing)."""
+        return content_key(self)[:length]
 
 
 PAPER_REPLACE = ReplaceThresholds()

@@ -32,8 +32,8 @@ def funnel_from_rows(rows: list[dict]) -> list[StageStats]:
     return [total[s] for s in sorted(total, key=order.__getitem__)]
 
 
-def _reasons_text(stats: StageStats, n: int = 3) -> str:
-    return ", ".join(f"{reason} ({count})" for reason, count in stats.top_reasons(n)) or "-"
+def _reasons_text(stats: StageStats, n: int = 3, empty: str = "-") -> str:
+    return ", ".join(f"{reason} ({count})" for reason, count in stats.top_reasons(n)) or empty
 
 
 def dropoff_table(funnel: list[StageStats]) -> list[dict]:
@@ -44,7 +44,8 @@ def dropoff_table(funnel: list[StageStats]) -> list[dict]:
             "in": s.n_in,
             "kept": s.n_kept,
             "dropped": s.n_dropped,
-            "top reasons": _reasons_text(s),
+            # "none", not "-": the UI renders a cell as Markdown, where a lone "-" is a list bullet
+            "top reasons": _reasons_text(s, empty="none"),
             "seconds": round(s.seconds, 2),
         }
         for s in funnel
