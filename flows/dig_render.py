@@ -25,11 +25,13 @@ from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
 from pairsmith.flows.engine.prefect_compat import install as _install_prefect_compat
 from pairsmith.flows.engine.progress import RunProgress
 from pairsmith.flows.engine.run_outcome import batches_with_errors, error_counts
-from pairsmith.flows.engine.task_runners import gpu_task, open_task_runner, submit_batch
+from pairsmith.flows.engine.stages import batch_step
+from pairsmith.flows.engine.task_runners import open_task_runner, submit_batch
 from pairsmith.storage.store import open_store, sql_literal
 from pairsmith.tasks.dig.records import build_dig_records
 from pairsmith.tasks.dig.plan_scenes import plan_scene_pairs
 from pairsmith.tasks.dig.render_pairs import render_scene_pairs
+from pairsmith.tasks.stage import StageResult
 from pairsmith.tasks.write_batch import write_batch
 
 _install_prefect_compat()  # `prefect deploy` imports this module: see flows/engine/prefect_compat.py
@@ -72,11 +74,11 @@ def dig_render(config: DigRenderConfig = DigRenderConfig()) -> RenderRunSummary:
             _render_in_parallel(batch, pending, progress)
         else:
             for indices in pending:
-                plans, plan_stats = batch.plan(indices, progress)
-                render = gpu_task(render_scene_pairs.with_options(task_run_name=f"render-pairs-{batch_name(indices)}"),
-                                  config.render.device == "gpu")
-                rendered = render(plans, config.render, config.sampling, config.visibility, on_pair_done=progress.advance)
-                batch.commit(indices, plans, plan_stats, rendered)
+                planned = batch.plan(indices, progress)
+                render = batch_step(render_scene_pairs, batch_name(indices), config.render.device == "gpu")
+                rendered = render(planned.value, config.render, config.sampling, config.visibility,
+                                  on_pair_done=progress.advance)
+                batch.commit(indices, planned, rendered)
                 progress.flush()
     funnel = run_funnel(store, run_id)
     publish_dropoff(run_id, funnel)
@@ -99,25 +101,26 @@ class _BatchSteps:
         self.config, self.run_id, self.content_key, self.scenes = config, run_id, content_key, scenes
         self.blender_seconds = 0.0
 
-    def plan(self, indices: range, progress: RunProgress):
-        plans, plan_stats = plan_scene_pairs.with_options(task_run_name=f"plan-scenes-{batch_name(indices)}")(
+    def plan(self, indices: range, progress: RunProgress) -> StageResult:
+        planned = batch_step(plan_scene_pairs, batch_name(indices))(
             indices, self.content_key, self.config.seed, self.config.sampling, self.scenes
         )
-        progress.advance(plan_stats.n_dropped)
-        return plans, plan_stats
+        progress.advance(planned.stats[0].n_dropped)
+        return planned
 
-    def commit(self, indices: range, plans, plan_stats, rendered_result) -> None:
+    def commit(self, indices: range, planned: StageResult, rendered: StageResult) -> None:
         """Build the batch's rows and hand them to the single writer (always from the flow)."""
         name, config = batch_name(indices), self.config
-        rendered, render_stats, vis_stats, seconds = rendered_result
+        pairs, seconds = rendered.value
         self.blender_seconds += seconds
-        records, sample_stats = build_dig_records.with_options(task_run_name=f"build-records-{name}")(
-            plans, rendered, self.run_id, config.render, config.visibility, config.splits
+        built = batch_step(build_dig_records, name)(
+            planned.value, pairs, self.run_id, config.render, config.visibility, config.splits
         )
-        write_batch.with_options(task_run_name=f"write-batch-{name}")(
+        records = built.value
+        batch_step(write_batch, name)(
             config.db, self.run_id, FLOW_NAME, name,
             {"pairs": records.pairs, "regions": records.regions, "samples": records.samples},
-            [plan_stats, render_stats, vis_stats, sample_stats],
+            [*planned.stats, *rendered.stats, *built.stats],
         )
 
 
@@ -143,20 +146,21 @@ def _render_in_parallel(batch: _BatchSteps, pending: list[range], progress: RunP
                 indices = next(todo, None)
                 if indices is None:
                     break
-                plans, plan_stats = batch.plan(indices, progress)
-                task = render_scene_pairs.with_options(task_run_name=f"render-pairs-{batch_name(indices)}")
-                parameters = {"plans": plans, "render": render, "sampling": config.sampling, "visibility": config.visibility}
-                window.append((indices, plans, plan_stats, submit_batch(runner, task, parameters, config.runner, on_gpu)))
+                planned = batch.plan(indices, progress)
+                task = batch_step(render_scene_pairs, batch_name(indices))  # submit_batch adds the GPU tag
+                parameters = {"plans": planned.value, "render": render, "sampling": config.sampling,
+                              "visibility": config.visibility}
+                window.append((indices, planned, submit_batch(runner, task, parameters, config.runner, on_gpu)))
             if not window:
                 break
-            indices, plans, plan_stats, future = window.popleft()
+            indices, planned, future = window.popleft()
             try:
                 result = future.result()
             except Exception as err:  # the batch's task failed: keep the others, fail at the end
                 failures.append(f"batch {batch_name(indices)}: {type(err).__name__}: {err}")
                 continue
-            batch.commit(indices, plans, plan_stats, result)
-            progress.advance(sum(1 for p in plans if not p.drop_reason))
+            batch.commit(indices, planned, result)
+            progress.advance(sum(1 for p in planned.value if not p.drop_reason))
             progress.flush()
     if failures:
         raise RuntimeError(f"{len(failures)} render batch(es) failed; first: {failures[0]}")

@@ -20,6 +20,7 @@ from pairsmith.flows.evaluate_config import FLOW_NAME, EvaluateConfig
 from pairsmith.flows.engine.batching import batch_name
 from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
 from pairsmith.flows.engine.progress import RunProgress
+from pairsmith.flows.engine.stages import batch_step
 from pairsmith.models.adapted_vlm_chat import AdaptedVlmChat
 from pairsmith.storage.store import open_store
 from pairsmith.tasks.evaluate.generate_answers import generate_answers
@@ -67,16 +68,15 @@ def evaluate(config: EvaluateConfig) -> EvaluateSummary:
     store.check_reachable()
     pinned = pin_tables(store, config.data)
     eval_id = config.eval_id(pinned)
-    selected = select_samples_task(config.db, pinned, config.data)
-    rows = selected.rows
+    selected = batch_step(select_samples_task, SELECT_BATCH)(config.db, pinned, config.data)
+    rows, [select_stats] = selected.value, selected.stats
     if not rows:
         raise ValueError(f"no samples to evaluate for {config.data.where()} in {config.db!r} at samples version "
-                         f"{pinned.samples_version} ({selected.stats.n_dropped} dropped: "
-                         f"{dict(selected.stats.reasons) or 'none'})")
+                         f"{pinned.samples_version} ({select_stats.n_dropped} dropped: "
+                         f"{dict(select_stats.reasons) or 'none'})")
     done = store.completed_batches(eval_id)
     if SELECT_BATCH not in done:
-        write_batch.with_options(task_run_name="write-batch-select")(
-            config.db, eval_id, FLOW_NAME, SELECT_BATCH, {}, [selected.stats])
+        batch_step(write_batch, SELECT_BATCH)(config.db, eval_id, FLOW_NAME, SELECT_BATCH, {}, selected.stats)
     spans = [(s, min(s + config.batch_size, len(rows))) for s in range(0, len(rows), config.batch_size)]
     pending = [span for span in spans if batch_name(range(*span)) not in done]
     if len(pending) < len(spans):
@@ -89,10 +89,11 @@ def evaluate(config: EvaluateConfig) -> EvaluateSummary:
                      description="answering samples", terminal=config.show_progress) as progress:
         for a, b in pending:
             name = batch_name(range(a, b))
-            predictions, stats = generate_answers.with_options(task_run_name=f"generate-answers-{name}")(
-                chat, config.db, pinned, rows[a:b], config.data.layout, eval_id)
-            write_batch.with_options(task_run_name=f"write-batch-{name}")(
-                config.db, eval_id, FLOW_NAME, name, {"eval_predictions": predictions}, [stats])
+            answered = batch_step(generate_answers, name)(chat, config.db, pinned, rows[a:b], config.data.layout,
+                                                          eval_id)
+            predictions = answered.value
+            batch_step(write_batch, name)(
+                config.db, eval_id, FLOW_NAME, name, {"eval_predictions": predictions}, answered.stats)
             generated += len(predictions)
             progress.advance(len(predictions))
             progress.flush()

@@ -16,6 +16,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
+from pairsmith.flows.engine.stages import batch_step
 from pairsmith.storage.verdict import StageStats
 from pairsmith.flows.finetune_config import FLOW_NAME, GrpoFinetuneConfig, SftFinetuneConfig
 from pairsmith.flows.engine.run_card import RUN_CARD, RunCard
@@ -60,20 +61,18 @@ def _finished_card(run_dir: Path) -> RunCard | None:
 def _plans(config: SftFinetuneConfig | GrpoFinetuneConfig, pinned) -> tuple[list[StagePlan], StageStats]:
     logger = get_run_logger()
     if config.method == "sft":
-        selected = select_samples_task.with_options(task_run_name="select-samples-sft")(
-            config.db, pinned, config.data)
-        plans = [StagePlan("sft", config.data.subsets, config.train.max_steps, selected.rows)]
-        stats = selected.stats
+        selected = batch_step(select_samples_task, "sft")(config.db, pinned, config.data)
+        plans = [StagePlan("sft", config.data.subsets, config.train.max_steps, selected.value)]
+        stats = selected.stats[0]
     else:
-        plans, stats = [], StageStats("select-samples")
+        plans, stats = [], StageStats(select_samples_task.name)
         for stage in config.stages:
-            selected = select_samples_task.with_options(task_run_name=f"select-samples-{stage.name}")(
-                config.db, pinned, config.data, stage.subsets)
-            stats = stats + selected.stats
-            if not selected.rows:
+            selected = batch_step(select_samples_task, stage.name)(config.db, pinned, config.data, stage.subsets)
+            stats = stats + selected.stats[0]
+            if not selected.value:
                 logger.warning("stage %r: no grounding samples in subsets %s; skipped", stage.name, stage.subsets)
                 continue
-            plans.append(StagePlan(stage.name, stage.subsets, stage.steps, selected.rows))
+            plans.append(StagePlan(stage.name, stage.subsets, stage.steps, selected.value))
     if not any(p.rows for p in plans):
         raise ValueError(
             f"no trainable samples for {config.data.where()} in {config.db!r} at samples version "

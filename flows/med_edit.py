@@ -19,7 +19,7 @@ from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
 from pairsmith.flows.med_edit_config import FLOW_NAME, MedEditConfig
 from pairsmith.flows.engine.progress import RunProgress
 from pairsmith.flows.engine.run_outcome import batches_with_errors
-from pairsmith.flows.engine.task_runners import gpu_task
+from pairsmith.flows.engine.stages import batch_step
 from pairsmith.models.clip_scorer import ClipScorer
 from pairsmith.models.gemini_editor import GeminiEditor
 from pairsmith.models.vlm_chat import VlmChat
@@ -88,23 +88,23 @@ def med_edit(config: MedEditConfig) -> MedRunSummary:
             name = batch_name(indices)
             items, source_stats = load_sources.with_options(task_run_name=f"load-sources-{name}")(
                 [refs[i] for i in indices], [pair_ids[i] for i in indices], config.db, config.image_limits)
-            gate = gpu_task(gate_sources, vlm_gpu).with_options(task_run_name=f"gate-sources-{name}")(items, vlm, config.decisions)
-            plan = gpu_task(plan_edits, vlm_gpu).with_options(task_run_name=f"plan-edits-{name}")(items, vlm, config.decisions)
-            edit, exhausted = edit_images.with_options(task_run_name=f"edit-images-{name}")(
-                items, editor, config.db, budget)
-            if exhausted:
+            stages = [source_stats]
+            stages += batch_step(gate_sources, name, vlm_gpu)(items, vlm, config.decisions).stats
+            stages += batch_step(plan_edits, name, vlm_gpu)(items, vlm, config.decisions).stats
+            edit = batch_step(edit_images, name)(items, editor, config.db, budget)
+            if edit.value:
                 stopped = "edit request budget exhausted; re-run to continue (paid edits are cached)"
                 logger.warning("run %s stops early: %s", run_id, stopped)
                 break
-            similarity = gpu_task(score_similarity, clip_gpu).with_options(task_run_name=f"score-similarity-{name}")(
-                items, clip, config.similarity)
-            align = gpu_task(align_captions, vlm_gpu).with_options(task_run_name=f"align-captions-{name}")(items, vlm, config.decisions)
-            mcq = gpu_task(write_mcq_options, vlm_gpu).with_options(task_run_name=f"write-mcq-options-{name}")(items, vlm)
-            pairs, samples, sample_stats = build_med_records.with_options(task_run_name=f"build-records-{name}")(
-                items, run_id, model_ids, config.splits)
-            write_batch.with_options(task_run_name=f"write-batch-{name}")(
+            stages += edit.stats
+            stages += batch_step(score_similarity, name, clip_gpu)(items, clip, config.similarity).stats
+            stages += batch_step(align_captions, name, vlm_gpu)(items, vlm, config.decisions).stats
+            mcq = batch_step(write_mcq_options, name, vlm_gpu)(items, vlm)
+            built = batch_step(build_med_records, name)(items, run_id, model_ids, config.splits)
+            pairs, samples = built.value
+            batch_step(write_batch, name)(
                 config.db, run_id, FLOW_NAME, name, {"pairs": pairs, "samples": samples},
-                [source_stats, gate, plan, edit, similarity, align, sample_stats, mcq],
+                [*stages, *built.stats, *mcq.stats],
             )
             progress.advance(len(indices))
             progress.flush()

@@ -18,10 +18,12 @@ placed in the request header: configs hold the variable's *name*, never its valu
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from pairsmith.models.runtime import NOT_CONTENT
 
 BLOCKING_FINISH_REASONS = frozenset({
@@ -115,11 +117,25 @@ class GeminiEditor:
 
     def edit_batch(self, requests: list[EditRequest]) -> list[EditResult]:
         """Results in request order; at most ``concurrency`` requests in flight."""
+        results: list[EditResult | None] = [None] * len(requests)
+        for index, result in self.edit_each(requests):
+            results[index] = result
+        return results
+
+    def edit_each(self, requests: list[EditRequest]) -> Iterator[tuple[int, EditResult]]:
+        """``(request index, result)`` as each response arrives (at most ``concurrency`` in flight), so
+        a caller can store every paid response the moment it has it."""
         if not requests:
-            return []
+            return
         self.client()  # a missing key fails here, once, before any request
         with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
-            return list(pool.map(self.edit, requests))
+            futures = {pool.submit(self.edit, request): index for index, request in enumerate(requests)}
+            try:
+                for future in as_completed(futures):
+                    yield futures[future], future.result()
+            finally:
+                for future in futures:  # an error or a stopped caller: send nothing more
+                    future.cancel()
 
     def edit(self, request: EditRequest) -> EditResult:
         from google.genai import errors, types

@@ -74,3 +74,32 @@ def stage(name: str, *more: str, **task_options: Any) -> Callable[[Callable[...,
         return task(name=name, **options)(run)
 
     return decorate
+
+
+R = TypeVar("R")
+
+
+def call_per_item(
+    call: Callable[[list[T]], list[R]],
+    items: list[T],
+    on_error: Callable[[T, Exception], None],
+) -> list[R | None]:
+    """``call(items)`` (one batched model call, results in item order), isolating failures per item.
+
+    If the batched call raises, each item is tried alone, so one bad input (a 1000x4 crop the VLM
+    processor refuses, an image a model cannot decode) costs only its own item: ``on_error(item,
+    error)`` is called for each item that still raises, and its result is None. A batch that fails
+    for every item (a model that cannot load) therefore reports the error on every item.
+    """
+    if not items:
+        return []
+    try:
+        results = call(items)
+    except Exception as err:  # noqa: BLE001 - whatever the model raised, find the items it raised for
+        if len(items) == 1:
+            on_error(items[0], err)
+            return [None]
+        return [result for item in items for result in call_per_item(call, [item], on_error)]
+    if len(results) != len(items):
+        raise ValueError(f"a batched model call returned {len(results)} results for {len(items)} items")
+    return list(results)

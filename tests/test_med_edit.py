@@ -153,31 +153,70 @@ def test_api_key_never_reaches_logs_store_or_artifacts(tmp_path, models, source_
     assert API_KEY not in out + err
 
 
-def test_rerun_after_a_crash_sends_no_second_request(tmp_path, models, source_folder, monkeypatch):
+def test_a_model_error_costs_only_its_items_and_the_rerun_sends_no_second_request(
+        tmp_path, models, source_folder, monkeypatch):
+    """CLIP failing on the second batch drops that batch's items as ``similarity_error`` (the run
+    goes on); the re-run redoes that batch from the cached edits, paying for nothing twice."""
     monkeypatch.setenv("GEMINI_API_KEY", API_KEY)
     folder, captions = source_folder
     real = ClipScorer.image_similarity_batch
     calls = {"n": 0}
 
-    def dies_on_second_batch(self, pairs):
+    def fails_on_second_batch(self, pairs):
         calls["n"] += 1
-        if calls["n"] == 2:
+        if calls["n"] >= 2:
             raise RuntimeError("worker lost")
         return real(self, pairs)
 
     with FakeGemini() as server:
         config = _config(tmp_path, models, server, folder, captions, batch_size=3,
                          sources={"folder": {"images_dir": str(folder), "captions": str(captions)}, "limit": 6})
-        monkeypatch.setattr(ClipScorer, "image_similarity_batch", dies_on_second_batch)
-        assert med_edit(config, return_state=True).is_failed()
+        monkeypatch.setattr(ClipScorer, "image_similarity_batch", fails_on_second_batch)
+        first_run = med_edit(config)
         first = len(server.log)
         assert first > 0 and PairStore(config.db).count("edits") == first
+        errors = dict(next(s for s in run_funnel(PairStore(config.db), first_run.run_id)
+                           if s.stage == "similarity").reasons)
+        assert errors.get("similarity_error", 0) >= 1 and first_run.pairs_kept >= 1  # batch 1 kept its pairs
         monkeypatch.setattr(ClipScorer, "image_similarity_batch", real)
         summary = med_edit(config)
         shas = [r.image_sha for r in server.log]
     assert summary.batches_resumed == 1
     assert len(shas) == len(set(shas)), "an already edited item was sent to Gemini again"
     assert PairStore(config.db).count("pairs") == 6
+    assert not any(r["drop_reason"] == "similarity_error" for r in PairStore(config.db).read("pairs").to_pylist())
+
+
+def test_every_paid_edit_is_stored_as_it_arrives_and_a_crash_mid_batch_never_pays_twice(
+        tmp_path, models, monkeypatch):
+    """Issue 11 case 2: a run killed after 4 of a batch's 8 responses keeps those 4; the re-run
+    sends the other 4 only."""
+    from pairsmith.models.gemini_editor import GeminiEditor
+
+    monkeypatch.setenv("GEMINI_API_KEY", API_KEY)
+    folder = tmp_path / "eight"
+    rows = _photos(folder, 8, seed=3)
+    captions = tmp_path / "eight.jsonl"
+    captions.write_text("\n".join(json.dumps(r) for r in rows))
+    real_edit, answered = GeminiEditor.edit, []
+
+    def dies_after_four_responses(self, request):
+        if len(answered) == 4:
+            raise RuntimeError("worker killed")
+        answered.append(real_edit(self, request))
+        return answered[-1]
+
+    with FakeGemini() as server:
+        config = _config(tmp_path, models, server, folder, captions, batch_size=8,
+                         editor={"base_url": server.base_url, "concurrency": 1, "retry_initial_delay": 0.01})
+        monkeypatch.setattr(GeminiEditor, "edit", dies_after_four_responses)
+        assert med_edit(config, return_state=True).is_failed()
+        assert len(server.log) == 4 and PairStore(config.db).count("edits") == 4  # stored before the crash
+        monkeypatch.setattr(GeminiEditor, "edit", real_edit)
+        med_edit(config)
+        shas = [r.image_sha for r in server.log]
+    assert len(shas) == 8 and len(set(shas)) == 8, "an edit paid for before the crash was requested again"
+    assert PairStore(config.db).count("edits") == 8
 
 
 def test_request_budget_stops_the_run_and_the_next_run_continues(tmp_path, models, source_folder, monkeypatch,

@@ -78,7 +78,7 @@ def test_render_on_a_local_ray_with_2_cpus_stores_the_same_rows_as_the_default_r
     on_ray = render_run(tmp_path / "ray", pairs=5, batch_size=2, runner={"kind": "ray", "ray_num_cpus": 2}, **SMALL)
     inline = render_run(tmp_path / "inline", pairs=5, batch_size=2, **SMALL)
 
-    assert submitted == ["render-pairs-0000000-0000002", "render-pairs-0000002-0000004", "render-pairs-0000004-0000005"]
+    assert submitted == ["render-0000000-0000002", "render-0000002-0000004", "render-0000004-0000005"]  # <stage>-<batch>
     assert on_ray.summary.run_id == inline.summary.run_id  # the runner is not part of the run
     assert on_ray.summary.pairs_kept == inline.summary.pairs_kept >= 4
     ray_rows, inline_rows = _rows(on_ray.store), _rows(inline.store)

@@ -25,12 +25,19 @@ class CliError(click.ClickException):
 
 
 def quiet_prefect(verbose: bool) -> None:
-    """Keep Prefect's console to warnings unless asked; its logs still reach the API and UI."""
+    """Ready Prefect for a command that runs flows; call it before anything imports prefect.
+
+    Keeps Prefect's console to warnings unless asked (its logs still reach the API and UI), and
+    makes its ephemeral API server a child that Ctrl-C does not reach and that never outlives this
+    process (``pairsmith.flows.engine.prefect_server``)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here
     # Prefect's ephemeral server gives up after 20 s; two runs at once on a busy 2-core machine take longer.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    from pairsmith.flows.engine.prefect_server import install
+
+    install()
 
 
 def load_yaml(path: str | None) -> dict[str, Any]:

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 from pairsmith.scenes.pair_plan import PairPlan, PairSampling, plan_pair
 from pairsmith.scenes.scene_config import Scene
 from pairsmith.storage.ids import stable_id
+from pairsmith.tasks.stage import stage
 
 
 def dig_pair_id(content_key: str, index: int) -> str:
@@ -18,20 +14,18 @@ def dig_pair_id(content_key: str, index: int) -> str:
     return stable_id("dig-render", content_key, index)
 
 
-@task(name="plan-scenes", cache_policy=NO_CACHE)
+@stage("plan")
 def plan_scene_pairs(
+    stats: StageStats,
     indices: range,
     content_key: str,
     run_seed: int,
     sampling: PairSampling,
     user_scenes: list[Scene] | None = None,
-) -> tuple[list[PairPlan], StageStats]:
-    stats = StageStats("plan")
-    start = time.perf_counter()
+) -> list[PairPlan]:
     plans = []
     for index in indices:
         plan = plan_pair(index, dig_pair_id(content_key, index), run_seed, sampling, user_scenes)
         stats.record(Verdict.drop(plan.drop_reason) if plan.drop_reason else KEEP)
         plans.append(plan)
-    stats.seconds = time.perf_counter() - start
-    return plans, stats
+    return plans

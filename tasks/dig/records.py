@@ -8,12 +8,9 @@ re-applied to what is stored.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from pairsmith.filters.change_visibility import VisibilityThresholds, keep_change
 from pairsmith.storage.verdict import KEEP, StageStats
@@ -26,6 +23,7 @@ from pairsmith.storage.ids import stable_id
 from pairsmith.storage.schemas import PairRow, RegionRow, SampleRow, utc_now
 from pairsmith.tasks.dig.render_pairs import RenderedPair
 from pairsmith.tasks.sample_builders import SplitFractions, diff_caption_sample, grounding_sample, split_for
+from pairsmith.tasks.stage import stage
 
 METHOD = "dig-render"
 DISTRACTOR_CAPTION = "Nothing changed between the two images; only the camera moved slightly."
@@ -54,18 +52,19 @@ def _dropped_plan_row(plan: PairPlan, run_id: str, render: RenderSettings) -> Pa
     )
 
 
-@task(name="build-records", cache_policy=NO_CACHE)
+@stage("samples")
 def build_dig_records(
+    stats: StageStats,
     plans: list[PairPlan],
     rendered: list[RenderedPair],
     run_id: str,
     render: RenderSettings,
     visibility: VisibilityThresholds,
     splits: SplitFractions,
-) -> tuple[BatchRecords, StageStats]:
-    start = time.perf_counter()
+) -> BatchRecords:
+    """The batch's pairs, regions and samples; counts the ``samples`` stage (one verdict per pair
+    that reached it)."""
     out = BatchRecords()
-    stats = StageStats("samples")
     out.pairs += [_dropped_plan_row(p, run_id, render) for p in plans if p.drop_reason]
     w, h = render.width, render.height
     min_px = visibility.min_pixels(w, h)
@@ -119,8 +118,7 @@ def build_dig_records(
             continue
         out.samples += _samples(plan, run_id, boxes, sentences, kinds, subset, w, h, splits)
         stats.record(KEEP)
-    stats.seconds = time.perf_counter() - start
-    return out, stats
+    return out
 
 
 def _samples(plan: PairPlan, run_id: str, boxes, sentences, kinds, subset, w, h, splits) -> list[SampleRow]:

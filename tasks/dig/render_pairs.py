@@ -20,8 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import get_run_logger
 from prefect.exceptions import MissingContextError
 
 from pairsmith.filters.change_visibility import VisibilityThresholds, keep_change, keep_scene_objects
@@ -29,6 +28,7 @@ from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 from pairsmith.scenes.blender_render import CameraJitter, RenderSettings, get_renderer
 from pairsmith.scenes.ground_truth import ChangeMeasure, decode_png, measure_change, pixel_change
 from pairsmith.scenes.pair_plan import PairPlan, PairSampling
+from pairsmith.tasks.stage import stage
 from pairsmith.scenes.scene_sampler import (
     Change,
     ObjectMap,
@@ -143,17 +143,19 @@ class _PairRenderer:
         return KEEP
 
 
-@task(name="render-pairs", cache_policy=NO_CACHE)
+@stage("render", "visibility")
 def render_scene_pairs(
+    render_stats: StageStats,
+    vis_stats: StageStats,
     plans: list[PairPlan],
     render: RenderSettings,
     sampling: PairSampling,
     visibility: VisibilityThresholds,
     on_pair_done: Callable[[int], None] | None = None,
-) -> tuple[list[RenderedPair], StageStats, StageStats, float]:
-    """Returns the pairs, the ``render`` and ``visibility`` stage stats, and seconds inside Blender."""
+) -> tuple[list[RenderedPair], float]:
+    """The rendered pairs and the seconds spent inside Blender; counts the ``render`` and
+    ``visibility`` stages (a pair dropped at planning is in neither)."""
     logger = _logger()
-    render_stats, vis_stats = StageStats("render"), StageStats("visibility")
     renderer = get_renderer(render)
     renderer.prepare()  # a device error stops the run here instead of dropping every pair
     blender_before = renderer.timer.seconds
@@ -176,4 +178,4 @@ def render_scene_pairs(
         results.append(pair)
         if on_pair_done:
             on_pair_done(1)
-    return results, render_stats, vis_stats, renderer.timer.seconds - blender_before
+    return results, renderer.timer.seconds - blender_before

@@ -1,4 +1,4 @@
-"""Ask the evaluated model one batch of samples and read its answers (the ``generate-answers`` task).
+"""Ask the evaluated model one batch of samples and read its answers (the ``parse-answers`` stage).
 
 Each answer is stored with what its task's parser read from it: the box list for grounding, the
 chosen letter for multiple choice, the text itself for captions. An answer the parser cannot read
@@ -9,11 +9,7 @@ never as a crash and never as a guess.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
-
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from pairsmith.filters.grounding_reward import parse_boxes
 from pairsmith.filters.mcq_answer import parse_choice
@@ -21,6 +17,7 @@ from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 from pairsmith.models.vlm_chat import VlmChat, VlmRequest
 from pairsmith.storage.ids import stable_id
 from pairsmith.storage.schemas import EvalPredictionRow, utc_now
+from pairsmith.tasks.stage import call_per_item, stage
 from pairsmith.tasks.training.training_data import Layout, PairImages, PinnedTables, prompt_text
 
 CAPTION_TASKS = ("diff-caption", "med-diff-qa")
@@ -42,18 +39,22 @@ def read_answer(task: str, prediction: str, options: list[str] | None) -> tuple[
     raise ValueError(f"task {task!r} has no answer parser; scored tasks are {', '.join(SCORED_TASKS)}")
 
 
-@task(name="generate-answers", cache_policy=NO_CACHE)
+@stage(STAGE)
 def generate_answers(
-    chat: VlmChat, db: str, pinned: PinnedTables, rows: list[dict[str, Any]], layout: Layout, eval_id: str,
-) -> tuple[list[EvalPredictionRow], StageStats]:
-    start = time.perf_counter()
+    stats: StageStats, chat: VlmChat, db: str, pinned: PinnedTables, rows: list[dict[str, Any]], layout: Layout,
+    eval_id: str,
+) -> list[EvalPredictionRow]:
+    """One stored prediction per sample the model answered; a sample the model raised for is
+    counted as ``generate_error`` and left for the next run (which resumes by prediction id)."""
     images = PairImages(db, pinned.pairs_version)
-    requests = [VlmRequest(tuple(images.for_layout(r["pair_id"], layout)), prompt_text(r["conversation"], layout))
-                for r in rows]
-    answers = chat.generate_batch(requests)
-    stats = StageStats(STAGE)
+    answers = call_per_item(
+        lambda part: chat.generate_batch([VlmRequest(tuple(images.for_layout(r["pair_id"], layout)),
+                                                     prompt_text(r["conversation"], layout)) for r in part]),
+        rows, lambda row, err: stats.record(Verdict.drop("generate_error")))
     out = []
     for row, answer in zip(rows, answers):
+        if answer is None:
+            continue
         parsed, verdict = read_answer(row["task"], answer, row.get("options"))
         stats.record(verdict)
         out.append(EvalPredictionRow(
@@ -62,5 +63,4 @@ def generate_answers(
             split=row["split"], prediction=answer, parsed=json.dumps(parsed) if parsed is not None else None,
             created_at=utc_now(),
         ))
-    stats.seconds = time.perf_counter() - start
-    return out, stats
+    return out

@@ -1,8 +1,9 @@
 """MED's paid step: edit each source with Gemini, never paying twice for the same edit.
 
 Before a request is sent, the ``edits`` table is asked for the same (model, source image,
-instruction); a stored result is reused. New results are stored after every chunk of requests,
-as they arrive, so a run that dies mid-batch has already kept what it paid for. Transient API
+instruction); a stored result is reused. Each new result is stored the moment its response
+arrives (one small LanceDB commit per paid response: milliseconds against seconds per Gemini
+call), so a run killed mid-batch has kept every edit it paid for. Transient API
 errors are not stored (a re-run tries again); refusals are (a re-run would be refused again).
 
 The per-run request budget caps the requests of one invocation. When it runs out, the batch
@@ -13,11 +14,9 @@ picks up without paying for them again.
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import get_run_logger
 
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 from pairsmith.models.gemini_editor import EditRequest, EditResult, GeminiEditor
@@ -26,6 +25,7 @@ from pairsmith.storage.pair_images import image_extension
 from pairsmith.storage.schemas import EditRow, utc_now
 from pairsmith.storage.store import open_store, sql_in
 from pairsmith.tasks.med.item import MedItem, alive, judge
+from pairsmith.tasks.stage import stage
 
 TRANSIENT = frozenset({"edit_api_error"})
 
@@ -50,12 +50,11 @@ def _mime(data: bytes) -> str:
     return "image/png" if image_extension(data) == "png" else "image/jpeg"
 
 
-@task(name="edit-images", cache_policy=NO_CACHE)
-def edit_images(
-    items: list[MedItem], editor: GeminiEditor, db_uri: str, budget: RequestBudget, chunk: int = 8,
-) -> tuple[StageStats, bool]:
-    """Returns the stage stats and whether the budget ran out before every item had its edit."""
-    stats, start = StageStats("edit"), time.perf_counter()
+@stage("edit")
+def edit_images(stats: StageStats, items: list[MedItem], editor: GeminiEditor, db_uri: str,
+                budget: RequestBudget) -> bool:
+    """Edit the batch's live items; True if the budget ran out before every item had its edit (the
+    batch then stays unwritten and the run stops early)."""
     store = open_store(db_uri)
     model = editor.config.model_id
     todo = alive(items)
@@ -64,17 +63,16 @@ def edit_images(
               .to_pylist()} if todo else {}
     pending = [i for i in todo if ids[id(i)] not in cached]
     granted = budget.take(len(pending))
-    exhausted = granted < len(pending)
-    for k in range(0, granted, chunk):
-        part = pending[k:min(k + chunk, granted)]
-        results = editor.edit_batch([EditRequest(i.image, i.mime_type, i.edit_instruction) for i in part])
-        rows = [_row(ids[id(i)], model, i, r) for i, r in zip(part, results)]
-        store.upsert("edits", [row for row in rows if row.reason not in TRANSIENT])
-        cached.update({row.edit_id: row.model_dump() for row in rows})
-    if exhausted:
+    sent = pending[:granted]
+    for k, result in editor.edit_each([EditRequest(i.image, i.mime_type, i.edit_instruction) for i in sent]):
+        row = _row(ids[id(sent[k])], model, sent[k], result)
+        if row.reason not in TRANSIENT:
+            store.upsert("edits", [row])  # paid for: kept now, before the next response
+        cached[row.edit_id] = row.model_dump()
+    if granted < len(pending):
         get_run_logger().warning("edit budget exhausted: %d items of this batch wait for the next run",
                                  len(pending) - granted)
-        return stats, True
+        return True
     for item in todo:
         row = cached[ids[id(item)]]
         if row["reason"]:
@@ -82,8 +80,7 @@ def edit_images(
             continue
         item.edited, item.edited_mime = row["image"], row["mime_type"] or _mime(row["image"])
         judge(stats, item, KEEP)
-    stats.seconds = time.perf_counter() - start
-    return stats, False
+    return False
 
 
 def _row(key: str, model: str, item: MedItem, result: EditResult) -> EditRow:

@@ -13,6 +13,7 @@ from PIL import Image
 
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 from pairsmith.storage.pair_images import open_image
+from pairsmith.storage.store import short_error
 from pairsmith.tasks.med.sources import SourceRef
 
 
@@ -69,3 +70,15 @@ def alive(items: list[MedItem]) -> list[MedItem]:
 
 def keep_if(condition: bool, reason: str) -> Verdict:
     return KEEP if condition else Verdict.drop(reason)
+
+
+def drop_on_error(stats: StageStats, model: str):
+    """The ``on_error`` of ``pairsmith.tasks.stage.call_per_item`` for MED stages: the item a model
+    raised for is dropped as ``<stage>_error`` with the model and the message (the run goes on, and
+    the same command retries its batch)."""
+
+    def fail(item: MedItem, err: Exception) -> None:
+        judge(stats, item, Verdict.drop(f"{stats.stage}_error"),
+              detail=f"{model}: {type(err).__name__}: {short_error(err, limit=300)}")
+
+    return fail

@@ -3,27 +3,24 @@
 from __future__ import annotations
 
 import json
-import time
-
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from pairsmith.storage.verdict import KEEP, StageStats
 from pairsmith.storage.schemas import PairRow, SampleRow, utc_now
 from pairsmith.tasks.med.item import MedItem, alive
 from pairsmith.tasks.med.samples import METHOD, diff_qa_sample, mcq_sample
 from pairsmith.tasks.sample_builders import SplitFractions, split_for
+from pairsmith.tasks.stage import stage
 
 
 def _origin(item: MedItem) -> str:
     return f"file:{item.ref.path}" if item.ref.path else f"pair:{item.ref.pair_id}"
 
 
-@task(name="build-records", cache_policy=NO_CACHE)
+@stage("samples")
 def build_med_records(
-    items: list[MedItem], run_id: str, model_ids: dict[str, str], splits: SplitFractions,
-) -> tuple[list[PairRow], list[SampleRow], StageStats]:
-    stats, start = StageStats("samples"), time.perf_counter()
+    stats: StageStats, items: list[MedItem], run_id: str, model_ids: dict[str, str], splits: SplitFractions,
+) -> tuple[list[PairRow], list[SampleRow]]:
+    """The batch's pairs (every item, kept or dropped) and the samples of its kept pairs."""
     pairs = [
         PairRow(
             pair_id=i.pair_id, run_id=run_id, method=METHOD, image_before=i.image, image_after=i.edited,
@@ -44,5 +41,4 @@ def build_med_records(
         if item.wrong_options:
             samples.append(mcq_sample(**common, correct=item.difference, wrong=item.wrong_options))
         stats.record(KEEP)
-    stats.seconds = time.perf_counter() - start
-    return pairs, samples, stats
+    return pairs, samples

@@ -7,15 +7,11 @@ ones are parsed; an answer that cannot be used drops that item with a reason, ne
 
 from __future__ import annotations
 
-import time
-
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
-from pairsmith.storage.verdict import KEEP, StageStats
+from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 from pairsmith.models.vlm_chat import OptionScores, VlmChat, VlmRequest
-from pairsmith.tasks.med.item import MedItem, alive, judge, keep_if
+from pairsmith.tasks.med.item import MedItem, alive, drop_on_error, judge, keep_if
 from pairsmith.tasks.med.prompts import (
     ACTION_PROMPT,
     CATEGORIES,
@@ -36,6 +32,7 @@ from pairsmith.tasks.med.prompts import (
     parse_sentence,
     plain_caption,
 )
+from pairsmith.tasks.stage import call_per_item, stage
 
 
 class MedDecisions(BaseModel):
@@ -56,103 +53,110 @@ def _choices() -> str:
     return ", ".join(CATEGORIES)
 
 
-@task(name="gate-sources", cache_policy=NO_CACHE)
-def gate_sources(items: list[MedItem], vlm: VlmChat, decisions: MedDecisions) -> StageStats:
-    stats, start = StageStats("gate"), time.perf_counter()
+def _scores(vlm: VlmChat, stats: StageStats, items: list[MedItem], request, options: list[str]):
+    """Option scores for each item (None where the VLM raised for it: that item is dropped as
+    ``<stage>_error``, the others go on)."""
+    return call_per_item(lambda part: vlm.score_options_batch([request(i) for i in part], [options] * len(part)),
+                         items, drop_on_error(stats, vlm.config.model_id))
+
+
+def _answers(vlm: VlmChat, stats: StageStats, items: list[MedItem], request) -> list[str | None]:
+    """Free-text answers for each item, isolated per item as in ``_scores``."""
+    return call_per_item(lambda part: vlm.generate_batch([request(i) for i in part]), items,
+                         drop_on_error(stats, vlm.config.model_id))
+
+
+@stage("gate")
+def gate_sources(stats: StageStats, items: list[MedItem], vlm: VlmChat, decisions: MedDecisions) -> None:
     todo = alive(items)
-    scores = vlm.score_options_batch(
-        [VlmRequest((i.before_image(),), GATE_PROMPT.format(caption=plain_caption(i.ref.caption))) for i in todo],
-        [YES_NO] * len(todo),
-    ) if todo else []
+    scores = _scores(vlm, stats, todo, lambda i: VlmRequest(
+        (i.before_image(),), GATE_PROMPT.format(caption=plain_caption(i.ref.caption))), YES_NO)
     for item, s in zip(todo, scores):
-        judge(stats, item, keep_if(yes_margin(s) >= decisions.gate_margin, "gate_not_editable"))
-    stats.seconds = time.perf_counter() - start
-    return stats
+        if s is not None:
+            judge(stats, item, keep_if(yes_margin(s) >= decisions.gate_margin, "gate_not_editable"))
 
 
-@task(name="plan-edits", cache_policy=NO_CACHE)
-def plan_edits(items: list[MedItem], vlm: VlmChat, decisions: MedDecisions) -> StageStats:
+@stage("plan")
+def plan_edits(stats: StageStats, items: list[MedItem], vlm: VlmChat, decisions: MedDecisions) -> None:
     """Pick a category (scored, Object penalised) and have the VLM write the edit action."""
-    stats, start = StageStats("plan"), time.perf_counter()
-    todo = alive(items)
-    if todo:
-        scored = vlm.score_options_batch(
-            [VlmRequest((i.before_image(),), CATEGORY_PROMPT.format(caption=plain_caption(i.ref.caption),
-                                                                     choices=_choices())) for i in todo],
-            [list(CATEGORIES)] * len(todo),
-        )
-        for item, s in zip(todo, scored):
-            adjusted = [v - (decisions.object_penalty if c == "Object" else 0.0) for c, v in zip(CATEGORIES, s.scores)]
-            item.category = CATEGORIES[max(range(len(adjusted)), key=adjusted.__getitem__)]
-        answers = vlm.generate_batch([
-            VlmRequest((i.before_image(),), ACTION_PROMPT.format(
-                caption=plain_caption(i.ref.caption), category=i.category, hint=CATEGORY_HINTS[i.category]))
-            for i in todo
-        ])
-        for item, answer in zip(todo, answers):
-            item.action = parse_action(answer)
-            if item.action:
-                item.edit_instruction = EDIT_REQUEST.format(caption=plain_caption(item.ref.caption), action=item.action)
-            judge(stats, item, keep_if(item.action is not None, "plan_unparseable_action"), detail=answer[:200])
-    stats.seconds = time.perf_counter() - start
-    return stats
+    scored = _scores(vlm, stats, alive(items), lambda i: VlmRequest(
+        (i.before_image(),), CATEGORY_PROMPT.format(caption=plain_caption(i.ref.caption), choices=_choices())),
+        list(CATEGORIES))
+    todo = []
+    for item, s in zip(alive(items), scored):
+        if s is None:
+            continue
+        adjusted = [v - (decisions.object_penalty if c == "Object" else 0.0) for c, v in zip(CATEGORIES, s.scores)]
+        item.category = CATEGORIES[max(range(len(adjusted)), key=adjusted.__getitem__)]
+        todo.append(item)
+    answers = _answers(vlm, stats, todo, lambda i: VlmRequest((i.before_image(),), ACTION_PROMPT.format(
+        caption=plain_caption(i.ref.caption), category=i.category, hint=CATEGORY_HINTS[i.category])))
+    for item, answer in zip(todo, answers):
+        if answer is None:
+            continue
+        item.action = parse_action(answer)
+        if item.action:
+            item.edit_instruction = EDIT_REQUEST.format(caption=plain_caption(item.ref.caption), action=item.action)
+        judge(stats, item, keep_if(item.action is not None, "plan_unparseable_action"), detail=answer[:200])
 
 
-@task(name="align-captions", cache_policy=NO_CACHE)
-def align_captions(items: list[MedItem], vlm: VlmChat, decisions: MedDecisions) -> StageStats:
+@stage("align")
+def align_captions(stats: StageStats, items: list[MedItem], vlm: VlmChat, decisions: MedDecisions) -> None:
     """Complete the caption, caption the edit, state the difference and its category, check the match."""
-    stats, start = StageStats("align"), time.perf_counter()
     todo = alive(items)
-    if not todo:
-        return stats
-    n = len(todo)
-    answers = vlm.generate_batch(
-        [VlmRequest((i.before_image(),), COMPLETE_CAPTION_PROMPT.format(caption=plain_caption(i.ref.caption)))
-         for i in todo]
-        + [VlmRequest((i.after_image(),), EDITED_CAPTION_PROMPT) for i in todo]
-        + [VlmRequest((i.before_image(), i.after_image()), DIFFERENCE_PROMPT) for i in todo]
-    )
+
+    def ask(part: list[MedItem]) -> list[tuple[str, str, str]]:
+        """Three questions per item (complete the caption, caption the edit, the difference), one batch."""
+        n = len(part)
+        out = vlm.generate_batch(
+            [VlmRequest((i.before_image(),), COMPLETE_CAPTION_PROMPT.format(caption=plain_caption(i.ref.caption)))
+             for i in part]
+            + [VlmRequest((i.after_image(),), EDITED_CAPTION_PROMPT) for i in part]
+            + [VlmRequest((i.before_image(), i.after_image()), DIFFERENCE_PROMPT) for i in part]
+        )
+        return [(out[k], out[n + k], out[2 * n + k]) for k in range(n)]
+
+    answers = call_per_item(ask, todo, drop_on_error(stats, vlm.config.model_id))
     parsed = []
-    for k, item in enumerate(todo):
-        item.caption_before = parse_sentence(answers[k], min_words=3)
-        item.caption_after = parse_sentence(answers[n + k], min_words=3)
-        item.difference = parse_difference(answers[2 * n + k])
+    for item, answer in zip(todo, answers):
+        if answer is None:
+            continue
+        before, after, difference = answer
+        item.caption_before = parse_sentence(before, min_words=3)
+        item.caption_after = parse_sentence(after, min_words=3)
+        item.difference = parse_difference(difference)
         if item.caption_before and item.caption_after and item.difference:
             parsed.append(item)
         else:
             missing = [name for name, v in (("caption", item.caption_before), ("edited caption", item.caption_after),
                                             ("difference", item.difference)) if not v]
             judge(stats, item, keep_if(False, "align_unparseable"), detail="no usable " + ", ".join(missing))
-    if parsed:
-        pair_images = [(i.before_image(), i.after_image()) for i in parsed]
-        categories = vlm.score_options_batch(
-            [VlmRequest(imgs, DIFFERENCE_CATEGORY_PROMPT.format(difference=i.difference, choices=_choices()))
-             for imgs, i in zip(pair_images, parsed)],
-            [list(CATEGORIES)] * len(parsed),
-        )
-        matches = vlm.score_options_batch(
-            [VlmRequest(imgs, MATCH_PROMPT.format(action=i.action, difference=i.difference))
-             for imgs, i in zip(pair_images, parsed)],
-            [YES_NO] * len(parsed),
-        )
-        for item, cat, match in zip(parsed, categories, matches):
-            item.difference_category = CATEGORIES[cat.best]
-            judge(stats, item, keep_if(yes_margin(match) >= decisions.match_margin, "align_mismatch"))
-    stats.seconds = time.perf_counter() - start
-    return stats
+    if not parsed:
+        return
+    categories = _scores(vlm, stats, parsed, lambda i: VlmRequest(
+        (i.before_image(), i.after_image()), DIFFERENCE_CATEGORY_PROMPT.format(difference=i.difference,
+                                                                               choices=_choices())),
+        list(CATEGORIES))
+    matches = _scores(vlm, stats, parsed, lambda i: VlmRequest(
+        (i.before_image(), i.after_image()), MATCH_PROMPT.format(action=i.action, difference=i.difference)), YES_NO)
+    for item, cat, match in zip(parsed, categories, matches):
+        if cat is None or match is None or not item.alive:
+            continue
+        item.difference_category = CATEGORIES[cat.best]
+        judge(stats, item, keep_if(yes_margin(match) >= decisions.match_margin, "align_mismatch"))
 
 
-@task(name="write-mcq-options", cache_policy=NO_CACHE)
-def write_mcq_options(items: list[MedItem], vlm: VlmChat) -> StageStats:
+@stage("mcq")
+def write_mcq_options(stats: StageStats, items: list[MedItem], vlm: VlmChat) -> None:
     """Three subtly wrong options per pair; a pair whose answer cannot be parsed gets no MCQ."""
-    stats, start = StageStats("mcq"), time.perf_counter()
     todo = alive(items)
-    answers = vlm.generate_batch(
-        [VlmRequest((), DISTRACTOR_PROMPT.format(difference=i.difference)) for i in todo]
-    ) if todo else []
+    answers = call_per_item(
+        lambda part: vlm.generate_batch([VlmRequest((), DISTRACTOR_PROMPT.format(difference=i.difference))
+                                         for i in part]),
+        todo, lambda item, err: stats.record(Verdict.drop("mcq_error")))
     for item, answer in zip(todo, answers):
+        if answer is None:
+            continue  # counted by the error callback; the pair stays kept, without its MCQ
         item.wrong_options = parse_distractors(answer, item.difference)
         # An MCQ failure costs the pair its MCQ only: counted here, the pair stays kept.
         stats.record(KEEP if item.wrong_options else keep_if(False, "mcq_unparseable"))
-    stats.seconds = time.perf_counter() - start
-    return stats

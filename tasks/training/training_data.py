@@ -19,19 +19,17 @@ the left one, at the origin).
 from __future__ import annotations
 
 import json
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 from pairsmith.storage.export import IMAGE, SIDE_BY_SIDE_NOTE
 from pairsmith.storage.pair_images import open_image, side_by_side
 from pairsmith.storage.store import PairStore, open_store, sql_in, sql_literal
+from pairsmith.tasks.stage import stage
 
 Layout = Literal["multi", "side-by-side"]
 SAMPLE_COLUMNS = ["sample_id", "pair_id", "run_id", "method", "task", "subset", "conversation", "answer",
@@ -138,12 +136,13 @@ def _check_sample(row: dict[str, Any], has_images: bool) -> Verdict:
 
 def select_samples(
     store: PairStore, pinned: PinnedTables, selection: DataSelection, subsets: list[str] | None = None,
+    stats: StageStats | None = None,
 ) -> SelectedSamples:
     """Samples matching the selection at the pinned version whose pair is kept and has both images.
 
-    Samples that cannot be shown to a model become counted drop reasons, not errors.
+    Samples that cannot be shown to a model become counted drop reasons (in ``stats``, a new
+    ``select-samples`` StageStats if None), not errors.
     """
-    start = time.perf_counter()
     table = _open_at(store, "samples", pinned.samples_version)
     columns = [c for c in SAMPLE_COLUMNS if c in table.schema.names]  # older tables lack newer columns
     rows = table.search().where(selection.where(subsets)).select(columns).limit(None).to_arrow().to_pylist()
@@ -159,14 +158,13 @@ def select_samples(
             f"{sql_in('pair_id', chunk)} AND status = 'kept' AND image_before IS NOT NULL AND image_after IS NOT NULL"
         ).select(["pair_id"]).limit(None).to_arrow()
         ok |= set(found.column("pair_id").to_pylist())
-    stats = StageStats(STAGE)
+    stats = stats if stats is not None else StageStats(STAGE)
     kept = []
     for row in rows:
         verdict = _check_sample(row, row["pair_id"] in ok)
         stats.record(verdict)
         if verdict.keep:
             kept.append(row)
-    stats.seconds = time.perf_counter() - start
     return SelectedSamples(kept, stats)
 
 
@@ -294,8 +292,9 @@ def training_dataset(
     return dataset.with_transform(ItemLoader(images, layout, with_completion, with_boxes))
 
 
-@task(name="select-samples", cache_policy=NO_CACHE)
+@stage(STAGE)
 def select_samples_task(
-    db: str, pinned: PinnedTables, selection: DataSelection, subsets: list[str] | None = None,
-) -> SelectedSamples:
-    return select_samples(open_store(db), pinned, selection, subsets)
+    stats: StageStats, db: str, pinned: PinnedTables, selection: DataSelection, subsets: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """``select_samples`` as the flows' ``select-samples`` stage: the kept rows, counted and timed."""
+    return select_samples(open_store(db), pinned, selection, subsets, stats).rows

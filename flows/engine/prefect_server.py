@@ -1,0 +1,83 @@
+"""Prefect's ephemeral API server as a child process that never outlives pairsmith.
+
+Without a ``PREFECT_API_URL``, Prefect 3.8 starts a temporary API server (``uvicorn``, ~200 MB,
+listening on 127.0.0.1) as a child process and stops it from an ``atexit`` hook. Two things go
+wrong for a command-line tool:
+
+* the child is in the CLI's process group, so Ctrl-C in the terminal kills the server too, and
+  the CLI then retries its dead API for a minute and more before failing;
+* ``kill -9`` (or an OOM kill) of the CLI skips ``atexit``, and the server runs on for good.
+
+``install()`` makes Prefect start that server through this module instead: in a session of its
+own (a terminal's Ctrl-C reaches only the CLI, which then stops the server on its way out), with
+a watchdog thread that ends the server within about a second once the process that started it is
+gone, however it died. Linux's parent-death signal is not used because it fires when the
+*thread* that started the child exits, and Prefect may start the server from a worker thread.
+
+Run as ``python -m pairsmith.flows.engine.prefect_server --parent PID -- UVICORN_ARGS...``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+WATCH_SECONDS = 0.5
+GRACE_SECONDS = 5.0
+
+
+def install() -> None:
+    """Start Prefect's ephemeral server through the watchdog launcher (idempotent, this process)."""
+    from prefect.server.api import server
+
+    cls = server.SubprocessASGIServer
+    if getattr(cls, "_pairsmith_watchdog", False):
+        return
+
+    def run_uvicorn_command(self) -> subprocess.Popen[Any]:
+        from prefect.settings import get_current_settings
+
+        # The arguments and environment Prefect 3.8's own _run_uvicorn_command uses.
+        server_env = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+        uvicorn_args = [
+            "--app-dir", str(server.prefect.__module_path__.parent), "--factory", "prefect.server.api.server:create_app",
+            "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "error", "--lifespan", "on",
+        ]
+        return subprocess.Popen(
+            args=[sys.executable, "-m", __name__, "--parent", str(os.getpid()), "--", *uvicorn_args],
+            env={**os.environ, **server_env, **get_current_settings().to_environment_variables(exclude_unset=True)},
+            start_new_session=True,
+        )
+
+    cls._run_uvicorn_command = run_uvicorn_command
+    cls._pairsmith_watchdog = True
+
+
+def _watch(parent: int) -> None:
+    """End this process once ``parent`` is gone (we were re-parented): SIGTERM, then a hard exit."""
+    while os.getppid() == parent:
+        time.sleep(WATCH_SECONDS)
+    os.kill(os.getpid(), signal.SIGTERM)  # uvicorn shuts down cleanly on SIGTERM
+    time.sleep(GRACE_SECONDS)
+    os._exit(0)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) < 3 or argv[0] != "--parent" or argv[2] != "--":
+        raise SystemExit("usage: python -m pairsmith.flows.engine.prefect_server --parent PID -- UVICORN_ARGS...")
+    parent = int(argv[1])
+    if os.getppid() != parent:  # the parent died before we got here
+        raise SystemExit(0)
+    threading.Thread(target=_watch, args=(parent,), name="parent-watchdog", daemon=True).start()
+    import uvicorn
+
+    uvicorn.main(argv[3:], prog_name="uvicorn")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
