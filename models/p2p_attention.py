@@ -19,11 +19,20 @@ dot-product attention), and adds the edit as a correction to the target rows:
 ``out_t = sdpa_t + (edited_t - probs_t) @ v_t``, which equals ``edited_t @ v_t``. An edit that
 changes no map (identical prompts) therefore changes no bit of the output, and source rows are
 never touched, so the "before" image is the plain SDXL image of the source prompt.
+
+What the paper's data depends on follows the reference exactly: the token alignment with its
+tie-breaks and padding rule (google/prompt-to-prompt ``seq_aligner.py``), the two step counts
+(``ptp_utils.py`` and the notebooks' ``AttentionControlEdit``), the edited layers and rows. The same
+code is in the diffusers community pipeline ``examples/community/pipeline_prompt2prompt.py`` and in
+Img-Diff's SDXL generator (modelscope/data-juicer ``data_juicer/ops/common/prompt2prompt_pipeline.py``,
+run by ``sdxl_prompt2prompt_mapper`` with refine, self 0.4, cross 1.0). pairsmith deliberately differs
+in three places, each documented where it happens: the self-attention size limit uses height and
+width (``RefineController``), prompts over 77 tokens are truncated (``refinement_alignment``), and
+each pair has its own recorded seed (``pairsmith.models.sdxl_p2p``).
 """
 
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
@@ -34,47 +43,72 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class TokenAlignment:
-    """For each target token position, the source position whose cross-attention it takes.
+    """For each of the 77 target token positions, the source position whose cross-attention it takes.
 
-    ``alphas[j]`` is 1 where target token j has a source counterpart and 0 where the word exists
-    only in the target (it keeps its own map; ``mapper[j]`` is then j and unused).
+    ``alphas[j]`` is 1 where target token j takes the source's map ``mapper[j]`` and 0 where the word
+    exists only in the target: it keeps its own map, and ``mapper[j]`` (then j) is unused. The
+    reference writes -1 there and multiplies the map it picks by 0, which is the same edit.
     """
 
     mapper: tuple[int, ...]
     alphas: tuple[float, ...]
 
 
-def refinement_alignment(source_ids: Sequence[int], target_ids: Sequence[int], length: int = 77) -> TokenAlignment:
-    """Align two token-id sequences (start/end tokens included) globally; pad the rest by offset.
+# Moves of the global alignment, named after what the target token gets.
+_TARGET_ONLY, _SOURCE_ONLY, _MATCH = 1, 2, 3
 
-    Needleman-Wunsch with match +1, mismatch -1, gap 0 (Prompt-to-Prompt's scores): a word swapped
-    for another costs less as a deletion plus an insertion than as a mismatch, so a new word is
-    target-only and the dropped word's map is not forced onto it. Identical prompts align to the
-    identity. Positions after the target's end token map to the source's positions at the same
-    distance after its end token (padding to padding).
+
+def _alignment_moves(x: Sequence[int], y: Sequence[int]) -> list[list[int]]:
+    """Needleman-Wunsch moves (match +1, mismatch -1, gap 0), ties broken as Prompt-to-Prompt does.
+
+    In each cell the move is "target-only" (from the left) if that reaches the best score, else
+    "source-only" (from above), else the diagonal, which is therefore taken only for a match that
+    beats both gaps. Walking back from the end, a repeated neighbouring word ("on on") thus makes
+    the *later* copy target-only and aligns the *first* one. Source: google/prompt-to-prompt,
+    ``seq_aligner.py`` (``global_align``, ``get_aligned_sequences``), copied unchanged into the
+    diffusers community pipeline ``examples/community/pipeline_prompt2prompt.py`` and Img-Diff's
+    generator (modelscope/data-juicer ``data_juicer/ops/common/prompt2prompt_pipeline.py``).
+    """
+    score = [[0] * (len(y) + 1) for _ in range(len(x) + 1)]
+    moves = [[_TARGET_ONLY] * (len(y) + 1)] + [[_SOURCE_ONLY] * (len(y) + 1) for _ in x]
+    for i in range(1, len(x) + 1):
+        for j in range(1, len(y) + 1):
+            from_left, from_above = score[i][j - 1], score[i - 1][j]
+            diagonal = score[i - 1][j - 1] + (1 if x[i - 1] == y[j - 1] else -1)
+            best = score[i][j] = max(from_left, from_above, diagonal)
+            moves[i][j] = _TARGET_ONLY if best == from_left else _SOURCE_ONLY if best == from_above else _MATCH
+    return moves
+
+
+def refinement_alignment(source_ids: Sequence[int], target_ids: Sequence[int], length: int = 77) -> TokenAlignment:
+    """Prompt-to-Prompt's refinement mapper of two token-id sequences (start/end tokens included).
+
+    Tokens are aligned globally (``_alignment_moves``): a shared word takes the source word's map, a
+    word only in the target keeps its own (alpha 0), a word only in the source is dropped. Identical
+    prompts align to the identity. Every position after the target's end token takes the source's
+    map at the same position (j -> j), as the reference's ``get_mapper`` does, whatever the source's
+    length: when the target is shorter, its padding takes the maps of the source's last words.
+    Source: google/prompt-to-prompt ``seq_aligner.py`` (``get_mapper``, ``get_refinement_mapper``).
+
+    pairsmith's one difference: sequences longer than ``length`` (CLIP's 77) are truncated as the
+    text encoders truncate them, where the reference fails on a shape mismatch.
     """
     x, y = list(source_ids)[:length], list(target_ids)[:length]
     if not x or not y:
         raise ValueError(f"cannot align empty token sequences: source {x!r}, target {y!r}")
-    n, m = len(x), len(y)
-    score = [[0] * (m + 1) for _ in range(n + 1)]
-    for i in range(1, n + 1):
-        for j in range(1, m + 1):
-            diagonal = score[i - 1][j - 1] + (1 if x[i - 1] == y[j - 1] else -1)
-            score[i][j] = max(diagonal, score[i - 1][j], score[i][j - 1])
+    moves = _alignment_moves(x, y)
     mapper, alphas = list(range(length)), [1.0] * length
-    i, j = n, m
-    while j > 0:
-        if i > 0 and x[i - 1] == y[j - 1] and score[i][j] == score[i - 1][j - 1] + 1:
-            mapper[j - 1], alphas[j - 1] = i - 1, 1.0
+    i, j = len(x), len(y)
+    while j > 0:  # the walk back; what follows j = 0 drops source tokens only
+        move = moves[i][j]
+        if move == _MATCH:
+            mapper[j - 1] = i - 1
             i, j = i - 1, j - 1
-        elif i > 0 and score[i][j] == score[i - 1][j]:
-            i -= 1  # source token with no target counterpart: its map is dropped
-        else:
-            mapper[j - 1], alphas[j - 1] = j - 1, 0.0  # target-only token keeps its own map
+        elif move == _TARGET_ONLY:
+            alphas[j - 1] = 0.0
             j -= 1
-    for j in range(m, length):
-        mapper[j] = min(n + (j - m), length - 1)
+        else:
+            i -= 1
     return TokenAlignment(tuple(mapper), tuple(alphas))
 
 
@@ -95,9 +129,26 @@ class AttentionEdit:
     used: "torch.Tensor"
 
 
-def replaced_steps(fraction: float, num_steps: int) -> int:
-    """Prompt-to-Prompt's count of edited steps: the first floor(fraction * steps)."""
-    return int(math.floor(fraction * num_steps + 1e-9))
+def cross_replaced_steps(fraction: float, num_steps: int) -> int:
+    """Steps whose cross-attention the target copies: the first ``int(fraction * (num_steps + 1))``.
+
+    The reference builds one row of word alphas per step plus one (``num_steps + 1`` rows) and sets
+    the first ``int(fraction * rows)`` to 1, with Python's float product and truncation: 1.0 of 50
+    steps is all 50, 0.5 of 5 steps is 3. Source: google/prompt-to-prompt ``ptp_utils.py``
+    (``get_time_words_attention_alpha``, ``update_alpha_time_word``), unchanged in the diffusers
+    community pipeline and Img-Diff's generator.
+    """
+    return int(fraction * (num_steps + 1))
+
+
+def self_replaced_steps(fraction: float, num_steps: int) -> int:
+    """Steps whose self-attention the target copies: the first ``int(num_steps * fraction)``.
+
+    0.4 of 50 steps is 20, 0.5 of 5 steps is 2. Source: google/prompt-to-prompt's
+    ``AttentionControlEdit`` (``num_self_replace``), unchanged in the diffusers community pipeline and
+    Img-Diff's generator.
+    """
+    return int(num_steps * fraction)
 
 
 class RefineController:
@@ -107,8 +158,15 @@ class RefineController:
     guidance the unconditional half comes first and is left alone, as in Prompt-to-Prompt.
     ``step`` is advanced by ``on_step_end``, passed to the pipeline as ``callback_on_step_end``
     (one call per denoising-loop iteration: one per step for SDXL's first-order schedulers).
+    Cross-attention is replaced in the first ``cross_replaced_steps`` steps and self-attention in
+    the first ``self_replaced_steps``: two different rules, both the reference's.
+
     Self-attention is replaced only in layers with at most ``self_max_tokens`` query positions
-    (Prompt-to-Prompt's low-resolution layers); ``None`` means every layer.
+    (Prompt-to-Prompt's low-resolution layers); ``None`` means every layer. pairsmith computes that
+    limit from the image's height and width (``SdxlP2PConfig.self_max_tokens``); Img-Diff's SDXL
+    controller (``replace_self_attention`` with ``attn_res`` = (ceil(w/32), ceil(h/32))) compares
+    with ``attn_res[0] ** 2``, the width twice, so a portrait image's 1/32 layer exceeds it and gets
+    no self-attention replacement at all. pairsmith keeps its own rule there on purpose.
     """
 
     def __init__(
@@ -132,8 +190,8 @@ class RefineController:
             raise ValueError(f"alignments have different token lengths: {sorted(lengths)}")
         self.alignments = list(alignments)
         self.num_steps = num_steps
-        self.self_steps = replaced_steps(self_replace, num_steps)
-        self.cross_steps = replaced_steps(cross_replace, num_steps)
+        self.self_steps = self_replaced_steps(self_replace, num_steps)
+        self.cross_steps = cross_replaced_steps(cross_replace, num_steps)
         self.self_max_tokens = self_max_tokens
         self.observer = observer
         self.step = 0

@@ -5,7 +5,18 @@ on a sofa"). Both images start from the same noise (the same seed) and the targe
 source's attention (self-attention for the first ``self_replace`` of the steps, cross-attention
 of shared words for the first ``cross_replace``), so the two images differ mostly where the
 object differs. Img-Diff's settings are the config defaults: 50 steps, guidance 7.5, refine edit,
-self 0.4, cross 1.0.
+self 0.4, cross 1.0. The edit itself follows Img-Diff's generator exactly (see
+``pairsmith.models.p2p_attention``).
+
+Seeds: each pair is denoised from its own seed, stored with the pair, so a pair can be made again
+alone and does not depend on what else ran. The references do not allow that: google/prompt-to-prompt's
+notebooks reuse one generator across calls (an image depends on the calls before it) and Img-Diff's
+Data-Juicer mapper (``sdxl_prompt2prompt_mapper``) draws an unrecorded seed per sample.
+
+Precision: Img-Diff ran SDXL in float16; pairsmith's runtime default is bfloat16 on GPUs that support
+it. ``dtype: float16`` gives Img-Diff's precision. SDXL's own VAE overflows in float16, so diffusers
+decodes with it in float32 (its config's ``force_upcast``); ``vae_id: madebyollin/sdxl-vae-fp16-fix``
+(the SDXL VAE fine-tuned to stay finite in float16; its pixels differ slightly) can decode in float16.
 
 ``generate_pairs`` takes its components explicitly (a loaded ``StableDiffusionXLPipeline`` and a
 config); ``SdxlP2PGenerator`` is the lazy, picklable adapter flows use.
@@ -15,7 +26,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Literal, Sequence
 
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -36,18 +47,33 @@ class SdxlP2PConfig(BaseModel):
     model_id: str = Field("stabilityai/stable-diffusion-xl-base-1.0", description="hub id or local folder")
     variant: str | None = Field(None, description='weight variant to load, e.g. "fp16" (half the download)')
     runtime: ModelRuntime = Field(default_factory=ModelRuntime)
+    dtype: Literal["float32", "float16", "bfloat16"] | None = Field(
+        None, description="precision of this model, over the runtime's; None: the runtime's (auto: bfloat16 on "
+                          "GPUs that support it). Img-Diff: float16, best with vae_id madebyollin/sdxl-vae-fp16-fix",
+    )
+    vae_id: str | None = Field(
+        None, description="hub id or folder of a VAE used in place of the pipeline's; "
+                          "madebyollin/sdxl-vae-fp16-fix decodes in float16 without NaNs (SDXL's own VAE is "
+                          "upcast to float32 to decode); None: the pipeline's own VAE",
+    )
     steps: int = Field(50, ge=1, le=1000, description="denoising steps (Img-Diff: 50)")
     guidance_scale: float = Field(7.5, ge=0.0, le=50.0, description="classifier-free guidance (Img-Diff: 7.5)")
     height: int = Field(1024, ge=16, le=4096, description="image height in pixels, a multiple of 8")
     width: int = Field(1024, ge=16, le=4096, description="image width in pixels, a multiple of 8")
-    self_replace: float = Field(0.4, ge=0.0, le=1.0,
-                                description="fraction of steps whose self-attention the target copies (Img-Diff: 0.4)")
-    cross_replace: float = Field(1.0, ge=0.0, le=1.0,
-                                 description="fraction of steps whose cross-attention the target copies (Img-Diff: 1.0)")
+    self_replace: float = Field(
+        0.4, ge=0.0, le=1.0,
+        description="the target copies self-attention in the first int(steps * self_replace) steps (Img-Diff: 0.4)",
+    )
+    cross_replace: float = Field(
+        1.0, ge=0.0, le=1.0,
+        description="the target copies cross-attention in the first int(cross_replace * (steps + 1)) steps, "
+                    "Prompt-to-Prompt's rule (Img-Diff: 1.0)",
+    )
     self_replace_min_downscale: int = Field(
         32, ge=1, le=4096,
-        description="copy self-attention only in layers at 1/N of the image side or coarser "
-                    "(P2P for SDXL: 32, the 32x32 maps of a 1024 px image); 1 = every layer",
+        description="copy self-attention only in layers of at most ceil(height/N) x ceil(width/N) positions "
+                    "(Img-Diff's P2P for SDXL: 32, the 32x32 maps of a 1024 px image, but it uses the width "
+                    "twice); 1 = every layer",
     )
     negative_prompt: str | None = Field(None, description="None: SDXL's zero unconditional embedding")
     pairs_per_call: int = Field(2, ge=1, le=64, description="pairs denoised together (2 images each, x2 with guidance)", json_schema_extra=NOT_CONTENT)
@@ -60,8 +86,15 @@ class SdxlP2PConfig(BaseModel):
         return value
 
     def self_max_tokens(self) -> int:
+        """Query positions of the coarsest layer whose self-attention is copied: from height and width."""
         scale = self.self_replace_min_downscale
         return -(-self.height // scale) * -(-self.width // scale)
+
+    def torch_dtype(self):
+        """``dtype`` if set, else the runtime's."""
+        import torch
+
+        return self.runtime.torch_dtype() if self.dtype is None else getattr(torch, self.dtype)
 
 
 @dataclass(frozen=True)
@@ -148,12 +181,14 @@ class SdxlP2PGenerator(LazyModel[SdxlP2PConfig]):
     """Loads SDXL base once per process; ``generate_batch`` splits requests into pipeline calls."""
 
     def _load(self) -> "StableDiffusionXLPipeline":
-        from diffusers import StableDiffusionXLPipeline
+        from diffusers import AutoencoderKL, StableDiffusionXLPipeline
 
-        rt = self.config.runtime
+        rt, dtype = self.config.runtime, self.config.torch_dtype()
         extra = {"variant": self.config.variant} if self.config.variant else {}
+        if self.config.vae_id:
+            extra["vae"] = AutoencoderKL.from_pretrained(self.config.vae_id, dtype=dtype, **rt.hf_kwargs())
         pipe = StableDiffusionXLPipeline.from_pretrained(
-            self.config.model_id, dtype=rt.torch_dtype(), **extra, **rt.hf_kwargs()
+            self.config.model_id, dtype=dtype, **extra, **rt.hf_kwargs()
         ).to(rt.torch_device())
         pipe.set_progress_bar_config(disable=True)
         return pipe

@@ -1,14 +1,17 @@
 """SDXL + Prompt2Prompt pairs on a tiny random SDXL loaded through ``from_pretrained``.
 
 What a user relies on: identical prompts give plain SDXL bit for bit; with different prompts the
-target's cross-attention is the source's, mapped through the token alignment, for exactly the
-configured fraction of steps (self-attention likewise), and that edit reaches the after image;
-the before image is plain SDXL of the source prompt; seeds are recorded; bad inputs raise a
-one-line ValueError showing the value; the UNet gets its own processors back.
+target's cross-attention is the source's, mapped position by position exactly as Img-Diff's
+reference generator maps it (checked against a re-statement of google/prompt-to-prompt's
+``seq_aligner.get_mapper`` written here), for the reference's step counts (self-attention likewise),
+and that edit reaches the after image; the before image is plain SDXL of the source prompt; seeds
+are recorded; ``dtype: float16`` with a replacement VAE loads both in half precision; bad inputs
+raise a one-line ValueError showing the value; the UNet gets its own processors back.
 """
 
 from __future__ import annotations
 
+import functools
 import pickle
 
 import numpy as np
@@ -17,6 +20,7 @@ import torch
 
 from pairsmith.models.lazy import clear_loaded
 from pairsmith.models.p2p_attention import (
+    AttentionEdit,
     P2PAttnProcessor,
     RefineController,
     TokenAlignment,
@@ -83,18 +87,82 @@ def test_alignment_of_identical_prompts_is_the_identity():
     assert alignment.mapper == tuple(range(77)) and set(alignment.alphas) == {1.0}
 
 
-def test_refine_alignment_maps_shared_words_and_leaves_new_words_their_own_maps():
+@functools.cache
+def _clip_tokenizer():
     from open_clip.tokenizer import SimpleTokenizer  # CLIP's BPE; the SDXL tokenizers give the same ids
 
-    tok = SimpleTokenizer()
-    src, tgt = ([tok.sot_token_id, *tok.encode(p), tok.eot_token_id] for p in (SOURCE, TARGET))
+    return SimpleTokenizer()
+
+
+def _clip_ids(prompt: str) -> list[int]:
+    tok = _clip_tokenizer()
+    return [tok.sot_token_id, *tok.encode(prompt), tok.eot_token_id]
+
+
+def test_refine_alignment_maps_shared_words_and_leaves_new_words_their_own_maps():
+    src, tgt = _clip_ids(SOURCE), _clip_ids(TARGET)
     # [bos a cat on a sofa eos] and [bos a big dog on a sofa eos]
     assert len(src) == 7 and len(tgt) == 8
     alignment = refinement_alignment(src, tgt)
     assert alignment.mapper[:8] == (0, 1, 2, 3, 3, 4, 5, 6)
     assert alignment.alphas[:8] == (1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0)  # "big", "dog" are target-only
-    assert alignment.mapper[8:12] == (7, 8, 9, 10)  # padding after the end token, by offset
-    assert alignment.mapper[76] == 75 and alignment.alphas[8:] == (1.0,) * 69
+    # After the target's end token, position j takes the source's position j (the reference's rule),
+    # not the source's padding at the same distance after its end token (j - 1 here).
+    assert alignment.mapper[8:] == tuple(range(8, 77)) and alignment.alphas[8:] == (1.0,) * 69
+    shorter = refinement_alignment(tgt, src)  # target shorter: its padding takes the source's last words
+    assert shorter.mapper[5:9] == (6, 7, 7, 8) and shorter.alphas[:9] == (1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+
+
+@pytest.mark.parametrize("target, first_copy", [("a cat on on a sofa", 3), ("a cat cat on a sofa", 2)])
+def test_a_repeated_neighbouring_word_aligns_its_first_copy_as_the_reference_does(target, first_copy):
+    src, tgt = _clip_ids(SOURCE), _clip_ids(target)
+    assert tgt[first_copy] == tgt[first_copy + 1] == src[first_copy]
+    alignment = refinement_alignment(src, tgt)
+    # google/prompt-to-prompt global_align prefers the gap from the left on ties, so walking back the
+    # later copy becomes target-only and the first copy takes the source word's map.
+    assert alignment.mapper[first_copy] == first_copy and alignment.alphas[first_copy] == 1.0
+    assert alignment.alphas[first_copy + 1] == 0.0
+    assert alignment.alphas[:len(tgt)].count(0.0) == 1
+    assert alignment.mapper[first_copy + 2:len(tgt)] == tuple(range(first_copy + 1, len(src)))
+
+
+def test_prompts_over_77_tokens_are_truncated_not_a_crash():
+    long_source = [49406] + [320 + (i % 5) for i in range(100)] + [49407]
+    alignment = refinement_alignment(long_source, long_source[:50] + [999] + long_source[50:])
+    assert len(alignment.mapper) == 77 and alignment.alphas[50] == 0.0
+    assert alignment.mapper[51:] == tuple(range(50, 76))
+
+
+def _reference_replaced_steps(fraction: float, steps: int) -> tuple[set[int], set[int]]:
+    """google/prompt-to-prompt's step rules, re-stated: (cross steps, self steps).
+
+    Cross (ptp_utils.get_time_words_attention_alpha): a table of steps + 1 rows whose first
+    int(fraction * rows) rows are 1, row ``cur_step`` used at each step. Self (AttentionControlEdit):
+    the steps in [int(steps * 0), int(steps * fraction)).
+    """
+    rows = [1 if r < int(fraction * (steps + 1)) else 0 for r in range(steps + 1)]
+    cross = {step for step in range(steps) if rows[step]}
+    self_window = range(int(steps * 0.0), int(steps * fraction))
+    return cross, {step for step in range(steps) if step in self_window}
+
+
+@pytest.mark.parametrize("steps", [1, 4, 5, 10, 50])
+@pytest.mark.parametrize("fraction", [0.0, 0.2, 0.29, 0.4, 0.5, 0.8, 1.0])
+def test_replaced_steps_follow_the_reference_rules(steps, fraction):
+    identity = refinement_alignment([1, 2], [1, 2])
+    controller = RefineController([identity], steps, self_replace=fraction, cross_replace=fraction)
+    cross, self_ = set(), set()
+    for step in range(steps):
+        controller.step = step
+        cross |= {step} if controller.replaces(is_cross=True, n_query=16) else set()
+        self_ |= {step} if controller.replaces(is_cross=False, n_query=16) else set()
+    assert (cross, self_) == _reference_replaced_steps(fraction, steps)
+
+
+def test_at_5_steps_half_replaced_cross_attention_gets_3_steps_and_self_attention_2():
+    controller = RefineController([refinement_alignment([1], [1])], 5, self_replace=0.5, cross_replace=0.5)
+    assert (controller.cross_steps, controller.self_steps) == (3, 2)
+    assert RefineController([refinement_alignment([1], [1])], 50, 0.4, 1.0).self_steps == 20
 
 
 # --- exact reproduction ----------------------------------------------------------------------
@@ -122,28 +190,79 @@ def edited_run(pipe, tiny_sdxl_dir):
     return pair, edits
 
 
+def _reference_refinement_mapper(tokenizer, source: str, target: str, max_len: int = 77):
+    """google/prompt-to-prompt ``seq_aligner.get_mapper``, re-stated independently of pairsmith's code.
+
+    Img-Diff's generator (modelscope/data-juicer ``ops/common/prompt2prompt_pipeline.py``) and the
+    diffusers community ``pipeline_prompt2prompt.py`` carry the same function. Scores: match 1,
+    mismatch -1, gap 0; each cell records 1 (left) if the best score equals the left one, else 2 (up)
+    if it equals the upper one, else 3 (diagonal). Walking back from the end, 3 maps target j-1 to
+    source i-1, 1 makes target j-1 target-only (-1, alpha 0), 2 skips a source token. Positions
+    from the target's length on map j -> j with alpha 1. Returns (mapper, alphas) of length 77.
+    """
+    x, y = tokenizer.encode(source), tokenizer.encode(target)
+    score = np.zeros((len(x) + 1, len(y) + 1), dtype=int)
+    trace = np.zeros((len(x) + 1, len(y) + 1), dtype=int)
+    trace[0, 1:], trace[1:, 0] = 1, 2
+    for i in range(1, len(x) + 1):
+        for j in range(1, len(y) + 1):
+            left, up = score[i, j - 1], score[i - 1, j]
+            diag = score[i - 1, j - 1] + (1 if x[i - 1] == y[j - 1] else -1)
+            score[i, j] = max(left, up, diag)
+            trace[i, j] = 1 if score[i, j] == left else 2 if score[i, j] == up else 3
+    pairs, i, j = [], len(x), len(y)
+    while i > 0 or j > 0:
+        if trace[i, j] == 3:
+            i, j = i - 1, j - 1
+            pairs.append((j, i))
+        elif trace[i, j] == 1:
+            j -= 1
+            pairs.append((j, -1))
+        else:
+            i -= 1
+    pairs.reverse()
+    mapper = [source_pos for _, source_pos in pairs] + list(range(len(y), max_len))
+    alphas = [0.0 if source_pos == -1 else 1.0 for source_pos in mapper]
+    return torch.tensor(mapper), torch.tensor(alphas)
+
+
+# Different token counts both ways, and a repeated word: "fluffy white cat" adds two tokens, the
+# shorter target's padding takes the source's last words, "on on" tests the tie-break.
+REFERENCE_PAIRS = [(SOURCE, "a fluffy white cat on a sofa"), ("a fluffy white cat on a sofa", SOURCE),
+                   (SOURCE, "a cat on on a sofa")]
+
+
 @pytest.mark.slow
-def test_cross_attention_is_the_sources_through_the_mapper_for_the_replaced_steps(edited_run, pipe):
-    _, edits = edited_run
-    alignment = refinement_alignment(pipe.tokenizer(SOURCE).input_ids, pipe.tokenizer(TARGET).input_ids)
-    mapper, alphas = torch.tensor(alignment.mapper), torch.tensor(alignment.alphas)
+def test_cross_attention_maps_every_target_position_as_img_diffs_reference_does(pipe, tiny_sdxl_dir):
+    edits: list[AttentionEdit] = []
+    config = _config(tiny_sdxl_dir, steps=5, self_replace=0.5, cross_replace=0.5)
+    sources, targets = zip(*REFERENCE_PAIRS)
+    generate_pairs(pipe, list(sources), list(targets), [7, 8, 9], config, edits.append)
+    reference = [_reference_refinement_mapper(pipe.tokenizer, s, t) for s, t in REFERENCE_PAIRS]
+    token_counts = [(len(pipe.tokenizer.encode(s)), len(pipe.tokenizer.encode(t))) for s, t in REFERENCE_PAIRS]
+    assert token_counts == [(7, 9), (9, 7), (7, 8)]
+
     cross = [e for e in edits if e.is_cross]
-    assert {e.step for e in cross} == set(range(STEPS))
     n_layers = len([name for name in pipe.unet.attn_processors if name.endswith("attn2.processor")])
-    assert len(cross) == STEPS * n_layers
+    assert len(cross) == 5 * n_layers and cross[0].used.shape[:1] == (3,) and cross[0].used.shape[-1] == 77
+    # The reference's step counts at 5 steps / 0.5: cross-attention int(0.5 * 6) = 3, self int(5 * 0.5) = 2.
+    assert {e.step for e in cross if e.replaced} == {0, 1, 2}
+    assert {e.step for e in edits if not e.is_cross and e.replaced} == {0, 1}
 
     for e in cross:
-        assert e.used.shape[-1] == 77
-        if e.step < 2:  # cross_replace 0.5 of 4 steps
-            assert e.replaced
-            shared, new = alphas == 1, alphas == 0
-            assert torch.equal(e.used[..., shared], e.source[..., mapper[shared]])
-            assert torch.equal(e.used[..., new], e.target[..., new])  # "big", "dog" keep their own maps
-        else:
-            assert not e.replaced and torch.equal(e.used, e.target)
-    # Not vacuous: the target's own maps differ from the source's it was given.
+        for k, (mapper, alphas) in enumerate(reference):
+            if not e.replaced:
+                assert torch.equal(e.used[k], e.target[k])
+                continue
+            for j in range(77):  # every target position, start and padding included
+                expected = e.source[k][..., int(mapper[j])] if alphas[j] == 1 else e.target[k][..., j]
+                assert torch.equal(e.used[k][..., j], expected), (REFERENCE_PAIRS[k], e.place, e.step, j)
+    # Not vacuous: the shorter target's padding (positions 7, 8) gets the source's last word and end
+    # token ("sofa", eos), whose maps differ from the source's padding the former shifted rule gave it.
     first = cross[0]
-    assert not torch.equal(first.target[..., alphas == 1], first.used[..., alphas == 1])
+    assert reference[1][0][7:9].tolist() == [7, 8]
+    assert not torch.equal(first.used[1][..., 7:9], first.source[1][..., 9:11])
+    assert not torch.equal(first.target[0][..., reference[0][1] == 1], first.used[0][..., reference[0][1] == 1])
 
 
 @pytest.mark.slow
@@ -247,6 +366,40 @@ def test_config_defaults_are_img_diffs_and_the_adapter_pickles_without_weights()
     assert config.self_max_tokens() == 32 * 32
     restored = pickle.loads(pickle.dumps(SdxlP2PGenerator(config)))
     assert vars(restored) == {"config": config}
+
+
+def test_dtype_overrides_the_runtimes_for_the_generator_only():
+    runtime = ModelRuntime(device="cpu", dtype="bfloat16")
+    assert SdxlP2PConfig(runtime=runtime).torch_dtype() == torch.bfloat16
+    assert SdxlP2PConfig(runtime=runtime, dtype="float16").torch_dtype() == torch.float16
+    assert SdxlP2PConfig(runtime=ModelRuntime(device="cpu")).torch_dtype() == torch.float32
+    with pytest.raises(ValueError, match=r"float8"):
+        SdxlP2PConfig(dtype="float8")
+
+
+@pytest.mark.slow
+def test_float16_with_a_replacement_vae_loads_both_in_half_precision(tiny_sdxl_dir, tmp_path, generator):
+    """The loading path of ``dtype: float16`` + ``vae_id`` (e.g. madebyollin/sdxl-vae-fp16-fix) on the CPU.
+
+    No GPU here, so nothing is generated in float16; the check is what gets loaded, in which dtype.
+    """
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(3)  # weights unlike the pipeline's own VAE, and no upcast, like the fp16-fix VAE
+    fix = AutoencoderKL(block_out_channels=[32, 64], in_channels=3, out_channels=3, latent_channels=4,
+                        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+                        norm_num_groups=32, force_upcast=False)
+    fix.save_pretrained(tmp_path / "vae-fp16-fix")
+
+    adapter = SdxlP2PGenerator(_config(tiny_sdxl_dir, dtype="float16", vae_id=str(tmp_path / "vae-fp16-fix")))
+    half = adapter.loaded()
+    assert {half.unet.dtype, half.vae.dtype, half.text_encoder.dtype, half.text_encoder_2.dtype} == {torch.float16}
+    assert half.vae.config.force_upcast is False
+    assert torch.equal(half.vae.decoder.conv_out.weight, fix.decoder.conv_out.weight.half())
+
+    full = generator.loaded()  # no dtype, no vae_id: the runtime's float32 and the pipeline's own VAE
+    assert full.unet.dtype == torch.float32 and full.vae.config.force_upcast is True
+    assert not torch.equal(full.vae.decoder.conv_out.weight.half(), half.vae.decoder.conv_out.weight)
 
 
 # --- bad inputs ------------------------------------------------------------------------------
