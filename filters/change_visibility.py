@@ -14,7 +14,7 @@ from pairsmith.storage.verdict import KEEP, Verdict
 
 
 class VisibilityThresholds(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     min_visible_fraction: float = Field(
         0.0015, ge=0.0, le=1.0,

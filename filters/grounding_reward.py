@@ -33,7 +33,7 @@ _BOX_KEYS = ("bbox_2d", "bbox", "box")
 class DigRewardConfig(BaseModel):
     """The reward's weights and match threshold; DiG's values are the defaults."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     alpha: float = Field(0.1, ge=0.0, le=1.0, description="weight of the format term")
     lambda_f1: float = Field(0.5, ge=0.0, le=1.0, description="weight of F1 inside the accuracy term")

@@ -13,7 +13,7 @@ from pairsmith.storage.verdict import KEEP, Verdict
 
 
 class MedSimilarityThresholds(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     min_clip_sim: float = Field(0.7, ge=-1.0, le=1.0, description="keep an edit if cosine >= this")
     bench_clip_sim: float = Field(0.95, ge=-1.0, le=1.0, description="benchmark candidate if cosine >= this")

@@ -22,7 +22,7 @@ FLOW_NAME = "dig-render"
 class DigRenderConfig(BaseModel):
     """One dig-render run. Fields that shape pixels or labels go into the pair and run ids."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     db: str = Field(DEFAULT_DB, description="LanceDB URI: a folder, or s3:// gs:// az:// as LanceDB allows", json_schema_extra=NOT_CONTENT)
     pairs: int = Field(20, ge=1, le=10_000_000, description="pairs to render (kept + dropped)", json_schema_extra=NOT_CONTENT)

@@ -21,7 +21,7 @@ def held_out() -> DataSelection:
 
 
 class EvaluateConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     db: str = Field(DEFAULT_DB, description="LanceDB URI; results go to its eval_predictions / eval_results",
                     validate_default=True, json_schema_extra=NOT_CONTENT)

@@ -29,7 +29,7 @@ DEFAULT_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
 class CurriculumStage(BaseModel):
     """One GRPO stage: the grounding subsets it trains on and for how many steps."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     subsets: list[str] = Field(min_length=1, description="sample subsets of this stage")
@@ -47,7 +47,7 @@ def dig_curriculum() -> list[CurriculumStage]:
 
 
 class _FinetuneBase(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     db: str = Field(DEFAULT_DB, description="LanceDB URI with the samples and pairs tables", validate_default=True)
     model_id: str = Field(DEFAULT_MODEL, description="base model: hub id or local folder (Qwen2-VL class)")

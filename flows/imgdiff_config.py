@@ -45,7 +45,7 @@ def _default_vlm() -> VlmConfig:
 class _ImgDiffBase(BaseModel):
     """What both flows share: where rows go, how many candidates, the models they have in common."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     db: str = Field(DEFAULT_DB, description="LanceDB URI: a folder, or s3:// gs:// az:// as LanceDB allows", json_schema_extra=NOT_CONTENT)
     pairs: int = Field(20, ge=1, le=10_000_000, description="candidate pairs (kept + dropped)", json_schema_extra=NOT_CONTENT)

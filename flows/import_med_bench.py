@@ -35,7 +35,7 @@ BATCH = "import"
 
 
 class ImportMedBenchConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     db: str = Field(DEFAULT_DB, description="LanceDB URI")
     json_path: str = Field(description="MED_bench.json: a list of {image_name, edited_image_name, type, ...}")

@@ -41,7 +41,7 @@ TAG_MARGIN = timedelta(seconds=5)
 
 
 class MaintenanceConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     db: str = Field(DEFAULT_DB, description="LanceDB URI")
     keep_versions_days: float = Field(

@@ -19,7 +19,7 @@ FLOW_NAME = "med-edit"
 
 
 class MedEditConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     db: str = Field(DEFAULT_DB, description="LanceDB URI", json_schema_extra=NOT_CONTENT)
     sources: MedSources

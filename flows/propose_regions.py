@@ -37,7 +37,7 @@ PHOTO_DIFFMAP = DiffMapConfig(diff_threshold="otsu", otsu_floor=25.0, blur_px=5,
 
 
 class ProposeRegionsConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     db: str = Field(DEFAULT_DB, description="LanceDB URI")
     methods: list[str] = Field(default_factory=lambda: ["med-edit"], description="pairs of these pipelines")

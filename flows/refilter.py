@@ -36,7 +36,7 @@ WRITE_CHUNK = 200  # rows read back in full (images included) per upsert
 
 
 class RefilterConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     db: str = Field(DEFAULT_DB, description="LanceDB URI")
     run: str = Field(description="the imgdiff-replace / imgdiff-remove run whose stored scores are re-judged")

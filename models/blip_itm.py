@@ -28,7 +28,7 @@ ItmKind = Literal["itm", "cosine"]
 
 
 class BlipItmConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     model_id: str = Field("Salesforce/blip-itm-large-coco", description="hub id or local folder")
     runtime: ModelRuntime = Field(default_factory=ModelRuntime)

@@ -31,7 +31,7 @@ VICUNA_TEMPLATE = (
 
 
 class CaptionRewriterConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     mode: Literal["llm", "lexicon"] = Field("llm", description="an instruction LLM, or the noun lexicon (no model)")
     model_id: str = Field("lmsys/vicuna-7b-v1.5", description="LLM mode: hub id or local folder of a chat model")

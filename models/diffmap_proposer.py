@@ -36,7 +36,7 @@ PROPOSER_NAME = "diffmap"
 class DiffMapConfig(BaseModel):
     """Tuned on rendered scene pairs (benchmarks/proposer_recall.py): recall@0.5 >= 0.9."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     blur_px: int = Field(3, ge=1, le=31, description="Gaussian blur (odd) before differencing; 1 = none")
     diff_threshold: float | Literal["otsu"] = Field(

@@ -27,7 +27,7 @@ from pairsmith.models.runtime import NOT_CONTENT, ModelRuntime
 
 
 class FastSamConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     weights: str = Field("FastSAM-x.pt", description="FastSAM checkpoint: a path, or a file name looked up in the cache")
     runtime: ModelRuntime = Field(default_factory=ModelRuntime)

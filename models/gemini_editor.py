@@ -37,7 +37,7 @@ class GeminiAuthError(RuntimeError):
 
 
 class GeminiEditConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     model_id: str = Field("gemini-2.5-flash-image", description="Gemini image-editing model")
     api_key_env: str = Field("GEMINI_API_KEY", description="environment variable holding the API key", json_schema_extra=NOT_CONTENT)

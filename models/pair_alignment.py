@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class AlignConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     work_side: int = Field(640, ge=64, le=4096, description="longer side of the images features are matched at")
     method: Literal["auto", "resize", "features"] = Field("auto", description="auto: the better-scoring of both")

@@ -18,7 +18,7 @@ NOT_CONTENT = {"content": False}
 
 
 class ModelRuntime(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="auto: cuda if available, else cpu", json_schema_extra=NOT_CONTENT)
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 
 class InpaintConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     model_id: str = Field("stabilityai/sdxl-turbo", description="hub id or local folder")
     variant: str | None = Field(None, description='weight variant to load, e.g. "fp16"')

@@ -42,7 +42,7 @@ MAX_SEED = 2**63 - 1  # seeds are stored in an int64 column
 
 
 class SdxlP2PConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     model_id: str = Field("stabilityai/stable-diffusion-xl-base-1.0", description="hub id or local folder")
     variant: str | None = Field(None, description='weight variant to load, e.g. "fp16" (half the download)')

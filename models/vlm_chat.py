@@ -26,7 +26,7 @@ from pairsmith.models.runtime import NOT_CONTENT, ModelRuntime
 
 
 class VlmConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     model_id: str = Field("Qwen/Qwen2-VL-2B-Instruct", description="hub id or local folder")
     runtime: ModelRuntime = Field(default_factory=ModelRuntime)

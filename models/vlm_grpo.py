@@ -23,7 +23,7 @@ from pairsmith.models.vlm_training import LoraSettings, TrainLog, precision_args
 
 
 class GrpoSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     learning_rate: float = Field(1e-6, gt=0.0, le=1.0, description="DiG: 1e-6")
     beta: float = Field(0.01, ge=0.0, le=10.0, description="KL weight (DiG: 0.01; TRL's default is 0)")

@@ -16,7 +16,7 @@ from pairsmith.models.vlm_training import LoraSettings, TrainLog, precision_args
 
 
 class SftSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     learning_rate: float = Field(1e-4, gt=0.0, le=1.0, description="MED: 1e-4")
     lr_scheduler: str = Field("cosine", description="transformers scheduler name (MED: cosine)")

@@ -24,7 +24,7 @@ ADAPTER_DIR = "adapter"
 
 
 class LoraSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     rank: int = Field(8, ge=1, le=1024, description="LoRA rank r (MED: 8)")
     alpha: int = Field(16, ge=1, le=4096, description="LoRA alpha (MED: 16)")

@@ -49,7 +49,7 @@ WORLD_GRAY = 0.55
 class RenderSettings(BaseModel):
     """How images are rendered; changing any of these changes the pixels, hence the pair ids."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     width: int = Field(320, ge=32, le=4096)
     height: int = Field(240, ge=32, le=4096)

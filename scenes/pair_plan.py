@@ -20,7 +20,7 @@ from pairsmith.scenes.scene_sampler import CHANGE_KINDS, ChangeKind, PlacementEr
 class PairSampling(BaseModel):
     """How scenes and their modifications are drawn (design.md §4.1)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     min_objects: int = Field(3, ge=1, le=MAX_OBJECTS)
     max_objects: int = Field(MAX_OBJECTS, ge=1, le=MAX_OBJECTS)

@@ -14,6 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pairsmith.storage.text_files import read_text
+
 Shape = Literal["cube", "sphere", "cylinder"]
 Color = Literal["blue", "brown", "cyan", "gray", "green", "purple", "red", "yellow"]
 Size = Literal["small", "medium", "large"]
@@ -46,7 +48,7 @@ MIN_GAP = 0.1
 class SceneObject(BaseModel):
     """One object. ``size`` is the footprint radius: a sphere's radius, a cube's half-diagonal."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     shape: Shape
     color: Color
@@ -78,7 +80,7 @@ def overlaps(a: SceneObject, b: SceneObject, gap: float = MIN_GAP) -> bool:
 class Scene(BaseModel):
     """A before-scene; the after-scene is derived from it by a list of changes."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     objects: list[SceneObject] = Field(min_length=1, max_length=MAX_OBJECTS)
 
@@ -97,7 +99,8 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     for e in err.errors():
         where = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in e["loc"]).replace(".[", "[")
         msg = e["msg"].removeprefix("Value error, ")
-        got = f" (got {e['input']!r})" if e["type"] in {"literal_error", "extra_forbidden"} else ""
+        shown = {"literal_error", "extra_forbidden", "float_type", "int_type", "bool_type", "string_type", "finite_number"}
+        got = f" (got {e['input']!r})" if e["type"] in shown else ""
         parts.append(f"{where}: {msg}{got}" if where else f"{msg}{got}")
     return f"{source}: " + "; ".join(parts)
 
@@ -116,15 +119,17 @@ def load_scenes(path: str | Path) -> list[Scene]:
     scenes: list[Scene] = []
     for file in files:
         for where, raw in _raw_scenes(file):
-            try:
-                scenes.append(Scene.model_validate(raw))
+            try:  # strict: "1.0" or true is not a coordinate; JSON arrays are the tuples
+                scenes.append(Scene.model_validate_json(json.dumps(raw), strict=True))
             except ValidationError as err:
                 raise ValueError(format_validation_error(err, f"{file}{where}")) from None
+    if not scenes:
+        raise ValueError(f"--scenes {str(path)!r}: no scenes in {'the folder' if path.is_dir() else 'the file'}")
     return scenes
 
 
 def _raw_scenes(file: Path) -> list[tuple[str, object]]:
-    text = file.read_text()
+    text = read_text(file)
     if file.suffix == ".jsonl":
         out = []
         for n, line in enumerate(text.splitlines(), start=1):

@@ -38,7 +38,7 @@ SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM"
 class ImageLimits(BaseModel):
     """What makes a source image too big, too small, or not worth decoding."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_pixels: int = Field(40_000_000, ge=1, le=1_000_000_000, description="larger images are dropped unread (bombs)")
     max_bytes: int = Field(64 * 2**20, ge=1, description="larger files are dropped unread")

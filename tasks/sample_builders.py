@@ -33,7 +33,7 @@ DIFF_CAPTION_QUESTIONS = (
 
 
 class SplitFractions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     val: float = Field(0.05, ge=0.0, le=1.0)
     test: float = Field(0.05, ge=0.0, le=1.0)

@@ -44,7 +44,7 @@ _BLIP_COLUMNS: dict[str, dict[BlipScore, tuple[str, str]]] = {
 class ReplaceThresholds(BaseModel):
     """Object replacement (design.md §4.2, steps 3 and 5-7)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     pair_sim_min: float = Field(0.90, ge=-1.0, le=1.0, description="IS: pair CLIP cosine must be > this")
     pair_sim_max: float = Field(0.98, ge=-1.0, le=1.0, description="IS: pair CLIP cosine must be < this")
@@ -82,7 +82,7 @@ class ReplaceThresholds(BaseModel):
 class RemoveThresholds(BaseModel):
     """Object removal (design.md §4.3)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     crop_sim_max: float = Field(0.9, ge=-1.0, le=1.0, description="crop CLIP cosine vs the paired image must be < this")
     itm_original_min: float = Field(
@@ -101,7 +101,7 @@ class RemoveThresholds(BaseModel):
 class ImgDiffThresholds(BaseModel):
     """Both pipelines' thresholds: the file ``pairsmith refilter --config`` reads."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     replace: ReplaceThresholds = Field(default_factory=ReplaceThresholds)
     remove: RemoveThresholds = Field(default_factory=RemoveThresholds)

@@ -45,10 +45,12 @@ def load_yaml(path: str | None) -> dict[str, Any]:
         return {}
     import yaml
 
+    from pairsmith.storage.text_files import read_text
+
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise CliError(f"--config {path!r}: no such file") from None
+        data = yaml.safe_load(read_text(path, f"--config {path!r}"))
+    except ValueError as err:  # missing, unreadable or not UTF-8: the message names the file (and line)
+        raise CliError(str(err)) from None
     except yaml.YAMLError as err:
         raise CliError(f"--config {path!r}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(data, dict):
@@ -67,12 +69,21 @@ def set_option(tree: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def validate_config(model: type, data: dict[str, Any], source: str):
+    """``data`` (from a YAML file and options) as ``model``, strictly: a string or a boolean where a
+    number belongs, NaN or infinity, or an unknown key is an error naming the field, not a value
+    quietly converted. Lists are read as tuples where a field wants one, as in JSON."""
+    import json
+
     from pydantic import ValidationError
 
     from pairsmith.scenes.scene_config import format_validation_error
 
     try:
-        return model.model_validate(data)
+        text = json.dumps(data, default=str)
+    except ValueError as err:  # a circular structure from a YAML alias
+        raise CliError(f"{source}: cannot read the settings ({err})") from None
+    try:
+        return model.model_validate_json(text, strict=True)
     except ValidationError as err:
         raise CliError(format_validation_error(err, source)) from None
 

@@ -202,27 +202,11 @@ cli.add_command(cli_bench.bench_group)
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 
-def _stop_on_signals() -> dict:
-    """Ctrl-C and SIGTERM stop a run cleanly, as KeyboardInterrupt: the batch being worked on is
-    abandoned, committed batches stay (the same command resumes), Prefect stops its server.
-
-    Set explicitly, because a process started in the background by a shell inherits SIGINT as
-    *ignored*, and Python keeps it so; and because SIGTERM would otherwise end the process without
-    running any cleanup."""
-    import signal
-    import threading
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    if threading.current_thread() is not threading.main_thread():  # called from a thread: leave them
-        return {}
-    return {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point: click's usage errors and ours become one line and exit code 2; Ctrl-C exits 130."""
-    previous = _stop_on_signals()
+    from pairsmith.flows.engine import interrupts
+
+    previous = interrupts.install()  # Ctrl-C / SIGTERM: a clean stop (see flows/engine/interrupts.py)
     try:
         result = cli.main(args=argv, prog_name="pairsmith", standalone_mode=False)
     except click.exceptions.Exit as exit_:
@@ -234,10 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         click.echo("pairsmith: aborted", err=True)
         return EXIT_INTERRUPTED
     finally:
-        import signal
-
-        for signum, handler in previous.items():  # main() called in-process (tests): leave no trace
-            signal.signal(signum, handler)
+        interrupts.restore(previous)  # main() called in-process (tests): leave no trace
     return result if isinstance(result, int) else 0
 
 

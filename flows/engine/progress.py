@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 from uuid import UUID
 
+from pairsmith.flows.engine.interrupts import check
+
 
 class RunProgress:
     def __init__(self, key: str, total: int, done: int = 0, description: str = "", terminal: bool = False):
@@ -43,6 +45,8 @@ class RunProgress:
         return round(100.0 * min(self.done, self.total) / self.total, 1)
 
     def advance(self, n: int = 1) -> None:
+        """Count ``n`` finished items; also a safe point where a Ctrl-C asked for stops the run."""
+        check()
         self.done += n
         if self._bar is not None:
             self._bar.update(self._task_id, completed=self.done)

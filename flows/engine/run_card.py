@@ -31,7 +31,7 @@ def library_versions() -> dict[str, str]:
 
 
 class RunCard(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     run_name: str
     method: str

@@ -29,7 +29,7 @@ GPU_CONCURRENCY_LIMIT = f"tag:{GPU_TAG}"  # the global concurrency limit Prefect
 class RunnerSettings(BaseModel):
     """How a flow runs its batch tasks; never part of a run id (the rows do not depend on it)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     kind: Literal["inline", "ray"] = Field(
         "inline", description="inline: one batch at a time in the flow's process; ray: batches in parallel on Ray"

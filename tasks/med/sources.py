@@ -19,7 +19,7 @@ from pairsmith.storage.store import PairStore, sql_in, sql_literal
 
 
 class FolderSource(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     images_dir: str = Field(description="folder the captions file's image paths are relative to")
     captions: str = Field(description="JSONL or COCO captions JSON")
@@ -28,7 +28,7 @@ class FolderSource(BaseModel):
 class StoreSource(BaseModel):
     """Use the before images (and captions) of pairs already in the database as sources."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     methods: list[str] = Field(default_factory=lambda: ["dig-render"])
     run_id: str | None = None
@@ -36,7 +36,7 @@ class StoreSource(BaseModel):
 
 
 class MedSources(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     folder: FolderSource | None = None
     store: StoreSource | None = None

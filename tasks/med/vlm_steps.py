@@ -38,7 +38,7 @@ from pairsmith.tasks.stage import call_per_item, stage
 class MedDecisions(BaseModel):
     """How strict the VLM's closed decisions are (log-likelihood margins, in nats)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     gate_margin: float = Field(0.0, description="keep a source if log p(yes) - log p(no) >= this")
     match_margin: float = Field(0.0, description="keep a pair if the difference matches the request by this margin")

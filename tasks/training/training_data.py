@@ -41,7 +41,7 @@ ID_CHUNK = 500
 class DataSelection(BaseModel):
     """Which samples a run reads, and at which version of the tables."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     tasks: list[str] = Field(default_factory=lambda: ["grounding", "diff-caption"],
                              description="sample tasks, e.g. grounding, diff-caption, med-mcq, med-diff-qa")

@@ -1,0 +1,142 @@
+"""Bad input of every kind: one line naming the file, field or line, exit 2, nothing created.
+
+Issue 11 cases 9-12 (NaN and infinity, coerced types, an empty scenes file, non-UTF-8 files), for
+scene files and for the YAML configs of every command, and a guard that every config model a user
+can write rejects unknown keys and non-finite numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import typing
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from pairsmith.flows.cli.main import main
+
+OBJ = {"shape": "cube", "color": "red", "size": "large", "material": "metal", "position": [1.0, -0.5]}
+
+
+def run(capsys, *args: str) -> tuple[int, str]:
+    code = main(list(args))
+    _, err = capsys.readouterr()
+    return code, err
+
+
+def assert_one_line_error(code: int, err: str, *expected: str) -> None:
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("pairsmith: error: "), err
+    for text in expected:
+        assert text in err, err
+
+
+@pytest.mark.parametrize("scene_text, expected", [
+    ('{"objects": [{"shape": "cube", "color": "red", "size": "large", "material": "metal", "position": [NaN, 0.5]}]}',
+     ["objects[0].position[0]", "finite"]),
+    ('{"objects": [{"shape": "cube", "color": "red", "size": "large", "material": "metal", "position": [0, 0], '
+     '"rotation": Infinity}]}', ["objects[0].rotation", "finite"]),
+    ('{"objects": [{"shape": "cube", "color": "red", "size": "large", "material": "metal", "position": ["1.0", true]}]}',
+     ["objects[0].position[0]", "valid number", "'1.0'"]),
+    ('{"objects": [{"shape": "cube", "color": "red", "size": "large", "material": "metal", "position": [0, 0], '
+     '"rotation": "30"}]}', ["objects[0].rotation", "'30'"]),
+    ("[]", ["no scenes in the file"]),
+])
+def test_bad_scene_values_are_rejected_not_coerced(capsys, tmp_path, scene_text, expected):
+    scenes = tmp_path / "scenes.json"
+    scenes.write_text(scene_text)
+    db = tmp_path / "db"
+    code, err = run(capsys, "render", "--scenes", str(scenes), "--db", str(db))
+    assert_one_line_error(code, err, *expected)
+    assert not db.exists()
+
+
+def test_an_empty_scenes_folder_jsonl_and_a_non_utf8_scene_file_name_the_file(capsys, tmp_path):
+    jsonl = tmp_path / "scenes.jsonl"
+    jsonl.write_text("\n\n")
+    code, err = run(capsys, "render", "--scenes", str(jsonl), "--db", str(tmp_path / "db"))
+    assert_one_line_error(code, err, "scenes.jsonl", "no scenes")
+    latin = tmp_path / "latin.json"
+    latin.write_bytes(json.dumps({"objects": [OBJ]}).encode() + b"\n" + "  # café".encode("latin-1"))
+    code, err = run(capsys, "render", "--scenes", str(latin), "--db", str(tmp_path / "db"))
+    assert_one_line_error(code, err, "latin.json line 2", "not UTF-8")
+    assert not (tmp_path / "db").exists()
+
+
+@pytest.mark.parametrize("yaml_text, args, expected", [
+    ("decisions: {gate_margin: .nan}\n", ["run", "med-edit"], ["decisions.gate_margin", "finite"]),
+    ("render: {samples: '16'}\n", ["render"], ["render.samples", "'16'"]),
+    ("pairs: 2.5\n", ["render"], ["pairs"]),
+    ("sampling: {distractor_fraction: .inf}\n", ["render"], ["sampling.distractor_fraction"]),
+    ("visibility: {min_mean_diff: true}\n", ["render"], ["visibility.min_mean_diff", "True"]),
+    ("replace: {bitm_min: .nan}\n", ["refilter", "--run", "r"], ["replace.bitm_min", "finite"]),
+])
+def test_config_files_are_strict_about_numbers(capsys, tmp_path, yaml_text, args, expected):
+    config = tmp_path / "config.yaml"
+    if args[0] == "run":
+        yaml_text += f"sources: {{folder: {{images_dir: {tmp_path}, captions: {tmp_path / 'c.jsonl'}}}}}\n"
+    config.write_text(yaml_text)
+    db = tmp_path / "db"
+    code, err = run(capsys, *args, "--config", str(config), "--db", str(db))
+    assert_one_line_error(code, err, *expected)
+    assert not db.exists()
+
+
+def test_a_non_utf8_config_file_names_the_file_and_line(capsys, tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_bytes(b"pairs: 3\n# r\xe9sum\xe9\n")
+    code, err = run(capsys, "render", "--config", str(config), "--db", str(tmp_path / "db"))
+    assert_one_line_error(code, err, "config.yaml", "line 2", "not UTF-8")
+
+
+def _config_models() -> set[type[BaseModel]]:
+    """Every pydantic model reachable from the configs users write (flow configs, thresholds)."""
+    from pairsmith.filters.imgdiff.thresholds import ImgDiffThresholds
+    from pairsmith.flows.dig_render_config import DigRenderConfig
+    from pairsmith.flows.evaluate_config import EvaluateConfig
+    from pairsmith.flows.finetune_config import GrpoFinetuneConfig, SftFinetuneConfig
+    from pairsmith.flows.imgdiff_config import ImgDiffRemoveConfig, ImgDiffReplaceConfig
+    from pairsmith.flows.maintenance import MaintenanceConfig
+    from pairsmith.flows.med_edit_config import MedEditConfig
+    from pairsmith.flows.propose_regions import ProposeRegionsConfig
+    from pairsmith.scenes.scene_config import Scene
+
+    seen: set[type[BaseModel]] = set()
+    todo = [DigRenderConfig, EvaluateConfig, SftFinetuneConfig, GrpoFinetuneConfig, ImgDiffReplaceConfig,
+            ImgDiffRemoveConfig, MaintenanceConfig, MedEditConfig, ProposeRegionsConfig, ImgDiffThresholds, Scene]
+    while todo:
+        model = todo.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for field in model.model_fields.values():
+            stack = [field.annotation]
+            while stack:
+                t = stack.pop()
+                if isinstance(t, type) and issubclass(t, BaseModel):
+                    todo.append(t)
+                stack += list(typing.get_args(t))
+    return seen
+
+
+def test_every_config_model_rejects_unknown_keys_and_non_finite_numbers():
+    models = _config_models()
+    assert len(models) > 20
+    loose = sorted(m.__name__ for m in models if m.model_config.get("extra") != "forbid"
+                   or m.model_config.get("allow_inf_nan") is not False)
+    assert not loose, f"config models that accept unknown keys or NaN: {loose}"
+
+
+def test_example_configs_still_validate_strictly(capsys):
+    """The shipped configs are valid under the strict rules (they are what users copy)."""
+    import yaml
+
+    from pairsmith.flows.cli.common import validate_config
+    from pairsmith.flows.finetune_config import FinetuneConfig
+    from pairsmith.flows.imgdiff_config import ImgDiffRemoveConfig, ImgDiffReplaceConfig
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    for name, model in [("imgdiff.yaml", ImgDiffReplaceConfig), ("imgdiff_remove.yaml", ImgDiffRemoveConfig),
+                        ("sft.yaml", FinetuneConfig), ("grpo.yaml", FinetuneConfig)]:
+        validate_config(model, yaml.safe_load((root / name).read_text()), name)
