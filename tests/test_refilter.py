@@ -93,6 +93,16 @@ def _funnel(result) -> dict[str, tuple[int, int, int]]:
     return {s.stage: (s.n_in, s.n_kept, s.n_dropped) for s in result.ordered_stages({"imgdiff-replace"})}
 
 
+def _assert_funnel(result, expected: dict[str, tuple[int, int, int]]) -> None:
+    """Every re-judged stage of the replace pipeline, in its declared order; the stages named have
+    these (in, kept, dropped), and any other filter drops nothing of these rows."""
+    funnel = _funnel(result)
+    assert list(funnel) == pl.rejudge_order([pl.REPLACE.method])
+    assert {stage: funnel[stage] for stage in expected} == expected
+    others = {stage: f for stage, f in funnel.items() if stage not in expected}
+    assert all(dropped == 0 for _, _, dropped in others.values()), others
+
+
 def test_the_papers_thresholds_change_nothing_in_a_run_made_with_them():
     result = _judge({})
     assert result.pair_updates == {} and result.region_updates == {}
@@ -109,7 +119,7 @@ def test_stricter_thresholds_drop_what_they_should_with_reasons():
         "r1e": {"status": "dropped", "reason": "bitm_too_low"},
         "r4a": {"status": "dropped", "reason": "pair_sim_too_high"},  # its pair left the window
     }
-    assert _funnel(result) == {
+    _assert_funnel(result, {
         "pair_filter": (7, 3, 4),  # p1 p6 p8 kept; p2 p3 p4 out of the window; p7 not re-judged
         "box_area": (7, 6, 1),
         "crop_filter": (6, 4, 2),
@@ -117,7 +127,7 @@ def test_stricter_thresholds_drop_what_they_should_with_reasons():
         "caption_filter": (3, 1, 2),  # r6a CITM too low; r8a not re-judged (no caption_sim)
         "region_outputs": (1, 1, 0),
         "regions": (3, 2, 1),  # p1 and p8 (its region kept as stored), p6 none kept
-    }
+    })
     reasons = {s.stage: dict(s.reasons) for s in result.ordered_stages()}
     assert reasons["pair_filter"] == {"pair_sim_too_high": 2, "pair_sim_too_low": 1, "pair_filter_not_rejudged": 1}
     assert reasons["caption_filter"] == {"citm_too_low": 1, "caption_filter_not_rejudged": 1}
