@@ -1,14 +1,13 @@
 """The imgdiff-replace flow: Img-Diff's object replacement pairs, regions and difference captions.
 
 Per batch of candidates the flow runs the stages of ``pairsmith.filters.imgdiff.pipelines.REPLACE``
-in their declared order (design.md §4.2): caption pairs -> SDXL + Prompt2Prompt image pairs ->
-pair filter (CLIP window) -> region proposals (FastSAM on both images + the difference map) -> box
-area -> crop filter (CLIP crop cosine + BLIP ITM vs the changed nouns) -> NMS, most different first
--> region captions (VLM) -> caption filter (CITM + CS) -> difference captions (VLM, side-by-side
-with a red box) -> ``regions`` (records and ``diff-caption`` samples) -> one LanceDB commit. Each
-stage is one Prefect task named after it (``pairsmith.tasks.imgdiff.steps``), its run named
-``<stage>-<batch>``. Every pair and region is stored with its scores and verdict, dropped ones
-included, and every stage writes its stage stats under the name ``pairsmith refilter`` re-applies.
+in their declared order (design.md §4.2): caption pairs and SDXL + Prompt2Prompt image pairs, the
+pair filter, region proposals, the box, crop and caption filters around NMS and the VLM's region
+captions, the difference captions, then ``regions`` (records and ``diff-caption`` samples) and one
+LanceDB commit. Each stage is one Prefect task named after it (``pairsmith.tasks.imgdiff.steps``),
+its run named ``<stage>-<batch>``. Every pair and region is stored with its scores and verdict,
+dropped ones included, and every stage writes its stage stats under the name ``pairsmith
+refilter`` re-applies.
 
 A batch whose stats are stored is skipped on a re-run (unless an item in it failed with an error),
 so the same command resumes a crashed run. Tasks that run a model on a GPU carry the ``gpu`` tag
