@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from pairsmith.filters.imgdiff import pipelines as pl
 from pairsmith.filters.imgdiff.box_area import keep_box_area
+from pairsmith.filters.imgdiff.box_aspect import box_aspect, keep_box_aspect
 from pairsmith.filters.imgdiff.caption_filter import keep_region_captions
 from pairsmith.filters.imgdiff.crop_filter import keep_crop
 from pairsmith.filters.imgdiff.nms import box_iou, nms_most_different_first
@@ -24,6 +25,7 @@ def test_defaults_are_the_papers_chosen_setting():
     r, m = ReplaceThresholds(), RemoveThresholds()
     assert (r.pair_sim_min, r.pair_sim_max, r.crop_sim_max, r.bitm_min) == (0.90, 0.98, 0.85, 0.35)
     assert (r.nms_iou, r.max_boxes, r.min_area_denominator) == (0.5, 10, 400.0)
+    assert r.box_aspect_max == 100.0  # not the paper's: drops only slivers (see test_box_aspect_*)
     assert (r.citm_min, r.caption_sim_max, r.blip_score) == (0.4, 0.85, "itm")
     assert (m.crop_sim_max, m.itm_original_min, m.itm_inpainted_max) == (0.9, 0.35, 0.2)
 
@@ -120,6 +122,39 @@ def test_box_area_scales_with_the_image_and_the_denominator():
     assert keep_box_area([0, 0, 40, 49.9], 1000, 800, PAPER).reason == "box_too_small"
     assert keep_box_area([0, 0, 40, 50], 1000, 800, ReplaceThresholds(min_area_denominator=200)).reason == "box_too_small"
     assert keep_box_area([0, 0, 20, 20], 1000, 800, ReplaceThresholds(min_area_denominator=2000)).keep
+
+
+@pytest.mark.parametrize(
+    "box, reason",
+    [
+        ([0, 0, 1000, 4], "box_aspect_too_extreme"),  # a sliver: passes the area rule on 1024 x 1024
+        ([0, 0, 4, 1000], "box_aspect_too_extreme"),  # tall ones too
+        ([0, 0, 400, 4], None),  # exactly 100: kept
+        ([0, 0, 400.5, 4], "box_aspect_too_extreme"),
+        ([10.5, 20.5, 60.5, 21.0], None),  # 50 x 0.5: a thin box is fine while it is not a sliver
+        ([5, 5, 5, 20], "box_aspect_too_extreme"),  # no width at all
+    ],
+)
+def test_box_aspect(box, reason):
+    assert keep_box_aspect(box, PAPER).reason == reason
+
+
+def test_box_aspect_default_drops_only_what_the_vlm_refuses_to_see():
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    from pairsmith.tasks.imgdiff.items import int_box
+
+    with pytest.raises(ValueError, match="aspect ratio must be smaller than 200"):
+        smart_resize(4, 1000)  # Qwen2-VL's processor on the crop of [0, 0, 1000, 4]: a lost batch
+    worst = [0.5, 0, 400.5, 4]  # aspect 100 exactly; rounded out to pixels its crop is 401 x 4
+    assert keep_box_aspect([0, 0, 400, 4], PAPER).keep and box_aspect(worst) == 100.0
+    x1, y1, x2, y2 = int_box(worst, 1024, 1024)
+    smart_resize(y2 - y1, x2 - x1)  # what the filter keeps, the VLM takes
+    # Ordinary boxes keep the paper's verdicts: any box the area rule keeps with a ratio up to 50:1.
+    for w, h in [(52, 52), (640, 480), (1000, 20), (20, 1000), (60, 45)]:
+        box = [0, 0, w, h]
+        assert keep_box_area(box, 1024, 1024, PAPER).keep and keep_box_aspect(box, PAPER).keep, box
+    assert keep_box_aspect([0, 0, 300, 4], ReplaceThresholds(box_aspect_max=50)).reason == "box_aspect_too_extreme"
 
 
 def test_box_iou():
@@ -221,7 +256,8 @@ def test_removal_itm_filter(original, inpainted, reason):
 
 def test_every_reason_starts_with_its_filter_name_and_maps_to_its_stage():
     prefixes = {
-        "pair_filter": "pair_sim_", "box_area": "box_", "nms": "nms_", "caption_filter": ("citm_", "caption_sim_"),
+        "pair_filter": "pair_sim_", "box_area": "box_", "box_aspect": "box_aspect_", "nms": "nms_",
+        "caption_filter": ("citm_", "caption_sim_"),
         "crop_filter": ("crop_sim_", "bitm_"), "removal_crop": "removal_crop_", "removal_itm": "removal_itm_",
     }
     assert set(pl.REASONS) == set(prefixes)  # every filter of both pipelines, and nothing else

@@ -31,6 +31,8 @@ a test pins:
   ``iou <= thresh``).
 * box area: kept iff ``area * min_area_denominator >= image area`` ("skip boxes < 1/400 of the
   image": a box of exactly 1/400 is kept). A product, so that 1/400 needs no float rounding.
+* box aspect (not in the paper): kept iff ``long side / short side <= box_aspect_max``; the default
+  100 drops only degenerate slivers the VLM would refuse (see ``box_aspect``).
 * removal: the crop is kept iff ``s < crop_sim_max`` ("cosine < 0.9"); the removal is confirmed
   iff ``ITM(original crop) >= 0.35`` and ``ITM(inpainted crop) <= 0.2``. Issue 3 states these two
   as non-strict while design.md §4.3 writes > and <; the issue is the later and more precise
@@ -45,6 +47,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pairsmith.filters.imgdiff.box_area import keep_box_area
+from pairsmith.filters.imgdiff.box_aspect import keep_box_aspect
 from pairsmith.filters.imgdiff.caption_filter import keep_region_captions
 from pairsmith.filters.imgdiff.crop_filter import keep_crop
 from pairsmith.filters.imgdiff.nms import nms_most_different_first
@@ -77,6 +80,10 @@ class ReplaceThresholds(BaseModel):
     max_boxes: int = Field(10, ge=1, le=1000, description="most boxes kept per pair after NMS")
     min_area_denominator: float = Field(
         400.0, ge=1.0, description="skip boxes smaller than 1/N of the image (N = this)"
+    )
+    box_aspect_max: float = Field(
+        100.0, ge=1.0, description="drop boxes whose long side is more than this times their short side "
+        "(slivers; Qwen2-VL refuses crops over 200)"
     )
     citm_min: float = Field(0.4, ge=-1.0, le=1.0, description="CITM: BLIP crop-vs-region-caption score must be > this, both images")
     caption_sim_max: float = Field(0.85, ge=-1.0, le=1.0, description="CS: CLIP text cosine of the two region captions must be < this")
@@ -188,6 +195,11 @@ BOX_AREA = Stage(
     rule=lambda row, t: keep_box_area(row["box"], row["width"], row["height"], t), reads=("box",),
     thresholds=("min_area_denominator",), doc="box at least 1/N of the image",
 )
+BOX_ASPECT = Stage(
+    "box_aspect", REGION, reasons=("box_aspect_too_extreme",),
+    rule=lambda row, t: keep_box_aspect(row["box"], t), reads=("box",),
+    thresholds=("box_aspect_max",), doc="box no more than N times longer than wide",
+)
 CROP_FILTER = Stage(
     "crop_filter", REGION, writes=("crop_clip_sim", *_blip("bitm")),
     reasons=("crop_sim_too_close", "bitm_too_low", "crop_sim_missing", "bitm_missing"),
@@ -232,7 +244,7 @@ REGION_OUTPUTS = Stage("region_outputs", REGION, reasons=(NEEDS_RERUN,),
 
 # --------------------------------------------------------------------------- the pipelines
 REPLACE = Pipeline("imgdiff-replace", (
-    REWRITE, GENERATE, PAIR_FILTER, PROPOSE, BOX_AREA, CROP_FILTER, NMS, REGION_CAPTIONS, CAPTION_FILTER,
+    REWRITE, GENERATE, PAIR_FILTER, PROPOSE, BOX_AREA, BOX_ASPECT, CROP_FILTER, NMS, REGION_CAPTIONS, CAPTION_FILTER,
     DIFFERENCE_CAPTIONS, REGIONS, SAMPLES,
 ), ReplaceThresholds)
 REMOVE = Pipeline("imgdiff-remove", (
