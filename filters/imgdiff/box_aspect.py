@@ -8,10 +8,10 @@ than 200"), which would drop every region of the batch as ``region_captions_erro
 
 The default limit, 100 (``ReplaceThresholds.box_aspect_max``), is half the VLM's: a crop is the box
 (inside the image) rounded out to whole pixels, which adds at most two pixels to its long side, so
-a box kept here stays near 100 as a crop, far from 200. It removes only slivers: on the 44 edited photo pairs of the MED-bench
-sample (``/work/shared/data/med_bench_sample``), the difference-map proposer's 491 boxes that pass
-the area rule have aspect ratios up to 46.7, none near 100; real objects (a pole, a fence rail)
-stay well below it.
+a box kept here stays near 100 as a crop, far from 200. It removes only slivers: on the 44 edited
+photo pairs of the MED-bench sample (``/work/shared/data/med_bench_sample``), the difference-map
+proposer's 491 boxes that pass the area rule have aspect ratios up to 46.7 (4 of them 20 or more),
+none near 100.
 """
 
 from __future__ import annotations
