@@ -1,6 +1,6 @@
 """Crop scoring throughput: all crops of a batch in one CLIP + one BLIP call, versus one crop at a time.
 
-Runs the imgdiff-replace flow's own crop-scoring step (``pairsmith.tasks.imgdiff.score_crops.score_crops``:
+Runs the imgdiff-replace flow's own crop-scoring step (``pairsmith.tasks.imgdiff.crop_filter.crop_filter``:
 CLIP crop-vs-crop cosine and BLIP ITM of each crop against its noun) on tiny random CLIP and BLIP
 models built here, loaded through the same loaders as the hub models, over ``--pairs`` pairs of
 random images with ``--boxes`` boxes each:
@@ -57,7 +57,7 @@ def _fresh(items):
         out[k] = copy.copy(item)
         out[k].regions = [copy.copy(r) for r in item.regions]
         for r in out[k].regions:
-            r.reason = r.crop_clip_sim = None
+            r.reason, r.scores = None, {}
     return out
 
 
@@ -71,12 +71,12 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from pairsmith.filters.imgdiff.thresholds import ReplaceThresholds
+    from pairsmith.filters.imgdiff.pipelines import ReplaceThresholds
     from pairsmith.models.blip_itm import BlipItmConfig, BlipItmScorer
     from pairsmith.models.clip_scorer import ClipScorer, ClipScorerConfig
     from pairsmith.models.runtime import ModelRuntime
     from pairsmith.models.tiny.builders import build_tiny_blip_itm, build_tiny_clip
-    from pairsmith.tasks.imgdiff.score_crops import score_crops
+    from pairsmith.tasks.imgdiff.crop_filter import crop_filter
 
     torch.set_num_threads(args.threads)
     cpu = ModelRuntime(device="cpu")
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         thresholds = ReplaceThresholds()
         items = _items(args.pairs, args.boxes)
         n_crops = args.pairs * args.boxes
-        score_crops.fn(_fresh(items[:1]), clip, blip, thresholds)  # load both models before timing
+        crop_filter.fn(_fresh(items[:1]), clip, blip, thresholds)  # load both models before timing
 
         singles = []  # one pair per box, each holding only that box
         for item in _fresh(items):
@@ -99,12 +99,12 @@ def main(argv: list[str] | None = None) -> None:
                 singles.append(single)
 
         def batched() -> None:
-            score_crops.fn(_fresh(items), clip, blip, thresholds)
+            crop_filter.fn(_fresh(items), clip, blip, thresholds)
 
         def one_at_a_time() -> None:
             for single in singles:
                 single.regions[0].reason = None
-                score_crops.fn([single], clip, blip, thresholds)
+                crop_filter.fn([single], clip, blip, thresholds)
 
         timings = {}
         for name, run in (("batched", batched), ("one at a time", one_at_a_time)):

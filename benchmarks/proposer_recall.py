@@ -56,7 +56,7 @@ def match_count(proposals: Sequence[Box], truths: Sequence[Box], iou_threshold: 
         return 0
     from scipy.optimize import linear_sum_assignment
 
-    from pairsmith.filters.imgdiff.box_nms import box_iou
+    from pairsmith.filters.imgdiff.nms import box_iou
 
     hits = box_iou(truths, proposals) >= iou_threshold
     rows, cols = linear_sum_assignment(hits, maximize=True)

@@ -2,7 +2,7 @@
 
 The defaults are Img-Diff's: the real hub models (SDXL base 1.0 + Prompt2Prompt refine, Vicuna-1.5
 for caption rewriting, CLIP ViT-B/32, BLIP ITM large COCO, FastSAM-x, SDXL-turbo for removal, a
-Qwen2-VL VLM for captions) and the paper's chosen thresholds (``pairsmith.filters.imgdiff.thresholds``). The
+Qwen2-VL VLM for captions) and the paper's chosen thresholds (``pairsmith.filters.imgdiff.pipelines``). The
 source captions default to the small file shipped with the package, so a run needs nothing but
 the model weights; ``rewriter: {mode: lexicon}`` swaps nouns from the shipped lexicon instead of
 asking an LLM.
@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pairsmith.filters.imgdiff.thresholds import RemoveThresholds, ReplaceThresholds
+from pairsmith.filters.imgdiff.pipelines import RemoveThresholds, ReplaceThresholds
 from pairsmith.models.blip_itm import BlipItmConfig
 from pairsmith.models.caption_rewriter import CaptionRewriterConfig
 from pairsmith.models.clip_scorer import ClipScorerConfig

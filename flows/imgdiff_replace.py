@@ -1,12 +1,13 @@
 """The imgdiff-replace flow: Img-Diff's object replacement pairs, regions and difference captions.
 
-Per batch of candidates (design.md §4.2): caption pairs -> SDXL + Prompt2Prompt image pairs -> pair
-filter (CLIP window) -> region proposals (FastSAM on both images + the difference map) -> box area
--> crop scoring (CLIP crop cosine + BLIP ITM vs the changed nouns) -> NMS, most different first ->
-region captions (VLM) -> caption filter (CITM + CS) -> difference captions (VLM, side-by-side with a
-red box) -> records and ``diff-caption`` samples -> one LanceDB commit. Every pair and region is
-stored with its scores and verdict, dropped ones included, and every stage writes its stage stats,
-under the stage names ``pairsmith refilter`` re-applies (``pairsmith.filters.imgdiff.stages``).
+Per batch of candidates the flow runs the stages of ``pairsmith.filters.imgdiff.pipelines.REPLACE``
+in their declared order (design.md §4.2): caption pairs and SDXL + Prompt2Prompt image pairs, the
+pair filter, region proposals, the box, crop and caption filters around NMS and the VLM's region
+captions, the difference captions, then ``regions`` (records and ``diff-caption`` samples) and one
+LanceDB commit. Each stage is one Prefect task named after it (``pairsmith.tasks.imgdiff.steps``),
+its run named ``<stage>-<batch>``. Every pair and region is stored with its scores and verdict,
+dropped ones included, and every stage writes its stage stats under the name ``pairsmith
+refilter`` re-applies.
 
 A batch whose stats are stored is skipped on a re-run (unless an item in it failed with an error),
 so the same command resumes a crashed run. Tasks that run a model on a GPU carry the ``gpu`` tag
@@ -16,40 +17,37 @@ and take a ``tag:gpu`` concurrency slot while they run (``pairsmith.flows.engine
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
+from pairsmith.filters.imgdiff.pipelines import REGIONS, REPLACE
+from pairsmith.filters.imgdiff.stage_types import Pipeline, Stage
 from pairsmith.flows.engine.batching import batch_name, batch_ranges
 from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
-from pairsmith.flows.imgdiff_config import REPLACE_FLOW, ImgDiffReplaceConfig, _ImgDiffBase
 from pairsmith.flows.engine.prefect_compat import install as _install_prefect_compat
 from pairsmith.flows.engine.progress import RunProgress
 from pairsmith.flows.engine.run_outcome import batches_with_errors, error_counts
-from pairsmith.flows.engine.task_runners import gpu_task
+from pairsmith.flows.engine.stages import batch_step
+from pairsmith.flows.imgdiff_config import REPLACE_FLOW, ImgDiffReplaceConfig, _ImgDiffBase
 from pairsmith.models.blip_itm import BlipItmScorer
 from pairsmith.models.caption_rewriter import CaptionRewriter
 from pairsmith.models.clip_scorer import ClipScorer
 from pairsmith.models.diffmap_proposer import DiffMapProposer
 from pairsmith.models.fastsam_proposer import FastSamProposer
 from pairsmith.models.runtime import ModelRuntime
+from pairsmith.models.sdxl_inpaint import SdxlInpainter
 from pairsmith.models.sdxl_p2p import SdxlP2PGenerator
 from pairsmith.models.vlm_chat import VlmChat
 from pairsmith.storage.store import PairStore, open_store, sql_literal
-from pairsmith.tasks.imgdiff.box_filters import filter_box_area, suppress_boxes
-from pairsmith.tasks.imgdiff.caption_filter import filter_region_captions
-from pairsmith.tasks.imgdiff.caption_pairs import caption_pairs
 from pairsmith.tasks.imgdiff.caption_source import load_captions
-from pairsmith.tasks.imgdiff.difference_captions import describe_differences
-from pairsmith.tasks.imgdiff.generate_pairs import generate_image_pairs
 from pairsmith.tasks.imgdiff.items import ImgDiffItem
-from pairsmith.tasks.imgdiff.pair_filter import filter_pairs
-from pairsmith.tasks.imgdiff.propose_regions import propose_regions
-from pairsmith.tasks.imgdiff.records import build_imgdiff_records
-from pairsmith.tasks.imgdiff.region_captions import caption_regions
-from pairsmith.tasks.imgdiff.score_crops import score_crops
+from pairsmith.tasks.imgdiff.regions import regions
 from pairsmith.tasks.imgdiff.sources import plan_caption_items
+from pairsmith.tasks.imgdiff.steps import inputs_of, task_for
+from pairsmith.tasks.stage import StageResult
 from pairsmith.tasks.write_batch import write_batch
 
 _install_prefect_compat()  # `prefect deploy` imports this module: see flows/engine/prefect_compat.py
@@ -76,8 +74,8 @@ def on_gpu(runtime: ModelRuntime) -> bool:
 
 
 @dataclass
-class CommonModels:
-    """The adapters both Img-Diff flows use (cheap to build: weights load on first use, once per process)."""
+class ImgDiffModels:
+    """The adapters of the Img-Diff flows (cheap to build: weights load on first use, once per process)."""
 
     rewriter: CaptionRewriter
     generator: SdxlP2PGenerator
@@ -86,9 +84,10 @@ class CommonModels:
     fastsam: FastSamProposer | None
     diffmap: DiffMapProposer | None
     vlm: VlmChat
+    inpainter: SdxlInpainter | None = None  # removal only
 
     @classmethod
-    def build(cls, config: _ImgDiffBase, diffmap_masks: bool = False) -> "CommonModels":
+    def build(cls, config: _ImgDiffBase, diffmap_masks: bool = False, inpaint=None) -> "ImgDiffModels":
         rt = config.with_runtime
         return cls(
             rewriter=CaptionRewriter(rt(config.rewriter)), generator=SdxlP2PGenerator(rt(config.generator)),
@@ -96,7 +95,7 @@ class CommonModels:
             fastsam=FastSamProposer(rt(config.fastsam)) if "fastsam" in config.proposers else None,
             diffmap=DiffMapProposer(config.diffmap.model_copy(update={"return_masks": diffmap_masks}))
             if "diffmap" in config.proposers else None,
-            vlm=VlmChat(rt(config.vlm)),
+            vlm=VlmChat(rt(config.vlm)), inpainter=SdxlInpainter(rt(inpaint)) if inpaint is not None else None,
         )
 
     def model_ids(self) -> dict[str, str]:
@@ -107,6 +106,8 @@ class CommonModels:
             ids["fastsam"] = self.fastsam.config.weights
         if self.diffmap is not None:
             ids["diffmap"] = "diffmap"
+        if self.inpainter is not None:
+            ids["inpaint"] = self.inpainter.config.model_id
         return ids
 
     def gpu(self, adapter) -> bool:
@@ -118,17 +119,47 @@ class CommonModels:
         return on_gpu(adapter.config.runtime)
 
 
-def step(task, batch: str, gpu: bool = False):
-    """The task, its run named ``<task>-<batch>``, tagged ``gpu`` when its model runs on one."""
-    return gpu_task(task.with_options(task_run_name=f"{task.name}-{batch}"), gpu)
+MODEL_INPUTS = frozenset(f.name for f in fields(ImgDiffModels))
 
 
-def make_pairs(items: list[ImgDiffItem], models: CommonModels, batch: str) -> list:
-    """Caption pairs, then image pairs: the two generation steps both flows share."""
-    return [
-        step(caption_pairs, batch, models.gpu(models.rewriter))(items, models.rewriter),
-        step(generate_image_pairs, batch, models.gpu(models.generator))(items, models.generator),
-    ]
+@dataclass
+class StepInputs:
+    """What the steps of a run take besides the items, under the names of the tasks' parameters
+    (``pairsmith.tasks.imgdiff.steps``): the models, the thresholds, and the settings of the steps
+    that need one."""
+
+    models: ImgDiffModels
+    thresholds: BaseModel
+    db: str
+    fastsam_sides: tuple[str, ...] = ("before", "after")  # the images FastSAM segments
+    keep_masks: bool = False  # removal: keep each region's mask for inpainting
+    max_inpaint_per_pair: int | None = None
+
+    def args(self, names: tuple[str, ...]) -> list:
+        return [getattr(self.models, n) if n in MODEL_INPUTS else getattr(self, n) for n in names]
+
+    def gpu(self, names: tuple[str, ...]) -> bool:
+        return any(self.models.gpu(getattr(self.models, n)) for n in names if n in MODEL_INPUTS)
+
+
+def run_step(stage: Stage, items: list[ImgDiffItem], inputs: StepInputs, batch: str) -> StageResult:
+    """Run one stage over a batch's items: its task, run named ``<stage>-<batch>``, GPU-tagged if a model
+    it takes runs on a GPU."""
+    task = task_for(stage)
+    names = inputs_of(task)
+    return batch_step(task, batch, inputs.gpu(names))(items, *inputs.args(names))
+
+
+def run_batch(pipeline: Pipeline, items: list[ImgDiffItem], inputs: StepInputs, batch: str, run_id: str,
+              model_ids: dict[str, str], config: _ImgDiffBase) -> None:
+    """Every stage of ``pipeline`` over one batch, in order, then its rows and stage stats in one commit."""
+    results = [run_step(stage, items, inputs, batch) for stage in pipeline.until(REGIONS.name)]
+    records = batch_step(regions, batch)(items, run_id, pipeline.method, model_ids, config.splits)
+    pairs, region_rows, samples = records.value
+    batch_step(write_batch, batch)(
+        config.db, run_id, pipeline.method, batch, {"pairs": pairs, "regions": region_rows, "samples": samples},
+        [stats for result in (*results, records) for stats in result.stats],
+    )
 
 
 def summarize(store: PairStore, config: _ImgDiffBase, flow_name: str, run_id: str, n_batches: int,
@@ -155,42 +186,34 @@ def pending_batches(store: PairStore, run_id: str, n_items: int, batch_size: int
     return batches, [b for b in batches if batch_name(b) not in done]
 
 
+def run_pipeline(pipeline: Pipeline, config: _ImgDiffBase, store: PairStore, n_items: int,
+                 plan: Callable[[range], list[ImgDiffItem]], inputs: StepInputs, model_ids: dict[str, str],
+                 description: str, start: float) -> ImgDiffRunSummary:
+    """Run ``pipeline`` over the batches of ``n_items`` candidates not stored yet (``plan`` makes a
+    batch's items), with progress, and summarize the run from what is stored."""
+    run_id = config.run_id()
+    batches, pending = pending_batches(store, run_id, n_items, config.batch_size)
+    if len(pending) < len(batches):
+        get_run_logger().info("run %s: %d of %d batches already stored, resuming", run_id,
+                              len(batches) - len(pending), len(batches))
+    with RunProgress(key=f"{pipeline.method}-progress", total=n_items, done=n_items - sum(len(b) for b in pending),
+                     description=description, terminal=config.show_progress) as progress:
+        for indices in pending:
+            run_batch(pipeline, plan(indices), inputs, batch_name(indices), run_id, model_ids, config)
+            progress.advance(len(indices))
+            progress.flush()
+    return summarize(store, config, pipeline.method, run_id, len(batches), len(pending), n_items, start)
+
+
 @flow(name=REPLACE_FLOW, description="Img-Diff object replacement: P2P pairs, filtered regions, difference captions.")
 def imgdiff_replace(config: ImgDiffReplaceConfig = ImgDiffReplaceConfig()) -> ImgDiffRunSummary:
     start = time.perf_counter()
-    logger = get_run_logger()
-    run_id, content_key = config.run_id(), config.content_key()
     store = open_store(config.db)
     store.check_reachable()
-    captions = load_captions(config.captions_path)
-    batches, pending = pending_batches(store, run_id, config.pairs, config.batch_size)
-    if len(pending) < len(batches):
-        logger.info("run %s: %d of %d batches already stored, resuming", run_id, len(batches) - len(pending), len(batches))
-    models = CommonModels.build(config)
-    t = config.thresholds
-    with RunProgress(key=f"{REPLACE_FLOW}-progress", total=config.pairs,
-                     done=config.pairs - sum(len(b) for b in pending), description="making replacement pairs",
-                     terminal=config.show_progress) as progress:
-        for indices in pending:
-            name = batch_name(indices)
-            items = plan_caption_items(REPLACE_FLOW, content_key, config.seed, captions, indices)
-            clip_gpu, blip_gpu = models.gpu(models.clip), models.gpu(models.blip)
-            stages = make_pairs(items, models, name)
-            stages.append(step(filter_pairs, name, clip_gpu)(items, models.clip, t))
-            stages.append(step(propose_regions, name, models.gpu(models.fastsam))(
-                items, models.fastsam, models.diffmap, ("before", "after"), False))
-            stages.append(step(filter_box_area, name)(items, t))
-            stages.append(step(score_crops, name, clip_gpu or blip_gpu)(items, models.clip, models.blip, t))
-            stages.append(step(suppress_boxes, name)(items, t))
-            stages.append(step(caption_regions, name, models.gpu(models.vlm))(items, models.vlm))
-            stages.append(step(filter_region_captions, name, clip_gpu or blip_gpu)(items, models.blip, models.clip, t))
-            stages.append(step(describe_differences, name, models.gpu(models.vlm))(items, models.vlm))
-            pairs, regions, samples, regions_stats, sample_stats = step(build_imgdiff_records, name)(
-                items, run_id, REPLACE_FLOW, models.model_ids(), config.splits)
-            step(write_batch, name)(
-                config.db, run_id, REPLACE_FLOW, name, {"pairs": pairs, "regions": regions, "samples": samples},
-                [*stages, regions_stats, sample_stats],
-            )
-            progress.advance(len(indices))
-            progress.flush()
-    return summarize(store, config, REPLACE_FLOW, run_id, len(batches), len(pending), config.pairs, start)
+    captions, content_key = load_captions(config.captions_path), config.content_key()
+    models = ImgDiffModels.build(config)
+    return run_pipeline(
+        REPLACE, config, store, config.pairs,
+        lambda indices: plan_caption_items(REPLACE_FLOW, content_key, config.seed, captions, indices),
+        StepInputs(models, config.thresholds, config.db), models.model_ids(), "making replacement pairs", start,
+    )

@@ -21,10 +21,10 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pairsmith.filters.imgdiff import stages as st
+from pairsmith.filters.imgdiff.pipelines import METHODS, ImgDiffThresholds
 from pairsmith.filters.imgdiff.rejudge import RejudgeResult, pair_columns, region_columns, rejudge_pairs
-from pairsmith.filters.imgdiff.thresholds import ImgDiffThresholds
 from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
+from pairsmith.flows.engine.stages import batch_step
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
 from pairsmith.storage.schemas import PairRow, RegionRow
 from pairsmith.storage.store import PairStore, open_store, sql_in, sql_literal
@@ -71,9 +71,9 @@ class RefilterSummary(BaseModel):
 def check_refilterable(run: str, pairs: list[dict]) -> Counter:
     """The run's pairs per method; a ValueError if none was made by an Img-Diff flow."""
     methods = Counter(p["method"] for p in pairs)
-    if not any(m in st.METHODS for m in methods):
+    if not any(m in METHODS for m in methods):
         found = ", ".join(f"{m} ({n})" for m, n in methods.items()) or "no pairs"
-        raise ValueError(f"run {run!r} has no {' / '.join(st.METHODS)} pairs to re-filter ({found})")
+        raise ValueError(f"run {run!r} has no {' / '.join(METHODS)} pairs to re-filter ({found})")
     return methods
 
 
@@ -82,11 +82,11 @@ def _readable(store: PairStore, table: str, wanted: list[str]) -> list[str]:
     return [c for c in wanted if c in present]
 
 
-@task(name="rejudge-batch", cache_policy=NO_CACHE)
-def rejudge_batch(db: str, run: str, pair_ids: list[str], thresholds: ImgDiffThresholds) -> RejudgeResult:
+@task(name="rejudge", cache_policy=NO_CACHE)
+def rejudge(db: str, run: str, pair_ids: list[str], thresholds: ImgDiffThresholds) -> RejudgeResult:
     """Read one batch's scores (no image bytes) and judge them under ``thresholds``."""
     store = open_store(db)
-    pairs = store.read("pairs", where=sql_in("pair_id", pair_ids), columns=_readable(store, "pairs", pair_columns()))
+    pairs = store.read("pairs", where=sql_in("pair_id", pair_ids), columns=_readable(store, "pairs", pair_columns(thresholds)))
     regions = store.read(
         "regions", where=f"run_id = {sql_literal(run)} AND {sql_in('pair_id', pair_ids)}",
         columns=_readable(store, "regions", region_columns(thresholds)),
@@ -132,10 +132,8 @@ def refilter(config: RefilterConfig) -> RefilterSummary:
     n_pair_changes = n_region_changes = 0
     for lo in range(0, len(ids), BATCH_PAIRS):
         batch = f"{lo:07d}-{lo + BATCH_PAIRS:07d}"
-        result = rejudge_batch.with_options(task_run_name=f"rejudge-pairs-{batch}")(
-            config.db, config.run, ids[lo:lo + BATCH_PAIRS], config.thresholds
-        )
-        write_batch.with_options(task_run_name=f"write-batch-{batch}")(
+        result = batch_step(rejudge, batch)(config.db, config.run, ids[lo:lo + BATCH_PAIRS], config.thresholds)
+        batch_step(write_batch, batch)(
             config.db, run_id, FLOW_NAME, batch,
             {
                 "pairs": _updated_rows(store, "pairs", result.pair_updates, detail),
@@ -153,7 +151,7 @@ def refilter(config: RefilterConfig) -> RefilterSummary:
     if total.not_rejudged:
         logger.info("run %s: not re-judged (scores missing): %s", config.run, dict(total.not_rejudged))
     return RefilterSummary(
-        source_run=config.run, run_id=run_id, db=config.db, pairs=sum(methods[m] for m in st.METHODS),
+        source_run=config.run, run_id=run_id, db=config.db, pairs=sum(methods[m] for m in METHODS),
         pairs_rejudged=total.pairs_rejudged, regions_rejudged=total.regions_rejudged,
         pairs_changed=n_pair_changes, regions_changed=n_region_changes, pairs_kept_before=kept_before,
         pairs_kept_after=store.count("pairs", f"{source} AND status = 'kept'"),

@@ -92,7 +92,7 @@ def test_a_non_utf8_config_file_names_the_file_and_line(capsys, tmp_path):
 
 def _config_models() -> set[type[BaseModel]]:
     """Every pydantic model reachable from the configs users write (flow configs, thresholds)."""
-    from pairsmith.filters.imgdiff.thresholds import ImgDiffThresholds
+    from pairsmith.filters.imgdiff.pipelines import ImgDiffThresholds
     from pairsmith.flows.dig_render_config import DigRenderConfig
     from pairsmith.flows.evaluate_config import EvaluateConfig
     from pairsmith.flows.finetune_config import GrpoFinetuneConfig, SftFinetuneConfig

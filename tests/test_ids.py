@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from pairsmith.filters.imgdiff.thresholds import ImgDiffThresholds, ReplaceThresholds
+from pairsmith.filters.imgdiff.pipelines import ImgDiffThresholds, ReplaceThresholds
 from pairsmith.flows.dig_render_config import DigRenderConfig
 from pairsmith.flows.finetune_config import GrpoFinetuneConfig, SftFinetuneConfig
 from pairsmith.flows.imgdiff_config import ImgDiffRemoveConfig, ImgDiffReplaceConfig

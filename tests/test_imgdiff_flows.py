@@ -21,9 +21,10 @@ import pytest
 import torch
 import yaml
 
-from pairsmith.filters.imgdiff import stages as st
-from pairsmith.filters.imgdiff.thresholds import ImgDiffThresholds, ReplaceThresholds
-from pairsmith.filters.imgdiff.pair_similarity import keep_pair
+from pairsmith.filters.imgdiff import pipelines as pl
+from pairsmith.filters.imgdiff.pair_filter import keep_pair
+from pairsmith.filters.imgdiff.pipelines import LOAD, MAKE_PAIRS, REMOVE, REPLACE, ImgDiffThresholds, ReplaceThresholds
+from pairsmith.filters.imgdiff.stage_types import PAIR, Pipeline
 from pairsmith.flows.cli.main import main
 from pairsmith.flows.engine.funnel import read_dropoff_artifact, run_funnel
 from pairsmith.flows.imgdiff_config import ImgDiffRemoveConfig, ImgDiffReplaceConfig
@@ -42,11 +43,7 @@ from pairsmith.storage.store import PairStore, sql_literal
 pytestmark = pytest.mark.slow
 
 SIZE = 64
-REPLACE_STAGES = ["rewrite", "generate", "pair_filter", "propose", "box_area", "crop_filter", "nms",
-                  "region_captions", "caption_filter", "difference_captions", "regions", "samples"]
-REMOVE_STAGES = ["rewrite", "generate", "propose", "removal_crop", "inpaint", "describe", "removal_itm",
-                 "regions", "samples"]
-PAIR_STAGES = {"rewrite", "generate", "pair_filter", "propose", "load", "regions"}
+REMOVE_FROM_RUN = REMOVE.with_source(MAKE_PAIRS, (LOAD,))
 # Permissive: every box that is big enough goes through every model step.
 LOOSE_REPLACE = {"pair_sim_min": -1.0, "pair_sim_max": 1.0, "crop_sim_max": 1.0, "bitm_min": -1.0,
                  "citm_min": -1.0, "caption_sim_max": 1.0}
@@ -127,28 +124,46 @@ def _funnel(store: PairStore, run_id: str) -> dict:
     return {s.stage: s for s in run_funnel(store, run_id)}
 
 
-def _stage_of(reason: str, stages: list[str]) -> str:
+def _stage_of(reason: str, stages: tuple[str, ...]) -> str:
     """The stage a stored reason belongs to: a threshold stage, or the model step it is prefixed with."""
-    return st.stage_of_reason(reason) or max((s for s in stages if reason.startswith(s + "_")), key=len)
+    return pl.stage_of_reason(reason) or max((s for s in stages if reason.startswith(s + "_")), key=len)
 
 
-def _assert_funnel_adds_up(store, run_id, stages: list[str]) -> dict:
+def _pair_stages(pipeline: Pipeline) -> list[str]:
+    """The stages judging pairs one after another: up to ``propose``, which makes the regions."""
+    names = [s.name for s in pipeline.until(pl.REGIONS.name)]
+    return names[: names.index(pl.PROPOSE.name) + 1]
+
+
+def _region_stages(pipeline: Pipeline) -> list[str]:
+    """The stages judging regions one after another: from the one after ``propose`` up to ``regions``."""
+    names = [s.name for s in pipeline.until(pl.REGIONS.name)]
+    return names[names.index(pl.PROPOSE.name) + 1:]
+
+
+def _assert_stages_feed_each_other(funnel: dict, pipeline: Pipeline) -> None:
+    """What a stage keeps is what the next one is given: pairs until the regions are proposed, then regions."""
+    for stages in (_pair_stages(pipeline), _region_stages(pipeline)):
+        for before, after in zip(stages, stages[1:]):
+            assert funnel[after].n_in == funnel[before].n_kept, (before, after)
+
+
+def _assert_funnel_adds_up(store, run_id, pipeline: Pipeline) -> dict:
     funnel = _funnel(store, run_id)
-    assert list(funnel) == stages
+    assert tuple(funnel) == pipeline.names
     for s in funnel.values():
         assert s.n_in == s.n_kept + s.n_dropped, s.stage
         assert sum(s.reasons.values()) == s.n_dropped, s.stage
     pairs, regions = _rows(store, "pairs", run_id), _rows(store, "regions", run_id)
     # The stored verdicts are the stage stats, row for row.
-    pair_stages = [s for s in stages if s in PAIR_STAGES]
-    for stage in pair_stages:
+    for stage in [s.name for s in pipeline.stages if s.level == PAIR]:
         dropped = Counter(p["drop_reason"] for p in pairs if p["drop_stage"] == stage)
         assert dropped == funnel[stage].reasons, stage
-    for stage in [s for s in stages if s not in PAIR_STAGES and s != "samples"]:
-        dropped = Counter(r["reason"] for r in regions if r["status"] == "dropped" and _stage_of(r["reason"], stages) == stage)
+    for stage in _region_stages(pipeline):
+        dropped = Counter(r["reason"] for r in regions if r["status"] == "dropped"
+                          and _stage_of(r["reason"], pipeline.names) == stage)
         assert dropped == funnel[stage].reasons, stage
-    first_region_stage = stages[stages.index("propose") + 1]
-    assert funnel[first_region_stage].n_in == len(regions)
+    assert funnel[_region_stages(pipeline)[0]].n_in == len(regions)
     assert funnel["samples"].n_in == sum(r["status"] == "kept" for r in regions) == len(_rows(store, "samples", run_id))
     assert funnel["regions"].n_kept == sum(p["status"] == "kept" for p in pairs)
     assert all(p["drop_reason"] for p in pairs if p["status"] == "dropped")
@@ -161,13 +176,10 @@ def _assert_funnel_adds_up(store, run_id, stages: list[str]) -> dict:
 
 def test_replace_reaches_every_stage_and_the_funnel_adds_up(replace_run):
     config, summary, flow_run_id, store = replace_run
-    funnel = _assert_funnel_adds_up(store, summary.run_id, REPLACE_STAGES)
+    funnel = _assert_funnel_adds_up(store, summary.run_id, REPLACE)
     assert all(s.n_in > 0 for s in funnel.values()), {s.stage: s.n_in for s in funnel.values()}
     assert funnel["rewrite"].n_in == config.pairs == summary.pairs_requested
-    for before, after in zip(REPLACE_STAGES[:3], REPLACE_STAGES[1:4]):  # pair stages feed each other
-        assert funnel[after].n_in == funnel[before].n_kept
-    for before, after in zip(REPLACE_STAGES[4:9], REPLACE_STAGES[5:10]):  # region stages too
-        assert funnel[after].n_in == funnel[before].n_kept
+    _assert_stages_feed_each_other(funnel, REPLACE)
     assert summary.samples > 0 and summary.pairs_kept > 0 and summary.pairs_failed == 0
     artifact = read_dropoff_artifact(flow_run_id)
     assert [(r["stage"], r["in"], r["kept"], r["dropped"]) for r in artifact] == [
@@ -183,14 +195,14 @@ def test_replace_rows_carry_every_score_seed_and_proposer(replace_run):
         assert open_image(pair["image_before"]).size == open_image(pair["image_after"]).size == (SIZE, SIZE)
         assert pair["edit_instruction"].startswith("replace ") and pair["caption_before"] != pair["caption_after"]
     assert {r["proposer"] for r in regions} == {"fastsam", "diffmap"}
-    scored = ["crop_clip_sim", "itm_before", "itm_after", "itm_cosine_before", "itm_cosine_after"]
-    captioned = ["citm_before", "citm_after", "citm_cosine_before", "citm_cosine_after", "caption_sim",
-                 "region_caption_before", "region_caption_after"]
+    # Every score the region stages declare they write is stored on a kept region, under that column.
+    written = [c for stage in REPLACE.stages if stage.level != PAIR for c in stage.writes]
+    assert {"crop_clip_sim", "itm_cosine_after", "citm_before", "caption_sim", "difference_caption"} <= set(written)
     for region in regions:
         if region["status"] == "kept":
-            assert all(region[c] is not None for c in scored + captioned + ["difference_caption"]), region["region_id"]
+            assert all(region[c] is not None for c in written), region["region_id"]
         elif region["reason"] == "nms_suppressed":  # dropped after scoring: its scores are stored
-            assert all(region[c] is not None for c in scored)
+            assert all(region[c] is not None for c in pl.CROP_FILTER.writes)
         elif region["reason"] == "box_too_small":  # dropped before any model looked at it
             assert region["crop_clip_sim"] is None
         x1, y1, x2, y2 = region["box"]
@@ -256,7 +268,7 @@ def test_paper_thresholds_verdicts_match_the_filters_on_the_stored_scores(tiny, 
     assert config.thresholds == ReplaceThresholds()
     summary = imgdiff_replace(config)
     store = PairStore(str(tmp_path / "db.lance"))
-    funnel = _assert_funnel_adds_up(store, summary.run_id, REPLACE_STAGES)
+    funnel = _assert_funnel_adds_up(store, summary.run_id, REPLACE)
     assert funnel["pair_filter"].n_in == 2
     for pair in _rows(store, "pairs", summary.run_id):
         verdict = keep_pair(pair["pair_clip_sim"], config.thresholds)
@@ -280,14 +292,14 @@ def test_a_model_failing_mid_batch_gives_error_rows_and_the_retry_redoes_them(ti
     assert "crop_filter_error" in capsys.readouterr().err
     store = PairStore(str(db))
     run_id = config.run_id()
-    funnel = _assert_funnel_adds_up(store, run_id, REPLACE_STAGES)
+    funnel = _assert_funnel_adds_up(store, run_id, REPLACE)
     assert funnel["crop_filter"].n_in > 0 and funnel["crop_filter"].reasons == {"crop_filter_error": funnel["crop_filter"].n_in}
     failed = [r for r in _rows(store, "regions", run_id) if r["reason"] == "crop_filter_error"]
     assert failed and all("CUDA out of memory (simulated)" in r["drop_detail"] for r in failed)
     assert batches_with_errors(store, run_id) == {"0000000-0000002"}
 
     assert main(["run", "imgdiff-replace", "--config", str(path)]) == 0  # the retry redoes that batch
-    funnel = _assert_funnel_adds_up(store, run_id, REPLACE_STAGES)
+    funnel = _assert_funnel_adds_up(store, run_id, REPLACE)
     assert "crop_filter_error" not in funnel["crop_filter"].reasons and funnel["region_captions"].n_in > 0
     assert not any(r["reason"] == "crop_filter_error" for r in _rows(store, "regions", run_id))
 
@@ -297,12 +309,10 @@ def test_a_model_failing_mid_batch_gives_error_rows_and_the_retry_redoes_them(ti
 
 def test_remove_reaches_every_stage_and_the_funnel_adds_up(remove_run):
     config, summary, store = remove_run
-    funnel = _assert_funnel_adds_up(store, summary.run_id, REMOVE_STAGES)
+    funnel = _assert_funnel_adds_up(store, summary.run_id, REMOVE)
     assert all(s.n_in > 0 for s in funnel.values()), {s.stage: s.n_in for s in funnel.values()}
     assert funnel["rewrite"].n_in == config.pairs
-    for before, after in zip(REMOVE_STAGES[3:7], REMOVE_STAGES[4:8]):
-        if after != "regions":
-            assert funnel[after].n_in == funnel[before].n_kept
+    _assert_stages_feed_each_other(funnel, REMOVE)
     per_pair = Counter(r["pair_id"] for r in _rows(store, "regions", summary.run_id) if r["reason"] != "inpaint_over_limit"
                        and r["image_edited"] is not None)
     assert max(per_pair.values()) <= config.max_inpaint_per_pair
@@ -349,8 +359,7 @@ def test_remove_from_a_replace_run_and_refilter_it(replace_run, tiny, tmp_path, 
     config = _remove_config(tiny, db, source_run=replace_summary.run_id, pairs=2, thresholds={})
     summary = imgdiff_remove(config)
     store = PairStore(str(db))
-    stages = ["load", *REMOVE_STAGES[2:]]
-    funnel = _assert_funnel_adds_up(store, summary.run_id, stages)
+    funnel = _assert_funnel_adds_up(store, summary.run_id, REMOVE_FROM_RUN)
     assert funnel["load"].n_in == 2 == summary.pairs_requested
     sources = {p["pair_id"]: p for p in _rows(store, "pairs", replace_summary.run_id)}
     for pair in _rows(store, "pairs", summary.run_id):

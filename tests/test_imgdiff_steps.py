@@ -12,7 +12,7 @@ import yaml
 from PIL import Image
 from pydantic import ValidationError
 
-from pairsmith.filters.imgdiff.thresholds import RemoveThresholds, ReplaceThresholds
+from pairsmith.filters.imgdiff.pipelines import RemoveThresholds, ReplaceThresholds
 from pairsmith.flows.imgdiff_config import ImgDiffRemoveConfig, ImgDiffReplaceConfig
 from pairsmith.models.caption_answer import CaptionRewrite
 from pairsmith.models.noun_lexicon import NounLexicon
@@ -162,12 +162,11 @@ def test_object_presence_question_shows_the_original_on_the_recorded_side():
 
 @pytest.mark.slow
 def test_crop_scoring_sends_every_crop_of_the_batch_in_one_clip_and_one_blip_call(tmp_path):
-    from pairsmith.filters.imgdiff.thresholds import ReplaceThresholds
     from pairsmith.models.blip_itm import BlipItmConfig, BlipItmScorer
     from pairsmith.models.clip_scorer import ClipScorer, ClipScorerConfig
     from pairsmith.models.runtime import ModelRuntime
     from pairsmith.models.tiny.builders import build_tiny_blip_itm, build_tiny_clip
-    from pairsmith.tasks.imgdiff.score_crops import score_crops
+    from pairsmith.tasks.imgdiff.crop_filter import crop_filter
 
     cpu = ModelRuntime(device="cpu")
     tiny_clip = build_tiny_clip(tmp_path / "clip")
@@ -186,12 +185,14 @@ def test_crop_scoring_sends_every_crop_of_the_batch_in_one_clip_and_one_blip_cal
         regions.append(RegionCandidate(region_id=f"{p}-dead", box=[0, 0, 8, 8], proposer="diffmap", reason="box_too_small"))
         items.append(ImgDiffItem(index=p, pair_id=f"p{p}", seed=p, before=images[0], after=images[1], regions=regions,
                                  rewrite=CaptionRewrite("a cat", "a dog", "cat", "dog", "living_thing")))
-    stats = score_crops.fn(items, clip, blip, ReplaceThresholds(crop_sim_max=1.0, bitm_min=-1.0))
+    result = crop_filter.fn(items, clip, blip, ReplaceThresholds(crop_sim_max=1.0, bitm_min=-1.0))
     assert calls == {"clip": [30], "blip": [30]}  # 15 live boxes: 30 crops, one forward each
-    assert (stats.stage, stats.n_in, stats.n_kept) == ("crop_filter", 15, 15)
+    (stats,) = result.stats
+    assert (stats.stage, stats.n_in, stats.n_kept) == ("crop_filter", 15, 15) and stats.seconds > 0
     live = [r for item in items for r in item.regions if r.reason is None]
-    assert all(r.crop_clip_sim is not None and r.itm_before is not None and r.itm_cosine_after is not None for r in live)
-    assert all(r.crop_clip_sim is None for item in items for r in item.regions if r.reason == "box_too_small")
+    assert all(set(r.scores) == {"crop_clip_sim", "itm_before", "itm_after", "itm_cosine_before", "itm_cosine_after"}
+               and None not in r.scores.values() for r in live)
+    assert all(not r.scores for item in items for r in item.regions if r.reason == "box_too_small")
 
 
 def test_readme_imgdiff_commands_name_registered_flows_and_shipped_configs():

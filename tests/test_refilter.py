@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pairsmith.filters.imgdiff import stages as st
+from pairsmith.filters.imgdiff import pipelines as pl
 from pairsmith.filters.imgdiff.rejudge import rejudge_pairs
-from pairsmith.filters.imgdiff.thresholds import ImgDiffThresholds
+from pairsmith.filters.imgdiff.pipelines import ImgDiffThresholds
 from pairsmith.storage.verdict import StageStats
 from pairsmith.flows.cli.main import main
 from pairsmith.flows.engine.funnel import run_funnel
@@ -54,11 +54,11 @@ def replace_rows():
     """A run as the imgdiff-replace flow stores it under the paper's thresholds."""
     pairs = [
         _pair("p1"),
-        _pair("p2", "dropped", 0.99, st.PAIR_FILTER, "pair_sim_too_high"),
-        _pair("p3", "dropped", 0.87, st.PAIR_FILTER, "pair_sim_too_low"),
+        _pair("p2", "dropped", 0.99, pl.PAIR_FILTER.name, "pair_sim_too_high"),
+        _pair("p3", "dropped", 0.87, pl.PAIR_FILTER.name, "pair_sim_too_low"),
         _pair("p4", sim=0.975),
         _pair("p5", "dropped", None, "generate", "generate_failed"),
-        _pair("p6", "dropped", 0.93, st.REGIONS, st.NO_REGION_KEPT),
+        _pair("p6", "dropped", 0.93, pl.REGIONS.name, pl.NO_REGION_KEPT),
         _pair("p7", sim=None),  # a kept pair whose similarity was never stored
         _pair("p8"),
     ]
@@ -93,6 +93,16 @@ def _funnel(result) -> dict[str, tuple[int, int, int]]:
     return {s.stage: (s.n_in, s.n_kept, s.n_dropped) for s in result.ordered_stages({"imgdiff-replace"})}
 
 
+def _assert_funnel(result, expected: dict[str, tuple[int, int, int]]) -> None:
+    """Every re-judged stage of the replace pipeline, in its declared order; the stages named have
+    these (in, kept, dropped), and any other filter drops nothing of these rows."""
+    funnel = _funnel(result)
+    assert list(funnel) == pl.rejudge_order([pl.REPLACE.method])
+    assert {stage: funnel[stage] for stage in expected} == expected
+    others = {stage: f for stage, f in funnel.items() if stage not in expected}
+    assert all(dropped == 0 for _, _, dropped in others.values()), others
+
+
 def test_the_papers_thresholds_change_nothing_in_a_run_made_with_them():
     result = _judge({})
     assert result.pair_updates == {} and result.region_updates == {}
@@ -109,7 +119,7 @@ def test_stricter_thresholds_drop_what_they_should_with_reasons():
         "r1e": {"status": "dropped", "reason": "bitm_too_low"},
         "r4a": {"status": "dropped", "reason": "pair_sim_too_high"},  # its pair left the window
     }
-    assert _funnel(result) == {
+    _assert_funnel(result, {
         "pair_filter": (7, 3, 4),  # p1 p6 p8 kept; p2 p3 p4 out of the window; p7 not re-judged
         "box_area": (7, 6, 1),
         "crop_filter": (6, 4, 2),
@@ -117,20 +127,20 @@ def test_stricter_thresholds_drop_what_they_should_with_reasons():
         "caption_filter": (3, 1, 2),  # r6a CITM too low; r8a not re-judged (no caption_sim)
         "region_outputs": (1, 1, 0),
         "regions": (3, 2, 1),  # p1 and p8 (its region kept as stored), p6 none kept
-    }
+    })
     reasons = {s.stage: dict(s.reasons) for s in result.ordered_stages()}
     assert reasons["pair_filter"] == {"pair_sim_too_high": 2, "pair_sim_too_low": 1, "pair_filter_not_rejudged": 1}
     assert reasons["caption_filter"] == {"citm_too_low": 1, "caption_filter_not_rejudged": 1}
-    assert reasons["regions"] == {st.NO_REGION_KEPT: 1}
+    assert reasons["regions"] == {pl.NO_REGION_KEPT: 1}
 
 
 def test_looser_thresholds_count_what_a_rerun_would_add_but_keep_nothing_unmade():
     result = _judge(LOOSE)
     assert result.pair_updates == {
-        "p3": {"status": "dropped", "drop_stage": "regions", "drop_reason": st.NEEDS_RERUN},  # never proposed
-        "p6": {"status": "dropped", "drop_stage": "regions", "drop_reason": st.NEEDS_RERUN},  # never described
+        "p3": {"status": "dropped", "drop_stage": "regions", "drop_reason": pl.NEEDS_RERUN},  # never proposed
+        "p6": {"status": "dropped", "drop_stage": "regions", "drop_reason": pl.NEEDS_RERUN},  # never described
     }
-    assert result.region_updates == {"r6a": {"status": "dropped", "reason": st.NEEDS_RERUN}}
+    assert result.region_updates == {"r6a": {"status": "dropped", "reason": pl.NEEDS_RERUN}}
     funnel = _funnel(result)
     assert funnel["pair_filter"] == (7, 5, 2) and funnel["region_outputs"] == (4, 3, 1)
 
@@ -145,7 +155,7 @@ def test_missing_scores_at_every_stage_are_reported_not_judged():
 
 def test_removal_rows_are_judged_by_the_removal_thresholds():
     pairs = [_pair("q1", method="imgdiff-remove", sim=None, run=REMOVE_RUN),
-             _pair("q2", "dropped", None, st.REGIONS, st.NO_REGION_KEPT, method="imgdiff-remove", run=REMOVE_RUN)]
+             _pair("q2", "dropped", None, pl.REGIONS.name, pl.NO_REGION_KEPT, method="imgdiff-remove", run=REMOVE_RUN)]
     regions = [_region("q1a", "q1", [10, 10, 60, 60], crop=0.5, itm=(0.5, 0.1), run=REMOVE_RUN),
                _region("q2a", "q2", [10, 10, 60, 60], "dropped", "removal_itm_inpainted_too_high", crop=0.5,
                        itm=(0.5, 0.25), run=REMOVE_RUN)]
@@ -154,10 +164,10 @@ def test_removal_rows_are_judged_by_the_removal_thresholds():
     strict = _judge({"remove": {"crop_sim_max": 0.4}}, rows)
     assert strict.region_updates == {"q1a": {"status": "dropped", "reason": "removal_crop_sim_too_close"},
                                      "q2a": {"status": "dropped", "reason": "removal_crop_sim_too_close"}}
-    assert strict.pair_updates["q1"] == {"status": "dropped", "drop_stage": "regions", "drop_reason": st.NO_REGION_KEPT}
+    assert strict.pair_updates["q1"] == {"status": "dropped", "drop_stage": "regions", "drop_reason": pl.NO_REGION_KEPT}
     loose = _judge({"remove": {"itm_inpainted_max": 0.3}}, rows)
     assert loose.region_updates == {"q2a": {"status": "kept", "reason": None}}
-    assert loose.pair_updates == {"q2": {"status": "dropped", "drop_stage": "regions", "drop_reason": st.NEEDS_RERUN}}
+    assert loose.pair_updates == {"q2": {"status": "dropped", "drop_stage": "regions", "drop_reason": pl.NEEDS_RERUN}}
     stages = [s.stage for s in loose.ordered_stages({"imgdiff-remove"})]
     assert stages == ["removal_crop", "removal_itm", "regions"]
 

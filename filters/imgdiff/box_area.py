@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from pairsmith.filters.imgdiff.thresholds import PAPER_REPLACE, ReplaceThresholds
 from pairsmith.storage.verdict import KEEP, Verdict
+
+if TYPE_CHECKING:
+    from pairsmith.filters.imgdiff.pipelines import ReplaceThresholds
 
 
 def box_area(box: Sequence[float]) -> float:
@@ -13,9 +16,7 @@ def box_area(box: Sequence[float]) -> float:
     return max(0.0, x2 - x1) * max(0.0, y2 - y1)
 
 
-def keep_box_area(
-    box: Sequence[float], width: int, height: int, thresholds: ReplaceThresholds = PAPER_REPLACE
-) -> Verdict:
+def keep_box_area(box: Sequence[float], width: int, height: int, thresholds: ReplaceThresholds) -> Verdict:
     """``box`` is ``[x1, y1, x2, y2]`` in pixels of a ``width`` x ``height`` image."""
     if len(box) != 4 or box[2] <= box[0] or box[3] <= box[1]:
         return Verdict.drop("box_invalid")

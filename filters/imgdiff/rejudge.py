@@ -13,7 +13,10 @@ out. No model runs, so only what the scores can decide changes:
   ``refilter_needs_rerun``. So with the original thresholds, refiltering changes nothing; with
   stricter ones it narrows the data; with looser ones it counts what a re-run would add.
 
-Rows are plain dicts with the columns of ``pairsmith.storage.schemas.PairRow`` / ``RegionRow``.
+The stages and their order come from the pipeline declarations
+(``pairsmith.filters.imgdiff.pipelines``): a pair is re-judged by walking its method's filters in
+order, each with the keep rule the flow applied. Rows are plain dicts with the columns of
+``pairsmith.storage.schemas.PairRow`` / ``RegionRow``.
 """
 
 from __future__ import annotations
@@ -21,40 +24,29 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from pairsmith.filters.imgdiff import stages as st
-from pairsmith.filters.imgdiff.box_area import keep_box_area
-from pairsmith.filters.imgdiff.box_nms import nms_most_different_first
-from pairsmith.filters.imgdiff.crop_difference import keep_crop
-from pairsmith.filters.imgdiff.thresholds import ImgDiffThresholds
-from pairsmith.filters.imgdiff.object_removal import keep_removal_crop, keep_removal_itm
-from pairsmith.filters.imgdiff.pair_similarity import keep_pair
-from pairsmith.filters.imgdiff.region_captions import keep_region_captions
+from pairsmith.filters.imgdiff import pipelines as pl
+from pairsmith.filters.imgdiff.pipelines import ImgDiffThresholds
+from pairsmith.filters.imgdiff.stage_types import PAIR, PAIR_REGIONS, Pipeline, Stage
 from pairsmith.filters.scores import is_missing
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 
-REPLACE, REMOVE = st.METHODS
-# What a region must carry, beyond its scores, to be kept: the outputs of the steps after the filters.
-REGION_OUTPUT_COLUMNS: dict[str, tuple[str, ...]] = {REPLACE: ("difference_caption",), REMOVE: ()}
-STAGE_ORDER = (
-    st.PAIR_FILTER, *st.REPLACE_REGION_STAGES, *st.REMOVE_REGION_STAGES, st.REGION_OUTPUTS, st.REGIONS,
-)
-STAGES_OF: dict[str, tuple[str, ...]] = {
-    REPLACE: (st.PAIR_FILTER, *st.REPLACE_REGION_STAGES, st.REGION_OUTPUTS, st.REGIONS),
-    REMOVE: (*st.REMOVE_REGION_STAGES, st.REGIONS),
-}
+PAIR_COLUMNS = ["pair_id", "method", "width", "height", "status", "drop_stage", "drop_reason"]
+REGION_COLUMNS = ["region_id", "pair_id", "box", "status", "reason"]
 
 
-def pair_columns() -> list[str]:
-    """The pairs columns re-judging reads (no image bytes)."""
-    return ["pair_id", "method", "width", "height", "pair_clip_sim", "status", "drop_stage", "drop_reason"]
+def pair_columns(thresholds: ImgDiffThresholds) -> list[str]:
+    """The pairs columns re-judging reads under these thresholds (no image bytes)."""
+    cols = [c for p in pl.PIPELINES.values() for s in p.filters if s.level == PAIR
+            for c in s.needs(pl.thresholds_of(thresholds, p))]
+    return list(dict.fromkeys(PAIR_COLUMNS + cols))
 
 
 def region_columns(thresholds: ImgDiffThresholds) -> list[str]:
     """The regions columns re-judging reads under these thresholds."""
-    cols = ["region_id", "pair_id", "box", "status", "reason", "crop_clip_sim", "caption_sim"]
-    cols += [*thresholds.replace.bitm_columns(), *thresholds.replace.citm_columns(), *thresholds.remove.itm_columns()]
-    cols += [c for cs in REGION_OUTPUT_COLUMNS.values() for c in cs]
-    return list(dict.fromkeys(cols))
+    cols = [c for p in pl.PIPELINES.values() for s in p.filters if s.level != PAIR
+            for c in s.needs(pl.thresholds_of(thresholds, p))]
+    cols += [c for p in pl.PIPELINES.values() for c in p.outputs()]
+    return list(dict.fromkeys(REGION_COLUMNS + cols))
 
 
 @dataclass
@@ -75,34 +67,32 @@ class RejudgeResult:
     def ordered_stages(self, methods: set[str] | None = None) -> list[StageStats]:
         """The stages in pipeline order; with ``methods``, every stage they have, empty ones included,
         so that each batch lists the same stages in the same order."""
-        wanted = set(self.stages)
-        for method in methods or ():
-            wanted |= set(STAGES_OF.get(method, ()))
-        return [self.stages.get(s) or StageStats(s) for s in STAGE_ORDER if s in wanted]
+        wanted = set(self.stages) | set(pl.rejudge_order(sorted(methods))) if methods else set(self.stages)
+        return [self.stages.get(s) or StageStats(s) for s in pl.rejudge_order() if s in wanted]
 
 
 def _threshold_decided_pair(pair: dict) -> bool:
-    return pair["status"] == "kept" or pair["drop_stage"] in st.THRESHOLD_PAIR_STAGES
+    return pair["status"] == "kept" or pair["drop_stage"] in pl.THRESHOLD_PAIR_STAGES
 
 
 def _threshold_decided_region(region: dict) -> bool:
-    return region["status"] == "kept" or region["reason"] in st.THRESHOLD_REASONS
+    return region["status"] == "kept" or region["reason"] in pl.THRESHOLD_REASONS
 
 
 class _PairJudge:
-    """Re-judges one pair and its regions, writing into a shared RejudgeResult."""
+    """Re-judges one pair and its regions by walking its pipeline, writing into a shared RejudgeResult."""
 
     def __init__(self, result: RejudgeResult, thresholds: ImgDiffThresholds):
         self.result = result
-        self.t = thresholds
+        self.thresholds = thresholds
 
-    def _missing(self, kind: str, stage: str, row: dict, columns: tuple[str, ...]) -> bool:
-        gone = [c for c in columns if is_missing(row.get(c))]
+    def _missing(self, kind: str, stage: Stage, row: dict, t) -> bool:
+        gone = [c for c in stage.needs(t) if is_missing(row.get(c))]
         if not gone:
             return False
         for c in gone:
-            self.result.not_rejudged[f"{kind}: {c} missing at {stage}"] += 1
-        self.result.record(stage, Verdict.drop(f"{stage}_not_rejudged"))
+            self.result.not_rejudged[f"{kind}: {c} missing at {stage.name}"] += 1
+        self.result.record(stage.name, Verdict.drop(f"{stage.name}_not_rejudged"))
         return True
 
     def _set_region(self, region: dict, verdict: Verdict) -> None:
@@ -113,104 +103,97 @@ class _PairJudge:
         region["_final"] = new["status"]
 
     def judge(self, pair: dict, regions: list[dict], has_samples: bool) -> None:
-        method = pair["method"]
-        if method not in st.METHODS:
-            self.result.left_alone[f"pairs of method {method}"] += 1
+        """Walk the pair's pipeline: its pair filters, then its region filters in order, then the
+        outputs check and the pair-level ``regions`` stage."""
+        pipeline = pl.PIPELINES.get(pair["method"])
+        if pipeline is None:
+            self.result.left_alone[f"pairs of method {pair['method']}"] += 1
             return
         if not _threshold_decided_pair(pair):
             self.result.left_alone[f"pairs dropped at {pair['drop_stage']}"] += 1
             return
-        if method == REPLACE and self._missing("pairs", st.PAIR_FILTER, pair, ("pair_clip_sim",)):
+        t = pl.thresholds_of(self.thresholds, pipeline)
+        pair_stages = [s for s in pipeline.filters if s.level == PAIR]
+        if any(self._missing("pairs", s, pair, t) for s in pair_stages):
             return
         self.result.pairs_rejudged += 1
-        if method == REPLACE:
-            verdict = keep_pair(pair["pair_clip_sim"], self.t.replace)
-            self.result.record(st.PAIR_FILTER, verdict)
-            if not verdict.keep:
-                self._finish_pair(pair, st.PAIR_FILTER, verdict.reason)
-                for region in regions:  # a pair outside the window has no regions in a flow run
-                    if _threshold_decided_region(region):
-                        self._set_region(region, verdict)
-                return
+        if not self._pair_stages(pair_stages, pair, regions, t):
+            return
         judged = []
         for region in regions:
             if _threshold_decided_region(region):
+                region["width"], region["height"] = pair["width"], pair["height"]  # what box rules read
                 judged.append(region)
             else:
                 self.result.left_alone[f"regions dropped as {region['reason']}"] += 1
-        alive = self._region_stages(method, pair, judged)
-        alive = self._region_outputs(method, alive)
+        alive = judged
+        for s in pipeline.filters:
+            if s.level != PAIR:
+                alive = self._region_stage(s, alive, t)
+        self._region_outputs(pipeline, alive)
         n_kept = sum(1 for r in regions if r.get("_final", r["status"]) == "kept")
-        needs_rerun = any(r.get("_final_reason") == st.NEEDS_RERUN for r in judged)
-        self._regions_stage(pair, regions, n_kept, needs_rerun, has_samples)
+        needs_rerun = any(r.get("_final_reason") == pl.NEEDS_RERUN for r in judged)
+        # A pair a pair filter stopped never had regions proposed: passing now, it needs a re-run.
+        stopped_early = pair["drop_stage"] in {s.name for s in pair_stages} or pair["drop_reason"] == pl.NEEDS_RERUN
+        self._regions_stage(pair, n_kept, needs_rerun or (not regions and stopped_early), has_samples)
 
-    def _region_stages(self, method: str, pair: dict, regions: list[dict]) -> list[dict]:
-        alive = regions
-        if method == REPLACE:
-            r = self.t.replace
-            alive = self._each(st.BOX_AREA, alive, (), lambda g: keep_box_area(g["box"], pair["width"], pair["height"], r))
-            cols = ("crop_clip_sim", *r.bitm_columns())
-            alive = self._each(st.CROP_FILTER, alive, cols, lambda g: keep_crop(*(g[c] for c in cols), r))
-            alive = self._nms(alive)
-            cols_c = (*r.citm_columns(), "caption_sim")
-            alive = self._each(st.CAPTION_FILTER, alive, cols_c, lambda g: keep_region_captions(*(g[c] for c in cols_c), r))
-        else:
-            m = self.t.remove
-            alive = self._each(st.REMOVAL_CROP, alive, ("crop_clip_sim",), lambda g: keep_removal_crop(g["crop_clip_sim"], m))
-            cols = m.itm_columns()
-            alive = self._each(st.REMOVAL_ITM, alive, cols, lambda g: keep_removal_itm(*(g[c] for c in cols), m))
-        return alive
+    def _pair_stages(self, stages: list[Stage], pair: dict, regions: list[dict], t) -> bool:
+        """The pair filters in order; False if one drops the pair (its regions then drop with it)."""
+        for s in stages:
+            verdict = s.judge(pair, t)
+            self.result.record(s.name, verdict)
+            if not verdict.keep:
+                self._finish_pair(pair, s.name, verdict.reason)
+                for region in regions:  # a pair the filter drops has no regions in a flow run
+                    if _threshold_decided_region(region):
+                        self._set_region(region, verdict)
+                return False
+        return True
 
-    def _each(self, stage: str, regions: list[dict], needs: tuple[str, ...], judge) -> list[dict]:
-        alive = []
+    def _region_stage(self, stage: Stage, regions: list[dict], t) -> list[dict]:
+        """One region filter over the regions still alive; those it drops get their final verdict."""
+        judged = []
         for region in regions:
-            if self._missing("regions", stage, region, needs):
+            if self._missing("regions", stage, region, t):
                 region["_final"] = region["status"]
-                continue
-            verdict = judge(region)
-            self.result.record(stage, verdict)
+            else:
+                judged.append(region)
+        if stage.level == PAIR_REGIONS:
+            verdicts = stage.judge_group(judged, t)
+        else:
+            verdicts = [stage.judge(region, t) for region in judged]
+        alive = []
+        for region, verdict in zip(judged, verdicts):
+            self.result.record(stage.name, verdict)
             if verdict.keep:
                 alive.append(region)
             else:
                 self._set_region(region, verdict)
         return alive
 
-    def _nms(self, regions: list[dict]) -> list[dict]:
-        ordered = sorted(regions, key=lambda g: g["region_id"])
-        nms = nms_most_different_first([g["box"] for g in ordered], [g["crop_clip_sim"] for g in ordered], self.t.replace)
-        for i, region in enumerate(ordered):
-            verdict = nms.dropped.get(i, KEEP)
-            self.result.record(st.NMS, verdict)
-            if not verdict.keep:
-                self._set_region(region, verdict)
-        return [ordered[i] for i in nms.kept]
-
-    def _region_outputs(self, method: str, regions: list[dict]) -> list[dict]:
-        needs = REGION_OUTPUT_COLUMNS[method]
-        alive = []
+    def _region_outputs(self, pipeline: Pipeline, regions: list[dict]) -> None:
+        """A region passing every filter is kept only if it has what the later model steps make."""
+        needs = pipeline.outputs()
         for region in regions:
             verdict = KEEP
             if needs and any(region.get(c) is None for c in needs):
-                verdict = Verdict.drop(st.NEEDS_RERUN)
-                region["_final_reason"] = st.NEEDS_RERUN
+                verdict = Verdict.drop(pl.NEEDS_RERUN)
+                region["_final_reason"] = pl.NEEDS_RERUN
             if needs:
-                self.result.record(st.REGION_OUTPUTS, verdict)
+                self.result.record(pl.REGION_OUTPUTS.name, verdict)
             self._set_region(region, verdict)
-            if verdict.keep:
-                alive.append(region)
-        return alive
 
-    def _regions_stage(self, pair: dict, regions: list[dict], n_kept: int, needs_rerun: bool, has_samples: bool) -> None:
+    def _regions_stage(self, pair: dict, n_kept: int, needs_rerun: bool, has_samples: bool) -> None:
+        """The pair-level verdict: kept with a kept region and its samples; ``needs_rerun`` when a
+        region (or, for a pair a pair filter stopped, the whole region part) was never made."""
         if n_kept and has_samples:
             verdict = KEEP
         elif n_kept or needs_rerun:
-            verdict = Verdict.drop(st.NEEDS_RERUN)
-        elif not regions and (pair["drop_stage"] == st.PAIR_FILTER or pair["drop_reason"] == st.NEEDS_RERUN):
-            verdict = Verdict.drop(st.NEEDS_RERUN)  # it stopped at the pair filter: nothing was ever proposed
+            verdict = Verdict.drop(pl.NEEDS_RERUN)
         else:
-            verdict = Verdict.drop(st.NO_REGION_KEPT)
-        self.result.record(st.REGIONS, verdict)
-        self._finish_pair(pair, None if verdict.keep else st.REGIONS, verdict.reason)
+            verdict = Verdict.drop(pl.NO_REGION_KEPT)
+        self.result.record(pl.REGIONS.name, verdict)
+        self._finish_pair(pair, None if verdict.keep else pl.REGIONS.name, verdict.reason)
 
     def _finish_pair(self, pair: dict, stage: str | None, reason: str | None) -> None:
         new = {"status": "kept" if reason is None else "dropped", "drop_stage": stage, "drop_reason": reason}
@@ -237,3 +220,17 @@ def rejudge_pairs(
     for pair in sorted(pairs, key=lambda p: p["pair_id"]):
         judge.judge(dict(pair), by_pair.get(pair["pair_id"], []), pair["pair_id"] in pairs_with_samples)
     return result
+
+
+def refilter_table() -> list[tuple[str, str, str, str]]:
+    """What ``refilter`` re-judges, read from the pipeline declarations: one row per pipeline and
+    stage, in order: (pipeline, stage, threshold fields it reads as ``section.field``, reasons it may
+    give). A filter missing a score it reads counts the row as ``<stage>_not_rejudged``."""
+    rows = []
+    for pipeline in pl.PIPELINES.values():
+        section = pl.SECTIONS[pipeline.method]
+        for s in pl.rejudged_stages(pipeline):
+            fields = ", ".join(f"{section}.{f}" for f in s.thresholds)
+            reasons = [*s.reasons, f"{s.name}_not_rejudged"] if s.is_filter else list(s.reasons)
+            rows.append((pipeline.method, s.name, fields, ", ".join(reasons)))
+    return rows

@@ -15,10 +15,23 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{what} ({n})" for what, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-@click.command()
+class _RefilterCommand(click.Command):
+    """Its help ends with the stages it re-judges, read from the pipeline declarations when asked."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from pairsmith.filters.imgdiff.rejudge import refilter_table
+
+        rows = refilter_table()
+        for method in dict.fromkeys(r[0] for r in rows):
+            with formatter.section(f"Stages of {method}, in order (thresholds read; reasons given)"):
+                formatter.write_dl([(stage, f"{fields or 'no thresholds'}; {reasons}")
+                                    for m, stage, fields, reasons in rows if m == method])
+
+
+@click.command(cls=_RefilterCommand)
 @click.option("--run", "run", required=True, help="The imgdiff-replace / imgdiff-remove run to re-filter.")
 @click.option("--config", "config_path", required=True, type=str,
-              help="YAML with 'replace:' and/or 'remove:' threshold sections (filters/imgdiff/thresholds.py).")
+              help="YAML with 'replace:' and/or 'remove:' threshold sections (filters/imgdiff/pipelines.py).")
 @click.option("--db", default=DEFAULT_DB, show_default=True, help="LanceDB URI.")
 @click.option("--verbose", is_flag=True, help="Show Prefect's task-run logs.")
 def refilter(run: str, config_path: str, db: str, verbose: bool) -> None:
@@ -26,7 +39,7 @@ def refilter(run: str, config_path: str, db: str, verbose: bool) -> None:
     from pairsmith.flows.cli.common import EXIT_FAILED, CliError, load_yaml, open_store_or_fail, pick_run, quiet_prefect, validate_config
 
     quiet_prefect(verbose)  # before pairsmith.flows.refilter imports prefect, which reads its settings once
-    from pairsmith.filters.imgdiff.thresholds import ImgDiffThresholds
+    from pairsmith.filters.imgdiff.pipelines import ImgDiffThresholds
     from pairsmith.flows.refilter import RefilterConfig, check_refilterable
     from pairsmith.storage.store import sql_literal
 

@@ -5,6 +5,11 @@ verdict per pair (or region) in its own ``StageStats`` and drops a loser by sett
 Dropped pairs and regions stay in the lists, so the writer stores them with every score measured
 before they fell out. A model call that raises drops everything that stage sent it as
 ``<stage>_error`` (the message goes to ``drop_detail``) and the run goes on.
+
+Scores live in one mapping per pair or region, ``scores``, keyed by the stored column: the stage
+that measures a score writes it there (the columns a stage writes are declared with it, in
+``pairsmith.filters.imgdiff.pipelines``) and the records step stores the mapping as it is. A new
+score is its schema column and the stage that writes it.
 """
 
 from __future__ import annotations
@@ -18,38 +23,28 @@ from typing import Any, Callable, TypeVar
 import numpy as np
 from PIL import Image
 
-from pairsmith.storage.verdict import StageStats, Verdict
+from pairsmith.filters.imgdiff.stage_types import Stage
+from pairsmith.models.blip_itm import ItmScores
 from pairsmith.models.caption_answer import CaptionRewrite
 from pairsmith.storage.ids import stable_hash
 from pairsmith.storage.store import short_error
+from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 
 T = TypeVar("T")
 
 
+Score = float | str | None  # a number, or a text a model step wrote (a caption, a description)
+
+
 @dataclass
 class RegionCandidate:
-    """A box where the pair may differ, with what every later stage measured on it."""
+    """A box where the pair may differ, with what every later stage measured on it (``scores``)."""
 
     region_id: str
     box: list[float]  # [x1, y1, x2, y2], before-image pixels
     proposer: str  # fastsam | diffmap
-    proposal_score: float | None = None
-    changed_fraction: float | None = None
+    scores: dict[str, Score] = field(default_factory=dict)  # regions column -> value
     mask: np.ndarray | None = None  # removal: bool mask cut to the box's integer bounds (see full_mask)
-    crop_clip_sim: float | None = None
-    itm_before: float | None = None
-    itm_after: float | None = None
-    itm_cosine_before: float | None = None
-    itm_cosine_after: float | None = None
-    citm_before: float | None = None
-    citm_after: float | None = None
-    citm_cosine_before: float | None = None
-    citm_cosine_after: float | None = None
-    caption_sim: float | None = None
-    region_caption_before: str | None = None
-    region_caption_after: str | None = None
-    difference_caption: str | None = None
-    object_description: str | None = None
     image_edited: Image.Image | None = None  # removal: the before image with this region inpainted
     picture: Image.Image | None = None  # the side-by-side with red boxes the sample shows
     reason: str | None = None
@@ -61,6 +56,10 @@ class RegionCandidate:
 
     def drop(self, stage: str, reason: str, detail: str | None = None) -> None:
         self.reason, self.detail = reason, detail
+
+    def row(self, width: int, height: int) -> dict[str, Any]:
+        """What a keep rule reads: the region's scores, id and box, and its pair's image size."""
+        return {**self.scores, "region_id": self.region_id, "box": self.box, "width": width, "height": height}
 
     def full_mask(self, width: int, height: int) -> Image.Image:
         """The mask as an L image of the whole picture (the box itself when the proposer gave none)."""
@@ -86,7 +85,7 @@ class ImgDiffItem:
     before: Image.Image | None = None
     after: Image.Image | None = None
     caption_after: str | None = None
-    pair_clip_sim: float | None = None
+    scores: dict[str, Score] = field(default_factory=dict)  # pairs column -> value
     regions: list[RegionCandidate] = field(default_factory=list)
     drop_stage: str | None = None
     drop_reason: str | None = None
@@ -106,6 +105,11 @@ class ImgDiffItem:
     def live_regions(self) -> list[RegionCandidate]:
         return [r for r in self.regions if r.alive]
 
+    def row(self) -> dict[str, Any]:
+        """What a pair keep rule reads: the pair's scores and image size."""
+        width, height = self.size
+        return {**self.scores, "pair_id": self.pair_id, "width": width, "height": height}
+
 
 def judge(stats: StageStats, target: ImgDiffItem | RegionCandidate, verdict: Verdict, detail: str | None = None) -> None:
     """Count the verdict and, if it drops the pair or region, mark it with this stage and reason."""
@@ -123,21 +127,41 @@ def live_regions(items: list[ImgDiffItem]) -> list[tuple[ImgDiffItem, RegionCand
     return [(item, region) for item in alive(items) for region in item.live_regions()]
 
 
-def model_step(stats: StageStats, targets: list, call: Callable[[], T], logger: logging.Logger | None = None,
-               model: str | None = None) -> T | None:
+def model_step(stats: StageStats, targets: list, call: Callable[[], T], model: str) -> T | None:
     """Run one batched model call for ``targets``; if it raises, drop them all as ``<stage>_error``,
-    with the model (``model``, a hub id or file) and the error as the detail."""
+    with the model (``model``, a hub id or file) and the error as the detail, and return None."""
     try:
         return call()
     except Exception as err:  # one failing model call must not lose the batch or the run
-        detail = f"{type(err).__name__}: {short_error(err, limit=300)}"
-        if model:
-            detail = f"{model}: {detail}"
-        (logger or logging.getLogger("pairsmith.imgdiff")).warning(
-            "%s failed for %d item(s): %s", stats.stage, len(targets), detail)
+        detail = f"{model}: {type(err).__name__}: {short_error(err, limit=300)}"
+        task_logger().warning("%s failed for %d item(s): %s", stats.stage, len(targets), detail)
         for target in targets:
             judge(stats, target, Verdict.drop(f"{stats.stage}_error"), detail)
         return None
+
+
+def score_and_judge(stats: StageStats, stage: Stage, todo: list[tuple[ImgDiffItem, RegionCandidate]],
+                    measure: Callable[[], list[dict[str, Score]]], model: str, thresholds: Any) -> None:
+    """A region filter's work: one batched model call (``measure``) giving each region of ``todo`` its
+    scores (one mapping per region, in order), stored on the region; then ``stage``'s keep rule, the
+    one ``pairsmith refilter`` applies to the stored scores, judges each region."""
+    measured = model_step(stats, [r for _, r in todo], measure, model)
+    for (item, region), scores in zip(todo, measured or []):
+        region.scores.update(scores)
+        judge(stats, region, stage.judge(region.row(*item.size), thresholds))
+
+
+def judge_answer(stats: StageStats, target: RegionCandidate, answer: str | None, raw: str) -> None:
+    """Keep a region whose model answer has words; drop it as ``<stage>_empty`` (the raw answer as
+    the detail) when the answer was refused (``prompts.clean_answer`` gave None)."""
+    judge(stats, target, KEEP if answer else Verdict.drop(f"{stats.stage}_empty"), None if answer else raw[:300])
+
+
+def blip_scores(scores: ItmScores, k: int, n: int, prefix: str) -> dict[str, float]:
+    """Row ``k`` (before) and ``n + k`` (after) of a BLIP call as the stored columns ``<prefix>_before``,
+    ``<prefix>_after`` (ITM-head probability) and ``<prefix>_cosine_*`` (contrastive cosine)."""
+    return {f"{prefix}_before": float(scores.itm[k]), f"{prefix}_after": float(scores.itm[n + k]),
+            f"{prefix}_cosine_before": float(scores.cosine[k]), f"{prefix}_cosine_after": float(scores.cosine[n + k])}
 
 
 def task_logger() -> logging.Logger:

@@ -1,4 +1,4 @@
-"""Img-Diff step 7a: the VLM captions each surviving box in each image (two requests per box).
+"""Img-Diff step 7a, ``region_captions``: the VLM captions each surviving box in each image (two requests per box).
 
 Every request of the batch goes to ``VlmChat.generate_batch`` at once. A box whose caption on
 either side has no words drops as ``region_captions_empty`` (the VLM's answer kept as detail).
@@ -6,35 +6,24 @@ either side has no words drops as ``region_captions_empty`` (the VLM's answer ke
 
 from __future__ import annotations
 
-import time
-
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
-from pairsmith.storage.verdict import KEEP, StageStats, Verdict
+from pairsmith.filters.imgdiff.pipelines import REGION_CAPTIONS
 from pairsmith.models.vlm_chat import VlmChat, VlmRequest
-from pairsmith.tasks.imgdiff.items import ImgDiffItem, crop, judge, live_regions, model_step, task_logger
+from pairsmith.storage.verdict import StageStats
+from pairsmith.tasks.imgdiff.items import ImgDiffItem, crop, judge_answer, live_regions, model_step
 from pairsmith.tasks.imgdiff.prompts import REGION_CAPTION_PROMPT, clean_answer
+from pairsmith.tasks.stage import stage
 
-STAGE = "region_captions"
 
-
-@task(name="caption-regions", cache_policy=NO_CACHE)
-def caption_regions(items: list[ImgDiffItem], vlm: VlmChat) -> StageStats:
-    stats, start = StageStats(STAGE), time.perf_counter()
+@stage(REGION_CAPTIONS.name)
+def region_captions(stats: StageStats, items: list[ImgDiffItem], vlm: VlmChat) -> None:
     todo = live_regions(items)
-    requests = [VlmRequest((crop(item.before, r.box),), REGION_CAPTION_PROMPT) for item, r in todo]
-    requests += [VlmRequest((crop(item.after, r.box),), REGION_CAPTION_PROMPT) for item, r in todo]
-    answers = model_step(stats, [r for _, r in todo], lambda: vlm.generate_batch(requests), task_logger(),
-                         vlm.config.model_id) if todo else []
+    if not todo:
+        return
+    requests = [VlmRequest((crop(getattr(item, side), r.box),), REGION_CAPTION_PROMPT)
+                for side in ("before", "after") for item, r in todo]
+    answers = model_step(stats, [r for _, r in todo], lambda: vlm.generate_batch(requests), vlm.config.model_id)
     n = len(todo)
     for k, (_, region) in enumerate(todo if answers is not None else []):
-        region.region_caption_before = clean_answer(answers[k])
-        region.region_caption_after = clean_answer(answers[n + k])
-        if region.region_caption_before and region.region_caption_after:
-            judge(stats, region, KEEP)
-        else:
-            raw = f"before: {answers[k]!r}; after: {answers[n + k]!r}"
-            judge(stats, region, Verdict.drop(f"{STAGE}_empty"), raw[:300])
-    stats.seconds = time.perf_counter() - start
-    return stats
+        before, after = clean_answer(answers[k]), clean_answer(answers[n + k])
+        region.scores.update(region_caption_before=before, region_caption_after=after)
+        judge_answer(stats, region, before and after, f"before: {answers[k]!r}; after: {answers[n + k]!r}")

@@ -1,4 +1,4 @@
-"""Img-Diff removal, step 4: confirm the removal with BLIP ITM against the object's description.
+"""Img-Diff removal, step 4, ``removal_itm``: confirm the removal with BLIP ITM against the object's description.
 
 The original crop must match the description (the object was there) and the inpainted crop must
 not (it is gone). One BLIP call scores both crops of every region of the batch; the original's
@@ -8,32 +8,23 @@ which is where ``RemoveThresholds.itm_columns`` and ``pairsmith refilter`` read 
 
 from __future__ import annotations
 
-import time
-
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
-from pairsmith.filters.imgdiff.stages import REMOVAL_ITM
-from pairsmith.filters.imgdiff.thresholds import RemoveThresholds
-from pairsmith.filters.imgdiff.object_removal import keep_removal_itm
-from pairsmith.storage.verdict import StageStats
+from pairsmith.filters.imgdiff.pipelines import REMOVAL_ITM, RemoveThresholds
 from pairsmith.models.blip_itm import BlipItmScorer
-from pairsmith.tasks.imgdiff.items import ImgDiffItem, crop, judge, live_regions, model_step, task_logger
+from pairsmith.storage.verdict import StageStats
+from pairsmith.tasks.imgdiff.items import ImgDiffItem, blip_scores, crop, live_regions, score_and_judge
+from pairsmith.tasks.stage import stage
 
 
-@task(name="check-removals", cache_policy=NO_CACHE)
-def check_removals(items: list[ImgDiffItem], blip: BlipItmScorer, thresholds: RemoveThresholds) -> StageStats:
-    stats, start = StageStats(REMOVAL_ITM), time.perf_counter()
+@stage(REMOVAL_ITM.name)
+def removal_itm(stats: StageStats, items: list[ImgDiffItem], blip: BlipItmScorer, thresholds: RemoveThresholds) -> None:
     todo = live_regions(items)
-    pairs = [(crop(item.before, r.box), r.object_description) for item, r in todo]
-    pairs += [(crop(r.image_edited, r.box), r.object_description) for _, r in todo]
-    itm = model_step(stats, [r for _, r in todo], lambda: blip.score_batch(pairs), task_logger(),
-                     blip.config.model_id) if todo else None
-    n = len(todo)
-    for k, (_, region) in enumerate(todo if itm is not None else []):
-        region.itm_before, region.itm_after = float(itm.itm[k]), float(itm.itm[n + k])
-        region.itm_cosine_before, region.itm_cosine_after = float(itm.cosine[k]), float(itm.cosine[n + k])
-        original, inpainted = (getattr(region, c) for c in thresholds.itm_columns())
-        judge(stats, region, keep_removal_itm(original, inpainted, thresholds))
-    stats.seconds = time.perf_counter() - start
-    return stats
+    if not todo:
+        return
+
+    def measure() -> list[dict]:
+        pairs = [(crop(item.before, r.box), r.scores["object_description"]) for item, r in todo]
+        pairs += [(crop(r.image_edited, r.box), r.scores["object_description"]) for _, r in todo]
+        itm = blip.score_batch(pairs)
+        return [blip_scores(itm, k, len(todo), "itm") for k in range(len(todo))]
+
+    score_and_judge(stats, REMOVAL_ITM, todo, measure, blip.config.model_id, thresholds)

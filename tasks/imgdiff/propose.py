@@ -1,4 +1,4 @@
-"""Img-Diff step 4: candidate regions of each pair, from FastSAM and from the pair's difference map.
+"""Img-Diff step 4, ``propose``: candidate regions of each pair, from FastSAM and from the pair's difference map.
 
 FastSAM segments the images (both for replacement, as Img-Diff does; the original only for
 removal, whose masks are inpainted) in one batched call; the diff-map proposer boxes where the two
@@ -11,18 +11,13 @@ A pair with no proposal stays alive here and is dropped at the end as ``regions_
 
 from __future__ import annotations
 
-import time
-
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
-from pairsmith.storage.verdict import KEEP, StageStats
+from pairsmith.filters.imgdiff.pipelines import PROPOSE
 from pairsmith.models.diffmap_proposer import DiffMapProposer
 from pairsmith.models.fastsam_proposer import FastSamProposer
 from pairsmith.storage.ids import stable_id
-from pairsmith.tasks.imgdiff.items import ImgDiffItem, RegionCandidate, alive, int_box, judge, model_step, task_logger
-
-STAGE = "propose"
+from pairsmith.storage.verdict import KEEP, StageStats
+from pairsmith.tasks.imgdiff.items import ImgDiffItem, RegionCandidate, alive, int_box, judge, model_step
+from pairsmith.tasks.stage import stage
 
 
 def _region(item: ImgDiffItem, proposer: str, side: str, k: int, box, score=None, changed=None,
@@ -34,9 +29,9 @@ def _region(item: ImgDiffItem, proposer: str, side: str, k: int, box, score=None
         x1, y1, x2, y2 = int_box(box, *item.size)
         cut = mask[y1:y2, x1:x2].copy()
     return RegionCandidate(
-        region_id=stable_id(item.pair_id, proposer, side, k, box), box=box, proposer=proposer,
-        proposal_score=None if score is None else float(score),
-        changed_fraction=None if changed is None else float(changed), mask=cut,
+        region_id=stable_id(item.pair_id, proposer, side, k, box), box=box, proposer=proposer, mask=cut,
+        scores={"proposal_score": None if score is None else float(score),
+                "changed_fraction": None if changed is None else float(changed)},
     )
 
 
@@ -44,19 +39,21 @@ def _names(fastsam: FastSamProposer | None, diffmap: DiffMapProposer | None) -> 
     return " + ".join(([fastsam.config.weights] if fastsam else []) + (["diffmap"] if diffmap else []))
 
 
-@task(name="propose-regions", cache_policy=NO_CACHE)
-def propose_regions(
+@stage(PROPOSE.name)
+def propose(
+    stats: StageStats,
     items: list[ImgDiffItem],
     fastsam: FastSamProposer | None,
     diffmap: DiffMapProposer | None,
     fastsam_sides: tuple[str, ...] = ("before", "after"),
     keep_masks: bool = False,
-) -> StageStats:
+) -> None:
     """Add every proposal as a region of its pair; ``fastsam_sides`` says which images FastSAM segments."""
-    stats, start = StageStats(STAGE), time.perf_counter()
     todo = alive(items)
+    if not todo:
+        return
 
-    def propose() -> dict[str, list[RegionCandidate]]:
+    def proposals() -> dict[str, list[RegionCandidate]]:
         found: dict[str, list[RegionCandidate]] = {item.pair_id: [] for item in todo}
         if fastsam is not None:
             images = [(item, side) for item in todo for side in fastsam_sides]
@@ -75,10 +72,7 @@ def propose_regions(
                                                        mask=mask if keep_masks else None))
         return found
 
-    found = model_step(stats, todo, propose, task_logger(), _names(fastsam, diffmap)) if todo else {}
-    if found is not None:
-        for item in todo:
-            item.regions = found[item.pair_id]
-            judge(stats, item, KEEP)
-    stats.seconds = time.perf_counter() - start
-    return stats
+    found = model_step(stats, todo, proposals, _names(fastsam, diffmap))
+    for item in todo if found is not None else []:
+        item.regions = found[item.pair_id]
+        judge(stats, item, KEEP)

@@ -7,16 +7,17 @@ the edit, e.g. a Prompt2Prompt artefact. Both crops must match their own image's
 
 from __future__ import annotations
 
-from pairsmith.filters.imgdiff.thresholds import PAPER_REPLACE, ReplaceThresholds
+from typing import TYPE_CHECKING
+
 from pairsmith.filters.scores import is_missing
 from pairsmith.storage.verdict import KEEP, Verdict
 
+if TYPE_CHECKING:
+    from pairsmith.filters.imgdiff.pipelines import ReplaceThresholds
+
 
 def keep_crop(
-    crop_clip_sim: float | None,
-    bitm_before: float | None,
-    bitm_after: float | None,
-    thresholds: ReplaceThresholds = PAPER_REPLACE,
+    crop_clip_sim: float | None, bitm_before: float | None, bitm_after: float | None, thresholds: ReplaceThresholds,
 ) -> Verdict:
     """``bitm_*``: BLIP score of each image's crop against that image's changed noun."""
     if is_missing(crop_clip_sim):

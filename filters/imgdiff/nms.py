@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pairsmith.filters.imgdiff.thresholds import PAPER_REPLACE, ReplaceThresholds
 from pairsmith.filters.scores import is_missing
 from pairsmith.storage.verdict import Verdict
+
+if TYPE_CHECKING:
+    from pairsmith.filters.imgdiff.pipelines import ReplaceThresholds
 
 
 def box_iou(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> np.ndarray:
@@ -40,7 +43,7 @@ class NmsResult:
 def nms_most_different_first(
     boxes: Sequence[Sequence[float]],
     crop_sims: Sequence[float | None],
-    thresholds: ReplaceThresholds = PAPER_REPLACE,
+    thresholds: ReplaceThresholds,
 ) -> NmsResult:
     """Greedy NMS over one pair's boxes, lowest crop similarity first.
 

@@ -1,17 +1,22 @@
 """Img-Diff's pair filter: a replacement pair must be alike, but not the same picture.
 
 Below the window the edit changed too much (another scene, not one object); above it the
-edit did nothing visible. The window is open at both ends (see ``imgdiff_thresholds``).
+edit did nothing visible. The window is open at both ends (see ``pipelines.ReplaceThresholds``).
 """
 
 from __future__ import annotations
 
-from pairsmith.filters.imgdiff.thresholds import PAPER_REPLACE, ReplaceThresholds
+from typing import TYPE_CHECKING
+
 from pairsmith.filters.scores import is_missing
 from pairsmith.storage.verdict import KEEP, Verdict
 
+if TYPE_CHECKING:
+    from pairsmith.filters.imgdiff.pipelines import ReplaceThresholds
 
-def keep_pair(pair_clip_sim: float | None, thresholds: ReplaceThresholds = PAPER_REPLACE) -> Verdict:
+
+def keep_pair(pair_clip_sim: float | None, thresholds: ReplaceThresholds) -> Verdict:
+    """``pair_clip_sim``: CLIP image-image cosine of the pair (-1..1)."""
     if is_missing(pair_clip_sim):
         return Verdict.drop("pair_sim_missing")
     if pair_clip_sim <= thresholds.pair_sim_min:

@@ -7,16 +7,17 @@ or the two captions name the same thing and the difference caption would have no
 
 from __future__ import annotations
 
-from pairsmith.filters.imgdiff.thresholds import PAPER_REPLACE, ReplaceThresholds
+from typing import TYPE_CHECKING
+
 from pairsmith.filters.scores import is_missing
 from pairsmith.storage.verdict import KEEP, Verdict
 
+if TYPE_CHECKING:
+    from pairsmith.filters.imgdiff.pipelines import ReplaceThresholds
+
 
 def keep_region_captions(
-    citm_before: float | None,
-    citm_after: float | None,
-    caption_sim: float | None,
-    thresholds: ReplaceThresholds = PAPER_REPLACE,
+    citm_before: float | None, citm_after: float | None, caption_sim: float | None, thresholds: ReplaceThresholds,
 ) -> Verdict:
     if is_missing(citm_before) or is_missing(citm_after):
         return Verdict.drop("citm_missing")

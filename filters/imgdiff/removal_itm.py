@@ -1,0 +1,27 @@
+"""Img-Diff's removal check: inpainting removed the object the VLM described.
+
+The VLM's description of the object must match the original crop (the object was there) and no
+longer match the inpainted crop (it is gone).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pairsmith.filters.scores import is_missing
+from pairsmith.storage.verdict import KEEP, Verdict
+
+if TYPE_CHECKING:
+    from pairsmith.filters.imgdiff.pipelines import RemoveThresholds
+
+
+def keep_removal_itm(itm_original: float | None, itm_inpainted: float | None, thresholds: RemoveThresholds) -> Verdict:
+    """BLIP scores of the description vs the original and the inpainted crop. Both thresholds are
+    inclusive (issue 3: ITM >= 0.35 / <= 0.2)."""
+    if is_missing(itm_original) or is_missing(itm_inpainted):
+        return Verdict.drop("removal_itm_missing")
+    if itm_original < thresholds.itm_original_min:
+        return Verdict.drop("removal_itm_original_too_low")
+    if itm_inpainted > thresholds.itm_inpainted_max:
+        return Verdict.drop("removal_itm_inpainted_too_high")
+    return KEEP
