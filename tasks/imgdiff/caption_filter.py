@@ -22,11 +22,11 @@ def caption_filter(stats: StageStats, items: list[ImgDiffItem], blip: BlipItmSco
     if not todo:
         return
 
-    def measure() -> list[dict]:
-        captions = [(r.scores["region_caption_before"], r.scores["region_caption_after"]) for _, r in todo]
-        pairs = [(crop(item.before, r.box), c[0]) for (item, r), c in zip(todo, captions)]
-        pairs += [(crop(item.after, r.box), c[1]) for (item, r), c in zip(todo, captions)]
+    def measure(part: list) -> list[dict]:
+        captions = [(r.scores["region_caption_before"], r.scores["region_caption_after"]) for _, r in part]
+        pairs = [(crop(item.before, r.box), c[0]) for (item, r), c in zip(part, captions)]
+        pairs += [(crop(item.after, r.box), c[1]) for (item, r), c in zip(part, captions)]
         itm, sims = blip.score_batch(pairs), clip.text_similarity_batch(captions)
-        return [{**blip_scores(itm, k, len(todo), "citm"), "caption_sim": float(sims[k])} for k in range(len(todo))]
+        return [{**blip_scores(itm, k, len(part), "citm"), "caption_sim": float(sims[k])} for k in range(len(part))]
 
     score_and_judge(stats, CAPTION_FILTER, todo, measure, f"{blip.config.model_id} + {clip.config.model_name}", thresholds)

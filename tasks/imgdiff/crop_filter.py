@@ -30,12 +30,12 @@ def crop_filter(stats: StageStats, items: list[ImgDiffItem], clip: ClipScorer, b
     if not todo:
         return
 
-    def measure() -> list[dict]:
-        nouns = [_nouns(item) for item, _ in todo]
-        before = [crop(item.before, region.box) for item, region in todo]
-        after = [crop(item.after, region.box) for item, region in todo]
+    def measure(part: list) -> list[dict]:
+        nouns = [_nouns(item) for item, _ in part]
+        before = [crop(item.before, region.box) for item, region in part]
+        after = [crop(item.after, region.box) for item, region in part]
         sims = clip.image_similarity_batch(list(zip(before, after)))
         itm = blip.score_batch([(c, n[0]) for c, n in zip(before, nouns)] + [(c, n[1]) for c, n in zip(after, nouns)])
-        return [{"crop_clip_sim": float(sims[k]), **blip_scores(itm, k, len(todo), "itm")} for k in range(len(todo))]
+        return [{"crop_clip_sim": float(sims[k]), **blip_scores(itm, k, len(part), "itm")} for k in range(len(part))]
 
     score_and_judge(stats, CROP_FILTER, todo, measure, f"{clip.config.model_name} + {blip.config.model_id}", thresholds)

@@ -19,8 +19,10 @@ def describe(stats: StageStats, items: list[ImgDiffItem], vlm: VlmChat) -> None:
     todo = live_regions(items)
     if not todo:
         return
-    requests = [VlmRequest((crop(item.before, r.box),), DESCRIBE_PROMPT) for item, r in todo]
-    answers = model_step(stats, [r for _, r in todo], lambda: vlm.generate_batch(requests), vlm.config.model_id)
-    for (_, region), answer in zip(todo, answers or []):
+    answers = model_step(stats, todo, lambda part: vlm.generate_batch(
+        [VlmRequest((crop(item.before, r.box),), DESCRIBE_PROMPT) for item, r in part]), vlm.config.model_id)
+    for (_, region), answer in zip(todo, answers):
+        if answer is None:
+            continue
         region.scores["object_description"] = clean_answer(answer, max_chars=120)
         judge_answer(stats, region, region.scores["object_description"], repr(answer))

@@ -32,10 +32,11 @@ def difference_captions(stats: StageStats, items: list[ImgDiffItem], vlm: VlmCha
     regions = [r for _, r in todo]
     for item, region in todo:
         region.picture = boxed_side_by_side(item.before, item.after, region.box)
-    requests = [VlmRequest((r.picture,), DIFFERENCE_PROMPT.format(before=r.scores["region_caption_before"],
-                                                                   after=r.scores["region_caption_after"]))
-                for r in regions]
-    answers = model_step(stats, regions, lambda: vlm.generate_batch(requests), vlm.config.model_id)
-    for region, answer in zip(regions, answers or []):
+    answers = model_step(stats, regions, lambda part: vlm.generate_batch([VlmRequest((r.picture,), DIFFERENCE_PROMPT.format(
+        before=r.scores["region_caption_before"], after=r.scores["region_caption_after"])) for r in part]),
+        vlm.config.model_id)
+    for region, answer in zip(regions, answers):
+        if answer is None:
+            continue
         region.scores["difference_caption"] = clean_answer(answer, max_chars=600)
         judge_answer(stats, region, region.scores["difference_caption"], repr(answer))

@@ -18,8 +18,10 @@ def generate(stats: StageStats, items: list[ImgDiffItem], generator: SdxlP2PGene
     todo = alive(items)
     if not todo:
         return
-    requests = [PairRequest(i.source_caption, i.caption_after, i.seed) for i in todo]
-    pairs = model_step(stats, todo, lambda: generator.generate_batch(requests), generator.config.model_id)
-    for item, pair in zip(todo, pairs or []):
+    pairs = model_step(stats, todo, lambda part: generator.generate_batch(
+        [PairRequest(i.source_caption, i.caption_after, i.seed) for i in part]), generator.config.model_id)
+    for item, pair in zip(todo, pairs):
+        if pair is None:
+            continue
         item.before, item.after = pair.before, pair.after
         judge(stats, item, KEEP)

@@ -27,10 +27,11 @@ def inpaint(stats: StageStats, items: list[ImgDiffItem], inpainter: SdxlInpainte
                   f"only the {max_inpaint_per_pair} most different per pair")
     if not chosen:
         return
-    requests = [InpaintRequest(item.before, r.full_mask(*item.size), derived_seed("inpaint", r.region_id))
-                for item, r in chosen]
-    images = model_step(stats, [r for _, r in chosen], lambda: inpainter.inpaint_batch(requests),
-                        inpainter.config.model_id)
-    for (_, region), image in zip(chosen, images or []):
+    images = model_step(stats, chosen, lambda part: inpainter.inpaint_batch([InpaintRequest(
+        item.before, r.full_mask(*item.size), derived_seed("inpaint", r.region_id)) for item, r in part]),
+        inpainter.config.model_id)
+    for (_, region), image in zip(chosen, images):
+        if image is None:
+            continue
         region.image_edited = image
         judge(stats, region, KEEP)

@@ -29,8 +29,10 @@ from pairsmith.models.caption_answer import CaptionRewrite
 from pairsmith.storage.ids import stable_hash
 from pairsmith.storage.store import short_error
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
+from pairsmith.tasks.stage import call_per_item
 
 T = TypeVar("T")
+X = TypeVar("X")
 
 
 Score = float | str | None  # a number, or a text a model step wrote (a caption, a description)
@@ -127,26 +129,32 @@ def live_regions(items: list[ImgDiffItem]) -> list[tuple[ImgDiffItem, RegionCand
     return [(item, region) for item in alive(items) for region in item.live_regions()]
 
 
-def model_step(stats: StageStats, targets: list, call: Callable[[], T], model: str) -> T | None:
-    """Run one batched model call for ``targets``; if it raises, drop them all as ``<stage>_error``,
-    with the model (``model``, a hub id or file) and the error as the detail, and return None."""
-    try:
-        return call()
-    except Exception as err:  # one failing model call must not lose the batch or the run
+def model_step(stats: StageStats, todo: list[X], call: Callable[[list[X]], list[T]], model: str) -> list[T | None]:
+    """``call(todo)``: one batched model call, one result per element of ``todo`` (pairs, or
+    (pair, region) tuples), in order. Failures are isolated per element
+    (``pairsmith.tasks.stage.call_per_item``): if the batch raises, each element is tried alone, and
+    one that still raises is dropped as ``<stage>_error`` with the model (``model``, a hub id or file)
+    and the error as the detail, its result None; the others go on."""
+
+    def fail(element: X, err: Exception) -> None:
         detail = f"{model}: {type(err).__name__}: {short_error(err, limit=300)}"
-        task_logger().warning("%s failed for %d item(s): %s", stats.stage, len(targets), detail)
-        for target in targets:
-            judge(stats, target, Verdict.drop(f"{stats.stage}_error"), detail)
-        return None
+        task_logger().warning("%s failed for one item: %s", stats.stage, detail)
+        judge(stats, element[1] if isinstance(element, tuple) else element, Verdict.drop(f"{stats.stage}_error"),
+              detail)
+
+    return call_per_item(lambda part: list(call(part)), todo, fail)
 
 
 def score_and_judge(stats: StageStats, stage: Stage, todo: list[tuple[ImgDiffItem, RegionCandidate]],
-                    measure: Callable[[], list[dict[str, Score]]], model: str, thresholds: Any) -> None:
-    """A region filter's work: one batched model call (``measure``) giving each region of ``todo`` its
-    scores (one mapping per region, in order), stored on the region; then ``stage``'s keep rule, the
-    one ``pairsmith refilter`` applies to the stored scores, judges each region."""
-    measured = model_step(stats, [r for _, r in todo], measure, model)
-    for (item, region), scores in zip(todo, measured or []):
+                    measure: Callable[[list[tuple[ImgDiffItem, RegionCandidate]]], list[dict[str, Score]]],
+                    model: str, thresholds: Any) -> None:
+    """A region filter's work: one batched model call (``measure`` of some of ``todo``) giving each
+    region its scores (one mapping per region, in order), stored on the region; then ``stage``'s keep
+    rule, the one ``pairsmith refilter`` applies to the stored scores, judges each region."""
+    measured = model_step(stats, todo, measure, model)
+    for (item, region), scores in zip(todo, measured):
+        if scores is None:
+            continue
         region.scores.update(scores)
         judge(stats, region, stage.judge(region.row(*item.size), thresholds))
 

@@ -18,8 +18,10 @@ def pair_filter(stats: StageStats, items: list[ImgDiffItem], clip: ClipScorer, t
     todo = alive(items)
     if not todo:
         return
-    sims = model_step(stats, todo, lambda: clip.image_similarity_batch([(i.before, i.after) for i in todo]),
+    sims = model_step(stats, todo, lambda part: clip.image_similarity_batch([(i.before, i.after) for i in part]),
                       clip.config.model_name)
-    for item, sim in zip(todo, sims if sims is not None else []):
+    for item, sim in zip(todo, sims):
+        if sim is None:
+            continue
         item.scores["pair_clip_sim"] = float(sim)
         judge(stats, item, PAIR_FILTER.judge(item.row(), thresholds), f"pair clip cosine {sim:.4f}")

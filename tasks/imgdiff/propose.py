@@ -53,10 +53,10 @@ def propose(
     if not todo:
         return
 
-    def proposals() -> dict[str, list[RegionCandidate]]:
-        found: dict[str, list[RegionCandidate]] = {item.pair_id: [] for item in todo}
+    def proposals(part: list[ImgDiffItem]) -> list[list[RegionCandidate]]:
+        found: dict[str, list[RegionCandidate]] = {item.pair_id: [] for item in part}
         if fastsam is not None:
-            images = [(item, side) for item in todo for side in fastsam_sides]
+            images = [(item, side) for item in part for side in fastsam_sides]
             step = fastsam.config.batch_size  # the adapter's own forward size; full masks of one chunk at a time
             for start in range(0, len(images), step):
                 chunk = images[start:start + step]
@@ -65,14 +65,15 @@ def propose(
                         found[item.pair_id].append(_region(item, "fastsam", side, k, box, score,
                                                            mask=props.masks[k] if keep_masks else None))
         if diffmap is not None:
-            for item, result in zip(todo, diffmap.propose_batch([(item.before, item.after) for item in todo])):
+            for item, result in zip(part, diffmap.propose_batch([(item.before, item.after) for item in part])):
                 masks = result.masks or [None] * len(result.boxes)
                 for k, (box, changed, mask) in enumerate(zip(result.boxes, result.changed_fraction, masks)):
                     found[item.pair_id].append(_region(item, "diffmap", "pair", k, box, changed=changed,
                                                        mask=mask if keep_masks else None))
-        return found
+        return [found[item.pair_id] for item in part]
 
-    found = model_step(stats, todo, proposals, _names(fastsam, diffmap))
-    for item in todo if found is not None else []:
-        item.regions = found[item.pair_id]
+    for item, regions in zip(todo, model_step(stats, todo, proposals, _names(fastsam, diffmap))):
+        if regions is None:
+            continue
+        item.regions = regions
         judge(stats, item, KEEP)

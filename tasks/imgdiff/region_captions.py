@@ -19,11 +19,15 @@ def region_captions(stats: StageStats, items: list[ImgDiffItem], vlm: VlmChat) -
     todo = live_regions(items)
     if not todo:
         return
-    requests = [VlmRequest((crop(getattr(item, side), r.box),), REGION_CAPTION_PROMPT)
-                for side in ("before", "after") for item, r in todo]
-    answers = model_step(stats, [r for _, r in todo], lambda: vlm.generate_batch(requests), vlm.config.model_id)
-    n = len(todo)
-    for k, (_, region) in enumerate(todo if answers is not None else []):
-        before, after = clean_answer(answers[k]), clean_answer(answers[n + k])
+    def ask(part: list) -> list[tuple[str, str]]:
+        """Each region's crop of each image, captioned: (before, after) per region, one batched call."""
+        out = vlm.generate_batch([VlmRequest((crop(getattr(item, side), r.box),), REGION_CAPTION_PROMPT)
+                                  for side in ("before", "after") for item, r in part])
+        return [(out[k], out[len(part) + k]) for k in range(len(part))]
+
+    for (_, region), answer in zip(todo, model_step(stats, todo, ask, vlm.config.model_id)):
+        if answer is None:
+            continue
+        before, after = clean_answer(answer[0]), clean_answer(answer[1])
         region.scores.update(region_caption_before=before, region_caption_after=after)
-        judge_answer(stats, region, before and after, f"before: {answers[k]!r}; after: {answers[n + k]!r}")
+        judge_answer(stats, region, before and after, f"before: {answer[0]!r}; after: {answer[1]!r}")

@@ -19,8 +19,8 @@ def removal_crop(stats: StageStats, items: list[ImgDiffItem], clip: ClipScorer, 
     if not todo:
         return
 
-    def measure() -> list[dict]:
-        sims = clip.image_similarity_batch([(crop(item.before, r.box), crop(item.after, r.box)) for item, r in todo])
+    def measure(part: list) -> list[dict]:
+        sims = clip.image_similarity_batch([(crop(item.before, r.box), crop(item.after, r.box)) for item, r in part])
         return [{"crop_clip_sim": float(sim)} for sim in sims]
 
     score_and_judge(stats, REMOVAL_CROP, todo, measure, clip.config.model_name, thresholds)

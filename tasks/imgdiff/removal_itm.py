@@ -21,10 +21,10 @@ def removal_itm(stats: StageStats, items: list[ImgDiffItem], blip: BlipItmScorer
     if not todo:
         return
 
-    def measure() -> list[dict]:
-        pairs = [(crop(item.before, r.box), r.scores["object_description"]) for item, r in todo]
-        pairs += [(crop(r.image_edited, r.box), r.scores["object_description"]) for _, r in todo]
+    def measure(part: list) -> list[dict]:
+        pairs = [(crop(item.before, r.box), r.scores["object_description"]) for item, r in part]
+        pairs += [(crop(r.image_edited, r.box), r.scores["object_description"]) for _, r in part]
         itm = blip.score_batch(pairs)
-        return [blip_scores(itm, k, len(todo), "itm") for k in range(len(todo))]
+        return [blip_scores(itm, k, len(part), "itm") for k in range(len(part))]
 
     score_and_judge(stats, REMOVAL_ITM, todo, measure, blip.config.model_id, thresholds)
