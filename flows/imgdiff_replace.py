@@ -24,7 +24,7 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
 from pairsmith.filters.imgdiff.pipelines import REGIONS, REPLACE
-from pairsmith.filters.imgdiff.stage_types import Pipeline, Stage
+from pairsmith.filters.pipeline import Pipeline, Stage
 from pairsmith.flows.engine.batching import batch_name, batch_ranges
 from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
 from pairsmith.flows.engine.prefect_compat import install as _install_prefect_compat

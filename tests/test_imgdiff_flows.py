@@ -24,7 +24,7 @@ import yaml
 from pairsmith.filters.imgdiff import pipelines as pl
 from pairsmith.filters.imgdiff.pair_filter import keep_pair
 from pairsmith.filters.imgdiff.pipelines import LOAD, MAKE_PAIRS, REMOVE, REPLACE, ImgDiffThresholds, ReplaceThresholds
-from pairsmith.filters.imgdiff.stage_types import PAIR, Pipeline
+from pairsmith.filters.pipeline import PAIR, Pipeline
 from pairsmith.flows.cli.main import main
 from pairsmith.flows.engine.funnel import read_dropoff_artifact, run_funnel
 from pairsmith.flows.imgdiff_config import ImgDiffRemoveConfig, ImgDiffReplaceConfig

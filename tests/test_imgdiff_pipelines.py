@@ -16,7 +16,7 @@ from PIL import Image
 from pairsmith.filters.imgdiff import pipelines as pl
 from pairsmith.filters.imgdiff.pipelines import LOAD, MAKE_PAIRS, PIPELINES, REMOVE, REPLACE, ReplaceThresholds
 from pairsmith.filters.imgdiff.rejudge import RejudgeResult, pair_columns, refilter_table, region_columns
-from pairsmith.filters.imgdiff.stage_types import PAIR, REGION, Pipeline, Stage, merged_order
+from pairsmith.filters.pipeline import PAIR, REGION, Pipeline, Stage, merged_order
 from pairsmith.flows.cli.main import main
 from pairsmith.flows.imgdiff_config import REMOVE_FLOW, REPLACE_FLOW, ImgDiffReplaceConfig
 from pairsmith.flows.imgdiff_replace import MODEL_INPUTS, ImgDiffModels, StepInputs

@@ -1,6 +1,6 @@
 """Img-Diff's two pipelines, declared once: their stages in order, and the thresholds their filters read.
 
-Each pipeline is the ordered tuple of its stages (``pairsmith.filters.imgdiff.stage_types``): the
+Each pipeline is the ordered tuple of its stages (``pairsmith.filters.pipeline``): the
 model steps (caption pairs, generate, propose, captions, inpaint, ...) and the filters, each filter
 with its pure keep rule, the stored columns it reads, the threshold fields it reads and its reasons.
 The flows run these lists (``pairsmith.tasks.imgdiff.steps`` maps each name to its task);
@@ -54,7 +54,7 @@ from pairsmith.filters.imgdiff.nms import nms_most_different_first
 from pairsmith.filters.imgdiff.pair_filter import keep_pair
 from pairsmith.filters.imgdiff.removal_crop import keep_removal_crop
 from pairsmith.filters.imgdiff.removal_itm import keep_removal_itm
-from pairsmith.filters.imgdiff.stage_types import PAIR, PAIR_REGIONS, REGION, Pipeline, Row, Stage, merged_order
+from pairsmith.filters.pipeline import PAIR, PAIR_REGIONS, REGION, Pipeline, Row, Stage, merged_order
 from pairsmith.storage.ids import content_key
 from pairsmith.storage.verdict import KEEP, Verdict
 
@@ -147,7 +147,7 @@ PAPER_REMOVE = RemoveThresholds()
 
 
 # --------------------------------------------------------------------------- keep rules over rows
-# A rule reads one row (``stage_types.Row``): a pair's columns, or a region's plus its pair's width
+# A rule reads one row (``pairsmith.filters.pipeline.Row``): a pair's columns, or a region's plus its pair's width
 # and height. The pure filters beside this module take plain values; these pick them from the row.
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from pairsmith.filters.imgdiff import pipelines as pl
 from pairsmith.filters.imgdiff.pipelines import ImgDiffThresholds
-from pairsmith.filters.imgdiff.stage_types import PAIR, PAIR_REGIONS, Pipeline, Stage
+from pairsmith.filters.pipeline import PAIR, PAIR_REGIONS, Pipeline, Stage
 from pairsmith.filters.scores import is_missing
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from pairsmith.filters.pipeline import merged_order
 from pairsmith.storage.verdict import StageStats
 from pairsmith.storage.store import PairStore, sql_literal
 
@@ -20,16 +21,21 @@ def run_funnel(store: PairStore, run_id: str) -> list[StageStats]:
 
 
 def funnel_from_rows(rows: list[dict]) -> list[StageStats]:
-    """Sum per-batch rows into one StageStats per stage, in pipeline order."""
-    order: dict[str, int] = {}
+    """Sum per-batch rows into one StageStats per stage, in pipeline order.
+
+    Each batch stored its stages in the order it ran them; the funnel keeps every batch's order
+    (``merged_order``), so a stage added by an upgrade half-way through a run sits where it runs,
+    not after the stages that batches written before the upgrade numbered the same."""
     total: dict[str, StageStats] = {}
+    by_batch: dict[str, list[tuple[int, str]]] = {}
     for row in rows:
         stage = row["stage"]
-        order[stage] = min(order.get(stage, row["stage_order"]), row["stage_order"])
+        by_batch.setdefault(row["batch"], []).append((row["stage_order"], stage))
         reasons = Counter({r["reason"]: r["count"] for r in row["drop_reasons"]})
         part = StageStats(stage, row["n_in"], row["n_kept"], row["n_dropped"], reasons, row["seconds"])
         total[stage] = total[stage] + part if stage in total else part
-    return [total[s] for s in sorted(total, key=order.__getitem__)]
+    sequences = sorted(([s for _, s in sorted(seq)] for seq in by_batch.values()), key=len, reverse=True)
+    return [total[s] for s in merged_order(sequences)]
 
 
 def _reasons_text(stats: StageStats, n: int = 3, empty: str = "-") -> str:

@@ -23,7 +23,7 @@ from typing import Any, Callable, TypeVar
 import numpy as np
 from PIL import Image
 
-from pairsmith.filters.imgdiff.stage_types import Stage
+from pairsmith.filters.pipeline import Stage
 from pairsmith.models.blip_itm import ItmScores
 from pairsmith.models.caption_answer import CaptionRewrite
 from pairsmith.storage.ids import stable_hash

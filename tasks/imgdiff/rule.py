@@ -13,7 +13,7 @@ from functools import cache
 
 from pydantic import BaseModel
 
-from pairsmith.filters.imgdiff.stage_types import PAIR, PAIR_REGIONS, Stage
+from pairsmith.filters.pipeline import PAIR, PAIR_REGIONS, Stage
 from pairsmith.storage.verdict import StageStats
 from pairsmith.tasks.imgdiff.items import ImgDiffItem, alive, judge
 from pairsmith.tasks.stage import stage as stage_task

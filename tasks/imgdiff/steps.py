@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from pairsmith.filters.imgdiff.stage_types import Stage
+from pairsmith.filters.pipeline import Stage
 from pairsmith.tasks.imgdiff.caption_filter import caption_filter
 from pairsmith.tasks.imgdiff.crop_filter import crop_filter
 from pairsmith.tasks.imgdiff.describe import describe
