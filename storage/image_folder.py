@@ -202,8 +202,9 @@ def check_image_bytes(data: bytes, config: ImageLimits) -> tuple[Verdict, str, d
 def open_image_in(roots: list[Path], name: str, limits: ImageLimits) -> tuple[Verdict, str, dict]:
     """Find ``name`` under the first of ``roots`` that has it and check it (``check_image_file``).
 
-    Drops, never raises: ``path_outside_root`` when the name leaves every root (the file is not
-    opened), ``source_missing`` when no root has it, ``source_unreadable`` for an ``OSError`` (a
+    Drops, never raises: ``path_outside_root`` when no root holds it and the name leaves a root
+    (through ``..``, as an absolute path or a symlink; the file is not opened), ``source_missing``
+    when no root has it, ``source_unreadable`` for an ``OSError`` (a
     300-character name, no permission), else the image checks' own reasons.
     """
     outside = 0
@@ -217,7 +218,7 @@ def open_image_in(roots: list[Path], name: str, limits: ImageLimits) -> tuple[Ve
             outside += 1
         except OSError as err:
             return Verdict.drop("source_unreadable"), f"{type(err).__name__}: {err.strerror or err}", {}
-    if roots and outside == len(roots):
+    if outside:  # it names a file outside some root, and no root holds it inside
         return Verdict.drop(PATH_OUTSIDE_ROOT), f"resolves outside {', '.join(repr(str(r)) for r in roots)}", {}
     return Verdict.drop("source_missing"), f"not found in {', '.join(repr(str(r)) for r in roots)}", {}
 
