@@ -25,14 +25,14 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
 from pairsmith.storage.ids import NOT_CONTENT, content_key, stable_hash, stable_id
 from pairsmith.storage.image_folder import ImageLimits
-from pairsmith.storage.input_files import PATH_OUTSIDE_ROOT
+from pairsmith.storage.input_files import PATH_OUTSIDE_ROOT, read_json_file
 from pairsmith.storage.schemas import PairRow, SampleRow, utc_now
 from pairsmith.tasks.sample_builders import diff_caption_sample
 
@@ -229,6 +229,51 @@ class PairImages:
     height: int
     image_format: str
     source_format: str
+
+
+class AnnotationListConfig(ImportConfig):
+    """An importer that reads one published JSON list (``--annotations``) over one images folder."""
+
+    annotations: str = Field(description="the published annotation file of one split (a JSON list)")
+    images_dir: str = Field(description="folder the annotations' image names are relative to",
+                            json_schema_extra={"option": "images"})
+    split: Literal["train", "val", "test"] | None = Field(None, description="split of every entry (default: from "
+                                                           "the file name)")
+
+
+A = TypeVar("A", bound=AnnotationListConfig)
+
+
+class AnnotationListImporter(Importer[A]):
+    """Base of importers whose set is a JSON list per split (``train.json``, ...) and an images folder:
+    a subclass names the published file stems (``published_splits``) and turns one object into an
+    entry (``entry``)."""
+
+    published_splits: ClassVar[dict[str, str]]  # file stem -> our split, e.g. {"valid": "val"}
+    entry_fields: ClassVar[str]  # what one object holds, for messages
+    folder_options = ("images_dir",)
+
+    def input_files(self, config: A) -> list[Path]:
+        return [Path(config.annotations)]
+
+    def image_roots(self, config: A) -> list[Path]:
+        return [Path(config.images_dir)]
+
+    def read(self, config: A) -> list[Entry | BadEntry]:
+        path = Path(config.annotations)
+        data = read_json_file(path, "--annotations")
+        if not isinstance(data, list):
+            raise ValueError(f"--annotations {str(path)!r}: expected a JSON list of {{{self.entry_fields}}}, "
+                             f"got {type(data).__name__}")
+        split = split_from_name(path, self.published_splits, config.split, "--split")
+        return [self.entry(path.name, i, raw, split) if isinstance(raw, dict) else
+                BadEntry(i, path.name, BAD_ENTRY, f"item {i} is {type(raw).__name__}, not an object",
+                         f"{self.name}:{path.name}#{i}")
+                for i, raw in enumerate(data)]
+
+    def entry(self, source: str, index: int, raw: dict, split: str) -> Entry | BadEntry:
+        """One object of the list (``source``: the file's name) as an entry, or why it is not one."""
+        raise NotImplementedError
 
 
 def load_reason(reason: str) -> str:

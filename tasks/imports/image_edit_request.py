@@ -14,57 +14,29 @@ repository's loader.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar
 
-from pydantic import Field
-
-from pairsmith.storage.input_files import read_json_file
-from pairsmith.tasks.imports.base import BAD_ENTRY, BadEntry, Entry, ImportConfig, Importer, split_from_name
-
-PUBLISHED_SPLITS = {"train": "train", "valid": "val", "test": "test"}
+from pairsmith.tasks.imports.base import BAD_ENTRY, AnnotationListConfig, AnnotationListImporter, BadEntry, Entry
 
 
-class ImageEditRequestConfig(ImportConfig):
+class ImageEditRequestConfig(AnnotationListConfig):
     importer: ClassVar[str] = "image-edit-request"
 
-    annotations: str = Field(description="train.json, valid.json or test.json of the repository's data/")
-    images_dir: str = Field(description="folder with the img0 / img1 files", json_schema_extra={"option": "images"})
-    split: Literal["train", "val", "test"] | None = Field(None, description="split of every entry (default: from "
-                                                           "the file name)")
 
-
-class ImageEditRequestImporter(Importer[ImageEditRequestConfig]):
+class ImageEditRequestImporter(AnnotationListImporter[ImageEditRequestConfig]):
     name = "image-edit-request"
     method = "image-edit-request"
     config_class = ImageEditRequestConfig
-    folder_options = ("images_dir",)
+    published_splits = {"train": "train", "valid": "val", "test": "test"}
+    entry_fields = "img0, img1, sents, uid"
 
-    def input_files(self, config: ImageEditRequestConfig) -> list[Path]:
-        return [Path(config.annotations)]
-
-    def image_roots(self, config: ImageEditRequestConfig) -> list[Path]:
-        return [Path(config.images_dir)]
-
-    def read(self, config: ImageEditRequestConfig) -> list[Entry | BadEntry]:
-        path = Path(config.annotations)
-        data = read_json_file(path, "--annotations")
-        if not isinstance(data, list):
-            raise ValueError(f"--annotations {str(path)!r}: expected a JSON list of {{img0, img1, sents, uid}}, "
-                             f"got {type(data).__name__}")
-        split = split_from_name(path, PUBLISHED_SPLITS, config.split, "--split")
-        return [_entry(path.name, i, raw, split) for i, raw in enumerate(data)]
-
-
-def _entry(source: str, index: int, raw: object, split: str) -> Entry | BadEntry:
-    uid = raw.get("uid") if isinstance(raw, dict) else None
-    origin = f"image-edit-request:{source}#{uid if isinstance(uid, str) and uid else index}"
-    if not isinstance(raw, dict):
-        return BadEntry(index, source, BAD_ENTRY, f"item {index} is {type(raw).__name__}, not an object", origin)
-    img0, img1, sents = raw.get("img0"), raw.get("img1"), raw.get("sents")
-    if not (isinstance(img0, str) and img0 and isinstance(img1, str) and img1):
-        return BadEntry(index, source, BAD_ENTRY, f"item {index}: img0 and img1 must be file names", origin)
-    if not (isinstance(sents, list) and sents and all(isinstance(s, str) for s in sents)):
-        return BadEntry(index, source, BAD_ENTRY, f"item {index}: sents must be a non-empty list of strings", origin)
-    return Entry(index=index, key=(img0, img1, *sents), before=img0, after=img1, origin=origin,
-                 captions=tuple(sents), split=split)
+    def entry(self, source: str, index: int, raw: dict, split: str) -> Entry | BadEntry:
+        uid = raw.get("uid")
+        origin = f"image-edit-request:{source}#{uid if isinstance(uid, str) and uid else index}"
+        img0, img1, sents = raw.get("img0"), raw.get("img1"), raw.get("sents")
+        if not (isinstance(img0, str) and img0 and isinstance(img1, str) and img1):
+            return BadEntry(index, source, BAD_ENTRY, f"item {index}: img0 and img1 must be file names", origin)
+        if not (isinstance(sents, list) and sents and all(isinstance(s, str) for s in sents)):
+            return BadEntry(index, source, BAD_ENTRY, f"item {index}: sents must be a non-empty list of strings", origin)
+        return Entry(index=index, key=(img0, img1, *sents), before=img0, after=img1, origin=origin,
+                     captions=tuple(sents), split=split)

@@ -14,57 +14,30 @@ sentences one ``diff-caption`` sample, all kept, verbatim. The split is the file
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar
 
-from pydantic import Field
-
-from pairsmith.storage.input_files import read_json_file
-from pairsmith.tasks.imports.base import BAD_ENTRY, BadEntry, Entry, ImportConfig, Importer, split_from_name
-
-PUBLISHED_SPLITS = {"train": "train", "val": "val", "test": "test"}
+from pairsmith.tasks.imports.base import BAD_ENTRY, AnnotationListConfig, AnnotationListImporter, BadEntry, Entry
 
 
-class SpotTheDiffConfig(ImportConfig):
+class SpotTheDiffConfig(AnnotationListConfig):
     importer: ClassVar[str] = "spot-the-diff"
 
-    annotations: str = Field(description="train.json, val.json or test.json of data/annotations/")
-    images_dir: str = Field(description="folder with <img_id>.png and <img_id>_2.png", json_schema_extra={"option": "images"})
-    split: Literal["train", "val", "test"] | None = Field(None, description="split of every entry (default: from "
-                                                           "the file name)")
 
-
-class SpotTheDiffImporter(Importer[SpotTheDiffConfig]):
+class SpotTheDiffImporter(AnnotationListImporter[SpotTheDiffConfig]):
     name = "spot-the-diff"
     method = "spot-the-diff"
     config_class = SpotTheDiffConfig
-    folder_options = ("images_dir",)
+    published_splits = {"train": "train", "val": "val", "test": "test"}
+    entry_fields = "img_id, sentences"
 
-    def input_files(self, config: SpotTheDiffConfig) -> list[Path]:
-        return [Path(config.annotations)]
-
-    def image_roots(self, config: SpotTheDiffConfig) -> list[Path]:
-        return [Path(config.images_dir)]
-
-    def read(self, config: SpotTheDiffConfig) -> list[Entry | BadEntry]:
-        path = Path(config.annotations)
-        data = read_json_file(path, "--annotations")
-        if not isinstance(data, list):
-            raise ValueError(f"--annotations {str(path)!r}: expected a JSON list of {{img_id, sentences}}, "
-                             f"got {type(data).__name__}")
-        split = split_from_name(path, PUBLISHED_SPLITS, config.split, "--split")
-        return [_entry(path.name, i, raw, split) for i, raw in enumerate(data)]
-
-
-def _entry(source: str, index: int, raw: object, split: str) -> Entry | BadEntry:
-    origin = f"spot-the-diff:{source}#{index}"
-    if not isinstance(raw, dict):
-        return BadEntry(index, source, BAD_ENTRY, f"item {index} is {type(raw).__name__}, not an object", origin)
-    img_id, sentences = raw.get("img_id"), raw.get("sentences")
-    if not isinstance(img_id, (str, int)) or isinstance(img_id, bool) or str(img_id) == "":
-        return BadEntry(index, source, BAD_ENTRY, f"item {index}: img_id must be a string or number", origin)
-    if not (isinstance(sentences, list) and sentences and all(isinstance(s, str) for s in sentences)):
-        return BadEntry(index, source, BAD_ENTRY, f"item {index}: sentences must be a non-empty list of strings", origin)
-    img_id = str(img_id)
-    return Entry(index=index, key=(img_id, *sentences), before=f"{img_id}.png", after=f"{img_id}_2.png",
-                 origin=origin, captions=tuple(sentences), split=split)
+    def entry(self, source: str, index: int, raw: dict, split: str) -> Entry | BadEntry:
+        origin = f"spot-the-diff:{source}#{index}"
+        img_id, sentences = raw.get("img_id"), raw.get("sentences")
+        if not isinstance(img_id, (str, int)) or isinstance(img_id, bool) or str(img_id) == "":
+            return BadEntry(index, source, BAD_ENTRY, f"item {index}: img_id must be a string or number", origin)
+        if not (isinstance(sentences, list) and sentences and all(isinstance(s, str) for s in sentences)):
+            return BadEntry(index, source, BAD_ENTRY, f"item {index}: sentences must be a non-empty list of strings",
+                            origin)
+        img_id = str(img_id)
+        return Entry(index=index, key=(img_id, *sentences), before=f"{img_id}.png", after=f"{img_id}_2.png",
+                     origin=origin, captions=tuple(sentences), split=split)
