@@ -303,3 +303,37 @@ def test_an_entry_listed_twice_is_stored_once_and_a_conflicting_one_is_a_reason_
     assert [s["answer"] for s in store.read("samples").to_pylist()] == ["A", "A"]
     _assert_unique_keys(store)
     assert set(store.table_names()) >= {"pairs", "samples", "stage_stats"}
+
+
+def test_import_run_and_pair_ids_are_pinned(tmp_path, monkeypatch):
+    """Ids survive upgrades (tests/test_ids.py's rule, for importers): the run id comes from the
+    config's content and the bytes of the files read, the pair id from the entry alone; the
+    database and defaults count for nothing, another batch size is another run."""
+    from pairsmith.tasks.imports.spot_the_diff import SpotTheDiffImporter
+
+    monkeypatch.chdir(tmp_path)
+    Path("test.json").write_text('[{"img_id": "1", "sentences": ["a car left"]}]')
+    importer, config = SpotTheDiffImporter(), SpotTheDiffConfig(annotations="test.json", images_dir="images")
+    assert importer.run_id(config) == "import-spot-the-diff-fe5a9664e3de"
+    assert importer.pair_id(config, importer.listing(config).entries[0]) == "d15d0b74fd5c09b2"
+    assert importer.run_id(config.model_copy(update={"db": "/elsewhere.lance"})) == importer.run_id(config)
+    assert importer.run_id(config.model_copy(update={"batch_size": 7})) != importer.run_id(config)
+    Path("test.json").write_text('[{"img_id": "1", "sentences": ["a car left", "and a bus came"]}]')
+    assert importer.run_id(config) != "import-spot-the-diff-fe5a9664e3de"
+
+
+def test_med_bench_ids_are_those_the_importer_always_stored(tmp_path):
+    """The MED importer moved onto the registry with its ids unchanged: databases that already hold
+    the benchmark get no second copy."""
+    from pairsmith.tasks.imports.med_bench import MedBenchImporter
+
+    item = {"image_name": "images/test_00043.jpg", "edited_image_name": "images/test_00043_edited.jpg",
+            "type": "Object", "question": "Q?", "options": ["A. a", "B. b", "C. c", "D. d"], "answer": "A"}
+    (tmp_path / "MED_bench.json").write_text(json.dumps([item, item, item, {"image_name": "x"}]))
+    importer, config = MedBenchImporter(), MedBenchConfig(json_path=str(tmp_path / "MED_bench.json"))
+    listing = importer.listing(config)
+    entry, bad = listing.entries
+    assert listing.duplicates == 2
+    assert importer.pair_id(config, entry) == "ec9a6f1ab06079b9"
+    assert importer.samples(config, entry, "ec9a6f1ab06079b9", "r")[0].sample_id == "10e4993f339bbbcd"
+    assert importer.bad_entry_row(config, "r", bad).pair_id == "7ece66318836642e"
