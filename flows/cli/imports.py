@@ -53,10 +53,11 @@ def import_group() -> None:
 
 
 def importer_command(name: str) -> click.Command:
-    importer = load_importer(name)
-    config_class = importer.config_class
+    """The sub-command of importer ``name``: options from its config, help from its module docstring."""
     from pairsmith.tasks.imports.base import ImportConfig
 
+    importer = load_importer(name)
+    config_class = importer.config_class
     own_first = sorted(config_class.model_fields.items(), key=lambda kv: kv[0] in ImportConfig.model_fields)
     params: list[click.Parameter] = [
         _option(config_class, field_name, field) for field_name, field in own_first if not _nested(field.annotation)
@@ -72,12 +73,12 @@ def importer_command(name: str) -> click.Command:
         _run(importer, config_path, values)
 
     return click.Command(name, params=params, callback=callback, short_help=IMPORTERS[name][1],
-                         help=module_doc.split("\n\n")[0] + "\n\n" + _paragraphs(module_doc, 1))
+                         help=_click_help(module_doc))
 
 
-def _paragraphs(doc: str, start: int) -> str:
-    """The docstring's paragraphs from ``start`` on, rewrapped by click (``\\b`` keeps none as is)."""
-    return "\n\n".join(p.replace("\n", " ") for p in doc.split("\n\n")[start:])
+def _click_help(doc: str) -> str:
+    """A docstring as click help: paragraphs rewrapped, indented (example) blocks kept as written."""
+    return "\n\n".join("\b\n" + p if p.startswith("    ") else p for p in doc.split("\n\n"))
 
 
 def _run(importer, config_path: str | None, values: dict[str, Any]) -> None:
