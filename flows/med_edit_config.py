@@ -6,12 +6,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pairsmith.filters.med_similarity import MedSimilarityThresholds
 from pairsmith.models.clip_scorer import ClipScorerConfig
-from pairsmith.models.gemini_editor import GeminiEditConfig
+from pairsmith.models.gemini_editor import GeminiEditConfig, resolve_api_key
 from pairsmith.models.vlm_chat import VlmConfig
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
 from pairsmith.storage.ids import NOT_CONTENT, content_key, stable_hash
 from pairsmith.storage.image_folder import ImageLimits
-from pairsmith.tasks.med.sources import MedSources
+from pairsmith.tasks.med.sources import MedSources, check_sources
 from pairsmith.tasks.med.vlm_steps import MedDecisions
 from pairsmith.tasks.sample_builders import SplitFractions
 
@@ -46,3 +46,13 @@ class MedEditConfig(BaseModel):
 
     def run_id(self) -> str:
         return f"{FLOW_NAME}-{stable_hash([self.content_key(), self.batch_size], 12)}"
+
+    def check_inputs(self) -> None:
+        """Problems no item could survive, as one ValueError before the flow starts (``pairsmith run``
+        calls this): the sources' images folder and captions file (``check_sources``), and a Gemini
+        key to pay for edits with (from the environment or the Secret block)."""
+        check_sources(self.sources)
+        try:
+            resolve_api_key(self.editor)
+        except Exception as err:  # no key (GeminiAuthError), or a Secret block that cannot be loaded
+            raise ValueError(str(err).splitlines()[0] if str(err) else type(err).__name__) from None

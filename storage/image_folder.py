@@ -8,7 +8,13 @@ The pixel limit is checked from the header before anything is decoded, so a bomb
 
 Captions come from a JSONL file (``{"file": "a.jpg", "caption": "..."}`` per line; ``file_name`` or
 ``image`` also name the file) or a COCO captions file (``images`` + ``annotations``). A caption whose
-image is missing from the folder is a ``source_missing`` drop.
+image is missing from the folder is a ``source_missing`` drop. No file outside the folder is read:
+a symlink pointing out, or a caption naming ``../x.jpg`` or an absolute path, is a
+``path_outside_root`` drop and the file is never opened.
+
+Stored images are PNG or JPEG, whatever the source format: ``stored_image`` re-encodes any other
+format Pillow reads (WebP, BMP, TIFF, GIF) as PNG, losslessly, and the original format name is kept
+beside it, so every export and trainer can read what was stored.
 """
 
 from __future__ import annotations
@@ -24,15 +30,17 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 from pairsmith.storage.ids import stable_id
+from pairsmith.storage.input_files import PATH_OUTSIDE_ROOT, PathOutsideRoot, inside_root, read_text_file
 from pairsmith.storage.schemas import PairRow, utc_now
+from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 
 STAGE = "source"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 # File signatures of those formats: checked before Pillow, whose answer for a non-image depends on
 # which plugins other libraries registered (ultralytics' HEIF hook raises its own errors).
 SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+PNG_SIGNATURE, JPEG_SIGNATURE = b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff"
 
 
 class ImageLimits(BaseModel):
@@ -59,8 +67,9 @@ class SourceImage:
     path: str  # relative to the folder, with forward slashes
     width: int
     height: int
-    format: str
-    data: bytes
+    format: str  # the file's format as Pillow names it (JPEG, PNG, WEBP, ...)
+    data: bytes  # PNG or JPEG bytes (``stored_image``)
+    stored_format: str = ""  # PNG or JPEG: the format of ``data``
     captions: list[str] = field(default_factory=list)
 
     @property
@@ -91,27 +100,38 @@ class ImageFolderScan:
 
 
 def load_captions(path: str) -> dict[str, list[str]]:
-    """Relative file name -> captions; a malformed file is one ValueError naming the line or field."""
-    source = Path(path)
-    try:
-        text = source.read_text()
-    except OSError as err:
-        raise ValueError(f"captions {path!r}: cannot read ({err.strerror or err})") from None
-    if source.suffix.lower() == ".jsonl":
+    """Relative file name -> captions; a malformed file is one ValueError naming the file and the line
+    or entry. A COCO ``images`` id listed twice for different files, or an annotation naming an id
+    that ``images`` lacks, is an error: a caption must never land on the wrong photo or vanish."""
+    text = read_text_file(path, "captions")
+    if Path(path).suffix.lower() == ".jsonl":
         return _jsonl_captions(text, path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"captions {path!r}: not valid JSON ({err.msg} at line {err.lineno})") from None
+        raise ValueError(f"captions {path!r} line {err.lineno}: not valid JSON ({err.msg})") from None
     if not isinstance(data, dict) or not {"images", "annotations"} <= set(data):
         raise ValueError(f"captions {path!r}: expected COCO captions with 'images' and 'annotations' (or a .jsonl file)")
-    try:
-        names = {img["id"]: img["file_name"] for img in data["images"]}
-        out: dict[str, list[str]] = {}
-        for ann in data["annotations"]:
-            out.setdefault(names[ann["image_id"]], []).append(str(ann["caption"]).strip())
-    except (KeyError, TypeError) as err:
-        raise ValueError(f"captions {path!r}: COCO entry without {err}") from None
+    return _coco_captions(data, path)
+
+
+def _coco_captions(data: dict, path: str) -> dict[str, list[str]]:
+    names: dict = {}
+    for i, img in enumerate(data["images"]):
+        if not isinstance(img, dict) or "id" not in img or not isinstance(img.get("file_name"), str):
+            raise ValueError(f"captions {path!r}: images[{i}] needs an 'id' and a 'file_name' string")
+        seen = names.setdefault(img["id"], img["file_name"])
+        if seen != img["file_name"]:
+            raise ValueError(f"captions {path!r}: images[{i}] reuses id {img['id']!r} of {seen!r} for "
+                             f"{img['file_name']!r}; give each photo its own id")
+    out: dict[str, list[str]] = {}
+    for i, ann in enumerate(data["annotations"]):
+        if not isinstance(ann, dict) or "image_id" not in ann or not isinstance(ann.get("caption"), str):
+            raise ValueError(f"captions {path!r}: annotations[{i}] needs an 'image_id' and a 'caption' string")
+        if ann["image_id"] not in names:
+            raise ValueError(f"captions {path!r}: annotations[{i}] names image_id {ann['image_id']!r}, "
+                             "which no entry of 'images' has")
+        out.setdefault(names[ann["image_id"]], []).append(ann["caption"].strip())
     return out
 
 
@@ -179,6 +199,60 @@ def check_image_bytes(data: bytes, config: ImageLimits) -> tuple[Verdict, str, d
     return KEEP, "", {"width": width, "height": height, "format": image.format, "data": data}
 
 
+def open_image_in(roots: list[Path], name: str, limits: ImageLimits) -> tuple[Verdict, str, dict]:
+    """Find ``name`` under the first of ``roots`` that has it and check it (``check_image_file``).
+
+    Drops, never raises: ``path_outside_root`` when no root holds it and the name leaves a root
+    (through ``..``, as an absolute path or a symlink; the file is not opened), ``source_missing``
+    when no root has it, ``source_unreadable`` for an ``OSError`` (a
+    300-character name, no permission), else the image checks' own reasons.
+    """
+    outside = 0
+    for root in roots:
+        try:
+            path = inside_root(root, name)
+            if not path.is_file():
+                continue
+            return check_image_file(path, limits)
+        except PathOutsideRoot:
+            outside += 1
+        except OSError as err:
+            return Verdict.drop("source_unreadable"), f"{type(err).__name__}: {err.strerror or err}", {}
+    if outside:  # it names a file outside some root, and no root holds it inside
+        return Verdict.drop(PATH_OUTSIDE_ROOT), f"resolves outside {', '.join(repr(str(r)) for r in roots)}", {}
+    return Verdict.drop("source_missing"), f"not found in {', '.join(repr(str(r)) for r in roots)}", {}
+
+
+def stored_image(data: bytes) -> tuple[bytes, str]:
+    """PNG and JPEG bytes as they are; any other format Pillow reads re-encoded as PNG (first frame,
+    lossless). Returns the bytes to store and their format, ``PNG`` or ``JPEG``."""
+    if data.startswith(PNG_SIGNATURE):
+        return data, "PNG"
+    if data.startswith(JPEG_SIGNATURE):
+        return data, "JPEG"
+    return _as_png(data), "PNG"
+
+
+def stored_pair(before: bytes, after: bytes) -> tuple[bytes, bytes, str]:
+    """Both images of a pair in one stored format: JPEG if both are JPEG, else PNG (a JPEG beside a
+    PNG or a WebP is decoded into PNG, so no pixel changes). Returns (before, after, format)."""
+    (b, b_fmt), (a, a_fmt) = stored_image(before), stored_image(after)
+    if b_fmt == a_fmt:
+        return b, a, b_fmt
+    return (b if b_fmt == "PNG" else _as_png(b)), (a if a_fmt == "PNG" else _as_png(a)), "PNG"
+
+
+def _as_png(data: bytes) -> bytes:
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(data))
+    if image.mode not in ("1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"):  # e.g. CMYK, YCbCr
+        image = image.convert("RGB")
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def scan_image_folder(config: ImageFolderConfig) -> Iterator[SourceImage | SourceDrop]:
     """Every image file of the folder in path order, then the captions whose file is missing."""
     root = Path(config.path)
@@ -187,15 +261,12 @@ def scan_image_folder(config: ImageFolderConfig) -> Iterator[SourceImage | Sourc
     captions = load_captions(config.captions_path) if config.captions_path else {}
     suffixes = {e.lower() for e in config.extensions}
     files = sorted(p for p in (root.rglob("*") if config.recursive else root.glob("*"))
-                   if p.is_file() and p.suffix.lower() in suffixes)
+                   if p.suffix.lower() in suffixes and (p.is_symlink() or p.is_file()))
     seen: set[str] = set()
     for file in files:
         rel = file.relative_to(root).as_posix()
         seen.add(rel)
-        try:
-            verdict, detail, facts = check_image_file(file, config)
-        except OSError as err:  # permissions, a file vanishing mid-scan
-            verdict, detail, facts = Verdict.drop("source_unreadable"), f"{type(err).__name__}: {err.strerror or err}", {}
+        verdict, detail, facts = open_image_in([root], rel, config)
         if not verdict.keep:
             yield SourceDrop(rel, verdict.reason or "source_unreadable", detail)
             continue
@@ -204,9 +275,17 @@ def scan_image_folder(config: ImageFolderConfig) -> Iterator[SourceImage | Sourc
             yield SourceDrop(rel, "source_no_caption", f"no caption in {config.captions_path}")
             continue
         digest = hashlib.sha256(facts["data"]).hexdigest()
-        yield SourceImage(image_id=stable_id(STAGE, digest), path=rel, captions=texts, **facts)
+        data, stored_format = stored_image(facts.pop("data"))
+        yield SourceImage(image_id=stable_id(STAGE, digest), path=rel, captions=texts, data=data,
+                          stored_format=stored_format, **facts)
     for rel in sorted(set(captions) - seen):
-        yield SourceDrop(rel, "source_missing", f"named in {config.captions_path} but not in {config.path}")
+        try:
+            inside_root(root, rel)
+            yield SourceDrop(rel, "source_missing", f"named in {config.captions_path} but not in {config.path}")
+        except PathOutsideRoot as err:
+            yield SourceDrop(rel, PATH_OUTSIDE_ROOT, f"named in {config.captions_path}: {err}")
+        except OSError as err:
+            yield SourceDrop(rel, "source_unreadable", f"{type(err).__name__}: {err.strerror or err}")
 
 
 def read_image_folder(config: ImageFolderConfig) -> ImageFolderScan:

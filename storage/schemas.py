@@ -49,9 +49,20 @@ class PairRow(LanceModel):
 
     pair_id: str
     run_id: str
-    method: str = Field(description="dig-render | imgdiff-replace | imgdiff-remove | med-edit")
+    method: str = Field(description="dig-render | imgdiff-replace | imgdiff-remove | med-edit | an imported set's name")
+    dataset: Optional[str] = Field(
+        None, description="where the pair comes from: our pipeline's name (dig-render, med-edit, ...) or an imported "
+        "set (med-bench, clevr-change, spot-the-diff, image-edit-request, or a folder import's name)",
+    )
     image_before: Optional[bytes] = Field(None, description="PNG/JPEG bytes")
     image_after: Optional[bytes] = Field(None, description="PNG/JPEG bytes")
+    image_format: Optional[str] = Field(
+        None, description="PNG | JPEG: the format of both stored images (imports store a pair in one format)",
+    )
+    source_format: Optional[str] = Field(
+        None, description="the imported files' own format as Pillow names it (WEBP, JPEG, ...); 'before/after' "
+        "when the two differ",
+    )
     width: int
     height: int
     caption_before: Optional[str] = None
@@ -143,6 +154,7 @@ class SampleRow(LanceModel):
     object_side: Optional[str] = Field(None, description="object-presence-mcq: 'left' or 'right', the side showing the object")
     category: Optional[str] = None
     split: str = Field(description="train | val | test | bench")
+    dataset: Optional[str] = Field(None, description="the pair's dataset (see PairRow.dataset)")
     created_at: datetime
 
 

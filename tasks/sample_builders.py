@@ -81,13 +81,16 @@ def grounding_sample(
 
 def diff_caption_sample(
     *, pair_id: str, run_id: str, method: str, sentences: list[str], boxes: list[list[float]],
-    subset: str | None, split: str, category: str | None,
+    subset: str | None, split: str, category: str | None, reference: int | None = None, dataset: str | None = None,
 ) -> SampleRow:
+    """The pair's difference caption: its sentences joined. ``reference`` numbers one of several
+    reference captions of a pair (imported sets keep each as its own sample, with its own id)."""
     question = DIFF_CAPTION_QUESTIONS[int(stable_hash(["question", pair_id], 8), 16) % len(DIFF_CAPTION_QUESTIONS)]
     answer = " ".join(sentences)
+    key = (pair_id, "diff-caption") if reference is None else (pair_id, "diff-caption", reference)
     return SampleRow(
-        sample_id=stable_id(pair_id, "diff-caption"),
+        sample_id=stable_id(*key),
         pair_id=pair_id, run_id=run_id, method=method, task="diff-caption", subset=subset,
         conversation=[Message(role="user", content=TWO_IMAGES + question), Message(role="assistant", content=answer)],
-        answer=answer, boxes=boxes, category=category, split=split, created_at=utc_now(),
+        answer=answer, boxes=boxes, category=category, split=split, dataset=dataset, created_at=utc_now(),
     )

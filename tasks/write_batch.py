@@ -4,6 +4,9 @@ Order matters for crash safety. Pairs, regions and samples go first, stage stats
 counts as done only once its stats are stored, so a run killed mid-write redoes the whole batch
 on the next invocation, and the upserts on deterministic ids replace what was half-written
 instead of duplicating it.
+
+Every pair and sample row carries a ``dataset`` (design.md §3): an importer sets the public set's
+name; rows of our own pipelines that name none get their ``method`` (``dig-render``, ``med-edit``, ...).
 """
 
 from __future__ import annotations
@@ -38,6 +41,13 @@ def stage_rows(run_id: str, flow_name: str, batch: str, stages: list[StageStats]
     ]
 
 
+def with_dataset(row: LanceModel) -> LanceModel:
+    """The row, with ``dataset`` set to its ``method`` if it is a pair or sample naming no dataset."""
+    if getattr(row, "dataset", "") is None and getattr(row, "method", None):
+        return row.model_copy(update={"dataset": row.method})
+    return row
+
+
 @task(name="write-batch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
 def write_batch(
     db_uri: str,
@@ -49,7 +59,7 @@ def write_batch(
 ) -> WrittenCounts:
     """Upsert ``tables`` (name -> rows) then the batch's stage stats; returns rows newly inserted."""
     store = open_store(db_uri)
-    inserted = {name: store.upsert(name, rows) for name, rows in tables.items()}
+    inserted = {name: store.upsert(name, [with_dataset(r) for r in rows]) for name, rows in tables.items()}
     store.upsert("stage_stats", stage_rows(run_id, flow_name, batch, stages))
     return WrittenCounts(
         pairs=inserted.get("pairs", 0), regions=inserted.get("regions", 0), samples=inserted.get("samples", 0)

@@ -18,7 +18,8 @@ from pairsmith.flows.dig_render import RenderRunSummary, dig_render
 from pairsmith.flows.dig_render_config import DigRenderConfig
 from pairsmith.storage.store import PairStore
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# ../shared/data beside the checkout; PAIRSMITH_SHARED_DATA points elsewhere (e.g. from a git worktree).
+SHARED_DATA = Path(os.environ.get("PAIRSMITH_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 
 @pytest.fixture(scope="module")

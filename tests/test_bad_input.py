@@ -102,9 +102,12 @@ def _config_models() -> set[type[BaseModel]]:
     from pairsmith.flows.propose_regions import ProposeRegionsConfig
     from pairsmith.scenes.scene_config import Scene
 
+    from pairsmith.tasks.imports import IMPORTERS, load_importer
+
     seen: set[type[BaseModel]] = set()
     todo = [DigRenderConfig, EvaluateConfig, SftFinetuneConfig, GrpoFinetuneConfig, ImgDiffReplaceConfig,
-            ImgDiffRemoveConfig, MaintenanceConfig, MedEditConfig, ProposeRegionsConfig, ImgDiffThresholds, Scene]
+            ImgDiffRemoveConfig, MaintenanceConfig, MedEditConfig, ProposeRegionsConfig, ImgDiffThresholds, Scene,
+            *(load_importer(name).config_class for name in IMPORTERS)]
     while todo:
         model = todo.pop()
         if model in seen:

@@ -11,10 +11,11 @@ import pytest
 from PIL import Image, ImageDraw
 
 from pairsmith.flows.cli.main import main
-from pairsmith.flows.import_med_bench import ImportMedBenchConfig, import_med_bench
+from pairsmith.flows.import_dataset import run_import
 from pairsmith.flows.propose_regions import ProposeRegionsConfig, propose_regions
 from pairsmith.models.pair_alignment import AlignConfig, align_pair, warp_onto_before
 from pairsmith.storage.store import PairStore
+from pairsmith.tasks.imports.med_bench import MedBenchConfig
 from pairsmith.tasks.med.prompts import CATEGORIES
 from tests.conftest import SHARED_DATA
 
@@ -60,7 +61,7 @@ def imported(tmp_path_factory):
     if not JSON.is_file():
         pytest.skip(f"the shared MED benchmark sample is not at {SAMPLE}")
     db = str(tmp_path_factory.mktemp("medbench") / "bench.lance")
-    return import_med_bench(ImportMedBenchConfig(db=db, json_path=str(JSON))), db
+    return run_import(MedBenchConfig(db=db, json_path=str(JSON))), db
 
 
 @needs_sample
@@ -78,7 +79,7 @@ def test_import_gives_44_pairs_and_mcqs_in_all_categories_once(imported):
     pairs = store.read("pairs").to_pylist()
     assert all(p["origin"].startswith("med-bench:MED_bench_sample.json#") for p in pairs)
     assert all(Image.open(__import__("io").BytesIO(p["image_before"])).size == (p["width"], p["height"]) for p in pairs)
-    again = import_med_bench(ImportMedBenchConfig(db=db, json_path=str(JSON)))
+    again = run_import(MedBenchConfig(db=db, json_path=str(JSON)))
     assert again.run_id == summary.run_id
     assert (store.count("pairs"), store.count("samples")) == (44, 44)
 
@@ -98,7 +99,7 @@ def test_bad_entries_and_images_become_reason_rows(tmp_path):
     entries.append({"image_name": "x.jpg"})
     path = tmp_path / "bench.json"
     path.write_text(json.dumps(entries))
-    summary = import_med_bench(ImportMedBenchConfig(db=str(tmp_path / "db"), json_path=str(path),
+    summary = run_import(MedBenchConfig(db=str(tmp_path / "db"), json_path=str(path),
                                                     images_dir=str(images)))
     store = PairStore(str(tmp_path / "db"))
     reasons = sorted((p["drop_stage"], p["drop_reason"]) for p in store.read("pairs", where="status = 'dropped'").to_pylist())

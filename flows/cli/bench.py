@@ -70,17 +70,18 @@ def med(model_id, adapter, json_path, images_dir, db, split, run_id, limit, devi
 
 
 def _import(json_path: str, images_dir: str | None, db: str | None):
-    from pairsmith.flows.import_med_bench import ImportMedBenchConfig, import_med_bench
-    from pairsmith.tasks.med.bench_items import read_med_json
+    from pairsmith.flows.import_dataset import run_import
+    from pairsmith.tasks.imports.med_bench import MedBenchConfig, MedBenchImporter
 
+    config = validate_config(MedBenchConfig, {"json_path": json_path, "images_dir": images_dir,
+                                              **({"db": db} if db else {})}, "options")
     try:
-        read_med_json(Path(json_path))
+        MedBenchImporter().check(config)  # a broken file is one line, before anything is created
     except ValueError as err:
         raise CliError(str(err)) from None
-    db = db or str(Path(tempfile.mkdtemp(prefix="pairsmith-bench-")) / "bench.lance")
-    config = validate_config(ImportMedBenchConfig, {"db": db, "json_path": json_path, "images_dir": images_dir},
-                             "options")
-    return db, import_med_bench(config)
+    if not db:
+        config = config.model_copy(update={"db": str(Path(tempfile.mkdtemp(prefix="pairsmith-bench-")) / "bench.lance")})
+    return config.db, run_import(config)
 
 
 def format_mcq_report(metrics: list[dict], model_id: str) -> str:

@@ -1,46 +1,150 @@
-"""``pairsmith import med-bench``: bring a published dataset into the store."""
+"""``pairsmith import <name>``: one sub-command per registered importer, generated from its config.
+
+The sub-commands come from ``pairsmith.tasks.imports.IMPORTERS``; each option is a field of the
+importer's pydantic config (``--<field>`` or the field's ``option`` name, its description as help,
+a choice list for a ``Literal``, a flag for a ``bool``); nested settings (``image_limits``) come from
+``--config FILE.yaml``. An importer module is imported only when its command runs, so ``pairsmith
+--help`` and ``pairsmith import --help`` stay fast. Bad input (a missing file or folder, a file that
+is not the format, nothing listed) is one line and exit 2 before Prefect starts or the database is
+created; a run that keeps no pair exits 1.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import inspect
+import sys
+import types
+import typing
+from typing import Any
 
 import click
+from pydantic import BaseModel
+
+from pairsmith.flows.cli.common import (
+    EXIT_FAILED, CliError, load_yaml, open_store_or_fail, quiet_prefect, set_option, validate_config,
+)
+from pairsmith.tasks.imports import IMPORTERS, load_importer
+
+BASE_TYPES = {str: click.STRING, int: click.INT, float: click.FLOAT}
 
 
-@click.group("import")
+class ImportGroup(click.Group):
+    """The ``import`` group: commands listed from the registry, built on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(IMPORTERS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return importer_command(name) if name in IMPORTERS else None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):  # from the registry: listing imports no importer
+            formatter.write_dl([(name, summary) for name, (_, summary) in IMPORTERS.items()])
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        # The importer module imports Prefect, which reads its console settings once, on import.
+        quiet_prefect("--verbose" in args)
+        return super().resolve_command(ctx, args)
+
+
+@click.group("import", cls=ImportGroup)
 def import_group() -> None:
-    """Import published data sets as pairs and samples."""
+    """Import published image-difference data sets as pairs and samples."""
 
 
-@import_group.command("med-bench")
-@click.option("--json", "json_path", required=True, help="MED_bench.json (list of image_name, edited_image_name, type, question, options, answer).")
-@click.option("--images", "images_dir", default=None, help="Folder the image names are relative to (default: the JSON's folder).")
-@click.option("--db", default=None, help="LanceDB URI (default ./data/pairsmith.lance).")
-@click.option("--verbose", is_flag=True, help="Show Prefect's task-run logs.")
-def med_bench(json_path: str, images_dir: str | None, db: str | None, verbose: bool) -> None:
-    """Store every MED benchmark item as a pair and its question as a med-mcq sample."""
-    from pairsmith.flows.cli.common import CliError, open_store_or_fail, quiet_prefect, validate_config
-    from pairsmith.tasks.med.bench_items import read_med_json
+def importer_command(name: str) -> click.Command:
+    """The sub-command of importer ``name``: options from its config, help from its module docstring."""
+    from pairsmith.tasks.imports.base import ImportConfig
 
+    importer = load_importer(name)
+    config_class = importer.config_class
+    own_first = sorted(config_class.model_fields.items(), key=lambda kv: kv[0] in ImportConfig.model_fields)
+    params: list[click.Parameter] = [
+        _option(config_class, field_name, field) for field_name, field in own_first if not _nested(field.annotation)
+    ]
+    params += [
+        click.Option(["--config", "config_path"], help=f"YAML file with {config_class.__name__} fields "
+                     "(e.g. image_limits); options override it."),
+        click.Option(["--verbose"], is_flag=True, help="Show Prefect's task-run logs."),
+    ]
+    module_doc = (inspect.getdoc(sys.modules[type(importer).__module__]) or "").replace("``", "")
+
+    def callback(config_path: str | None, verbose: bool, **values: Any) -> None:
+        _run(importer, config_path, values)
+
+    return click.Command(name, params=params, callback=callback, short_help=IMPORTERS[name][1],
+                         help=_click_help(module_doc))
+
+
+def _click_help(doc: str) -> str:
+    """A docstring as click help: paragraphs rewrapped, indented (example) blocks kept as written."""
+    return "\n\n".join("\b\n" + p if p.startswith("    ") else p for p in doc.split("\n\n"))
+
+
+def _run(importer, config_path: str | None, values: dict[str, Any]) -> None:
+    from pairsmith.tasks.imports.base import option_name
+
+    config_class = importer.config_class
+    data = load_yaml(config_path)
+    for field_name, value in values.items():
+        set_option(data, field_name, value)
+    for field_name, field in config_class.model_fields.items():
+        if field.is_required() and field_name not in data:
+            raise CliError(f"missing option {option_name(config_class, field_name)}")
+    config = validate_config(config_class, data, config_path or "options")
     try:
-        read_med_json(Path(json_path))  # a broken file is one line, before Prefect starts
+        importer.check(config)  # a broken file or folder is one line, before Prefect starts
     except ValueError as err:
         raise CliError(str(err)) from None
-    if images_dir is not None and not Path(images_dir).is_dir():
-        raise CliError(f"--images {images_dir!r}: not a folder")
-    quiet_prefect(verbose)  # before anything imports prefect: it reads its settings once
-    from pairsmith.flows.import_med_bench import ImportMedBenchConfig
-
-    data = {"json_path": json_path, "images_dir": images_dir}
-    if db:
-        data["db"] = db
-    config = validate_config(ImportMedBenchConfig, data, "options")
     store = open_store_or_fail(config.db)
     from pairsmith.flows.engine.funnel import format_funnel, run_funnel
-    from pairsmith.flows.import_med_bench import import_med_bench
+    from pairsmith.flows.import_dataset import run_import
 
-    summary = import_med_bench(config)
-    click.echo(f"Imported {summary.entries} entries from {json_path} into {summary.db} (run {summary.run_id}): "
-               f"{summary.pairs_kept} pairs kept, {summary.pairs_dropped} dropped, {summary.samples} med-mcq samples")
-    click.echo("categories: " + ", ".join(f"{c} ({n})" for c, n in summary.categories.items()))
+    try:
+        summary = run_import(config)
+    except Exception as err:  # the flow run failed; committed batches stay and the same command resumes
+        click.echo(f"pairsmith: error: run {importer.run_id(config)} failed: {type(err).__name__}: {err}", err=True)
+        raise click.exceptions.Exit(EXIT_FAILED) from None
+    files = ", ".join(str(f) for f in importer.input_files(config))
+    click.echo(f"Imported {summary.entries} entries from {files} into {summary.db} (run {summary.run_id}): "
+               f"{summary.pairs_kept} pairs kept, {summary.pairs_dropped} dropped, "
+               f"{summary.samples} {summary.sample_task} samples")
+    if summary.duplicates:
+        click.echo(f"{summary.duplicates} entries repeated an earlier entry exactly and were stored once")
+    if summary.batches_resumed:
+        click.echo(f"{summary.batches_resumed} of {summary.batches} batches were already stored")
+    click.echo("splits: " + (", ".join(f"{s} ({n})" for s, n in summary.splits.items()) or "none"))
+    if summary.categories:
+        click.echo("categories: " + ", ".join(f"{c} ({n})" for c, n in summary.categories.items()))
     click.echo(format_funnel(run_funnel(store, summary.run_id)))
+    if summary.pairs_kept == 0:
+        click.echo(f"pairsmith: error: run {summary.run_id} kept no pair (see the reasons above)", err=True)
+        raise click.exceptions.Exit(EXIT_FAILED)
+
+
+def _nested(annotation: Any) -> bool:
+    return any(isinstance(t, type) and issubclass(t, BaseModel) for t in (annotation, *typing.get_args(annotation)))
+
+
+def _option(config_class: type[BaseModel], field_name: str, field) -> click.Option:
+    """A click option for one config field: its type, help and default shown, never required here
+    (a YAML config may give it; ``_run`` names a missing one)."""
+    from pairsmith.tasks.imports.base import option_name
+
+    annotation = field.annotation
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        annotation = args[0]  # X | None
+    help_text = (field.description or "").rstrip(".")
+    if not field.is_required() and field.default is not None:
+        help_text += f" (default: {field.default})"
+    flag = option_name(config_class, field_name)
+    if annotation is bool:
+        return click.Option([f"{flag}/--no-{flag[2:]}", field_name], default=None, help=help_text)
+    if typing.get_origin(annotation) is typing.Literal:
+        return click.Option([flag, field_name], type=click.Choice([str(a) for a in typing.get_args(annotation)]),
+                            help=help_text)
+    if typing.get_origin(annotation) is list:
+        (item,) = typing.get_args(annotation)
+        return click.Option([flag, field_name], type=BASE_TYPES.get(item, click.STRING), multiple=True, help=help_text)
+    return click.Option([flag, field_name], type=BASE_TYPES.get(annotation, click.STRING), help=help_text)

@@ -191,7 +191,7 @@ cli.add_command(cli_refilter.refilter)
 from pairsmith.flows.cli import run as cli_run  # noqa: E402  (run FLOW --config: med-edit, img-diff flows)
 
 cli.add_command(cli_run.run)
-from pairsmith.flows.cli import imports as cli_import  # noqa: E402  (import med-bench)
+from pairsmith.flows.cli import imports as cli_import  # noqa: E402  (import NAME: one per registered importer)
 
 cli.add_command(cli_import.import_group)
 from pairsmith.flows.cli import bench as cli_bench  # noqa: E402  (bench med)

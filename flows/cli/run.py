@@ -2,7 +2,9 @@
 
 Flows are looked up by name in ``FLOWS`` (module paths, imported on use so ``--help`` stays fast).
 The config file holds the flow's pydantic config (without one, the config's defaults); ``--db``
-and ``--pairs`` override its database and its number of pairs.
+and ``--pairs`` override its database and its number of pairs. A config with a ``check_inputs()``
+method (``med-edit``: its captions file, images folder and Gemini key) is checked before the flow
+starts: a problem is one line and exit 2, and no database folder is created.
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ def run(flow_name: str, config_path: str | None, db: str | None, pairs: int | No
     if "show_progress" in config_cls.model_fields:
         data.setdefault("show_progress", True)
     config = validate_config(config_cls, data, config_path or f"{flow_name} defaults")
+    if hasattr(config, "check_inputs"):  # input no item could survive: one line, before anything is created
+        try:
+            config.check_inputs()
+        except ValueError as err:
+            raise CliError(str(err)) from None
     store = open_store_or_fail(config.db)
     try:
         summary = _load(flow_path)(config)

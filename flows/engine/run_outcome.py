@@ -37,14 +37,15 @@ def error_counts(funnel: list[StageStats]) -> Counter[str]:
     return out
 
 
-def batches_with_errors(store, run_id: str) -> set[str]:
-    """Batches of a run with at least one item that failed with an error: a re-run redoes them."""
+def batches_with_errors(store, run_id: str, also: tuple[str, ...] = ()) -> set[str]:
+    """Batches of a run with at least one item that failed with an error, or was dropped for one of
+    the reasons in ``also`` (e.g. an input file that was missing): a re-run redoes them."""
     from pairsmith.storage.store import sql_literal
 
     rows = store.read("stage_stats", where=f"run_id = {sql_literal(run_id)}", columns=["batch", "drop_reasons"])
     return {
         row["batch"] for row in rows.to_pylist()
-        if any(is_error_reason(r["reason"]) for r in row["drop_reasons"] or [])
+        if any(is_error_reason(r["reason"]) or r["reason"] in also for r in row["drop_reasons"] or [])
     }
 
 

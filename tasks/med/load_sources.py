@@ -1,31 +1,27 @@
-"""Load one batch of MED sources: the image bytes and size, or the reason an item cannot be used."""
+"""Load one batch of MED sources: the image bytes and size, or the reason an item cannot be used.
+
+A file is read only if it lies inside the images folder (checked again here, at the moment of
+reading); one that cannot be read (any ``OSError``, e.g. a name too long for the file system) is
+that item's ``source_unreadable`` row. Photos go to the editor and into the store as PNG or JPEG:
+other formats (WebP, BMP, TIFF, ...) are re-encoded as PNG first.
+"""
 
 from __future__ import annotations
 
-import io
 import time
 from pathlib import Path
 
-from PIL import Image
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from pairsmith.storage.verdict import StageStats, Verdict
-from pairsmith.storage.image_folder import ImageLimits, check_image_bytes
+from pairsmith.storage.image_folder import ImageLimits, check_image_bytes, stored_image
+from pairsmith.storage.input_files import PATH_OUTSIDE_ROOT, PathOutsideRoot, inside_root
 from pairsmith.storage.store import open_store, sql_in
+from pairsmith.storage.verdict import StageStats, Verdict
 from pairsmith.tasks.med.item import MedItem, judge
 from pairsmith.tasks.med.sources import SourceRef
 
-# What Gemini takes as inline image data; other formats are sent as PNG.
-EDITOR_MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
-
-
-def _editable(data: bytes, fmt: str | None) -> tuple[bytes, str]:
-    if fmt in EDITOR_MIME:
-        return data, EDITOR_MIME[fmt]
-    buf = io.BytesIO()
-    Image.open(io.BytesIO(data)).convert("RGB").save(buf, format="PNG")
-    return buf.getvalue(), "image/png"
+MIME = {"JPEG": "image/jpeg", "PNG": "image/png"}
 
 
 @task(name="load-sources", cache_policy=NO_CACHE)
@@ -41,19 +37,27 @@ def load_sources(
         item = MedItem(ref=ref, pair_id=pair_id)
         items.append(item)
         if ref.problem:
-            judge(stats, item, Verdict.drop(ref.problem))
+            judge(stats, item, Verdict.drop(ref.problem), detail=ref.path)
             continue
         if ref.path is not None:
-            path = Path(ref.path)
-            if not path.is_file():
-                judge(stats, item, Verdict.drop("source_missing"), detail=str(path))
+            try:
+                path = inside_root(ref.root, Path(ref.path).absolute()) if ref.root else Path(ref.path)
+                if not path.is_file():
+                    judge(stats, item, Verdict.drop("source_missing"), detail=ref.path)
+                    continue
+                data = path.read_bytes()
+            except PathOutsideRoot as err:
+                judge(stats, item, Verdict.drop(PATH_OUTSIDE_ROOT), detail=str(err))
                 continue
-            data = path.read_bytes()
+            except OSError as err:
+                judge(stats, item, Verdict.drop("source_unreadable"), detail=f"{type(err).__name__}: {err.strerror or err}")
+                continue
         else:
             data = before.get(ref.pair_id) or b""
         verdict, detail, facts = check_image_bytes(data, limits)
         if verdict.keep:
-            item.image, item.mime_type = _editable(data, facts["format"])
+            data, stored_format = stored_image(data)
+            item.image, item.mime_type = data, MIME[stored_format]
             item.width, item.height = facts["width"], facts["height"]
         judge(stats, item, verdict, detail=detail or None)
     stats.seconds = time.perf_counter() - start

@@ -2,8 +2,12 @@
 
 A captions file is JSONL (``{"image": "x.jpg", "caption": "..."}`` per line) or COCO captions, read by
 ``pairsmith.storage.image_folder.load_captions``; a photo is edited once, from its first caption. Image paths
-are relative to the images folder. Listing sources reads no pixels; each batch loads and checks
+are relative to the images folder, and only files inside it are read: a name that leaves it
+(``..``, an absolute path, a symlink pointing out) is a ``path_outside_root`` reason row, never
+opened and never sent to the editor. Listing sources reads no pixels; each batch loads and checks
 its own images, so a missing or broken file becomes a reason row for that item only.
+``check_sources`` finds the input problems that concern the whole run (no images folder, a captions
+file that is missing or malformed) before a flow starts.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pairsmith.storage.ids import stable_id
 from pairsmith.storage.image_folder import load_captions
+from pairsmith.storage.input_files import PATH_OUTSIDE_ROOT, PathOutsideRoot, inside_root
 from pairsmith.storage.store import PairStore, sql_in, sql_literal
 
 
@@ -55,9 +60,10 @@ class SourceRef:
 
     source_id: str
     caption: str
-    path: str | None = None
+    path: str | None = None  # images folder / name as the captions file gives it
     pair_id: str | None = None
     problem: str | None = None  # set when the listing itself already shows the item is unusable
+    root: str | None = None  # the images folder a file must lie in
 
 
 def list_sources(config: MedSources, store: PairStore) -> list[SourceRef]:
@@ -68,7 +74,14 @@ def list_sources(config: MedSources, store: PairStore) -> list[SourceRef]:
         for name, captions in load_captions(config.folder.captions).items():
             caption = next((c for c in captions if c), "")  # MED edits a photo once, from its first caption
             problem = None if caption else "source_no_caption"
-            refs.append(SourceRef(stable_id("file", name), caption, path=str(root / name), problem=problem))
+            try:
+                inside_root(root, name)
+            except PathOutsideRoot:
+                problem = PATH_OUTSIDE_ROOT
+            except OSError:
+                pass  # the loader reports it for this item (source_unreadable)
+            refs.append(SourceRef(stable_id("file", name), caption, path=str(root / name), problem=problem,
+                                  root=str(root)))
     if config.store:
         clauses = [sql_in("method", config.store.methods)]
         if config.store.run_id:
@@ -81,3 +94,14 @@ def list_sources(config: MedSources, store: PairStore) -> list[SourceRef]:
             refs.append(SourceRef(stable_id("pair", row["pair_id"]), caption, pair_id=row["pair_id"],
                                   problem=None if caption else "source_no_caption"))
     return refs[: config.limit] if config.limit else refs
+
+
+def check_sources(config: MedSources) -> None:
+    """Raise a one-line ValueError for input that no item could survive: a folder source whose
+    images folder is not a folder, or whose captions file is missing, not UTF-8, not JSON(L), has a
+    line without a caption, or a COCO annotation naming an image it does not list (or an id listed
+    for two photos). Reads the captions file, no image."""
+    if config.folder:
+        if not Path(config.folder.images_dir).is_dir():
+            raise ValueError(f"sources.folder.images_dir {config.folder.images_dir!r}: not a folder")
+        load_captions(config.folder.captions)

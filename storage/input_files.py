@@ -1,0 +1,77 @@
+"""Reading the files a user names: text that must be UTF-8, JSON, and paths that must stay in a folder.
+
+Every error is one ``ValueError`` line that names the file (and the line where there is one), so
+the CLI can print it as it is and exit 2. Paths taken from inside such a file (an image name in an
+annotation list, a file in a captions file) are resolved with ``inside_root``: a name that leaves
+the folder the user gave (``..``, an absolute path, a symlink pointing out) raises
+``PathOutsideRoot`` before the file is opened.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+PATH_OUTSIDE_ROOT = "path_outside_root"
+
+
+class PathOutsideRoot(ValueError):
+    """A path from an input file that resolves outside the folder it must stay in."""
+
+
+def read_text_file(path: str | Path, label: str) -> str:
+    """The file's text; ``label`` names it in errors (e.g. ``--json``). A UTF-8 byte-order mark is
+    dropped. Raises a one-line ValueError for a missing, unreadable or non-UTF-8 file; the last
+    names the line and column of the first bad byte."""
+    source = Path(path)
+    try:
+        data = source.read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"{label} {str(path)!r}: no such file") from None
+    except IsADirectoryError:
+        raise ValueError(f"{label} {str(path)!r}: is a folder, not a file") from None
+    except OSError as err:
+        raise ValueError(f"{label} {str(path)!r}: cannot read ({err.strerror or err})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise ValueError(f"{label} {str(path)!r} line {line}: not UTF-8 text "
+                         f"(byte 0x{data[err.start]:02x} at column {column})") from None
+
+
+def read_json_file(path: str | Path, label: str) -> Any:
+    """The parsed JSON document; errors name the file and the line."""
+    text = read_text_file(path, label)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{label} {str(path)!r} line {err.lineno}: not valid JSON ({err.msg})") from None
+
+
+def read_jsonl_file(path: str | Path, label: str) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) for every non-blank line; a line that is not JSON is a ValueError."""
+    for number, line in enumerate(read_text_file(path, label).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{label} {str(path)!r} line {number}: not valid JSON ({err.msg})") from None
+
+
+def inside_root(root: str | Path, name: str | Path) -> Path:
+    """``root / name`` resolved (``..`` and symlinks followed), which must lie inside ``root``.
+
+    Raises ``PathOutsideRoot`` for a name that leaves the folder: a relative path through ``..``, an
+    absolute path elsewhere, or a symlink whose target is outside. Only metadata is read (no file
+    is opened); an ``OSError`` from that (a name too long for the file system) passes through.
+    """
+    base = Path(root).resolve()
+    target = (base / name).resolve()
+    if not target.is_relative_to(base):
+        raise PathOutsideRoot(f"{str(name)!r} resolves outside {str(root)!r}")
+    return target
