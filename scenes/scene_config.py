@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pairsmith.storage.text_files import read_text
+from pairsmith.storage.input_files import read_text_file
 
 Shape = Literal["cube", "sphere", "cylinder"]
 Color = Literal["blue", "brown", "cyan", "gray", "green", "purple", "red", "yellow"]
@@ -129,7 +129,7 @@ def load_scenes(path: str | Path) -> list[Scene]:
 
 
 def _raw_scenes(file: Path) -> list[tuple[str, object]]:
-    text = read_text(file)
+    text = read_text_file(file, "--scenes")
     if file.suffix == ".jsonl":
         out = []
         for n, line in enumerate(text.splitlines(), start=1):

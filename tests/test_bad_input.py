@@ -60,7 +60,7 @@ def test_an_empty_scenes_folder_jsonl_and_a_non_utf8_scene_file_name_the_file(ca
     latin = tmp_path / "latin.json"
     latin.write_bytes(json.dumps({"objects": [OBJ]}).encode() + b"\n" + "  # café".encode("latin-1"))
     code, err = run(capsys, "render", "--scenes", str(latin), "--db", str(tmp_path / "db"))
-    assert_one_line_error(code, err, "latin.json line 2", "not UTF-8")
+    assert_one_line_error(code, err, "latin.json", "line 2", "not UTF-8")
     assert not (tmp_path / "db").exists()
 
 

@@ -45,10 +45,10 @@ def load_yaml(path: str | None) -> dict[str, Any]:
         return {}
     import yaml
 
-    from pairsmith.storage.text_files import read_text
+    from pairsmith.storage.input_files import read_text_file
 
     try:
-        data = yaml.safe_load(read_text(path, f"--config {path!r}"))
+        data = yaml.safe_load(read_text_file(path, "--config"))
     except ValueError as err:  # missing, unreadable or not UTF-8: the message names the file (and line)
         raise CliError(str(err)) from None
     except yaml.YAMLError as err:

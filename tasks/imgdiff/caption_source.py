@@ -11,16 +11,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pairsmith.storage.input_files import read_text_file
+
 BUNDLED_CAPTIONS = Path(__file__).with_name("captions.jsonl")
 
 
 def load_captions(path: str | None = None) -> list[str]:
     """The source captions of a run; a ValueError naming the file and line for anything unusable."""
     file = Path(path) if path else BUNDLED_CAPTIONS
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ValueError(f"captions file {str(file)!r}: cannot read it ({err.strerror or err})") from None
+    text = read_text_file(file, "captions file")  # missing, unreadable, not UTF-8: one line naming file and line
     captions = []
     as_jsonl = file.suffix.lower() in {".jsonl", ".json"}
     for number, line in enumerate(text.splitlines(), start=1):
