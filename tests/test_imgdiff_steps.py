@@ -100,8 +100,11 @@ def test_caption_files_jsonl_or_text_and_their_errors_name_file_and_line(tmp_pat
         (tmp_path / name).write_text(text)
         with pytest.raises(ValueError, match=message):
             load_captions(str(tmp_path / name))
-    with pytest.raises(ValueError, match="cannot read"):
+    with pytest.raises(ValueError, match="missing.jsonl': no such file"):
         load_captions(str(tmp_path / "missing.jsonl"))
+    (tmp_path / "latin.txt").write_bytes(b"a cat\na caf\xe9 table\n")
+    with pytest.raises(ValueError, match="latin.txt' line 2: not UTF-8"):
+        load_captions(str(tmp_path / "latin.txt"))
     with pytest.raises(ValidationError, match="line 2: not valid JSON"):
         ImgDiffReplaceConfig(captions_path=str(tmp_path / "bad.jsonl"))
 
