@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import shutil
@@ -409,21 +410,23 @@ def caption_llm(smoke: Smoke) -> dict[str, Any]:
     return {"device": logits["device"], "dtype": logits["dtype"], "answers": len(answers)}
 
 
-class _NoisePairImages:
-    """Stands in for ``PairImages`` (which reads LanceDB): each pair id gets two noise images."""
-
-    def for_layout(self, pair_id: str, layout: str) -> list:
-        seed = int(pair_id.removeprefix("pair-"))
-        return [_noise(seed, (64, 64)), _noise(seed + 100, (64, 64))]
-
-
-def _training_rows(n: int) -> list[dict[str, Any]]:
-    from pairsmith.tasks.sample_builders import TWO_IMAGES
+def _training_set(n_rows: int, grpo: bool):
+    """Grounding samples with two images each in TRL's conversational form (string contents: TRL puts
+    the image blocks in front of the user turn), built here so these paths need neither LanceDB nor
+    Prefect: GRPO rows carry ``gt_boxes`` for the DiG reward, SFT rows the answer as ``completion``."""
+    import datasets
 
     question = "Find every region that differs. Answer with a JSON list of [x1, y1, x2, y2] boxes."
-    return [{"sample_id": f"s{i}", "pair_id": f"pair-{i}", "boxes": [[4.0, 4.0, 30.0, 30.0]],
-             "conversation": [{"role": "user", "content": TWO_IMAGES + question},
-                              {"role": "assistant", "content": "[[4, 4, 30, 30]]"}]} for i in range(n)]
+    rows = []
+    for i in range(n_rows):
+        row = {"prompt": [{"role": "user", "content": question}],
+               "images": [_noise(i, (64, 64)), _noise(i + 100, (64, 64))]}
+        if grpo:
+            row["gt_boxes"] = [[4.0, 4.0, 30.0, 30.0]]
+        else:
+            row["completion"] = [{"role": "assistant", "content": "[[4, 4, 30, 30]]"}]
+        rows.append(row)
+    return datasets.Dataset.from_list(rows)
 
 
 def _train(smoke: Smoke, name: str, n_rows: int, train: Callable) -> dict[str, Any]:
@@ -432,12 +435,10 @@ def _train(smoke: Smoke, name: str, n_rows: int, train: Callable) -> dict[str, A
     (TRL's SFT computes the log-probabilities from ``lm_head.weight`` directly, so the decoder is the
     last module that runs), where the base and LoRA weights live, and the trainer's precision flags."""
     from pairsmith.models.vlm_training import load_trainable_vlm, precision_args, save_adapter
-    from pairsmith.tasks.training.training_data import training_dataset
 
     runtime, folder, grpo = smoke.runtime(), smoke.folder(name), name == "grpo"
     model, processor = load_trainable_vlm(str(smoke.model("qwen2-vl")), runtime)
-    dataset = training_dataset(_training_rows(n_rows), _NoisePairImages(), "multi", with_completion=not grpo,
-                               with_boxes=grpo)
+    dataset = _training_set(n_rows, grpo)
     with watch(model.get_decoder()) as hidden:
         model, log = train(model, processor, dataset, runtime, folder / "trainer")
     save_adapter(model, processor, folder / "adapter")
@@ -666,6 +667,8 @@ def run_path(smoke: Smoke, name: str, work: Callable[[], Any], torch_memory: boo
     (``torch_memory=False`` keeps torch from opening a CUDA context at all)."""
     import torch
 
+    from pairsmith.models.lazy import clear_loaded
+
     on_cuda = smoke.device == "cuda" and torch_memory
     if on_cuda:
         torch.cuda.synchronize()
@@ -687,6 +690,10 @@ def run_path(smoke: Smoke, name: str, work: Callable[[], Any], torch_memory: boo
     seconds = time.perf_counter() - start
     if peak is None:
         peak = torch.cuda.max_memory_allocated() / 2**20 if on_cuda else 0.0
+    clear_loaded()  # the next path loads its own models: each peak is one path's alone
+    gc.collect()
+    if on_cuda:
+        torch.cuda.empty_cache()
     return PathResult(name, ok, round(seconds, 2), round(peak, 1), facts)
 
 
@@ -701,6 +708,21 @@ def _path_work(smoke: Smoke, name: str) -> Callable[[], Any]:
     work = {"fastsam": fastsam, "clip": clip, "blip": blip, "vlm-caption": vlm_caption, "vlm-adapter": vlm_adapter,
             "caption-llm": caption_llm, "sft": sft, "grpo": grpo, "ray": ray_task}[name]
     return lambda: work(smoke)
+
+
+def _versions() -> str:
+    """The libraries the paths need, with their versions; a missing one fails only its paths."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = ("diffusers", "transformers", "trl", "peft", "accelerate", "datasets", "ultralytics", "open_clip_torch",
+             "prefect", "prefect-ray", "ray", "lancedb", "bpy", "nvidia-ml-py")
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name}={version(name)}")
+        except PackageNotFoundError:
+            found.append(f"{name}=missing")
+    return " ".join(found)
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -747,6 +769,7 @@ def main(argv: list[str] | None = None) -> int:
     where = torch.cuda.get_device_name(0) if device == "cuda" else "CPU"
     print(f"# gpu_smoke: device={device} ({where}) torch={torch.__version__} cuda={torch.version.cuda} out={out}",
           flush=True)
+    print(f"# packages: {_versions()}", flush=True)
     start = time.monotonic()
     for name in selected:  # what an earlier run left for these paths
         (out / "errors" / f"{name}.txt").unlink(missing_ok=True)
