@@ -483,7 +483,7 @@ def ray_task(smoke: Smoke) -> tuple[dict[str, Any], float]:
     clip_config = {"model_name": tiny.model_name, "pretrained": str(tiny.weights),
                    "model_config_file": str(tiny.config_file), "runtime": smoke.runtime().model_dump()}
     on_gpu = smoke.device == "cuda"
-    settings = RunnerSettings(kind="ray", ray_num_cpus=2, gpus_per_task=1.0)
+    settings = RunnerSettings(kind="ray", ray_num_cpus=1, gpus_per_task=1.0)  # one worker: the probe needs one
     facts = _ray_flow(settings, clip_config, on_gpu)
     expect(facts["device"].split(":")[0] == smoke.device, f"Ray worker ran CLIP on {facts['device']}")
     expect(bool(facts["ray_gpu_ids"]) == on_gpu, f"Ray gave the task GPUs {facts['ray_gpu_ids']}")
