@@ -103,3 +103,24 @@ def test_without_a_cuda_gpu_it_says_to_use_cpu_and_creates_nothing(tmp_path):
                           text=True, timeout=300)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "run with --cpu" in proc.stderr
     assert not (tmp_path / "smoke").exists()
+
+
+def test_a_gpu_render_without_that_gpu_backend_says_what_blender_found(tmp_path):
+    """In a subprocess: a failed Blender set-up would leave this process's Blender session half reset."""
+    code = (
+        "from pairsmith.scenes.blender_render import BlenderRenderer, RenderSettings, cycles_gpu_devices\n"
+        "if cycles_gpu_devices('CUDA'):\n"
+        "    print('SKIP: Cycles sees a CUDA GPU here')\n"
+        "    raise SystemExit(0)\n"
+        "assert cycles_gpu_devices('METAL') == []  # macOS only: an empty list here, not an error\n"
+        "try:\n"
+        "    BlenderRenderer(RenderSettings(device='gpu')).prepare()\n"
+        "except RuntimeError as err:\n"
+        "    print('ERROR:', err)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    if "SKIP:" in proc.stdout:
+        pytest.skip("Cycles sees a CUDA GPU on this machine")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    error = next(line for line in proc.stdout.splitlines() if line.startswith("ERROR:"))
+    assert "Blender sees no CUDA device (other GPU backends: none)" in error and "device 'cpu'" in error
