@@ -42,8 +42,8 @@ CAMERA_LENS_MM = 45.0
 # (location, power in W, size): key, fill and back light, as in CLEVR.
 LIGHTS = (((4.0, -3.0, 6.5), 350.0, 3.0), ((-5.0, -2.0, 4.0), 120.0, 3.0), ((-1.0, 6.0, 5.0), 180.0, 3.0))
 GROUND_GRAY = 0.45
-GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")  # RenderSettings.gpu_backend
 WORLD_GRAY = 0.55
+GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")  # RenderSettings.gpu_backend
 
 
 class RenderSettings(BaseModel):
