@@ -44,6 +44,7 @@ CAMERA_LENS_MM = 45.0
 LIGHTS = (((4.0, -3.0, 6.5), 350.0, 3.0), ((-5.0, -2.0, 4.0), 120.0, 3.0), ((-1.0, 6.0, 5.0), 180.0, 3.0))
 GROUND_GRAY = 0.45
 WORLD_GRAY = 0.55
+GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")  # RenderSettings.gpu_backend
 
 
 class RenderSettings(BaseModel):
@@ -164,12 +165,15 @@ class BlenderRenderer:
             sc.render.threads_mode = "FIXED"
             sc.render.threads = s.threads
         if s.device == "gpu":
+            # Cycles renders on the preference's device type with every listed device whose `use`
+            # is set, and silently on the CPU when none is: so check first, then switch the CPU off.
+            if not cycles_gpu_devices(s.gpu_backend):
+                found = {b: cycles_gpu_devices(b) for b in GPU_BACKENDS if b != s.gpu_backend}
+                listed = "; ".join(f"{b}: {', '.join(names)}" for b, names in found.items() if names) or "none"
+                raise RuntimeError(f"Blender sees no {s.gpu_backend} device (other GPU backends: {listed}); "
+                                   "render with device 'cpu' or pick another gpu_backend")
             prefs = bpy.context.preferences.addons["cycles"].preferences
             prefs.compute_device_type = s.gpu_backend
-            prefs.refresh_devices()
-            gpus = [d for d in prefs.devices if d.type == s.gpu_backend]
-            if not gpus:
-                raise RuntimeError(f"Blender sees no {s.gpu_backend} device; render with device 'cpu' or pick another gpu_backend")
             for d in prefs.devices:
                 d.use = d.type == s.gpu_backend
             sc.cycles.device = "GPU"
@@ -354,6 +358,15 @@ class BlenderRenderer:
         self.timer.seconds += time.perf_counter() - start
         self.timer.renders += 1
         return path
+
+
+def cycles_gpu_devices(backend: str) -> list[str]:
+    """Names of the GPUs Cycles can render on with ``backend`` here (never the CPU); empty when the
+    driver, the GPU or this bpy build lacks that backend (METAL exists only on macOS)."""
+    import bpy
+
+    prefs = bpy.context.preferences.addons["cycles"].preferences
+    return [d.name for d in prefs.get_devices_for_type(backend) if d.type == backend]
 
 
 _ACTIVE: BlenderRenderer | None = None
