@@ -143,3 +143,12 @@ def test_example_configs_still_validate_strictly(capsys):
     for name, model in [("imgdiff.yaml", ImgDiffReplaceConfig), ("imgdiff_remove.yaml", ImgDiffRemoveConfig),
                         ("sft.yaml", FinetuneConfig), ("grpo.yaml", FinetuneConfig)]:
         validate_config(model, yaml.safe_load((root / name).read_text()), name)
+
+
+def test_the_readme_error_example_is_what_the_cli_prints(capsys, tmp_path, monkeypatch):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    shown = readme.split("$ pairsmith render --scenes scenes.json\n", 1)[1].split("\n", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    Path("scenes.json").write_text(json.dumps([{"objects": [{**OBJ, "position": ["1.0", True]}]}]))
+    code, err = run(capsys, "render", "--scenes", "scenes.json", "--db", str(tmp_path / "db"))
+    assert code == 2 and err.strip() == shown
