@@ -8,10 +8,13 @@ stand for one change:
 1. hysteresis thresholding (``skimage.filters.apply_hysteresis_threshold``; Canny, "A
    Computational Approach to Edge Detection", IEEE PAMI 8(6), 1986): a region needs a strong core
    (evidence ≥ ``high``) and grows over connected pixels that are merely above ``low``; both levels
-   rise with the pair's own noise (median + k · 1.4826 · MAD of the evidence), so a re-encoded pair
-   with busy textures needs clearer evidence than a clean one;
+   rise with the pair's own noise (median + k · sigma, sigma estimated from the lower half of the
+   evidence, (median − first quartile) / 0.6745, since changed pixels only ever add to the upper
+   tail and a large edit would inflate a plain MAD), so a re-encoded pair with busy textures needs
+   clearer evidence than a clean one;
 2. a closing and hole filling join an object's pieces; components smaller than ``min_area_fraction``
-   of the image are dropped;
+   of the image are dropped; each box is drawn around the component's pixels that reach ``tighten``
+   of its peak, undoing most of the spread of the coarse blur;
 3. ``merge_fragments``: regions whose boxes lie within ``merge_gap_fraction`` of the image side of
    each other are merged as long as the merged box stays compact (at most ``max_growth`` times the
    area of the boxes it replaces), so fragments of one object become one box while two separate
