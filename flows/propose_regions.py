@@ -1,39 +1,62 @@
 """The propose-regions flow: boxes where stored pairs differ, for pairs that came without any.
 
 Edited photos (MED's Gemini edits, the imported MED benchmark) arrive as two images of different
-size and framing and no boxes. Per batch of stored pairs: align the after image onto the before
-image's frame (``pairsmith.models.pair_alignment``), propose changed regions on the aligned pair (the
-weight-free diff-map proposer by default, FastSAM as an option), and store the boxes in
-before-image pixels as ``regions`` of this run, with the alignment (method, transform, score, or
-the reason it failed) on the pair. Work happens at ``work_side`` pixels; boxes are scaled back.
+size and framing and no boxes. Per batch of stored pairs, ``models.pair_proposer`` registers the
+after image onto the before image (global transform, then dense residual flow), compares them
+(CIELAB ΔE and SSIM), judges whether the edit changed the whole picture, and proposes ranked,
+merged change regions with a confidence each. The flow stores:
+
+* on the pair: the alignment (method, transform, agreement score, or why there is none) and the
+  extent verdict (``change_extent`` local | global, its score and reason);
+* as ``regions`` of this run: every box in before-image pixels with its ``confidence``; boxes
+  under ``min_confidence`` are stored too, dropped with ``confidence_too_low``;
+* with ``grounding.enabled``: a DiG-style ``grounding`` sample (method ``med-edit``) for each local
+  ``med-edit`` pair with at least one kept box — real-photo grounding data.
+
+Stages (the run's funnel): ``align`` (align_no_transform, align_error), ``extent`` (extent_reframed,
+extent_unaligned, extent_redrawn), ``propose`` (propose_no_regions), ``confidence``
+(confidence_too_low: no box of the pair passed), and ``grounding`` when enabled.
+
+The run id hashes every setting that changes the output (not ``db`` or ``batch_size``), and region
+and sample ids include it, so a second proposer config writes a second run next to the first, and
+``pairsmith stats --run`` compares them. The pair's alignment and extent columns hold the verdicts
+of the latest run that processed it.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Literal
 
 import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 from pairsmith.flows.engine.batching import batch_name, batch_ranges
 from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
 from pairsmith.flows.engine.run_outcome import batches_with_errors
-from pairsmith.models.diffmap_proposer import DiffMapConfig, DiffMapProposer
-from pairsmith.models.pair_alignment import AlignConfig, align_pair, warp_onto_before
+from pairsmith.models.pair_proposer import PHOTO, PairProposal, PairProposer, PairProposerConfig
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
 from pairsmith.storage.ids import stable_hash, stable_id
 from pairsmith.storage.pair_images import open_image
-from pairsmith.storage.schemas import PairRow, RegionRow, utc_now
+from pairsmith.storage.schemas import PairRow, RegionRow, SampleRow, utc_now
 from pairsmith.storage.store import open_store, sql_in, sql_literal
+from pairsmith.storage.verdict import KEEP, StageStats, Verdict
+from pairsmith.tasks.sample_builders import SplitFractions, grounding_sample, split_for
 from pairsmith.tasks.write_batch import write_batch
 
 FLOW_NAME = "propose-regions"
-# JPEG photos re-rendered by an editor differ a little everywhere: a higher, adaptive threshold.
-PHOTO_DIFFMAP = DiffMapConfig(diff_threshold="otsu", otsu_floor=25.0, blur_px=5, residual_min_px=400)
+PROPOSER_NAME = "diffmap"
+GROUNDING_METHOD = "med-edit"
+
+
+class GroundingConfig(BaseModel):
+    """Real-photo grounding samples; off until the proposer's precision is trusted (README)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(False, description="write a grounding sample per local med-edit pair with kept boxes")
+    splits: SplitFractions = Field(default_factory=SplitFractions, description="val/test shares (bench pairs stay bench)")
 
 
 class ProposeRegionsConfig(BaseModel):
@@ -44,11 +67,9 @@ class ProposeRegionsConfig(BaseModel):
     run_ids: list[str] = Field(default_factory=list, description="only pairs of these runs; empty = all")
     only_kept: bool = True
     limit: int | None = Field(None, ge=1)
-    work_side: int = Field(640, ge=64, le=4096, description="longer side the pair is aligned and compared at")
-    align: AlignConfig = Field(default_factory=AlignConfig)
-    proposer: Literal["diffmap"] = "diffmap"
-    diffmap: DiffMapConfig = Field(default_factory=lambda: PHOTO_DIFFMAP)
-    max_boxes: int = Field(10, ge=1, le=100, description="boxes kept per pair, in the proposer's order")
+    proposer: PairProposerConfig = Field(default_factory=lambda: PHOTO, description="models/pair_proposer.py settings")
+    min_confidence: float = Field(0.3, ge=0.0, le=1.0, description="boxes below this confidence are stored as dropped")
+    grounding: GroundingConfig = Field(default_factory=GroundingConfig)
     batch_size: int = Field(16, ge=1, le=1000)
 
     @field_validator("db")
@@ -74,64 +95,96 @@ class ProposeSummary(BaseModel):
     run_id: str
     pairs: int
     aligned: int
+    local: int
+    global_edits: int
     with_regions: int
     regions: int
+    samples: int
     seconds: float
 
 
-def _scaled(img, side: int):
-    s = min(1.0, side / max(img.size))
-    return img if s == 1.0 else img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))))
+def _pair_columns(row: dict, found: PairProposal | None) -> dict:
+    """The alignment and extent columns a run writes on a pair (``found`` None: the proposer failed)."""
+    if found is None:
+        return dict(row, align_method=None, align_transform=None, align_score=None, align_reason="align_error",
+                    change_extent=None, change_extent_score=None, change_extent_reason=None)
+    a, e = found.alignment, found.extent
+    return dict(
+        row, align_method=a.method, align_transform=[float(v) for v in a.transform], align_score=a.score,
+        align_reason=a.reason, change_extent=e.extent if e else None, change_extent_score=e.score if e else None,
+        change_extent_reason=e.reason if e else None,
+    )
 
 
 @task(name="align-and-propose", cache_policy=NO_CACHE)
 def align_and_propose(
     pair_ids: list[str], config: ProposeRegionsConfig, run_id: str,
-) -> tuple[list[PairRow], list[RegionRow], StageStats, StageStats]:
+) -> tuple[list[PairRow], list[RegionRow], list[SampleRow], list[StageStats]]:
+    """One batch: propose, then one pair row (updated), region rows and samples, and the stage counts."""
     store = open_store(config.db)
     rows = {r["pair_id"]: r for r in store.read("pairs", where=sql_in("pair_id", pair_ids)).to_pylist()}
-    align_stats, propose_stats = StageStats("align"), StageStats("propose")
+    names = ["align", "extent", "propose", "confidence"] + (["grounding"] if config.grounding.enabled else [])
+    stats = {name: StageStats(name) for name in names}
     start = time.perf_counter()
-    proposer = DiffMapProposer(config.diffmap)
-    pairs, regions, aligned = [], [], []
+    proposer = PairProposer(config.proposer)
+    pairs, regions, samples = [], [], []
     for pid in pair_ids:
         row = rows[pid]
-        before_full, after_full = open_image(row["image_before"]), open_image(row["image_after"])
-        before, after = _scaled(before_full, config.work_side), _scaled(after_full, config.work_side)
         try:
-            alignment = align_pair(before, after, config.align)
-        except Exception as err:  # OpenCV on a degenerate image: this pair only, retried on a re-run
-            get_run_logger().warning("pair %s: alignment failed: %s: %s", pid, type(err).__name__, err)
-            row.update(align_method=None, align_transform=None, align_score=None, align_reason="align_error")
-            align_stats.record(Verdict.drop("align_error"))
-            pairs.append(PairRow(**row))
+            found = proposer.propose(open_image(row["image_before"]), open_image(row["image_after"]))
+        except Exception as err:  # a degenerate image: this pair only, retried on a re-run
+            get_run_logger().warning("pair %s: proposing failed: %s: %s", pid, type(err).__name__, err)
+            pairs.append(PairRow(**_pair_columns(row, None)))
+            stats["align"].record(Verdict.drop("align_error"))
             continue
-        # The work-size transform, expressed between the full-size images.
-        to_full = np.diag([before_full.width / before.width, before_full.height / before.height, 1.0])
-        from_full = np.diag([after.width / after_full.width, after.height / after_full.height, 1.0])
-        full = to_full @ alignment.matrix() @ from_full
-        row.update(align_method=alignment.method, align_transform=[float(v) for v in full.ravel()],
-                   align_score=alignment.score, align_reason=alignment.reason)
-        pairs.append(PairRow(**row))
-        align_stats.record(KEEP if alignment.ok else Verdict.drop(alignment.reason))
-        if alignment.ok:
-            aligned.append((pid, before, warp_onto_before(before, after, alignment), to_full))
-    proposals = proposer.propose_batch([(b, a) for _, b, a, _ in aligned]) if aligned else []
-    for (pid, _, _, to_full), found in zip(aligned, proposals):
-        sx, sy = to_full[0, 0], to_full[1, 1]
-        boxes = found.boxes[: config.max_boxes]
-        propose_stats.record(KEEP if boxes else Verdict.drop("propose_no_regions"))
-        for k, ((x1, y1, x2, y2), kind, changed) in enumerate(zip(boxes, found.kinds, found.changed_fraction)):
+        pairs.append(PairRow(**_pair_columns(row, found)))
+        if found.extent is None:
+            stats["align"].record(Verdict.drop(found.alignment.reason or "align_no_transform"))
+            continue
+        stats["align"].record(KEEP)
+        if found.extent.extent == "global":
+            stats["extent"].record(Verdict.drop(found.extent.reason or "extent_global"))
+            continue
+        stats["extent"].record(KEEP)
+        stats["propose"].record(KEEP if found.boxes else Verdict.drop("propose_no_regions"))
+        if not found.boxes:
+            continue
+        kept = []
+        for k, (box, confidence, kind, changed) in enumerate(
+                zip(found.boxes, found.confidences, found.kinds, found.changed_fraction)):
+            ok = confidence >= config.min_confidence
             regions.append(RegionRow(
-                region_id=stable_id(pid, run_id, k), pair_id=pid, run_id=run_id,
-                box=[x1 * sx, y1 * sy, x2 * sx, y2 * sy], proposer=config.proposer,
-                change_type=kind, changed_fraction=changed, status="kept", created_at=utc_now(),
+                region_id=stable_id(pid, run_id, k), pair_id=pid, run_id=run_id, box=box, proposer=PROPOSER_NAME,
+                change_type=kind, changed_fraction=changed, confidence=confidence,
+                status="kept" if ok else "dropped", reason=None if ok else "confidence_too_low", created_at=utc_now(),
             ))
-    align_stats.seconds = propose_stats.seconds = time.perf_counter() - start
-    return pairs, regions, align_stats, propose_stats
+            if ok:
+                kept.append(box)
+        stats["confidence"].record(KEEP if kept else Verdict.drop("confidence_too_low"))
+        if kept and config.grounding.enabled:
+            if row["method"] != GROUNDING_METHOD:
+                stats["grounding"].record(Verdict.drop("grounding_not_med_edit"))
+                continue
+            samples.append(_grounding(row, kept, run_id, config.grounding))
+            stats["grounding"].record(KEEP)
+    for s in stats.values():
+        s.seconds = time.perf_counter() - start
+    return pairs, regions, samples, list(stats.values())
 
 
-@flow(name=FLOW_NAME, description="Align stored pairs and propose the regions where they differ.")
+def _grounding(row: dict, boxes: list[list[float]], run_id: str, config: GroundingConfig) -> SampleRow:
+    """DiG's grounding prompt over a real edit; boxes on the before image, benchmark pairs stay ``bench``."""
+    pid = row["pair_id"]
+    split = "bench" if row.get("bench_candidate") else split_for(pid, config.splits)
+    sample = grounding_sample(
+        pair_id=pid, run_id=run_id, method=GROUNDING_METHOD, boxes=boxes, width=row["width"], height=row["height"],
+        subset=GROUNDING_METHOD, state_count=False, split=split, category=row.get("edit_category"),
+    )
+    # one sample per pair *and run*: a second proposer config never overwrites the first one's sample
+    return sample.model_copy(update={"sample_id": stable_id(pid, "grounding", GROUNDING_METHOD, run_id)})
+
+
+@flow(name=FLOW_NAME, description="Align stored pairs, judge the edit's extent and propose the regions that changed.")
 def propose_regions(config: ProposeRegionsConfig) -> ProposeSummary:
     start = time.perf_counter()
     run_id = config.run_id()
@@ -145,16 +198,22 @@ def propose_regions(config: ProposeRegionsConfig) -> ProposeSummary:
         name = batch_name(indices)
         if name in done:
             continue
-        pairs, regions, align_stats, propose_stats = align_and_propose.with_options(
+        pairs, regions, samples, stages = align_and_propose.with_options(
             task_run_name=f"align-and-propose-{name}")([ids[i] for i in indices], config, run_id)
         write_batch.with_options(task_run_name=f"write-batch-{name}")(
-            config.db, run_id, FLOW_NAME, name, {"pairs": pairs, "regions": regions}, [align_stats, propose_stats])
+            config.db, run_id, FLOW_NAME, name, {"pairs": pairs, "regions": regions, "samples": samples}, stages)
     funnel = run_funnel(store, run_id)
     if funnel:
         publish_dropoff(run_id, funnel)
     by = {s.stage: s for s in funnel}
+
+    def kept(stage: str) -> int:
+        return by[stage].n_kept if stage in by else 0
+
+    in_run = f"run_id = {sql_literal(run_id)}"
     return ProposeSummary(
-        run_id=run_id, pairs=len(ids), aligned=by["align"].n_kept if "align" in by else 0,
-        with_regions=by["propose"].n_kept if "propose" in by else 0,
-        regions=store.count("regions", f"run_id = {sql_literal(run_id)}"), seconds=round(time.perf_counter() - start, 3),
+        run_id=run_id, pairs=len(ids), aligned=kept("align"), local=kept("extent"),
+        global_edits=by["extent"].n_dropped if "extent" in by else 0, with_regions=kept("confidence"),
+        regions=store.count("regions", f"{in_run} AND status = 'kept'"), samples=store.count("samples", in_run),
+        seconds=round(time.perf_counter() - start, 3),
     )

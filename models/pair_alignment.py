@@ -96,6 +96,12 @@ def _similarity(before: np.ndarray, after: np.ndarray, cfg: AlignConfig) -> tupl
     return np.vstack([m, [0.0, 0.0, 1.0]]), n_inliers
 
 
+def _rank(candidate: Alignment, cfg: AlignConfig) -> tuple[bool, bool, float]:
+    """Agreeing transforms first (a re-framed view that agrees beats a resize that does not: the
+    verdict is then "re-framed", not "unaligned"), then those covering enough, then agreement."""
+    return candidate.score >= cfg.min_score, candidate.overlap >= cfg.min_overlap, candidate.score
+
+
 def align_pair(before: Image.Image, after: Image.Image, cfg: AlignConfig = AlignConfig()) -> Alignment:
     """The best transform of ``after`` onto ``before``'s frame, or why there is none."""
     scale_b = min(1.0, cfg.work_side / max(before.size))
@@ -116,7 +122,7 @@ def align_pair(before: Image.Image, after: Image.Image, cfg: AlignConfig = Align
         score, overlap = _score(gb, ga, work_m, cfg.pixel_tolerance)
         full = from_work @ work_m @ to_work
         cand = Alignment(method, tuple(float(v) for v in full.ravel()), round(score, 4), round(overlap, 4), inliers)
-        if best is None or (cand.overlap >= cfg.min_overlap, cand.score) > (best.overlap >= cfg.min_overlap, best.score):
+        if best is None or _rank(cand, cfg) > _rank(best, cfg):
             best = cand
     if best is None:
         return Alignment("none", tuple(np.eye(3).ravel()), 0.0, 0.0, 0, "align_no_transform")
@@ -127,15 +133,23 @@ def align_pair(before: Image.Image, after: Image.Image, cfg: AlignConfig = Align
     return best
 
 
-def warp_onto_before(before: Image.Image, after: Image.Image, alignment: Alignment) -> Image.Image:
-    """``after`` in ``before``'s frame; where it does not reach, ``before``'s own pixels (no false change)."""
+def warp_with_coverage(before_size: tuple[int, int], after: np.ndarray, alignment: Alignment) -> tuple[np.ndarray, np.ndarray]:
+    """``after`` (H' x W' x C uint8) warped into a ``before_size`` (width, height) frame, and where it reaches.
+
+    Returns the warped image (zeros outside) and an H x W bool mask of the pixels the after image covers.
+    """
     import cv2
 
-    b = np.asarray(before.convert("RGB"))
-    a = np.asarray(after.convert("RGB"))
-    h, w = b.shape[:2]
+    w, h = before_size
     m = alignment.matrix()
-    warped = cv2.warpPerspective(a, m, (w, h), flags=cv2.INTER_LINEAR)
-    mask = cv2.warpPerspective(np.full(a.shape[:2], 255, np.uint8), m, (w, h), flags=cv2.INTER_NEAREST) > 0
+    warped = cv2.warpPerspective(after, m, (w, h), flags=cv2.INTER_LINEAR)
+    mask = cv2.warpPerspective(np.full(after.shape[:2], 255, np.uint8), m, (w, h), flags=cv2.INTER_NEAREST) > 0
+    return warped, mask
+
+
+def warp_onto_before(before: Image.Image, after: Image.Image, alignment: Alignment) -> Image.Image:
+    """``after`` in ``before``'s frame; where it does not reach, ``before``'s own pixels (no false change)."""
+    b = np.asarray(before.convert("RGB"))
+    warped, mask = warp_with_coverage(before.size, np.asarray(after.convert("RGB")), alignment)
     out = np.where(mask[..., None], warped, b)
     return Image.fromarray(out.astype(np.uint8))

@@ -89,6 +89,15 @@ class PairRow(LanceModel):
     align_transform: Optional[list[float]] = Field(None, description="3x3 row-major, after pixels -> before pixels")
     align_score: Optional[float] = Field(None, description="share of overlap pixels that agree once aligned")
     align_reason: Optional[str] = Field(None, description="why the pair could not be aligned (null when it was)")
+    change_extent: Optional[str] = Field(
+        None, description="edited photos: local | global (the edit changed the whole picture: no boxes)"
+    )
+    change_extent_score: Optional[float] = Field(
+        None, description="0-1 share of the before image the aligned after image does not show unchanged"
+    )
+    change_extent_reason: Optional[str] = Field(
+        None, description="why global: extent_reframed | extent_unaligned | extent_redrawn (null when local)"
+    )
     status: str = Field(description="kept | dropped")
     drop_stage: Optional[str] = None
     drop_reason: Optional[str] = None
@@ -126,6 +135,9 @@ class RegionRow(LanceModel):
     # Img-Diff flows: the proposer's own confidence, the error behind a *_error reason, and (removal)
     # the before image with this region inpainted.
     proposal_score: Optional[float] = Field(None, description="proposer confidence (FastSAM), if it gives one")
+    confidence: Optional[float] = Field(
+        None, description="0-1 evidence that the box marks a real change (propose-regions on edited photos)"
+    )
     drop_detail: Optional[str] = Field(None, description="the error message behind reason, if any")
     image_edited: Optional[bytes] = Field(None, description="imgdiff-remove: PNG of the before image, region inpainted")
     status: str = Field(description="kept | dropped")

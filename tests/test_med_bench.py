@@ -1,4 +1,4 @@
-"""The published MED benchmark sample: import, alignment, diff-map regions and the bench command."""
+"""The published MED benchmark sample: import, alignment, proposed regions, the marked benchmark, bench."""
 
 from __future__ import annotations
 
@@ -110,23 +110,38 @@ def test_bad_entries_and_images_become_reason_rows(tmp_path):
 
 @needs_sample
 @pytest.mark.slow
-def test_diffmap_regions_for_every_aligned_real_pair(imported):
+def test_regions_and_extent_verdicts_for_every_real_pair(imported):
     _, db = imported
     summary = propose_regions(ProposeRegionsConfig(db=db))
     store = PairStore(db)
-    pairs = store.read("pairs", columns=["pair_id", "width", "height", "align_reason", "align_score"]).to_pylist()
-    aligned = [p for p in pairs if p["align_reason"] is None]
-    assert summary.pairs == 44 and summary.aligned == len(aligned) >= 40
-    assert all(p["align_score"] is not None for p in pairs)
+    pairs = store.read("pairs", columns=["pair_id", "width", "height", "align_score", "change_extent",
+                                         "change_extent_score"]).to_pylist()
+    assert summary.pairs == 44 and summary.aligned == 44 and summary.local + summary.global_edits == 44
+    assert all(p["align_score"] is not None and p["change_extent"] in ("local", "global") for p in pairs)
+    assert all(0 <= p["change_extent_score"] <= 1 for p in pairs)
     regions = store.read("regions", where=f"run_id = '{summary.run_id}'").to_pylist()
     by_pair = {}
     for r in regions:
         by_pair.setdefault(r["pair_id"], []).append(r["box"])
-    assert {p["pair_id"] for p in aligned} == set(by_pair)
+    extent = {p["pair_id"]: p["change_extent"] for p in pairs}
+    assert by_pair and all(extent[pid] == "local" for pid in by_pair)  # global pairs get no boxes
+    assert summary.with_regions >= 0.8 * summary.local
     sizes = {p["pair_id"]: (p["width"], p["height"]) for p in pairs}
     for pid, boxes in by_pair.items():
         w, h = sizes[pid]
         assert all(0 <= x1 < x2 <= w + 1 and 0 <= y1 < y2 <= h + 1 for x1, y1, x2, y2 in boxes)
+
+
+@needs_sample
+@pytest.mark.slow
+def test_marked_benchmark_on_the_shared_sample(capsys):
+    from benchmarks.proposer_recall import main as benchmark
+
+    marked = SAMPLE / "changed_regions.jsonl"
+    assert benchmark(["--marked", str(marked), "--json", str(JSON)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1].startswith("recall = ") and " precision = " in lines[-1]
+    assert "whole-image edits: 3 of 3 judged global, 0 boxes on them" in lines
 
 
 @needs_sample
