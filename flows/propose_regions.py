@@ -27,22 +27,22 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pairsmith.flows.engine.batching import batch_name, batch_ranges
 from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
 from pairsmith.flows.engine.run_outcome import batches_with_errors
+from pairsmith.flows.engine.stages import batch_step
 from pairsmith.models.pair_proposer import PHOTO, PairProposal, PairProposer, PairProposerConfig
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
-from pairsmith.storage.ids import stable_hash, stable_id
+from pairsmith.storage.ids import NOT_CONTENT, content_key, stable_id
 from pairsmith.storage.pair_images import open_image
 from pairsmith.storage.schemas import PairRow, RegionRow, SampleRow, utc_now
 from pairsmith.storage.store import open_store, sql_in, sql_literal
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 from pairsmith.tasks.sample_builders import SplitFractions, grounding_sample, split_for
+from pairsmith.tasks.stage import stage
 from pairsmith.tasks.write_batch import write_batch
 
 FLOW_NAME = "propose-regions"
@@ -53,7 +53,7 @@ GROUNDING_METHOD = "med-edit"
 class GroundingConfig(BaseModel):
     """Real-photo grounding samples; off until the proposer's precision is trusted (README)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     enabled: bool = Field(False, description="write a grounding sample per local med-edit pair with kept boxes")
     splits: SplitFractions = Field(default_factory=SplitFractions, description="val/test shares (bench pairs stay bench)")
@@ -62,7 +62,7 @@ class GroundingConfig(BaseModel):
 class ProposeRegionsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    db: str = Field(DEFAULT_DB, description="LanceDB URI")
+    db: str = Field(DEFAULT_DB, description="LanceDB URI", json_schema_extra=NOT_CONTENT)
     methods: list[str] = Field(default_factory=lambda: ["med-edit"], description="pairs of these pipelines")
     run_ids: list[str] = Field(default_factory=list, description="only pairs of these runs; empty = all")
     only_kept: bool = True
@@ -70,7 +70,8 @@ class ProposeRegionsConfig(BaseModel):
     proposer: PairProposerConfig = Field(default_factory=lambda: PHOTO, description="models/pair_proposer.py settings")
     min_confidence: float = Field(0.3, ge=0.0, le=1.0, description="boxes below this confidence are stored as dropped")
     grounding: GroundingConfig = Field(default_factory=GroundingConfig)
-    batch_size: int = Field(16, ge=1, le=1000)
+    batch_size: int = Field(16, ge=1, le=1000, description="pairs per task run and LanceDB commit",
+                            json_schema_extra=NOT_CONTENT)
 
     @field_validator("db")
     @classmethod
@@ -87,8 +88,9 @@ class ProposeRegionsConfig(BaseModel):
         return " AND ".join(clauses)
 
     def run_id(self) -> str:
-        content = self.model_dump(mode="json", exclude={"db", "batch_size"})
-        return f"{FLOW_NAME}-{stable_hash(content, 12)}"
+        """A new proposer config is a new run: its regions are stored beside an older run's, never over
+        them (``pairsmith.storage.ids.content_key``: defaults count for nothing)."""
+        return f"{FLOW_NAME}-{content_key(self)[:12]}"
 
 
 class ProposeSummary(BaseModel):
@@ -116,16 +118,16 @@ def _pair_columns(row: dict, found: PairProposal | None) -> dict:
     )
 
 
-@task(name="align-and-propose", cache_policy=NO_CACHE)
+@stage("align", "extent", "propose", "confidence", "grounding")
 def align_and_propose(
+    align: StageStats, extent: StageStats, propose: StageStats, confidence: StageStats, grounding: StageStats,
     pair_ids: list[str], config: ProposeRegionsConfig, run_id: str,
-) -> tuple[list[PairRow], list[RegionRow], list[SampleRow], list[StageStats]]:
-    """One batch: propose, then one pair row (updated), region rows and samples, and the stage counts."""
+) -> tuple[list[PairRow], list[RegionRow], list[SampleRow]]:
+    """One batch: propose, then one pair row (updated), region rows and samples; counts the stages
+    (``grounding`` only when grounding samples are enabled)."""
     store = open_store(config.db)
     rows = {r["pair_id"]: r for r in store.read("pairs", where=sql_in("pair_id", pair_ids)).to_pylist()}
-    names = ["align", "extent", "propose", "confidence"] + (["grounding"] if config.grounding.enabled else [])
-    stats = {name: StageStats(name) for name in names}
-    start = time.perf_counter()
+    stats = {s.stage: s for s in (align, extent, propose, confidence, grounding)}
     proposer = PairProposer(config.proposer)
     pairs, regions, samples = [], [], []
     for pid in pair_ids:
@@ -167,9 +169,7 @@ def align_and_propose(
                 continue
             samples.append(_grounding(row, kept, run_id, config.grounding))
             stats["grounding"].record(KEEP)
-    for s in stats.values():
-        s.seconds = time.perf_counter() - start
-    return pairs, regions, samples, list(stats.values())
+    return pairs, regions, samples
 
 
 def _grounding(row: dict, boxes: list[list[float]], run_id: str, config: GroundingConfig) -> SampleRow:
@@ -198,9 +198,10 @@ def propose_regions(config: ProposeRegionsConfig) -> ProposeSummary:
         name = batch_name(indices)
         if name in done:
             continue
-        pairs, regions, samples, stages = align_and_propose.with_options(
-            task_run_name=f"align-and-propose-{name}")([ids[i] for i in indices], config, run_id)
-        write_batch.with_options(task_run_name=f"write-batch-{name}")(
+        proposed = batch_step(align_and_propose, name)([ids[i] for i in indices], config, run_id)
+        pairs, regions, samples = proposed.value
+        stages = [s for s in proposed.stats if s.stage != "grounding" or config.grounding.enabled]
+        batch_step(write_batch, name)(
             config.db, run_id, FLOW_NAME, name, {"pairs": pairs, "regions": regions, "samples": samples}, stages)
     funnel = run_funnel(store, run_id)
     if funnel:

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class ExtentConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     enabled: bool = Field(True, description="give whole-image edits the global verdict (no boxes)")
     min_coverage: float = Field(0.8, ge=0.0, le=1.0, description="least share of the before image the aligned after covers")

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class ChangeMapConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     blur_fraction: float = Field(0.02, ge=0.0, le=0.1, description="Gaussian sigma before ΔE, share of the longer side")
     ssim_sigma_fraction: float = Field(0.02, gt=0.0, le=0.1, description="SSIM's Gaussian window sigma, share of the longer side")

@@ -25,7 +25,7 @@ _PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}
 
 
 class ResidualFlowConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     enabled: bool = Field(True, description="estimate and apply the residual flow")
     preset: Literal["ultrafast", "fast", "medium"] = Field("medium", description="cv2.DISOpticalFlow preset")

@@ -41,7 +41,7 @@ from pairsmith.models.region_merging import RegionConfig, box_confidence, eviden
 class PairProposerConfig(BaseModel):
     """Every setting of the path above; the defaults are the edited-photo preset (``PHOTO``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     work_side: int = Field(512, ge=64, le=4096, description="longer side the pair is aligned and compared at")
     align: AlignConfig = Field(default_factory=AlignConfig)

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class PhotometricConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     enabled: bool = Field(
         False, description="fit and apply the per-channel gain/offset (off by default: no gain on the MED sample, see README)"

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class RegionConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     low: float = Field(0.5, ge=0.0, description="least evidence a region may grow over")
     high: float = Field(1.0, ge=0.0, description="least evidence of a region's core")
