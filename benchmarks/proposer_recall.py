@@ -115,7 +115,7 @@ def score(proposals: Sequence[Sequence[Box]], truths: Sequence[Sequence[Box]], i
 
 def lenient_hit(box: Box, mark: Box) -> bool:
     """The MED sample README's rule: IoU >= 0.3, or each box's centre lies inside the other."""
-    from pairsmith.filters.imgdiff.box_nms import box_iou
+    from pairsmith.filters.imgdiff.nms import box_iou
 
     if box_iou([box], [mark])[0, 0] >= LENIENT_IOU:
         return True
@@ -174,9 +174,22 @@ class MarkedReport:
 
 def read_marked(marked: Path, json_path: Path, images: Path | None) -> list[MarkedItem]:
     """The marked items with their image files; ValueError (one line) on a bad file or entry."""
-    from pairsmith.tasks.med.bench_items import BadEntry, read_med_json, resolve_image
+    from pairsmith.storage.input_files import inside_root
+    from pairsmith.tasks.imports.base import BadEntry
+    from pairsmith.tasks.imports.med_bench import MedBenchConfig, MedBenchImporter
 
-    entries = read_med_json(json_path)
+    importer = MedBenchImporter()
+    config = MedBenchConfig(json_path=str(json_path), images_dir=str(images) if images else None)
+    entries = importer.read(config)
+
+    def resolve_image(name: str) -> Path | None:
+        """The image in the first of the importer's folders that has it (names stay inside them)."""
+        for root in importer.image_roots(config):
+            path = inside_root(root, name)
+            if path.is_file():
+                return path
+        return None
+
     try:
         lines = marked.read_text().splitlines()
     except FileNotFoundError:
@@ -195,7 +208,7 @@ def read_marked(marked: Path, json_path: Path, images: Path | None) -> list[Mark
         if not 0 <= index < len(entries) or isinstance(entries[index], BadEntry):
             raise ValueError(f"--marked {str(marked)!r} line {n}: item {index} is not a valid entry of {json_path.name}")
         entry = entries[index]
-        paths = [resolve_image(name, json_path.parent, images) for name in (entry.image_name, entry.edited_image_name)]
+        paths = [resolve_image(name) for name in (entry.before, entry.after)]
         if None in paths:
             raise ValueError(f"--marked {str(marked)!r} line {n}: images of item {index} not found")
         items.append(MarkedItem(index, paths[0], paths[1], boxes, bool(raw.get("global", False)), str(raw.get("note", ""))))
