@@ -6,9 +6,11 @@ version, or a LanceDB tag), optionally tags that version so ``cleanup_old_versio
 reads through a checked-out handle of its own: the shared handle other tasks write through is
 never moved back in time.
 
-Only the sample text is held in memory. Images are fetched from the pinned ``pairs`` table when a
-trainer asks for an item (``datasets`` calls the transform on access), with a small cache since a
-pair serves several samples.
+Only the sample text is held in memory. Images are fetched by key from the pinned ``pairs`` table
+when a trainer asks for an item (``datasets`` calls the transform on access; ``PairStore.take`` reads
+the row at its offset, no scan), with a small cache since a pair serves several samples. A kept
+pair always has both images (every pipeline keeps only pairs it could show), so selection checks
+the pair's status without reading image bytes.
 
 A conversation's ``<image>`` placeholders become the chat template's image blocks in place: two
 images (before, after) as the model's multi-image input, or with ``layout="side-by-side"`` one
@@ -29,15 +31,15 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
-from pairsmith.storage.export import IMAGE, SIDE_BY_SIDE_NOTE
-from pairsmith.storage.pair_images import open_image, side_by_side
-from pairsmith.storage.store import PairStore, open_store, sql_in, sql_literal
+from pairsmith.storage.pair_images import IMAGE, open_image, side_by_side, side_by_side_text
+from pairsmith.storage.store import PairStore, open_store, sql_in
+from pairsmith.storage.versions import pinned_store
 
 Layout = Literal["multi", "side-by-side"]
 SAMPLE_COLUMNS = ["sample_id", "pair_id", "run_id", "method", "task", "subset", "conversation", "answer",
                   "boxes", "options", "category", "split"]
 STAGE = "select-samples"
-ID_CHUNK = 500
+BOX_TASKS = ("grounding",)
 
 
 class DataSelection(BaseModel):
@@ -87,13 +89,6 @@ class PinnedTables:
                 "tag": self.tag}
 
 
-def _open_at(store: PairStore, name: str, version: int):
-    """A private handle of ``name`` checked out at ``version`` (shared handles stay at the latest)."""
-    handle = store.db.open_table(name)
-    handle.checkout(version)
-    return handle
-
-
 def pin_tables(store: PairStore, selection: DataSelection, tag_as: str | None = None) -> PinnedTables:
     """Resolve the selection's version or tag; with ``tag_as``, tag the version read (if not yet tagged)."""
     names = store.table_names()
@@ -139,35 +134,27 @@ def _check_sample(row: dict[str, Any], has_images: bool) -> Verdict:
 def select_samples(
     store: PairStore, pinned: PinnedTables, selection: DataSelection, subsets: list[str] | None = None,
 ) -> SelectedSamples:
-    """Samples matching the selection at the pinned version whose pair is kept and has both images.
+    """Samples matching the selection at the pinned version whose pair is kept (so has both images).
 
     Samples that cannot be shown to a model become counted drop reasons, not errors.
     """
     start = time.perf_counter()
-    table = _open_at(store, "samples", pinned.samples_version)
-    columns = [c for c in SAMPLE_COLUMNS if c in table.schema.names]  # older tables lack newer columns
-    rows = table.search().where(selection.where(subsets)).select(columns).limit(None).to_arrow().to_pylist()
+    view = pinned_store(store, {"samples": pinned.samples_version, "pairs": pinned.pairs_version})
+    columns = [c for c in SAMPLE_COLUMNS if c in view.table("samples").schema.names]  # older tables lack newer columns
+    rows = view.read("samples", where=selection.where(subsets), columns=columns).to_pylist()
     rows.sort(key=lambda r: r["sample_id"])
     if selection.limit:
         rows = rows[: selection.limit]
-    pairs = _open_at(store, "pairs", pinned.pairs_version)
-    pair_ids = sorted({r["pair_id"] for r in rows})
-    ok: set[str] = set()
-    for i in range(0, len(pair_ids), ID_CHUNK):
-        chunk = pair_ids[i:i + ID_CHUNK]
-        found = pairs.search().where(
-            f"{sql_in('pair_id', chunk)} AND status = 'kept' AND image_before IS NOT NULL AND image_after IS NOT NULL"
-        ).select(["pair_id"]).limit(None).to_arrow()
-        ok |= set(found.column("pair_id").to_pylist())
+    kept = set(view.read("pairs", where="status = 'kept'", columns=["pair_id"]).column("pair_id").to_pylist())
     stats = StageStats(STAGE)
-    kept = []
+    selected = []
     for row in rows:
-        verdict = _check_sample(row, row["pair_id"] in ok)
+        verdict = _check_sample(row, row["pair_id"] in kept)
         stats.record(verdict)
         if verdict.keep:
-            kept.append(row)
+            selected.append(row)
     stats.seconds = time.perf_counter() - start
-    return SelectedSamples(kept, stats)
+    return SelectedSamples(selected, stats)
 
 
 class PairImages:
@@ -182,7 +169,7 @@ class PairImages:
         self.version = pairs_version
         self.cache_size = cache_size
         self._cache: OrderedDict[str, tuple] = OrderedDict()
-        self._table = None
+        self._view: PairStore | None = None
 
     def __getstate__(self) -> dict:
         return {"db": self.db, "version": self.version, "cache_size": self.cache_size}
@@ -194,10 +181,9 @@ class PairImages:
         if pair_id in self._cache:
             self._cache.move_to_end(pair_id)
             return self._cache[pair_id]
-        if self._table is None:
-            self._table = _open_at(open_store(self.db), "pairs", self.version)
-        found = self._table.search().where(f"pair_id = {sql_literal(pair_id)}").select(
-            ["image_before", "image_after"]).limit(1).to_arrow().to_pylist()
+        if self._view is None:
+            self._view = pinned_store(open_store(self.db), {"pairs": self.version})
+        found = [r for chunk in self._view.take("pairs", [pair_id], ["image_before", "image_after"]) for r in chunk]
         if not found or found[0]["image_before"] is None or found[0]["image_after"] is None:
             raise ValueError(f"pair {pair_id}: no images in 'pairs' at version {self.version}")
         images = (open_image(found[0]["image_before"]), open_image(found[0]["image_after"]))
@@ -211,11 +197,9 @@ class PairImages:
         return [side_by_side(before, after)] if layout == "side-by-side" else [before, after]
 
 
-def layout_text(text: str, layout: Layout) -> str:
+def layout_text(text: str, layout: Layout, boxes_asked: bool = False) -> str:
     """The prompt text for a layout: side-by-side folds the two placeholders into one and says how."""
-    if layout == "multi" or text.count(IMAGE) != 2:
-        return text
-    return IMAGE + "\n" + SIDE_BY_SIDE_NOTE + text.replace(IMAGE + "\n", "").replace(IMAGE, "")
+    return text if layout == "multi" else side_by_side_text(text, boxes_asked)
 
 
 def content_blocks(text: str) -> list[dict[str, str]]:
