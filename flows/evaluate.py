@@ -90,7 +90,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateSummary:
         for a, b in pending:
             name = batch_name(range(a, b))
             predictions, stats = generate_answers.with_options(task_run_name=f"generate-answers-{name}")(
-                chat, config.db, pinned, rows[a:b], config.data.layout, eval_id)
+                chat, config.db, pinned, rows[a:b], config.data.layout, eval_id, config.data.boxes())
             write_batch.with_options(task_run_name=f"write-batch-{name}")(
                 config.db, eval_id, FLOW_NAME, name, {"eval_predictions": predictions}, [stats])
             generated += len(predictions)

@@ -21,11 +21,14 @@ is imported only for ``resized-pixels``.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Literal
 
 BoxFormatName = Literal["pixels", "norm1000", "resized-pixels"]
 BOX_FORMATS: tuple[str, ...] = ("pixels", "norm1000", "resized-pixels")
+BOX_TASKS: tuple[str, ...] = ("grounding",)
+"""Sample tasks whose prompt asks for boxes and whose answer is the box list."""
 DEFAULT_PROCESSOR = "qwen2.5-vl"
 """``resized-pixels`` without a processor folder: Qwen2-VL / Qwen2.5-VL's image processor defaults."""
 
@@ -127,6 +130,19 @@ class BoxFormat:
         """A stored grounding prompt with its frame clause (``PIXEL_CLAUSE`` of ``original``) in this format."""
         stored = PIXEL_CLAUSE.format(width=original[0], height=original[1])
         return text.replace(stored, self.clause(original, shown, side_by_side))
+
+    def grounding(
+        self, turns: list[tuple[str, str]], boxes: list[Box], original: tuple[int, int], shown: tuple[int, int],
+        side_by_side: bool = False,
+    ) -> tuple[list[tuple[str, str]], list[list[int]]]:
+        """A grounding sample's (role, text) turns and stored boxes in this format: user turns name the
+        frame, the assistant's answer is the converted box list (as stored, for ``pixels``)."""
+        model = self.to_model(boxes, *shown)
+        if self.name == "pixels":
+            return turns, model
+        answer = json.dumps(model)
+        return [(role, answer if role == "assistant" else self.prompt(text, original, shown, side_by_side))
+                for role, text in turns], model
 
 
 def _clamp(v: int, hi: int) -> int:

@@ -38,7 +38,7 @@ from typing import Any, ClassVar, Literal
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pairsmith.storage.box_format import BOX_FORMATS, BoxFormat
+from pairsmith.storage.box_format import BOX_FORMATS, BOX_TASKS, BoxFormat
 from pairsmith.storage.ids import stable_hash
 from pairsmith.storage.pair_images import (
     IMAGE, encode_like, image_extension, open_image, side_by_side, side_by_side_text,
@@ -46,8 +46,6 @@ from pairsmith.storage.pair_images import (
 
 Layout = Literal["multi", "side-by-side"]
 SPLITS = ("train", "val", "test", "bench")
-BOX_TASKS = ("grounding",)
-"""Tasks whose prompt asks for boxes and whose answer is the box list."""
 SAMPLE_COLUMNS = ("sample_id", "pair_id", "run_id", "method", "task", "subset", "conversation", "answer", "boxes",
                   "category", "split", "dataset", "image")
 META_COLUMNS = ("task", "split", "method", "category", "dataset", "subset", "pair_id", "run_id")
@@ -335,11 +333,7 @@ def _item(sample: dict, pair: dict, cache: list, options: ExportOptions, boxes: 
         raise _Skip("image_count_mismatch")
     model_boxes: list[list[int]] = []
     if boxes_asked:
-        model_boxes = boxes.to_model(sample["boxes"] or [], *pictures.shown)
-        if boxes.name != "pixels":
-            answer = json.dumps(model_boxes)
-            turns = [(role, answer if role == "assistant" else
-                      boxes.prompt(text, pictures.original, pictures.shown, side)) for role, text in turns]
+        turns, model_boxes = boxes.grounding(turns, sample["boxes"] or [], pictures.original, pictures.shown, side)
     meta = {k: sample.get(k) for k in META_COLUMNS}
     return ExportItem(sid, meta, turns, pictures.images, model_boxes, boxes.name if boxes_asked else "")
 

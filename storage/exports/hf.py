@@ -41,6 +41,22 @@ def features():
     })
 
 
+class _quiet_progress:
+    """``datasets`` draws progress bars on stderr; an export reports its own counts instead."""
+
+    def __enter__(self):
+        import datasets
+
+        self.was = datasets.is_progress_bar_enabled()
+        datasets.disable_progress_bars()
+
+    def __exit__(self, *exc):
+        import datasets
+
+        if self.was:
+            datasets.enable_progress_bars()
+
+
 class HFFormat(ExportFormat):
     name = "hf"
     help = "Hugging Face datasets: Parquet shards + save_to_disk, images embedded (--push-to-hub REPO)"
@@ -73,7 +89,8 @@ class HFFormat(ExportFormat):
         self._bytes[split] = 0
         if rows:
             shard = inside(self.folder, f"{DATA_DIR}/{split}-{len(self._shards.get(split, [])):05d}.parquet")
-            datasets.Dataset.from_list(rows, features=features()).to_parquet(str(shard))
+            with _quiet_progress():
+                datasets.Dataset.from_list(rows, features=features()).to_parquet(str(shard))
             self._shards.setdefault(split, []).append(shard)
 
     def finish(self) -> None:
@@ -89,10 +106,11 @@ class HFFormat(ExportFormat):
                 files.setdefault(split, []).append(f"{DATA_DIR}/{final.name}")
         self.files += [f for names in files.values() for f in names]
         cache = inside(self.folder, ".cache")
-        parts = {split: datasets.Dataset.from_parquet([str(self.folder / f) for f in names], features=features(),
-                                                       cache_dir=str(cache))
-                 for split, names in files.items()}
-        datasets.DatasetDict(parts).save_to_disk(str(inside(self.folder, DISK_DIR)))
+        with _quiet_progress():
+            parts = {split: datasets.Dataset.from_parquet([str(self.folder / f) for f in names],
+                                                           features=features(), cache_dir=str(cache))
+                     for split, names in files.items()}
+            datasets.DatasetDict(parts).save_to_disk(str(inside(self.folder, DISK_DIR)))
         del parts
         shutil.rmtree(cache, ignore_errors=True)
         self.files.append(DISK_DIR)
@@ -120,10 +138,12 @@ def push_to_hub(out: Path, repo: str) -> str:
     parts = {}
     for shard in sorted((out / DATA_DIR).glob("*.parquet")):
         parts.setdefault(shard.name.split("-")[0], []).append(str(shard))
-    dataset = datasets.DatasetDict({split: datasets.Dataset.from_parquet(paths, features=features())
-                                    for split, paths in parts.items()})
+    with _quiet_progress():
+        dataset = datasets.DatasetDict({split: datasets.Dataset.from_parquet(paths, features=features())
+                                        for split, paths in parts.items()})
     try:
-        info = dataset.push_to_hub(repo)
+        with _quiet_progress():
+            info = dataset.push_to_hub(repo)
     except Exception as err:  # requests / huggingface_hub raise many kinds; the user needs the reason
         from huggingface_hub import constants
 

@@ -4,6 +4,10 @@ Each answer is stored with what its task's parser read from it: the box list for
 chosen letter for multiple choice, the text itself for captions. An answer the parser cannot read
 is stored too, with ``parsed`` null, and counted under a ``parse_`` reason: it scores as wrong,
 never as a crash and never as a guess.
+
+Grounding prompts are asked in the selection's box format (``storage/box_format.py``: pixels,
+0-1000, or pixels after the processor's resize), and the boxes read from an answer are converted
+back to pixels of the original before image before they are stored, so scores compare like with like.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ from pairsmith.filters.grounding_reward import parse_boxes
 from pairsmith.filters.mcq_answer import parse_choice
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 from pairsmith.models.vlm_chat import VlmChat, VlmRequest
+from pairsmith.storage.box_format import BOX_TASKS, BoxFormat
 from pairsmith.storage.ids import stable_id
 from pairsmith.storage.schemas import EvalPredictionRow, utc_now
-from pairsmith.tasks.training.training_data import Layout, PairImages, PinnedTables, prompt_text
+from pairsmith.tasks.training.training_data import Layout, PairImages, PinnedTables, in_box_format, prompt_text
 
 CAPTION_TASKS = ("diff-caption", "med-diff-qa")
 SCORED_TASKS = ("grounding", "med-mcq", *CAPTION_TASKS)
@@ -45,16 +50,27 @@ def read_answer(task: str, prediction: str, options: list[str] | None) -> tuple[
 @task(name="generate-answers", cache_policy=NO_CACHE)
 def generate_answers(
     chat: VlmChat, db: str, pinned: PinnedTables, rows: list[dict[str, Any]], layout: Layout, eval_id: str,
+    box: BoxFormat | None = None,
 ) -> tuple[list[EvalPredictionRow], StageStats]:
     start = time.perf_counter()
+    box = box or BoxFormat()
     images = PairImages(db, pinned.pairs_version)
-    requests = [VlmRequest(tuple(images.for_layout(r["pair_id"], layout)), prompt_text(r["conversation"], layout))
-                for r in rows]
+    requests, shown = [], []
+    for r in rows:
+        pictures = images.for_layout(r["pair_id"], layout)
+        conversation, boxes_asked = r["conversation"], r["task"] in BOX_TASKS
+        if boxes_asked:
+            conversation, _ = in_box_format(conversation, r.get("boxes") or [], box, pictures,
+                                            images.get(r["pair_id"])[0].size)
+        requests.append(VlmRequest(tuple(pictures), prompt_text(conversation, layout, boxes_asked)))
+        shown.append(pictures[0].size)
     answers = chat.generate_batch(requests)
     stats = StageStats(STAGE)
     out = []
-    for row, answer in zip(rows, answers):
+    for row, answer, size in zip(rows, answers, shown):
         parsed, verdict = read_answer(row["task"], answer, row.get("options"))
+        if row["task"] in BOX_TASKS and parsed is not None:
+            parsed = box.to_pixels(parsed, *size)
         stats.record(verdict)
         out.append(EvalPredictionRow(
             prediction_id=stable_id(eval_id, row["sample_id"]), eval_id=eval_id, sample_id=row["sample_id"],

@@ -30,6 +30,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from pairsmith.storage.box_format import BOX_TASKS, BoxFormat
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 from pairsmith.storage.pair_images import IMAGE, open_image, side_by_side, side_by_side_text
 from pairsmith.storage.store import PairStore, open_store, sql_in
@@ -39,7 +40,6 @@ Layout = Literal["multi", "side-by-side"]
 SAMPLE_COLUMNS = ["sample_id", "pair_id", "run_id", "method", "task", "subset", "conversation", "answer",
                   "boxes", "options", "category", "split"]
 STAGE = "select-samples"
-BOX_TASKS = ("grounding",)
 
 
 class DataSelection(BaseModel):
@@ -57,6 +57,10 @@ class DataSelection(BaseModel):
     table_tag: str | None = Field(None, description="LanceDB tag of the samples table to read instead")
     limit: int | None = Field(None, ge=1, description="at most this many samples (in sample-id order)")
     layout: Layout = Field("multi", description="two images, or one side-by-side picture for single-image models")
+    box_format: Literal["pixels", "norm1000", "resized-pixels"] = Field(
+        "pixels", description="frame of grounding boxes in prompts, answers and rewards: pixels of the image, "
+        "0-1000 (Qwen2-VL / Qwen3-VL), or pixels after the processor's resize (Qwen2.5-VL)")
+    processor: str | None = Field(None, description="resized-pixels: image processor folder (default Qwen2.5-VL's)")
 
     @model_validator(mode="after")
     def _one_pin(self) -> "DataSelection":
@@ -64,7 +68,12 @@ class DataSelection(BaseModel):
             raise ValueError("give table_version or table_tag, not both")
         if not self.tasks:
             raise ValueError("tasks must name at least one sample task")
+        if self.processor is not None and self.box_format != "resized-pixels":
+            raise ValueError("processor only applies to box_format resized-pixels")
         return self
+
+    def boxes(self) -> BoxFormat:
+        return BoxFormat.named(self.box_format, self.processor)
 
     def where(self, subsets: list[str] | None = None) -> str:
         clauses = [sql_in("task", self.tasks)]
@@ -213,18 +222,31 @@ def content_blocks(text: str) -> list[dict[str, str]]:
     return blocks
 
 
-def prompt_and_completion(conversation: list[dict[str, str]], layout: Layout) -> tuple[list[dict], list[dict]]:
+def prompt_and_completion(
+    conversation: list[dict[str, str]], layout: Layout, boxes_asked: bool = False,
+) -> tuple[list[dict], list[dict]]:
     """TRL's conversational prompt/completion: every turn but the last, and the last (the answer)."""
-    prompt = [{"role": m["role"], "content": content_blocks(layout_text(m["content"], layout))}
+    prompt = [{"role": m["role"], "content": content_blocks(layout_text(m["content"], layout, boxes_asked))}
               for m in conversation[:-1]]
     answer = conversation[-1]
     return prompt, [{"role": answer["role"], "content": [{"type": "text", "text": answer["content"]}]}]
 
 
-def prompt_text(conversation: list[dict[str, str]], layout: Layout) -> str:
+def prompt_text(conversation: list[dict[str, str]], layout: Layout, boxes_asked: bool = False) -> str:
     """The last user turn without placeholders: what ``VlmChat`` sends after the images."""
     user = [m for m in conversation[:-1] if m["role"] == "user"][-1]
-    return "\n".join(b["text"] for b in content_blocks(layout_text(user["content"], layout)) if b["type"] == "text")
+    blocks = content_blocks(layout_text(user["content"], layout, boxes_asked))
+    return "\n".join(b["text"] for b in blocks if b["type"] == "text")
+
+
+def in_box_format(
+    conversation: list[dict[str, str]], boxes: list[list[float]], box: BoxFormat, images: list, original: tuple[int, int],
+) -> tuple[list[dict[str, str]], list[list[int]]]:
+    """A grounding sample's turns and boxes in ``box``'s format, for the pictures ``images`` shown
+    (one side-by-side picture or the pair); ``original`` is the before image's size."""
+    turns, model = box.grounding([(m["role"], m["content"]) for m in conversation], boxes, original,
+                                 images[0].size, side_by_side=len(images) == 1)
+    return [{"role": role, "content": text} for role, text in turns], model
 
 
 @dataclass
@@ -235,47 +257,62 @@ class ItemLoader:
     layout: Layout
     with_completion: bool
     with_boxes: bool
+    box: BoxFormat = BoxFormat()
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         out: dict[str, list] = {"prompt": [], "images": []}
         if self.with_completion:
             out["completion"] = []
-        for pair_id, conversation in zip(batch["pair_id"], batch["conversation"]):
-            prompt, completion = prompt_and_completion(json.loads(conversation), self.layout)
+        if self.with_boxes:
+            out["gt_boxes"] = []
+        for pair_id, task, conversation, boxes in zip(batch["pair_id"], batch["task"], batch["conversation"],
+                                                      batch["gt_boxes"]):
+            conversation = json.loads(conversation)
+            images = self.images.for_layout(pair_id, self.layout)
+            boxes_asked = task in BOX_TASKS
+            if boxes_asked:  # prompt, answer and true boxes in the frame the model answers in
+                conversation, boxes = in_box_format(conversation, boxes, self.box, images,
+                                                    self.images.get(pair_id)[0].size)
+            prompt, completion = prompt_and_completion(conversation, self.layout, boxes_asked)
             out["prompt"].append(prompt)
-            out["images"].append(self.images.for_layout(pair_id, self.layout))
+            out["images"].append(images)
             if self.with_completion:
                 out["completion"].append(completion)
-        if self.with_boxes:
-            out["gt_boxes"] = batch["gt_boxes"]
+            if self.with_boxes:
+                out["gt_boxes"].append(boxes)
         return out
 
 
 def training_dataset(
     rows: list[dict[str, Any]], images: PairImages, layout: Layout, *, with_completion: bool, with_boxes: bool,
+    box: BoxFormat | None = None,
 ):
     """A ``datasets.Dataset`` of the sample text whose items carry their images, loaded on access.
 
     SFT items hold ``prompt``, ``completion`` and ``images`` (TRL masks the prompt out of the loss);
     GRPO items hold ``prompt``, ``images`` and ``gt_boxes``, which reaches the reward function.
+    Grounding prompts, answers and ``gt_boxes`` are in ``box``'s format (default pixels), in the frame
+    of the picture shown; the reward's IoU is the same in any frame, so it compares them as they are.
     """
     import datasets
 
     features = datasets.Features({
         "sample_id": datasets.Value("string"),
         "pair_id": datasets.Value("string"),
+        "task": datasets.Value("string"),
         "conversation": datasets.Value("string"),
         "gt_boxes": datasets.List(datasets.List(datasets.Value("float64"))),
     })
     table = {
         "sample_id": [r["sample_id"] for r in rows],
         "pair_id": [r["pair_id"] for r in rows],
+        "task": [r["task"] for r in rows],
         "conversation": [json.dumps([{"role": m["role"], "content": m["content"]} for m in r["conversation"]])
                          for r in rows],
         "gt_boxes": [[list(map(float, b)) for b in (r["boxes"] or [])] for r in rows],
     }
     dataset = datasets.Dataset.from_dict(table, features=features)
-    return dataset.with_transform(ItemLoader(images, layout, with_completion, with_boxes))
+    return dataset.with_transform(ItemLoader(images, layout, with_completion, with_boxes, box or BoxFormat()))
 
 
 @task(name="select-samples", cache_policy=NO_CACHE)
