@@ -10,6 +10,10 @@ does not depend on the order the model lists its boxes in, even when two assignm
 IoU. The parser takes the answer the model *ended* with: the last ``<answer>`` block if there is
 one, in it (or in the whole text) the last fenced code block that holds a box list, else the last
 bare JSON list. Reasoning before the answer may quote lists of its own; those are not the answer.
+A box may be ``[x1, y1, x2, y2]`` or an object with a ``bbox_2d`` / ``bbox`` / ``box`` key, and a
+lone object (VLM-R1 and Qwen2.5-VL answer one box as ``{"bbox_2d": [...], "label": ...}``) counts as
+a list of one. Boxes are read in the frame the model answered in; ``storage/box_format.py`` converts
+them to pixels where a caller needs pixels (``evaluate``).
 
 Pure: numpy and scipy are imported inside the functions that need them.
 """
@@ -103,29 +107,40 @@ def as_box_list(value) -> list[Box] | None:
     return None if any(b is None for b in boxes) else boxes
 
 
-def _json_lists(text: str) -> list:
-    """Every top-level JSON list in ``text``, left to right (nested lists come inside their parent)."""
+_OPENERS = re.compile(r"[\[{]")
+
+
+def _json_values(text: str) -> list:
+    """Every top-level JSON list or object in ``text``, left to right (nested ones come inside their parent)."""
     decoder = json.JSONDecoder()
-    found, i = [], text.find("[")
-    while i != -1:
+    found, match = [], _OPENERS.search(text)
+    while match:
         try:
-            value, end = decoder.raw_decode(text, i)
+            value, end = decoder.raw_decode(text, match.start())
         except ValueError:
-            i = text.find("[", i + 1)
+            match = _OPENERS.search(text, match.start() + 1)
             continue
         found.append(value)
-        i = text.find("[", end)
+        match = _OPENERS.search(text, end)
     return found
+
+
+def _as_answer(value) -> list[Box] | None:
+    """A box list, or a lone box object as a list of one."""
+    if isinstance(value, dict):
+        box = as_box(value)
+        return [box] if box is not None else None
+    return as_box_list(value)
 
 
 def _last_box_list(text: str) -> list[Box] | None:
     for block in reversed(_FENCE.findall(text)):
-        for value in reversed(_json_lists(block)):
-            boxes = as_box_list(value)
+        for value in reversed(_json_values(block)):
+            boxes = _as_answer(value)
             if boxes is not None:
                 return boxes
-    for value in reversed(_json_lists(text)):
-        boxes = as_box_list(value)
+    for value in reversed(_json_values(text)):
+        boxes = _as_answer(value)
         if boxes is not None:
             return boxes
     return None

@@ -90,7 +90,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateSummary:
         for a, b in pending:
             name = batch_name(range(a, b))
             answered = batch_step(generate_answers, name)(chat, config.db, pinned, rows[a:b], config.data.layout,
-                                                          eval_id)
+                                                          eval_id, config.data.boxes())
             predictions = answered.value
             batch_step(write_batch, name)(
                 config.db, eval_id, FLOW_NAME, name, {"eval_predictions": predictions}, answered.stats)

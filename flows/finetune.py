@@ -113,7 +113,8 @@ def finetune(config: SftFinetuneConfig | GrpoFinetuneConfig) -> FinetuneSummary:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / RUN_CARD).unlink(missing_ok=True)  # a card appears only when the new adapter is whole
     common = dict(model_id=config.model_id, runtime=config.runtime, lora=config.lora, db=config.db, pinned=pinned,
-                  layout=config.data.layout, run_dir=run_dir, show_progress=config.show_progress)
+                  layout=config.data.layout, run_dir=run_dir, show_progress=config.show_progress,
+                  box=config.data.boxes())
     if config.method == "sft":
         trained: TrainedAdapter = train_sft(settings=config.train, plan=plans[0], **common)
     else:

@@ -1,15 +1,27 @@
-"""The ``maintenance`` flow: compact LanceDB tables and remove old versions, safely.
+"""The ``maintenance`` flow: merge small LanceDB fragments and remove old versions, sized in bytes.
 
-Every batch commit adds a table version and a small data fragment, so a busy database grows many of
-both. ``optimize()`` merges the fragments and deletes the files of old versions. Two things bound
-what it may delete:
+Every batch commit adds a table version and a small data fragment. Maintenance does two things per
+table, with pylance's options (LanceDB's ``optimize()`` counts rows, so a table of image rows always
+looked small and was rewritten whole after any new fragment, and its old copy stayed a week):
 
-* the safety window (``keep_versions_days``, default 7): a version younger than that is kept, so a
-  reader or an export still working on it is not broken underneath;
-* tags: a tagged version (every export tags what it read) is kept with its files, so
-  ``pairsmith export --at TAG`` still works. LanceDB refuses a cleanup that would reach a tagged
-  version, so the window of a table stops just before its oldest tagged version; deleting old export
-  tags (``drop_export_tags_older_than_days``) lets later runs reclaim the space behind them.
+* **compaction of the small fragments only** (``storage/compaction.py``, the same rule the writer
+  applies during long runs). A fragment is *small* when its data files hold less than a quarter of
+  ``target_fragment_mb``; small neighbours are merged into fragments of about ``target_fragment_mb``
+  (the row target is that size over the table's measured bytes per row: some 1,900 render pairs,
+  or a million stage-stats rows, for 256 MiB). Every other fragment is passed to Lance as excluded,
+  so a maintain after a small write rewrites that write and nothing else, unless a fragment lost
+  more than 10% of its rows to updates (then it is rewritten to drop them). Pages are copied without
+  re-encoding where Lance can (``try_binary_copy``) and read in batches of about 16 MiB, so memory
+  does not grow with the table;
+* **cleanup of old versions** (``cleanup_old_versions``), which deletes the files only old versions
+  use, the pre-compaction copies included. It keeps the safety window (``keep_versions_days``,
+  default 7: a reader or export still working on a version younger than that is not broken
+  underneath) and every tagged version with its files (Lance skips tagged versions:
+  ``error_if_tagged_old_versions=False``), so ``pairsmith export --at TAG`` keeps working. Deleting
+  old export tags (``drop_export_tags_older_than_days``) lets a later run reclaim what they held.
+
+Each table's figures (fragments rewritten and their bytes, versions, bytes on disk before and after,
+bytes freed, seconds) are logged and published as the ``maintenance-report`` artifact.
 
 Run it when no flow writes (the nightly deployment runs it after the render): compaction and a
 concurrent merge_insert may conflict, and the task retries.
@@ -18,7 +30,6 @@ concurrent merge_insert may conflict, and the task retries.
 from __future__ import annotations
 
 import time
-import warnings
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -27,17 +38,16 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pairsmith.flows.engine.prefect_compat import install as _install_prefect_compat
+from pairsmith.storage.compaction import TARGET_FRAGMENT_MB, compact_small_fragments
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri, is_object_store
 from pairsmith.storage.schemas import TABLES
-from pairsmith.storage.store import open_store
+from pairsmith.storage.store import PairStore, open_store
 from pairsmith.storage.versions import EXPORT_TAG_PREFIX
 
 FLOW_NAME = "maintenance"
 _install_prefect_compat()  # `prefect deploy` imports this module: see flows/engine/prefect_compat.py
 
 REPORT_ARTIFACT_KEY = "maintenance-report"
-# LanceDB measures "older than" from its own clock, a moment after ours: keep a margin before a tag.
-TAG_MARGIN = timedelta(seconds=5)
 
 
 class MaintenanceConfig(BaseModel):
@@ -52,6 +62,11 @@ class MaintenanceConfig(BaseModel):
     drop_export_tags_older_than_days: float | None = Field(
         None, ge=0.0, le=36500.0,
         description="delete export-* tags older than this first (default: keep every export reproducible)",
+    )
+    target_fragment_mb: float = Field(
+        TARGET_FRAGMENT_MB, ge=1.0, le=65536.0,
+        description="size in MiB that compaction merges small fragments into; fragments over a quarter of it "
+        "are left alone",
     )
     tables: list[str] = Field(default_factory=lambda: list(TABLES), description="tables to maintain")
 
@@ -75,9 +90,12 @@ class TableReport(BaseModel):
     versions_after: int
     fragments_before: int
     fragments_after: int
+    fragments_rewritten: int = Field(description="small (or mostly deleted) fragments compaction merged")
+    bytes_rewritten: int = Field(description="data bytes of the fragments merged")
+    bytes_freed: int = Field(description="bytes cleanup deleted (old versions' files)")
     bytes_on_disk_before: int | None = Field(None, description="local databases only")
     bytes_on_disk_after: int | None = None
-    held_by_tag: str | None = Field(None, description="the tag that stopped the cleanup window early, if any")
+    tagged_versions: int = Field(0, description="versions kept because a tag names them")
     tags_dropped: list[str] = Field(default_factory=list)
     seconds: float
 
@@ -105,46 +123,36 @@ def _drop_old_export_tags(table, timestamps: dict[int, datetime], older_than: da
     return sorted(dropped)
 
 
-def cleanup_window(
-    now: datetime, keep: timedelta, tagged: dict[str, datetime]
-) -> tuple[timedelta, str | None]:
-    """How far back optimize() may clean: the safety window, shortened to spare the oldest tag."""
-    cutoff, holder = now - keep, None
-    if tagged:
-        oldest_tag, oldest = min(tagged.items(), key=lambda kv: kv[1])
-        if oldest - TAG_MARGIN < cutoff:
-            cutoff, holder = oldest - TAG_MARGIN, oldest_tag
-    return now - cutoff, holder
+def maintain_table(store: PairStore, name: str, config: MaintenanceConfig) -> TableReport:
+    """Compact ``name``'s small fragments and clean versions outside the window; tagged versions stay."""
+    start = time.perf_counter()
+    table = store.table(name)
+    versions = table.list_versions()
+    stamps = {int(v["version"]): v["timestamp"] for v in versions}  # naive local time, as LanceDB gives it
+    ds = store.dataset(name)
+    fragments = [f.metadata for f in ds.get_fragments()]
+    report = dict(table=name, versions_before=len(versions), fragments_before=len(fragments),
+                  bytes_on_disk_before=_disk_bytes(store.uri, name))
+    dropped: list[str] = []
+    if config.drop_export_tags_older_than_days is not None:
+        dropped = _drop_old_export_tags(
+            table, stamps, datetime.now() - timedelta(days=config.drop_export_tags_older_than_days))
+    plan, rewritten = compact_small_fragments(ds, int(config.target_fragment_mb * (1 << 20)))
+    cleaned = store.dataset(name).cleanup_old_versions(
+        older_than=timedelta(days=config.keep_versions_days), error_if_tagged_old_versions=False)
+    table.checkout_latest()
+    return TableReport(
+        **report, versions_after=len(table.list_versions()),
+        fragments_after=len(store.dataset(name).get_fragments()), fragments_rewritten=rewritten,
+        bytes_rewritten=plan.bytes_rewritten if rewritten else 0, bytes_freed=int(cleaned.bytes_removed),
+        bytes_on_disk_after=_disk_bytes(store.uri, name), tagged_versions=len(table.tags.list()),
+        tags_dropped=dropped, seconds=round(time.perf_counter() - start, 3),
+    )
 
 
 @task(name="optimize-table", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
 def optimize_table(config: MaintenanceConfig, name: str) -> TableReport:
-    """Compact one table and clean versions outside the window; tagged versions are never touched."""
-    start = time.perf_counter()
-    store = open_store(config.db)
-    table = store.table(name)
-    versions = table.list_versions()
-    stamps = {int(v["version"]): v["timestamp"] for v in versions}  # naive local time, as LanceDB gives it
-    now = datetime.now()
-    report = dict(
-        table=name, versions_before=len(versions),
-        fragments_before=table.stats()["fragment_stats"]["num_fragments"],
-        bytes_on_disk_before=_disk_bytes(store.uri, name),
-    )
-    dropped: list[str] = []
-    if config.drop_export_tags_older_than_days is not None:
-        dropped = _drop_old_export_tags(table, stamps, now - timedelta(days=config.drop_export_tags_older_than_days))
-    tagged = {tag: stamps[int(info["version"])] for tag, info in table.tags.list().items() if int(info["version"]) in stamps}
-    older_than, holder = cleanup_window(datetime.now(), timedelta(days=config.keep_versions_days), tagged)
-    with warnings.catch_warnings():  # LanceDB warns about a zero window; the config's description does too
-        warnings.simplefilter("ignore", UserWarning)
-        table.optimize(cleanup_older_than=older_than)
-    return TableReport(
-        **report, versions_after=len(table.list_versions()),
-        fragments_after=table.stats()["fragment_stats"]["num_fragments"],
-        bytes_on_disk_after=_disk_bytes(store.uri, name), held_by_tag=holder, tags_dropped=dropped,
-        seconds=round(time.perf_counter() - start, 3),
-    )
+    return maintain_table(open_store(config.db), name, config)
 
 
 @flow(name=FLOW_NAME, description="Compact LanceDB tables and remove versions outside the safety window; keep tagged versions.")
@@ -160,9 +168,10 @@ def maintenance(config: MaintenanceConfig = MaintenanceConfig()) -> MaintenanceS
             continue  # nothing written yet; do not create an empty table
         report = optimize_table.with_options(task_run_name=f"optimize-table-{name}")(config, name)
         logger.info(
-            "%s: versions %d -> %d, fragments %d -> %d%s", name, report.versions_before, report.versions_after,
-            report.fragments_before, report.fragments_after,
-            f" (cleanup stopped before tag {report.held_by_tag})" if report.held_by_tag else "",
+            "%s: versions %d -> %d, fragments %d -> %d (%d small ones merged, %.1f MB rewritten), %.1f MB freed, "
+            "%d tagged version(s) kept, %.1f s", name, report.versions_before, report.versions_after,
+            report.fragments_before, report.fragments_after, report.fragments_rewritten,
+            report.bytes_rewritten / 1e6, report.bytes_freed / 1e6, report.tagged_versions, report.seconds,
         )
         reports.append(report)
     summary = MaintenanceSummary(db=config.db, tables=reports, seconds=round(time.perf_counter() - start, 3))
@@ -174,23 +183,23 @@ def _publish_report(summary: MaintenanceSummary) -> None:
     from prefect.artifacts import create_table_artifact
 
     create_table_artifact(
-        table=[r.model_dump(exclude={"tags_dropped"}) | {"tags dropped": ", ".join(r.tags_dropped) or "-"}
+        table=[r.model_dump(exclude={"tags_dropped"}) | {"tags dropped": ", ".join(r.tags_dropped) or "none"}
                for r in summary.tables],
         key=REPORT_ARTIFACT_KEY,
-        description=f"LanceDB maintenance of `{summary.db}`: versions and fragments before and after.",
+        description=f"LanceDB maintenance of `{summary.db}`: versions, fragments and bytes before and after.",
     )
 
 
 def format_report(summary: MaintenanceSummary) -> str:
     """A plain-text table for the terminal."""
-    lines = [f"{'table':<12} {'versions':>13} {'fragments':>13} {'MB on disk':>15}  note"]
+    lines = [f"{'table':<12} {'versions':>13} {'fragments':>13} {'merged':>7} {'MB on disk':>17}  note"]
     for r in summary.tables:
         mb = (f"{r.bytes_on_disk_before / 1e6:.1f} -> {r.bytes_on_disk_after / 1e6:.1f}"
               if r.bytes_on_disk_before is not None and r.bytes_on_disk_after is not None else "-")
-        note = f"kept from tag {r.held_by_tag}" if r.held_by_tag else ""
+        note = f"{r.tagged_versions} tagged version(s) kept" if r.tagged_versions else ""
         if r.tags_dropped:
             note = (note + "; " if note else "") + f"dropped {len(r.tags_dropped)} old export tag(s)"
         lines.append(f"{r.table:<12} {f'{r.versions_before} -> {r.versions_after}':>13} "
-                     f"{f'{r.fragments_before} -> {r.fragments_after}':>13} {mb:>15}  {note}")
+                     f"{f'{r.fragments_before} -> {r.fragments_after}':>13} {r.fragments_rewritten:>7} {mb:>17}  {note}")
     return "\n".join(lines)
 

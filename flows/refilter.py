@@ -5,7 +5,8 @@ train, compare. Every candidate pairsmith makes is stored with its scores, so ea
 re-filter of the stored rows: ``pairsmith refilter --run RUN --config thresholds.yaml``.
 
 The new verdicts overwrite ``status`` / ``drop_stage`` / ``drop_reason`` of the run's pairs and
-``status`` / ``reason`` of its regions (upserts of the changed rows; exports follow pair status).
+``status`` / ``reason`` of its regions (column updates of the changed rows, by key: their images are
+never read; exports follow pair status).
 The funnel goes to ``stage_stats`` under its own run id, ``<run>-refilter-<thresholds hash>``, so
 ``pairsmith stats --run`` shows each setting beside the original, and to the ``filter-dropoff``
 artifact. Re-running with the same file rewrites the same rows: nothing changes the second time.
@@ -26,13 +27,11 @@ from pairsmith.filters.imgdiff.rejudge import RejudgeResult, pair_columns, regio
 from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
 from pairsmith.flows.engine.stages import batch_step
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
-from pairsmith.storage.schemas import PairRow, RegionRow
 from pairsmith.storage.store import PairStore, open_store, sql_in, sql_literal
 from pairsmith.tasks.write_batch import write_batch
 
 FLOW_NAME = "refilter"
 BATCH_PAIRS = 500  # pairs re-judged and committed together (fixed: it names the stats batches)
-WRITE_CHUNK = 200  # rows read back in full (images included) per upsert
 
 
 class RefilterConfig(BaseModel):
@@ -102,17 +101,15 @@ def rejudge(db: str, run: str, pair_ids: list[str], thresholds: ImgDiffThreshold
     return result
 
 
-def _updated_rows(store: PairStore, table: str, updates: dict[str, dict], detail: str) -> list:
-    """Full rows with new verdicts: ``upsert`` replaces whole rows, so unchanged columns are read back."""
-    model, key = (PairRow, "pair_id") if table == "pairs" else (RegionRow, "region_id")
+def _verdicts(table: str, updates: dict[str, dict], detail: str) -> list[dict]:
+    """Column updates by key: the new verdicts (and, for pairs, what dropped them)."""
+    key = "pair_id" if table == "pairs" else "region_id"
     rows = []
-    ids = sorted(updates)
-    for start in range(0, len(ids), WRITE_CHUNK):
-        for row in store.read(table, where=sql_in(key, ids[start:start + WRITE_CHUNK])).to_pylist():
-            row.update(updates[row[key]])
-            if table == "pairs":
-                row["drop_detail"] = detail if row["status"] == "dropped" else None
-            rows.append(model(**row))
+    for row_id in sorted(updates):
+        row = {key: row_id, **updates[row_id]}
+        if table == "pairs":
+            row["drop_detail"] = detail if row["status"] == "dropped" else None
+        rows.append(row)
     return rows
 
 
@@ -135,11 +132,12 @@ def refilter(config: RefilterConfig) -> RefilterSummary:
         result = batch_step(rejudge, batch)(config.db, config.run, ids[lo:lo + BATCH_PAIRS], config.thresholds)
         batch_step(write_batch, batch)(
             config.db, run_id, FLOW_NAME, batch,
-            {
-                "pairs": _updated_rows(store, "pairs", result.pair_updates, detail),
-                "regions": _updated_rows(store, "regions", result.region_updates, detail),
-            },
+            {},
             result.ordered_stages(set(methods)),
+            updates={
+                "pairs": _verdicts("pairs", result.pair_updates, detail),
+                "regions": _verdicts("regions", result.region_updates, detail),
+            },
         )
         n_pair_changes += len(result.pair_updates)
         n_region_changes += len(result.region_updates)

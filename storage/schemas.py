@@ -253,3 +253,11 @@ KEYS: dict[str, str] = {
     "eval_predictions": "prediction_id",
     "eval_results": "result_id",
 }
+
+IMAGE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "pairs": ("image_before", "image_after", "index_before", "index_after"),
+    "regions": ("image_edited",),
+    "samples": ("image",),
+    "edits": ("image",),
+}
+"""Columns holding encoded image bytes: never filtered on, read only by the readers that need them."""

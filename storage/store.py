@@ -1,25 +1,78 @@
 """The one LanceDB database a run writes to: open it, upsert rows, read them back.
 
-Writes go through ``upsert`` only, a ``merge_insert`` on the table's deterministic key, so a
-re-run after a crash replaces rows instead of duplicating them. Reads check for other writers'
-commits on every call (``read_consistency_interval=0``) because a flow and ``pairsmith stats``
-may run in different processes against the same database.
+Writes go through ``upsert`` only, keyed on the table's deterministic id, so a re-run after a crash
+replaces rows instead of duplicating them. Reads check for other writers' commits on every call
+(``read_consistency_interval=0``) because a flow and ``pairsmith stats`` may run in different
+processes against the same database.
+
+**Why writes append when they can** (measured with ``benchmarks/storage_scale.py`` and probes on
+LanceDB 0.40 / pylance 14, 320x240 render pairs, 2 busy cores). ``merge_insert`` joins the new rows
+against the key column of *every* fragment, and each 10-pair commit adds a fragment, so its cost grew
+with the run: 47 ms per batch of 4 tables at the start, 290 ms after 300 batches, 124 ms for a
+10-row regions batch into 300 fragments against 6 ms for ``add``. What LanceDB offers against it
+did not pay here:
+
+* a BTREE scalar index on the key: merge_insert then joins through the index, but on the fragments
+  written since the index was last updated it falls back to a hybrid plan that got *slower* per
+  batch (86 -> 948 ms on ``pairs`` within six commits); updating the index after every commit
+  (``optimize_indices``) costs 30-130 ms per table per batch;
+* compaction during the run: it bounds the fragment count, but every compaction of ``pairs``
+  rewrites image bytes (about 2 ms per pair per rewrite even in ``try_binary_copy`` mode), which
+  a tiered scheme still pays two or three times per pair;
+* the MemWAL ("LSM") write path: rows are not in the base table (``count_rows`` is 0) until a
+  flush and compaction, which every reader would then have to know about.
+
+So the store remembers, per table, the keys the table holds at the version it last saw (hashes
+in a sorted array: 8 bytes a key). A batch whose keys are all new (every batch of a fresh run) is
+a plain ``add``: one fragment, no join, the same cost as the floor. A batch that touches an existing
+key (a resumed batch, a refilter) takes ``merge_insert``. The memory is only trusted at the version
+it was taken at: when another writer committed in between, the keys are read again, and if one
+committed during our own ``add`` the keys just written are checked and any duplicates replaced.
+Fragments left by many small commits are merged later by ``pairsmith maintain``, which rewrites only
+the small ones (``flows/maintenance.py``).
+
+**Duplicate keys inside one write** never reach LanceDB (whose merge_insert refuses them as
+"ambiguous"): identical rows collapse into one; rows that share a key but differ keep the later one,
+the same rule a later write follows, and each such key is logged and kept in ``store.duplicates``
+(table, key, the columns that differed) so a flow can report it. ``duplicate_keys`` checks a whole
+database for keys stored twice.
+
+**Reads never touch image bytes unless they ask for them.** Lance stores columns apart, so a scan
+that does not select ``image_before`` never reads it, but a *filter* on an image column does
+(``image_before IS NOT NULL`` read 317 MB to list 3,000 ids): no reader filters on one. Rows with
+images are read with ``scan`` (one streaming pass, batches bounded in bytes by Lance's
+``batch_size_bytes`` and its I/O buffer) or ``take`` (rows by key, through a key -> row offset map
+of the pinned version, so a lookup never scans), both yielding lists of row dicts. Image columns
+stay plain binary columns: LanceDB's blob encoding (``lance.blob.v2``) scanned no faster here,
+compaction still rewrote its payloads (disk doubled), and readers would need row-id fetches.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import lancedb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 from lancedb.pydantic import LanceModel
 
+from pairsmith.storage.compaction import TARGET_FRAGMENT_MB, compact_small_fragments
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri, is_object_store
-from pairsmith.storage.schemas import KEYS, TABLES
+from pairsmith.storage.schemas import IMAGE_COLUMNS, KEYS, TABLES
+
+log = logging.getLogger("pairsmith.storage")
+
+BATCH_BYTES = 64 << 20
+"""Default byte budget of one batch that ``scan`` / ``take`` yield (images included)."""
+COMPACT_EVERY = 64
+"""Commits of a table after which its writer merges the small fragments (``storage/compaction.py``)."""
 
 
 def sql_literal(value: str) -> str:
@@ -37,18 +90,60 @@ def short_error(exc: Exception, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def sql_in(column: str, values: list[str]) -> str:
+def sql_in(column: str, values: Iterable[str]) -> str:
     return f"{column} IN ({', '.join(sql_literal(v) for v in values)})"
+
+
+@dataclass(frozen=True)
+class DuplicateKey:
+    """Rows of one write that shared a key but differed; the later one was stored."""
+
+    table: str
+    key: str
+    columns: tuple[str, ...]
+
+
+class _KnownKeys:
+    """The keys a table holds at one version, as sorted 64-bit hashes (a false hit only costs a merge)."""
+
+    def __init__(self, version: int, keys: Iterable[str]):
+        self.version = version
+        self._sorted = np.sort(np.fromiter((hash(k) for k in keys), dtype=np.int64))
+        self._recent: set[int] = set()
+
+    def any_of(self, keys: Sequence[str]) -> bool:
+        hashes = [hash(k) for k in keys]
+        if any(h in self._recent for h in hashes):
+            return True
+        if not len(self._sorted):
+            return False
+        probe = np.asarray(hashes, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self._sorted, probe), len(self._sorted) - 1)
+        return bool((self._sorted[at] == probe).any())
+
+    def add(self, keys: Iterable[str], version: int) -> None:
+        self._recent.update(hash(k) for k in keys)
+        self.version = version
+        if len(self._recent) > 1 << 16:
+            self._sorted = np.sort(np.concatenate([self._sorted, np.fromiter(self._recent, dtype=np.int64)]))
+            self._recent.clear()
 
 
 class PairStore:
     """The pairs / regions / samples / stage_stats tables of one database URI."""
 
-    def __init__(self, uri: str = DEFAULT_DB, storage_options: dict[str, str] | None = None):
+    def __init__(self, uri: str = DEFAULT_DB, storage_options: dict[str, str] | None = None,
+                 only: Iterable[str] | None = None):
+        """``only``: the tables this handle shows (a pinned view); others read as absent and are never created."""
         self.uri = check_db_uri(uri)
         self.storage_options = storage_options
+        self.only = frozenset(only) if only is not None else None
         self._db: lancedb.DBConnection | None = None
         self._tables: dict[str, Any] = {}
+        self._known: dict[str, _KnownKeys] = {}
+        self._offsets: dict[tuple[str, int], dict[str, int]] = {}
+        self._commits: dict[str, int] = {}
+        self.duplicates: list[DuplicateKey] = []
 
     @property
     def db(self) -> lancedb.DBConnection:
@@ -70,7 +165,8 @@ class PairStore:
     def table_names(self) -> list[str]:
         if not is_object_store(self.uri) and not Path(self.uri).exists():
             return []  # reading must not create an empty database folder as a side effect
-        return list(self.db.list_tables().tables)
+        names = list(self.db.list_tables().tables)
+        return names if self.only is None else [n for n in names if n in self.only]
 
     def _exists(self, name: str) -> bool:
         """Open tables exist; others are looked up (a listing request on an object store)."""
@@ -83,33 +179,132 @@ class PairStore:
             if name in self.table_names():
                 table = self.db.open_table(name)
                 _add_missing_columns(table, TABLES[name].to_arrow_schema(), name)
+            elif self.only is not None:
+                raise ValueError(f"table {name!r} is not in this pinned view of {self.uri!r}")
             else:  # exist_ok covers a writer in another process creating it at the same moment
                 table = self.db.create_table(name, schema=TABLES[name], exist_ok=True)
             self._tables[name] = table
         return self._tables[name]
 
+    # -- writes ---------------------------------------------------------------------------------
+
     def upsert(self, name: str, rows: Sequence[LanceModel]) -> int:
-        """Insert or replace rows by the table's key; returns how many rows were new."""
+        """Insert or replace rows by the table's key; returns how many rows were new.
+
+        Rows of this call that share a key collapse first (see the module docstring): the later
+        one is stored, and a differing pair is logged and added to ``self.duplicates``.
+        """
         if not rows:
             return 0
         model = TABLES[name]
         bad = [type(r).__name__ for r in rows if not isinstance(r, model)]
         if bad:
             raise TypeError(f"table {name!r} takes {model.__name__} rows, got {bad[0]}")
+        rows = self._collapse_duplicates(name, rows)
+        key = KEYS[name]
+        keys = [getattr(r, key) for r in rows]
         data = pa.Table.from_pylist([r.model_dump() for r in rows], schema=model.to_arrow_schema())
-        result = (
-            self.table(name)
-            .merge_insert(KEYS[name])
-            .when_matched_update_all()
-            .when_not_matched_insert_all()
-            .execute(data)
-        )
-        return int(result.num_inserted_rows)
+        table = self.table(name)
+        known = self._known_keys(name, table)
+        if known.any_of(keys):
+            result = table.merge_insert(key).when_matched_update_all().when_not_matched_insert_all().execute(data)
+            inserted, appended = int(result.num_inserted_rows), False
+        else:
+            result = table.add(data)
+            inserted, appended = len(rows), True
+        if int(result.version) == known.version + 1:
+            known.add(keys, int(result.version))
+        else:  # another writer committed meanwhile: re-read the keys next time
+            self._known.pop(name, None)
+            if appended:
+                self._replace_concurrent_duplicates(name, data)
+        self._commits[name] = self._commits.get(name, 0) + 1
+        if self._commits[name] >= COMPACT_EVERY:
+            self._compact(name)
+        return inserted
+
+    def _compact(self, name: str) -> None:
+        """Merge the small fragments this writer's commits left (the keys stay the same)."""
+        self._commits[name] = 0
+        ds = self.dataset(name)
+        try:
+            _, removed = compact_small_fragments(ds, int(TARGET_FRAGMENT_MB * (1 << 20)))
+        except Exception as err:  # a concurrent writer's commit can conflict; the next round retries
+            log.warning("%s: compaction during the run skipped: %s", name, short_error(err))
+            return
+        known = self._known.get(name)
+        if removed and known is not None:
+            latest = int(self.table(name).version)
+            if latest == known.version + 1:
+                known.version = latest
+            else:
+                self._known.pop(name, None)
+
+    def update(self, name: str, rows: Sequence[dict[str, Any]]) -> int:
+        """Set some columns of existing rows, by key (each dict: the key plus the columns to set).
+
+        The other columns, image bytes included, stay as stored and never pass through Python.
+        Keys not in the table are ignored; returns how many rows changed.
+        """
+        if not rows:
+            return 0
+        key = KEYS[name]
+        columns = list(rows[0])
+        if key not in columns or any(list(r) != columns for r in rows):
+            raise ValueError(f"update of {name!r}: every row needs {key!r} and the same columns")
+        schema = TABLES[name].to_arrow_schema()
+        data = pa.Table.from_pylist(list({r[key]: r for r in rows}.values()),
+                                    schema=pa.schema([schema.field(c) for c in columns]))
+        result = self.table(name).merge_insert(key).when_matched_update_all().execute(data)
+        return int(result.num_updated_rows)
+
+    def _collapse_duplicates(self, name: str, rows: Sequence[LanceModel]) -> list[LanceModel]:
+        key = KEYS[name]
+        by_key: dict[str, LanceModel] = {}
+        for row in rows:
+            k = getattr(row, key)
+            seen = by_key.get(k)
+            if seen is not None:
+                before, after = seen.model_dump(exclude={"created_at"}), row.model_dump(exclude={"created_at"})
+                differing = tuple(c for c in after if before.get(c) != after[c])
+                if differing:
+                    self.duplicates.append(DuplicateKey(name, k, differing))
+                    log.warning("%s: two rows of one write share %s %s and differ in %s; the later one is kept",
+                                name, key, k, ", ".join(differing))
+            by_key[k] = row
+        return list(by_key.values())
+
+    def _known_keys(self, name: str, table) -> _KnownKeys:
+        version = int(table.version)  # the latest: read_consistency_interval=0 checks on each call
+        known = self._known.get(name)
+        if known is None or known.version != version:
+            ds = table.to_lance()
+            keys = ds.to_table(columns=[KEYS[name]]).column(KEYS[name]).to_pylist() if ds.count_rows() else []
+            known = self._known[name] = _KnownKeys(ds.version, keys)
+        return known
+
+    def _replace_concurrent_duplicates(self, name: str, data: pa.Table) -> None:
+        """Another writer committed during our append: if it stored the same keys, keep ours once."""
+        key = KEYS[name]
+        keys = data.column(key).to_pylist()
+        stored = self.read(name, where=sql_in(key, keys), columns=[key]).column(key).to_pylist()
+        twice = sorted({k for k in stored if stored.count(k) > 1})
+        if twice:
+            log.warning("%s: a concurrent writer stored %d of the same keys; replacing them with this write's rows",
+                        name, len(twice))
+            table = self.table(name)
+            table.delete(sql_in(key, twice))
+            table.add(data.filter(pa.compute.is_in(data.column(key), pa.array(twice))))
+
+    # -- reads ----------------------------------------------------------------------------------
 
     def read(
         self, name: str, where: str | None = None, columns: list[str] | None = None, limit: int | None = None
     ) -> pa.Table:
-        """Rows matching ``where`` (a LanceDB SQL filter), all unless ``limit``; empty if none yet."""
+        """Rows matching ``where`` (a LanceDB SQL filter), all unless ``limit``; empty if none yet.
+
+        For small reads and reads without image columns; rows with images go through ``scan``/``take``.
+        """
         if not self._exists(name):
             schema = TABLES[name].to_arrow_schema()
             if columns:
@@ -122,10 +317,82 @@ class PairStore:
             query = query.select(columns)
         return query.limit(limit).to_arrow()
 
+    def dataset(self, name: str):
+        """The pylance dataset of ``name`` at this handle's version (the latest, or a pinned one); None if absent."""
+        if not self._exists(name):
+            return None
+        return self.table(name).to_lance()
+
+    def scan(
+        self, name: str, where: str | None = None, columns: list[str] | None = None, batch_bytes: int = BATCH_BYTES,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Rows matching ``where`` in one streaming pass, as lists of row dicts of about ``batch_bytes``.
+
+        Lance bounds its reads in bytes (``batch_size_bytes``; with a filter, the bound applies before
+        filtering, so an output batch may hold up to about twice the budget) and its read-ahead
+        buffer; batches are cut to the budget before they become Python objects, so memory stays
+        flat however large the table (a single row larger than the budget comes alone). Image
+        columns are read only if ``columns`` names them (all columns when None); they are fetched
+        after the filter, for matching rows only.
+        """
+        ds = self.dataset(name)
+        if ds is None:
+            return
+        images = [c for c in (columns or ds.schema.names) if c in IMAGE_COLUMNS.get(name, ())]
+        scanner = ds.scanner(
+            columns=columns, filter=where, batch_size_bytes=batch_bytes, io_buffer_size=max(2 * batch_bytes, 32 << 20),
+            batch_readahead=1, fragment_readahead=1, late_materialization=images or None,
+        )
+        for batch in scanner.to_batches():
+            yield from _slices(batch, batch_bytes)
+
+    def take(
+        self, name: str, keys: Iterable[str], columns: list[str], batch_bytes: int = BATCH_BYTES,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Rows of these keys (in table order; unknown keys are skipped), in batches of about ``batch_bytes``.
+
+        Each row is fetched by its offset in this version (one key-column scan builds the map,
+        once per version), so a lookup never scans the table. Batch sizes adapt to the bytes of
+        the rows fetched so far.
+        """
+        ds = self.dataset(name)
+        if ds is None:
+            return
+        offsets = self._key_offsets(name, ds)
+        wanted = sorted({offsets[k] for k in keys if k in offsets})
+        columns = list(dict.fromkeys([KEYS[name], *columns]))
+        step, i = 8, 0
+        while i < len(wanted):
+            chunk = ds.take(wanted[i:i + step], columns=columns)
+            i += len(chunk)
+            step = max(1, int(batch_bytes // max(1, chunk.nbytes / max(1, chunk.num_rows))))
+            yield chunk.to_pylist()
+
+    def _key_offsets(self, name: str, ds) -> dict[str, int]:
+        cached = self._offsets.get((name, ds.version))
+        if cached is None:
+            self._offsets = {k: v for k, v in self._offsets.items() if k[0] != name}  # one version per table
+            keys = ds.scanner(columns=[KEYS[name]], scan_in_order=True).to_table().column(KEYS[name]).to_pylist()
+            cached = self._offsets[(name, ds.version)] = {k: i for i, k in enumerate(keys)}
+        return cached
+
     def count(self, name: str, where: str | None = None) -> int:
         if not self._exists(name):
             return 0
         return int(self.table(name).count_rows(where))
+
+    def duplicate_keys(self) -> dict[str, list[str]]:
+        """Keys stored more than once, per table (empty when every table's keys are unique)."""
+        out: dict[str, list[str]] = {}
+        for name in self.table_names():
+            if name not in TABLES:
+                continue
+            keys = self.read(name, columns=[KEYS[name]]).column(KEYS[name])
+            counts = pa.compute.value_counts(keys)
+            twice = [v["values"] for v in counts.to_pylist() if v["counts"] > 1]
+            if twice:
+                out[name] = sorted(twice)
+        return out
 
     def completed_batches(self, run_id: str) -> set[str]:
         """Batches of a run whose stage stats were committed; the writer commits those last."""
@@ -141,6 +408,16 @@ class PairStore:
             if seen is None or row["created_at"] > seen["created_at"]:
                 latest[row["run_id"]] = row
         return sorted(latest.values(), key=lambda r: r["created_at"], reverse=True)
+
+
+def _slices(batch: pa.RecordBatch, budget: int) -> Iterator[list[dict[str, Any]]]:
+    """Row dicts of ``batch`` in runs of at most ``budget`` bytes (at least one row each)."""
+    if batch.num_rows == 0:
+        return
+    per_row = batch.nbytes / batch.num_rows
+    step = max(1, int(budget // max(1.0, per_row)))
+    for start in range(0, batch.num_rows, step):
+        yield batch.slice(start, step).to_pylist()
 
 
 def _add_missing_columns(table, schema: pa.Schema, name: str) -> None:

@@ -31,17 +31,20 @@ def current_versions(store: PairStore) -> dict[str, int]:
 
 
 def pinned_store(store: PairStore, at: dict[str, int] | str) -> PairStore:
-    """A read-only view of ``store`` at the given versions or tag; a table without the tag is an error."""
-    view = PairStore(store.uri, storage_options=store.storage_options)
-    names = [n for n in view.table_names() if n in TABLES]
+    """A read-only view of ``store`` at the given versions (table -> version) or tag.
+
+    Only the pinned tables are in the view: a table created after the tag (``regions`` once
+    ``propose-regions`` ran, say) does not carry it and is simply absent, as it was then.
+    """
     if isinstance(at, str):
-        missing = [n for n in names if at not in view.table(n).tags.list()]
-        if missing or not names:
+        tag = at
+        at = list_tags(store).get(tag, {})
+        if not at:
             known = ", ".join(sorted(list_tags(store))) or "none"
-            raise ValueError(f"--at {at!r}: no such tag in {store.uri!r} (tags: {known})")
-    for name in names:
-        if isinstance(at, str) or name in at:
-            view.table(name).checkout(at if isinstance(at, str) else at[name])
+            raise ValueError(f"--at {tag!r}: no such tag in {store.uri!r} (tags: {known})")
+    view = PairStore(store.uri, storage_options=store.storage_options, only=at)
+    for name, version in at.items():
+        view.table(name).checkout(version)
     return view
 
 

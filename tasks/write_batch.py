@@ -3,10 +3,14 @@
 Order matters for crash safety. Pairs, regions and samples go first, stage stats last: a batch
 counts as done only once its stats are stored, so a run killed mid-write redoes the whole batch
 on the next invocation, and the upserts on deterministic ids replace what was half-written
-instead of duplicating it.
+instead of duplicating it. A batch of new rows is a plain append (see ``storage/store.py``), so a
+long run's writes cost the same per batch at the end as at the start.
 
 Every pair and sample row carries a ``dataset`` (design.md §3): an importer sets the public set's
 name; rows of our own pipelines that name none get their ``method`` (``dig-render``, ``med-edit``, ...).
+
+``updates`` set some columns of existing rows (new verdicts from ``refilter``) without reading or
+rewriting their other columns in Python, image bytes included.
 """
 
 from __future__ import annotations
@@ -56,10 +60,14 @@ def write_batch(
     batch: str,
     tables: dict[str, list[LanceModel]],
     stages: list[StageStats],
+    updates: dict[str, list[dict]] | None = None,
 ) -> WrittenCounts:
-    """Upsert ``tables`` (name -> rows) then the batch's stage stats; returns rows newly inserted."""
+    """Upsert ``tables`` (name -> rows), apply ``updates`` (name -> key + columns to set), then the
+    batch's stage stats; returns rows newly inserted."""
     store = open_store(db_uri)
     inserted = {name: store.upsert(name, [with_dataset(r) for r in rows]) for name, rows in tables.items()}
+    for name, rows in (updates or {}).items():
+        store.update(name, rows)
     store.upsert("stage_stats", stage_rows(run_id, flow_name, batch, stages))
     return WrittenCounts(
         pairs=inserted.get("pairs", 0), regions=inserted.get("regions", 0), samples=inserted.get("samples", 0)

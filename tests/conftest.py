@@ -41,6 +41,38 @@ def prefect_backend():
         yield
 
 
+def _duplicate_keys(uris) -> dict[str, dict[str, list[str]]]:
+    from pairsmith.storage import store as store_module
+
+    found = {}
+    for uri in uris:
+        dupes = store_module._STORES[uri].duplicate_keys()
+        if dupes:
+            found[uri] = dupes
+    return found
+
+
+@pytest.fixture(autouse=True)
+def unique_keys_after_every_flow():
+    """Each database a flow opened during the test holds every key once (issue 11: no write may store a
+    key twice). Databases opened by session fixtures are checked once, at the end of the session."""
+    from pairsmith.storage import store as store_module
+
+    before = set(store_module._STORES)
+    yield
+    found = _duplicate_keys(set(store_module._STORES) - before)
+    assert not found, f"keys stored twice: {found}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def unique_keys_at_the_end():
+    from pairsmith.storage import store as store_module
+
+    yield
+    found = _duplicate_keys(list(store_module._STORES))
+    assert not found, f"keys stored twice: {found}"
+
+
 @dataclass
 class RenderedRun:
     config: DigRenderConfig

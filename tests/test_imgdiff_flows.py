@@ -36,7 +36,8 @@ from pairsmith.models.lazy import clear_loaded
 from pairsmith.models.tiny.builders import build_tiny_blip_itm, build_tiny_clip, build_tiny_fastsam
 from pairsmith.models.tiny.qwen2_vl import build_tiny_qwen2_vl
 from pairsmith.models.tiny.sdxl import build_tiny_sdxl, build_tiny_sdxl_turbo
-from pairsmith.storage.export import ExportFilter, export_samples
+from pairsmith.storage.exports import export
+from pairsmith.storage.exports.base import ExportOptions
 from pairsmith.storage.pair_images import BAR_PX, open_image
 from pairsmith.storage.store import PairStore, sql_literal
 
@@ -224,10 +225,11 @@ def test_replace_samples_show_the_pair_side_by_side_with_the_red_box(replace_run
         assert (picture[:, SIZE:SIZE + BAR_PX] == 0).all()  # the black bar
         red = (picture == [255, 0, 0]).all(axis=-1)
         assert red[:, :SIZE].any() and red[:, SIZE + BAR_PX:].any()  # the box on both images
-    result = export_samples(store, tmp_path, "llava", ExportFilter(run_id=summary.run_id))
+    out = tmp_path / "export"
+    result = export(store, out, "llava", ExportOptions(run_id=summary.run_id, splits=["train", "val", "test"]))
     assert result.samples == len(samples)
-    records = yaml.safe_load(result.json_path.read_text())
-    assert all(isinstance(r["image"], str) and (tmp_path / r["image"]).is_file() for r in records)
+    records = yaml.safe_load((out / "llava.json").read_text())
+    assert all(len(r["image"]) == 1 and (out / r["image"][0]).is_file() for r in records)  # always a list
 
 
 def test_refilter_rejudges_a_replace_run_from_its_stored_scores(replace_run, tmp_path, capsys):

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,8 @@ import yaml
 
 from pairsmith.flows.cli.main import main
 from pairsmith.flows.engine.funnel import read_dropoff_artifact, run_funnel
-from pairsmith.flows.maintenance import MaintenanceConfig, cleanup_window, maintenance
+from pairsmith.flows.maintenance import MaintenanceConfig, maintain_table, maintenance
+from pairsmith.storage.compaction import compaction_plan
 from pairsmith.storage.ids import stable_id
 from pairsmith.storage.schemas import StageStatsRow, utc_now
 from pairsmith.storage.store import PairStore
@@ -209,14 +209,8 @@ def _stat(i: int, run: str = "r") -> StageStatsRow:
                          n_in=i, n_kept=i, n_dropped=0, seconds=0.0, created_at=utc_now())
 
 
-def test_cleanup_window_stops_before_the_oldest_tag():
-    now = datetime(2026, 11, 23, 12, 0)
-    assert cleanup_window(now, timedelta(days=7), {}) == (timedelta(days=7), None)
-    recent = {"export-a": now - timedelta(days=1)}
-    assert cleanup_window(now, timedelta(days=7), recent) == (timedelta(days=7), None)
-    old = {"export-old": now - timedelta(days=30), "export-a": now - timedelta(days=1)}
-    window, holder = cleanup_window(now, timedelta(days=7), old)
-    assert holder == "export-old" and now - window < old["export-old"]
+def _fragments(store: PairStore, table: str) -> list:
+    return [f.metadata for f in store.dataset(table).get_fragments()]
 
 
 def test_maintenance_compacts_cleans_outside_the_window_and_keeps_tagged_versions(tmp_path):
@@ -230,20 +224,50 @@ def test_maintenance_compacts_cleans_outside_the_window_and_keeps_tagged_version
         store.upsert("stage_stats", [_stat(i), _stat(0)])  # new rows and a rewritten one
 
     kept = maintenance(MaintenanceConfig(db=db, keep_versions_days=7)).tables[0]
-    assert kept.fragments_after == 1 < kept.fragments_before  # compacted
-    assert kept.versions_after >= kept.versions_before  # nothing is a week old: nothing removed
+    assert kept.fragments_after == 1 < kept.fragments_before == kept.fragments_rewritten
+    assert kept.versions_after > kept.versions_before and kept.bytes_freed == 0  # nothing is a week old
 
     held = maintenance(MaintenanceConfig(db=db, keep_versions_days=0)).tables[0]
-    assert held.held_by_tag == snapshot.tag
-    assert held.versions_after >= 2  # the tagged version and the latest at least
+    assert held.versions_after == 2 and held.tagged_versions == 1  # the tagged version and the latest
+    assert held.bytes_freed > 0 and held.bytes_on_disk_after < held.bytes_on_disk_before
     at_tag = pinned_store(store, snapshot.tag).read("stage_stats").to_pylist()
     assert sorted(r["n_in"] for r in at_tag) == [0, 1, 2, 3]
     assert store.count("stage_stats") == 8
 
     freed = maintenance(MaintenanceConfig(db=db, keep_versions_days=0, drop_export_tags_older_than_days=0)).tables[0]
-    assert freed.tags_dropped == [snapshot.tag] and freed.held_by_tag is None
+    assert freed.tags_dropped == [snapshot.tag] and freed.tagged_versions == 0
     assert freed.versions_after == 1 and list_tags(store) == {}
-    assert store.count("stage_stats") == 8
+    assert store.count("stage_stats") == 8 and store.duplicate_keys() == {}
+
+
+def _pair_rows(ids: range, image_kb: int) -> list:
+    from pairsmith.storage.schemas import PairRow
+
+    return [PairRow(pair_id=f"p{i:05d}", run_id="r", method="dig-render", image_before=os.urandom(image_kb << 10),
+                    width=8, height=8, status="kept", created_at=utc_now()) for i in ids]
+
+
+def test_maintenance_after_a_small_write_rewrites_only_the_small_fragments(tmp_path):
+    """Sized in bytes: with a 2 MiB target, 64 KiB rows make 32-row fragments; big ones stay as they are."""
+    store = PairStore(str(tmp_path / "db"))
+    for lo in range(0, 64, 4):  # 16 commits of 4 rows
+        store.upsert("pairs", _pair_rows(range(lo, lo + 4), 64))
+    config = MaintenanceConfig(db=store.uri, keep_versions_days=0, target_fragment_mb=2, tables=["pairs"])
+    first = maintain_table(store, "pairs", config)
+    assert first.fragments_rewritten == 16 and first.fragments_after == 2  # 2 x 32 rows of 2 MiB
+    big = {f.id for f in _fragments(store, "pairs")}
+
+    for lo in range(64, 70, 2):  # a small write: 3 commits
+        store.upsert("pairs", _pair_rows(range(lo, lo + 2), 64))
+    second = maintain_table(store, "pairs", config)
+    assert second.fragments_rewritten == 3 and second.bytes_rewritten < 3 * 2 * 70 << 10
+    assert big <= {f.id for f in _fragments(store, "pairs")}  # the 2 MiB fragments were not touched
+    assert second.fragments_after == 3 and store.count("pairs") == 70
+    data = sum(d.file_size_bytes for f in _fragments(store, "pairs") for d in f.files)
+    assert second.bytes_on_disk_after < 1.2 * data  # old versions' files are gone
+
+    plan = compaction_plan(_fragments(store, "pairs"), 2 << 20)
+    assert plan.rewrite == [] or not plan.worth_running()
 
 
 def test_maintain_and_versions_commands(capsys, tmp_path):

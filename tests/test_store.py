@@ -14,7 +14,7 @@ import pytest
 
 from pairsmith.storage.db_uri import check_db_uri
 from pairsmith.storage.schemas import KEYS, TABLES, PairRow, utc_now
-from pairsmith.storage.store import PairStore, sql_literal
+from pairsmith.storage.store import DuplicateKey, PairStore, sql_literal
 
 
 def pair(pair_id: str, run_id: str = "run-a", status: str = "kept") -> PairRow:
@@ -70,6 +70,93 @@ def test_tables_of_an_older_schema_gain_the_new_columns(tmp_path):
     store.upsert("pairs", [pair("new").model_copy(update={"origin": "file:x.jpg"})])
     rows = {r["pair_id"]: r for r in store.read("pairs").to_pylist()}
     assert rows["old"]["origin"] is None and rows["new"]["origin"] == "file:x.jpg"
+
+
+def test_duplicate_keys_in_one_write_collapse_and_the_later_conflicting_row_wins(tmp_path, caplog):
+    store = PairStore(str(tmp_path / "db"))
+    assert store.upsert("pairs", [pair("a"), pair("a"), pair("b")]) == 2  # identical rows collapse silently
+    assert store.duplicates == []
+    changed = pair("b", status="dropped").model_copy(update={"drop_reason": "visibility_too_small"})
+    assert store.upsert("pairs", [pair("b"), changed, pair("c")]) == 1  # LanceDB would call this ambiguous
+    assert store.duplicates == [DuplicateKey("pairs", "b", ("status", "drop_reason"))]
+    assert "share pair_id b and differ in status, drop_reason; the later one is kept" in caplog.text
+    rows = {r["pair_id"]: r for r in store.read("pairs").to_pylist()}
+    assert sorted(rows) == ["a", "b", "c"] and rows["b"]["drop_reason"] == "visibility_too_small"
+    assert store.duplicate_keys() == {}
+
+
+def test_duplicate_keys_finds_keys_stored_twice(tmp_path):
+    store = PairStore(str(tmp_path / "db"))
+    store.upsert("pairs", [pair("a"), pair("b")])
+    store.table("pairs").add(pa.Table.from_pylist([pair("a").model_dump()], schema=PairRow.to_arrow_schema()))
+    assert store.duplicate_keys() == {"pairs": ["a"]}
+
+
+def test_new_keys_append_existing_keys_merge_and_another_writer_is_noticed(tmp_path):
+    first, second = PairStore(str(tmp_path / "db")), PairStore(str(tmp_path / "db"))
+    assert first.upsert("pairs", [pair(f"p{i}") for i in range(5)]) == 5
+    assert second.upsert("pairs", [pair("p1", status="dropped"), pair("p9")]) == 1  # another writer
+    assert first.upsert("pairs", [pair("p1"), pair("p9", status="dropped"), pair("p7")]) == 1
+    assert first.upsert("pairs", [pair("p8")]) == 1  # an append again, after the re-read
+    rows = {r["pair_id"]: r["status"] for r in PairStore(str(tmp_path / "db")).read("pairs").to_pylist()}
+    assert rows == {**{f"p{i}": "kept" for i in (0, 1, 2, 3, 4, 7, 8)}, "p9": "dropped"}
+    assert first.duplicate_keys() == {}
+    assert first.table("pairs").version == 5  # one commit per upsert, no extra work
+
+
+def test_a_long_run_merges_its_small_fragments_as_it_writes(tmp_path, monkeypatch):
+    monkeypatch.setattr("pairsmith.storage.store.COMPACT_EVERY", 8)
+    store = PairStore(str(tmp_path / "db"))
+    for i in range(20):
+        store.upsert("pairs", [pair(f"p{i:02d}")])
+    assert len(store.dataset("pairs").get_fragments()) == 1 + 20 - 16  # merged after commits 8 and 16
+    assert store.upsert("pairs", [pair("p03", status="dropped"), pair("p20")]) == 1  # keys known across it
+    assert store.count("pairs") == 21 and store.count("pairs", "status = 'dropped'") == 1
+    assert store.duplicate_keys() == {}
+
+
+def test_update_sets_columns_by_key_and_leaves_images_alone(tmp_path):
+    store = PairStore(str(tmp_path / "db"))
+    store.upsert("pairs", [pair("a"), pair("b")])
+    changed = store.update("pairs", [{"pair_id": "b", "status": "dropped", "drop_reason": "r"},
+                                     {"pair_id": "zz", "status": "dropped", "drop_reason": "r"}])
+    assert changed == 1
+    rows = {r["pair_id"]: r for r in store.read("pairs").to_pylist()}
+    assert (rows["b"]["status"], rows["b"]["drop_reason"], rows["b"]["image_before"]) == ("dropped", "r", b"\x89PNG-before")
+    assert rows["a"]["status"] == "kept" and "zz" not in rows
+    with pytest.raises(ValueError, match="every row needs 'pair_id'"):
+        store.update("pairs", [{"status": "kept"}])
+
+
+def _image_pairs(n: int, kb: int) -> list[PairRow]:
+    return [PairRow(pair_id=f"p{i:03d}", run_id="r", method="dig-render", image_before=os.urandom(kb << 10),
+                    image_after=os.urandom(kb << 10), width=8, height=8, status="kept" if i % 2 else "dropped",
+                    created_at=utc_now()) for i in range(n)]
+
+
+def test_scan_streams_batches_bounded_in_bytes_and_skips_image_bytes_it_was_not_asked_for(tmp_path):
+    store = PairStore(str(tmp_path / "db"))
+    for lo in range(0, 40, 10):
+        store.upsert("pairs", _image_pairs(40, 256)[lo:lo + 10])
+    batches = list(store.scan("pairs", "status = 'kept'", ["pair_id", "image_before", "image_after"],
+                              batch_bytes=2 << 20))
+    assert sorted(r["pair_id"] for b in batches for r in b) == [f"p{i:03d}" for i in range(1, 40, 2)]
+    assert len(batches) >= 5 and max(len(b) for b in batches) <= 5  # 512 KiB a row, 2 MiB a batch
+    ds = store.dataset("pairs")
+    ds.io_stats_incremental()
+    listing = ds.to_table(columns=["pair_id"], filter="status = 'kept'")  # what the readers do
+    assert listing.num_rows == 20 and ds.io_stats_incremental().read_bytes < 1 << 20  # 20 MiB of images unread
+
+
+def test_take_fetches_rows_by_key_in_bounded_batches_after_updates(tmp_path):
+    store = PairStore(str(tmp_path / "db"))
+    store.upsert("pairs", _image_pairs(30, 128))
+    store.upsert("pairs", [_image_pairs(30, 1)[4]])  # a merge: the old row is deleted, offsets shift
+    wanted = ["missing", "p004", *(f"p{i:03d}" for i in range(29, 9, -1))]
+    chunks = list(store.take("pairs", wanted, ["image_before", "status"], batch_bytes=300 << 10))
+    rows = {r["pair_id"]: r for c in chunks for r in c}
+    assert sorted(rows) == sorted(wanted[1:]) and len(rows["p004"]["image_before"]) == 1 << 10
+    assert max(len(c) for c in chunks[1:]) <= 2  # 128 KiB a row, 300 KiB a batch after the first
 
 
 def test_a_second_connection_sees_new_commits(tmp_path):
@@ -154,6 +241,8 @@ def test_object_store_database_with_credentials_from_env(local_s3):
     assert store.upsert("pairs", [pair("a"), pair("b")]) == 2
     assert store.upsert("pairs", [pair("a")]) == 0
     assert sorted(PairStore(local_s3).read("pairs", columns=["pair_id"]).column("pair_id").to_pylist()) == ["a", "b"]
+    taken = [r for chunk in PairStore(local_s3).take("pairs", ["b"], ["image_before"]) for r in chunk]
+    assert taken == [{"pair_id": "b", "image_before": b"\x89PNG-before"}]  # pylance reads the same bucket
 
 
 def test_unreachable_bucket_fails_before_any_work(local_s3):

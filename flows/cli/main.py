@@ -25,6 +25,7 @@ from pairsmith.flows.cli.common import (
     validate_config,
 )
 from pairsmith.storage.db_uri import DEFAULT_DB
+from pairsmith.storage.exports import EXPORT_FORMATS
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 def cli() -> None:
@@ -125,21 +126,44 @@ def stats(db: str, run: str | None, list_runs: bool) -> None:
 
 
 @cli.command()
-@click.option("--format", "fmt", type=click.Choice(["llava", "sharegpt"]), required=True, help="Trainer format.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for images + JSON.")
+@click.option("--format", "fmt", type=click.Choice(list(EXPORT_FORMATS)), required=True,
+              help="llava: images + llava.json; sharegpt: images + sharegpt.json + LLaMA-Factory's dataset_info.json; "
+              "hf: Hugging Face datasets (Parquet shards + save_to_disk, images embedded).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="New or empty folder for the export.")
 @click.option("--db", default=DEFAULT_DB, show_default=True, help="LanceDB URI.")
 @click.option("--run", default=None, help="Only this run (default: all kept samples).")
 @click.option("--task", "tasks", multiple=True, help="Only these tasks (repeat), e.g. grounding, diff-caption.")
-@click.option("--split", type=click.Choice(["train", "val", "test"]), default=None, help="Only this split.")
+@click.option("--split", "splits", type=click.Choice(["train", "val", "test", "bench"]), multiple=True,
+              help="Splits to export (repeat). Default: train only; val, test and bench (benchmark items) are "
+              "never in a default export, only when named.")
 @click.option("--layout", type=click.Choice(["multi", "side-by-side"]), default="multi", show_default=True,
               help="Two images per sample, or one image with both side by side for single-image models.")
+@click.option("--box-format", type=click.Choice(["pixels", "norm1000", "resized-pixels"]), default="pixels",
+              show_default=True, help="Frame of grounding boxes: pixels of the image; 0-1000 (Qwen2-VL, Qwen3-VL); "
+              "pixels after the processor's resize (Qwen2.5-VL).")
+@click.option("--processor", default=None, help="resized-pixels: an image processor folder (default: Qwen2.5-VL's "
+              "defaults).")
+@click.option("--dataset-name", default=None, help="Dataset name in dataset_info.json / the hf card "
+              "(default: pairsmith_<out folder name>).")
+@click.option("--absolute-paths", is_flag=True, help="Absolute image and file paths, so the dataset_info.json entry "
+              "works from any LLaMA-Factory dataset_dir.")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty --out (default: refuse).")
 @click.option("--at", "at_tag", default=None, help="Export the database as it was at this tag (e.g. export-20261123T020000Z).")
-def export(fmt: str, out: str, db: str, run: str | None, tasks: tuple[str, ...], split: str | None, layout: str,
-           at_tag: str | None) -> None:
-    """Write images and a JSON file that LLaVA-style or LLaMA-Factory trainers read as they are."""
-    from pairsmith.storage.export import ExportFilter, export_samples
+@click.option("--push-to-hub", "hub_repo", default=None, help="--format hf: also upload to this Hub repository.")
+def export(fmt: str, out: str, db: str, run: str | None, tasks: tuple[str, ...], splits: tuple[str, ...], layout: str,
+           box_format: str, processor: str | None, dataset_name: str | None, absolute_paths: bool, overwrite: bool,
+           at_tag: str | None, hub_repo: str | None) -> None:
+    """Write kept samples as files that trainers and `datasets` load as they are (train split by default)."""
+    from pairsmith.storage.exports import export as run_export
+    from pairsmith.storage.exports.base import ExportOptions
     from pairsmith.storage.versions import pin_for_export, tag_export
 
+    if hub_repo and fmt != "hf":
+        raise CliError("--push-to-hub needs --format hf")
+    options = validate_config(ExportOptions, {
+        "run_id": run, "tasks": list(tasks), "splits": list(splits or ("train",)), "layout": layout,
+        "box_format": box_format, "processor": processor, "dataset_name": dataset_name,
+        "absolute_paths": absolute_paths}, "options")
     live = open_store_or_fail(db)
     try:  # read one pinned version of every table, tagged afterwards so --at TAG can redo this export
         store, snapshot = pin_for_export(live, at_tag)
@@ -148,12 +172,25 @@ def export(fmt: str, out: str, db: str, run: str | None, tasks: tuple[str, ...],
     if run is not None:
         pick_run(store, run)
     try:
-        result = export_samples(store, Path(out), fmt, ExportFilter(run_id=run, tasks=list(tasks), split=split), layout)
+        result = run_export(store, Path(out), fmt, options, overwrite=overwrite)
     except ValueError as err:
         raise CliError(str(err)) from None
+    except OSError as err:  # a disk that fills up or goes away mid-export: --out is left as it was
+        click.echo(f"pairsmith: error: export to {out} failed, nothing written: {err}", err=True)
+        raise click.exceptions.Exit(EXIT_FAILED) from None
     snapshot = tag_export(live, snapshot)
-    click.echo(f"Wrote {result.samples} samples and {result.images} images to {result.json_path}")
+    skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(result.skipped.items()))
+    click.echo(f"Wrote {result.samples} samples and {result.images} images to {out} "
+               f"({', '.join(result.files)}; dataset {result.dataset_name})" + (f"; skipped {skipped}" if skipped else ""))
     click.echo(f"Database versions tagged {snapshot.tag}: 'pairsmith export --at {snapshot.tag} ...' repeats this export")
+    if hub_repo:
+        from pairsmith.storage.exports.hf import push_to_hub
+
+        try:
+            click.echo(f"Pushed to {push_to_hub(Path(out), hub_repo)}")
+        except ValueError as err:
+            click.echo(f"pairsmith: error: {err}", err=True)
+            raise click.exceptions.Exit(EXIT_FAILED) from None
 
 
 @cli.command("contact-sheet")

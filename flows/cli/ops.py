@@ -17,14 +17,17 @@ from pairsmith.storage.db_uri import DEFAULT_DB  # standard library only
               help="Never remove versions younger than this (0: only if nothing else uses the database).")
 @click.option("--drop-export-tags-older-than", "drop_tags_days", type=click.FloatRange(min=0), default=None,
               help="Delete export-* tags older than this many days first (default: keep them all).")
+@click.option("--target-fragment-mb", type=click.FloatRange(min=1), default=256.0, show_default=True,
+              help="Size small fragments are merged into; fragments over a quarter of it are left alone.")
 @click.option("--verbose", is_flag=True, help="Show Prefect's task-run logs.")
-def maintain(db: str, keep_days: float, drop_tags_days: float | None, verbose: bool) -> None:
-    """Compact the tables and remove old versions; tagged (exported) versions are kept."""
+def maintain(db: str, keep_days: float, drop_tags_days: float | None, target_fragment_mb: float, verbose: bool) -> None:
+    """Merge small fragments and remove old versions' files; tagged (exported) versions are kept."""
     from pairsmith.flows.cli.common import EXIT_FAILED, CliError, open_store_or_fail, quiet_prefect, validate_config
     from pairsmith.flows.maintenance import MaintenanceConfig
 
     config = validate_config(MaintenanceConfig, {"db": db, "keep_versions_days": keep_days,
-                                           "drop_export_tags_older_than_days": drop_tags_days}, "options")
+                                           "drop_export_tags_older_than_days": drop_tags_days,
+                                           "target_fragment_mb": target_fragment_mb}, "options")
     store = open_store_or_fail(config.db)
     if not store.table_names():
         raise CliError(f"--db {store.uri!r}: no tables yet; nothing to maintain")

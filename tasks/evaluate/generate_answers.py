@@ -4,6 +4,10 @@ Each answer is stored with what its task's parser read from it: the box list for
 chosen letter for multiple choice, the text itself for captions. An answer the parser cannot read
 is stored too, with ``parsed`` null, and counted under a ``parse_`` reason: it scores as wrong,
 never as a crash and never as a guess.
+
+Grounding prompts are asked in the selection's box format (``storage/box_format.py``: pixels,
+0-1000, or pixels after the processor's resize), and the boxes read from an answer are converted
+back to pixels of the original before image before they are stored, so scores compare like with like.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ from pairsmith.filters.grounding_reward import parse_boxes
 from pairsmith.filters.mcq_answer import parse_choice
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 from pairsmith.models.vlm_chat import VlmChat, VlmRequest
+from pairsmith.storage.box_format import BOX_TASKS, BoxFormat
 from pairsmith.storage.ids import stable_id
 from pairsmith.storage.schemas import EvalPredictionRow, utc_now
 from pairsmith.tasks.stage import call_per_item, stage
-from pairsmith.tasks.training.training_data import Layout, PairImages, PinnedTables, prompt_text
+from pairsmith.tasks.training.training_data import Layout, PairImages, PinnedTables, in_box_format, prompt_text
 
 CAPTION_TASKS = ("diff-caption", "med-diff-qa")
 SCORED_TASKS = ("grounding", "med-mcq", *CAPTION_TASKS)
@@ -42,20 +47,32 @@ def read_answer(task: str, prediction: str, options: list[str] | None) -> tuple[
 @stage(STAGE)
 def generate_answers(
     stats: StageStats, chat: VlmChat, db: str, pinned: PinnedTables, rows: list[dict[str, Any]], layout: Layout,
-    eval_id: str,
+    eval_id: str, box: BoxFormat | None = None,
 ) -> list[EvalPredictionRow]:
     """One stored prediction per sample the model answered; a sample the model raised for is
     counted as ``generate_error`` and left for the next run (which resumes by prediction id)."""
+    box = box or BoxFormat()
     images = PairImages(db, pinned.pairs_version)
-    answers = call_per_item(
-        lambda part: chat.generate_batch([VlmRequest(tuple(images.for_layout(r["pair_id"], layout)),
-                                                     prompt_text(r["conversation"], layout)) for r in part]),
-        rows, lambda row, err: stats.record(Verdict.drop("generate_error")))
+    shown: dict[str, tuple[int, int]] = {}  # sample id -> (width, height) of the first picture shown
+
+    def request(row: dict[str, Any]) -> VlmRequest:
+        pictures = images.for_layout(row["pair_id"], layout)
+        conversation, boxes_asked = row["conversation"], row["task"] in BOX_TASKS
+        if boxes_asked:
+            conversation, _ = in_box_format(conversation, row.get("boxes") or [], box, pictures,
+                                            images.get(row["pair_id"])[0].size)
+        shown[row["sample_id"]] = pictures[0].size
+        return VlmRequest(tuple(pictures), prompt_text(conversation, layout, boxes_asked))
+
+    answers = call_per_item(lambda part: chat.generate_batch([request(r) for r in part]),
+                            rows, lambda row, err: stats.record(Verdict.drop("generate_error")))
     out = []
     for row, answer in zip(rows, answers):
         if answer is None:
             continue
         parsed, verdict = read_answer(row["task"], answer, row.get("options"))
+        if row["task"] in BOX_TASKS and parsed is not None:
+            parsed = box.to_pixels(parsed, *shown[row["sample_id"]])
         stats.record(verdict)
         out.append(EvalPredictionRow(
             prediction_id=stable_id(eval_id, row["sample_id"]), eval_id=eval_id, sample_id=row["sample_id"],

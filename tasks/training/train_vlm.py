@@ -21,6 +21,7 @@ from pairsmith.models.vlm_grpo import GrpoSettings, run_grpo_stage
 from pairsmith.models.vlm_sft import SftSettings, run_sft
 from pairsmith.models.vlm_training import ADAPTER_DIR, LoraSettings, TrainLog, load_trainable_vlm, save_adapter
 from pairsmith.tasks.training.dig_reward import DigReward
+from pairsmith.storage.box_format import BoxFormat
 from pairsmith.tasks.training.training_data import Layout, PairImages, PinnedTables, training_dataset
 
 
@@ -73,20 +74,20 @@ def _log_callback():
     return PrefectLog()
 
 
-def _dataset(db: str, pinned: PinnedTables, rows, layout: Layout, *, grpo: bool):
+def _dataset(db: str, pinned: PinnedTables, rows, layout: Layout, *, grpo: bool, box: BoxFormat | None):
     images = PairImages(db, pinned.pairs_version)
-    return training_dataset(rows, images, layout, with_completion=not grpo, with_boxes=grpo)
+    return training_dataset(rows, images, layout, with_completion=not grpo, with_boxes=grpo, box=box)
 
 
 @task(name="train-sft", cache_policy=NO_CACHE)
 def train_sft(
     model_id: str, runtime: ModelRuntime, lora: LoraSettings, settings: SftSettings, db: str, pinned: PinnedTables,
-    plan: StagePlan, layout: Layout, run_dir: Path, show_progress: bool = False,
+    plan: StagePlan, layout: Layout, run_dir: Path, show_progress: bool = False, box: BoxFormat | None = None,
 ) -> TrainedAdapter:
     """LoRA SFT on the plan's samples; the adapter goes to ``run_dir/adapter``."""
     logger = get_run_logger()
     model, processor = load_trainable_vlm(model_id, runtime)
-    dataset = _dataset(db, pinned, plan.rows, layout, grpo=False)
+    dataset = _dataset(db, pinned, plan.rows, layout, grpo=False, box=box)
     logger.info("SFT of %s on %d samples", model_id, len(plan.rows))
     model, log = run_sft(model, processor, dataset, settings, lora, runtime, run_dir / "trainer",
                          show_progress=show_progress, callbacks=[_log_callback()])
@@ -98,6 +99,7 @@ def train_sft(
 def train_grpo(
     model_id: str, runtime: ModelRuntime, lora: LoraSettings, settings: GrpoSettings, reward: DigRewardConfig,
     db: str, pinned: PinnedTables, plans: list[StagePlan], layout: Layout, run_dir: Path, show_progress: bool = False,
+    box: BoxFormat | None = None,
 ) -> TrainedAdapter:
     """The curriculum: each stage a GRPO trainer over its samples, continuing one LoRA adapter."""
     logger = get_run_logger()
@@ -107,7 +109,7 @@ def train_grpo(
     for i, plan in enumerate(plans):
         logger.info("GRPO stage %d/%d %r: %d samples, %d steps", i + 1, len(plans), plan.name, len(plan.rows),
                     plan.steps)
-        dataset = _dataset(db, pinned, plan.rows, layout, grpo=True)
+        dataset = _dataset(db, pinned, plan.rows, layout, grpo=True, box=box)
         model, log = run_grpo_stage(
             model, processor, dataset, reward_funcs, settings, plan.steps, runtime, run_dir / "trainer" / plan.name,
             lora=lora if i == 0 else None, show_progress=show_progress, callbacks=[_log_callback()],

@@ -6,9 +6,11 @@ version, or a LanceDB tag), optionally tags that version so ``cleanup_old_versio
 reads through a checked-out handle of its own: the shared handle other tasks write through is
 never moved back in time.
 
-Only the sample text is held in memory. Images are fetched from the pinned ``pairs`` table when a
-trainer asks for an item (``datasets`` calls the transform on access), with a small cache since a
-pair serves several samples.
+Only the sample text is held in memory. Images are fetched by key from the pinned ``pairs`` table
+when a trainer asks for an item (``datasets`` calls the transform on access; ``PairStore.take`` reads
+the row at its offset, no scan), with a small cache since a pair serves several samples. A kept
+pair always has both images (every pipeline keeps only pairs it could show), so selection checks
+the pair's status without reading image bytes.
 
 A conversation's ``<image>`` placeholders become the chat template's image blocks in place: two
 images (before, after) as the model's multi-image input, or with ``layout="side-by-side"`` one
@@ -25,17 +27,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from pairsmith.storage.box_format import BOX_TASKS, BoxFormat
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
-from pairsmith.storage.export import IMAGE, SIDE_BY_SIDE_NOTE
-from pairsmith.storage.pair_images import open_image, side_by_side
-from pairsmith.storage.store import PairStore, open_store, sql_in, sql_literal
+from pairsmith.storage.pair_images import IMAGE, open_image, side_by_side, side_by_side_text
+from pairsmith.storage.store import PairStore, open_store, sql_in
+from pairsmith.storage.versions import pinned_store
 from pairsmith.tasks.stage import stage
 
 Layout = Literal["multi", "side-by-side"]
 SAMPLE_COLUMNS = ["sample_id", "pair_id", "run_id", "method", "task", "subset", "conversation", "answer",
                   "boxes", "options", "category", "split"]
 STAGE = "select-samples"
-ID_CHUNK = 500
 
 
 class DataSelection(BaseModel):
@@ -53,6 +55,10 @@ class DataSelection(BaseModel):
     table_tag: str | None = Field(None, description="LanceDB tag of the samples table to read instead")
     limit: int | None = Field(None, ge=1, description="at most this many samples (in sample-id order)")
     layout: Layout = Field("multi", description="two images, or one side-by-side picture for single-image models")
+    box_format: Literal["pixels", "norm1000", "resized-pixels"] = Field(
+        "pixels", description="frame of grounding boxes in prompts, answers and rewards: pixels of the image, "
+        "0-1000 (Qwen2-VL / Qwen3-VL), or pixels after the processor's resize (Qwen2.5-VL)")
+    processor: str | None = Field(None, description="resized-pixels: image processor folder (default Qwen2.5-VL's)")
 
     @model_validator(mode="after")
     def _one_pin(self) -> "DataSelection":
@@ -60,7 +66,12 @@ class DataSelection(BaseModel):
             raise ValueError("give table_version or table_tag, not both")
         if not self.tasks:
             raise ValueError("tasks must name at least one sample task")
+        if self.processor is not None and self.box_format != "resized-pixels":
+            raise ValueError("processor only applies to box_format resized-pixels")
         return self
+
+    def boxes(self) -> BoxFormat:
+        return BoxFormat.named(self.box_format, self.processor)
 
     def where(self, subsets: list[str] | None = None) -> str:
         clauses = [sql_in("task", self.tasks)]
@@ -83,13 +94,6 @@ class PinnedTables:
     def as_dict(self) -> dict[str, Any]:
         return {"db": self.db, "samples_version": self.samples_version, "pairs_version": self.pairs_version,
                 "tag": self.tag}
-
-
-def _open_at(store: PairStore, name: str, version: int):
-    """A private handle of ``name`` checked out at ``version`` (shared handles stay at the latest)."""
-    handle = store.db.open_table(name)
-    handle.checkout(version)
-    return handle
 
 
 def pin_tables(store: PairStore, selection: DataSelection, tag_as: str | None = None) -> PinnedTables:
@@ -138,34 +142,26 @@ def select_samples(
     store: PairStore, pinned: PinnedTables, selection: DataSelection, subsets: list[str] | None = None,
     stats: StageStats | None = None,
 ) -> SelectedSamples:
-    """Samples matching the selection at the pinned version whose pair is kept and has both images.
+    """Samples matching the selection at the pinned version whose pair is kept (so has both images).
 
     Samples that cannot be shown to a model become counted drop reasons (in ``stats``, a new
     ``select-samples`` StageStats if None), not errors.
     """
-    table = _open_at(store, "samples", pinned.samples_version)
-    columns = [c for c in SAMPLE_COLUMNS if c in table.schema.names]  # older tables lack newer columns
-    rows = table.search().where(selection.where(subsets)).select(columns).limit(None).to_arrow().to_pylist()
+    view = pinned_store(store, {"samples": pinned.samples_version, "pairs": pinned.pairs_version})
+    columns = [c for c in SAMPLE_COLUMNS if c in view.table("samples").schema.names]  # older tables lack newer columns
+    rows = view.read("samples", where=selection.where(subsets), columns=columns).to_pylist()
     rows.sort(key=lambda r: r["sample_id"])
     if selection.limit:
         rows = rows[: selection.limit]
-    pairs = _open_at(store, "pairs", pinned.pairs_version)
-    pair_ids = sorted({r["pair_id"] for r in rows})
-    ok: set[str] = set()
-    for i in range(0, len(pair_ids), ID_CHUNK):
-        chunk = pair_ids[i:i + ID_CHUNK]
-        found = pairs.search().where(
-            f"{sql_in('pair_id', chunk)} AND status = 'kept' AND image_before IS NOT NULL AND image_after IS NOT NULL"
-        ).select(["pair_id"]).limit(None).to_arrow()
-        ok |= set(found.column("pair_id").to_pylist())
+    kept = set(view.read("pairs", where="status = 'kept'", columns=["pair_id"]).column("pair_id").to_pylist())
     stats = stats if stats is not None else StageStats(STAGE)
-    kept = []
+    selected = []
     for row in rows:
-        verdict = _check_sample(row, row["pair_id"] in ok)
+        verdict = _check_sample(row, row["pair_id"] in kept)
         stats.record(verdict)
         if verdict.keep:
-            kept.append(row)
-    return SelectedSamples(kept, stats)
+            selected.append(row)
+    return SelectedSamples(selected, stats)
 
 
 class PairImages:
@@ -180,7 +176,7 @@ class PairImages:
         self.version = pairs_version
         self.cache_size = cache_size
         self._cache: OrderedDict[str, tuple] = OrderedDict()
-        self._table = None
+        self._view: PairStore | None = None
 
     def __getstate__(self) -> dict:
         return {"db": self.db, "version": self.version, "cache_size": self.cache_size}
@@ -192,10 +188,9 @@ class PairImages:
         if pair_id in self._cache:
             self._cache.move_to_end(pair_id)
             return self._cache[pair_id]
-        if self._table is None:
-            self._table = _open_at(open_store(self.db), "pairs", self.version)
-        found = self._table.search().where(f"pair_id = {sql_literal(pair_id)}").select(
-            ["image_before", "image_after"]).limit(1).to_arrow().to_pylist()
+        if self._view is None:
+            self._view = pinned_store(open_store(self.db), {"pairs": self.version})
+        found = [r for chunk in self._view.take("pairs", [pair_id], ["image_before", "image_after"]) for r in chunk]
         if not found or found[0]["image_before"] is None or found[0]["image_after"] is None:
             raise ValueError(f"pair {pair_id}: no images in 'pairs' at version {self.version}")
         images = (open_image(found[0]["image_before"]), open_image(found[0]["image_after"]))
@@ -209,11 +204,9 @@ class PairImages:
         return [side_by_side(before, after)] if layout == "side-by-side" else [before, after]
 
 
-def layout_text(text: str, layout: Layout) -> str:
+def layout_text(text: str, layout: Layout, boxes_asked: bool = False) -> str:
     """The prompt text for a layout: side-by-side folds the two placeholders into one and says how."""
-    if layout == "multi" or text.count(IMAGE) != 2:
-        return text
-    return IMAGE + "\n" + SIDE_BY_SIDE_NOTE + text.replace(IMAGE + "\n", "").replace(IMAGE, "")
+    return text if layout == "multi" else side_by_side_text(text, boxes_asked)
 
 
 def content_blocks(text: str) -> list[dict[str, str]]:
@@ -227,18 +220,31 @@ def content_blocks(text: str) -> list[dict[str, str]]:
     return blocks
 
 
-def prompt_and_completion(conversation: list[dict[str, str]], layout: Layout) -> tuple[list[dict], list[dict]]:
+def prompt_and_completion(
+    conversation: list[dict[str, str]], layout: Layout, boxes_asked: bool = False,
+) -> tuple[list[dict], list[dict]]:
     """TRL's conversational prompt/completion: every turn but the last, and the last (the answer)."""
-    prompt = [{"role": m["role"], "content": content_blocks(layout_text(m["content"], layout))}
+    prompt = [{"role": m["role"], "content": content_blocks(layout_text(m["content"], layout, boxes_asked))}
               for m in conversation[:-1]]
     answer = conversation[-1]
     return prompt, [{"role": answer["role"], "content": [{"type": "text", "text": answer["content"]}]}]
 
 
-def prompt_text(conversation: list[dict[str, str]], layout: Layout) -> str:
+def prompt_text(conversation: list[dict[str, str]], layout: Layout, boxes_asked: bool = False) -> str:
     """The last user turn without placeholders: what ``VlmChat`` sends after the images."""
     user = [m for m in conversation[:-1] if m["role"] == "user"][-1]
-    return "\n".join(b["text"] for b in content_blocks(layout_text(user["content"], layout)) if b["type"] == "text")
+    blocks = content_blocks(layout_text(user["content"], layout, boxes_asked))
+    return "\n".join(b["text"] for b in blocks if b["type"] == "text")
+
+
+def in_box_format(
+    conversation: list[dict[str, str]], boxes: list[list[float]], box: BoxFormat, images: list, original: tuple[int, int],
+) -> tuple[list[dict[str, str]], list[list[int]]]:
+    """A grounding sample's turns and boxes in ``box``'s format, for the pictures ``images`` shown
+    (one side-by-side picture or the pair); ``original`` is the before image's size."""
+    turns, model = box.grounding([(m["role"], m["content"]) for m in conversation], boxes, original,
+                                 images[0].size, side_by_side=len(images) == 1)
+    return [{"role": role, "content": text} for role, text in turns], model
 
 
 @dataclass
@@ -249,47 +255,62 @@ class ItemLoader:
     layout: Layout
     with_completion: bool
     with_boxes: bool
+    box: BoxFormat = BoxFormat()
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         out: dict[str, list] = {"prompt": [], "images": []}
         if self.with_completion:
             out["completion"] = []
-        for pair_id, conversation in zip(batch["pair_id"], batch["conversation"]):
-            prompt, completion = prompt_and_completion(json.loads(conversation), self.layout)
+        if self.with_boxes:
+            out["gt_boxes"] = []
+        for pair_id, task, conversation, boxes in zip(batch["pair_id"], batch["task"], batch["conversation"],
+                                                      batch["gt_boxes"]):
+            conversation = json.loads(conversation)
+            images = self.images.for_layout(pair_id, self.layout)
+            boxes_asked = task in BOX_TASKS
+            if boxes_asked:  # prompt, answer and true boxes in the frame the model answers in
+                conversation, boxes = in_box_format(conversation, boxes, self.box, images,
+                                                    self.images.get(pair_id)[0].size)
+            prompt, completion = prompt_and_completion(conversation, self.layout, boxes_asked)
             out["prompt"].append(prompt)
-            out["images"].append(self.images.for_layout(pair_id, self.layout))
+            out["images"].append(images)
             if self.with_completion:
                 out["completion"].append(completion)
-        if self.with_boxes:
-            out["gt_boxes"] = batch["gt_boxes"]
+            if self.with_boxes:
+                out["gt_boxes"].append(boxes)
         return out
 
 
 def training_dataset(
     rows: list[dict[str, Any]], images: PairImages, layout: Layout, *, with_completion: bool, with_boxes: bool,
+    box: BoxFormat | None = None,
 ):
     """A ``datasets.Dataset`` of the sample text whose items carry their images, loaded on access.
 
     SFT items hold ``prompt``, ``completion`` and ``images`` (TRL masks the prompt out of the loss);
     GRPO items hold ``prompt``, ``images`` and ``gt_boxes``, which reaches the reward function.
+    Grounding prompts, answers and ``gt_boxes`` are in ``box``'s format (default pixels), in the frame
+    of the picture shown; the reward's IoU is the same in any frame, so it compares them as they are.
     """
     import datasets
 
     features = datasets.Features({
         "sample_id": datasets.Value("string"),
         "pair_id": datasets.Value("string"),
+        "task": datasets.Value("string"),
         "conversation": datasets.Value("string"),
         "gt_boxes": datasets.List(datasets.List(datasets.Value("float64"))),
     })
     table = {
         "sample_id": [r["sample_id"] for r in rows],
         "pair_id": [r["pair_id"] for r in rows],
+        "task": [r["task"] for r in rows],
         "conversation": [json.dumps([{"role": m["role"], "content": m["content"]} for m in r["conversation"]])
                          for r in rows],
         "gt_boxes": [[list(map(float, b)) for b in (r["boxes"] or [])] for r in rows],
     }
     dataset = datasets.Dataset.from_dict(table, features=features)
-    return dataset.with_transform(ItemLoader(images, layout, with_completion, with_boxes))
+    return dataset.with_transform(ItemLoader(images, layout, with_completion, with_boxes, box or BoxFormat()))
 
 
 @stage(STAGE)

@@ -1,0 +1,374 @@
+"""What every export format shares: which samples, how they stream out, where files go, what is counted.
+
+A format module (``llava.py``, ``sharegpt.py``, ``hf.py``) only turns one ``ExportItem`` into its
+record; the base does the rest, the same way for every format:
+
+* **which samples**: kept samples (their pair is ``kept``) of the chosen tasks, run and splits. The
+  default is the ``train`` split only: ``val`` / ``test`` / ``bench`` items enter an export only when
+  named (``--split``), so benchmark questions never leak into training data;
+* **one streaming pass**: samples are scanned once in batches bounded in bytes, and each batch's
+  pair images are fetched by key (``PairStore.scan`` / ``take``); records are written as they go, so
+  memory stays flat however large the database, and no single Arrow array ever holds more than a
+  batch (no 2 GiB offset overflow);
+* **an atomic folder**: everything is written into a temporary folder beside ``--out``, renamed to
+  ``--out`` at the end. A failed export leaves ``--out`` as it was; a non-empty ``--out`` is refused
+  unless ``overwrite`` (then replaced whole, never mixed with older files). File names come from ids
+  checked against a safe pattern (others are hashed), and each path is checked to resolve inside
+  the folder, so no id, ``..`` or symlink writes anywhere else;
+* **images**: stored bytes are written as they are, under their real extension (PNG renders, JPEG
+  photos, an imported WebP as ``.webp``); a side-by-side picture of photos is JPEG, of renders PNG.
+  A sample whose image cannot be read is skipped and counted (``image_unreadable``), never the export;
+* **boxes**: grounding samples (the tasks in ``BOX_TASKS``) carry their boxes, and their prompt and
+  answer, in the chosen ``box_format`` (``storage/box_format.py``), in the frame of the picture shown.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pairsmith.storage.box_format import BOX_FORMATS, BOX_TASKS, BoxFormat
+from pairsmith.storage.ids import stable_hash
+from pairsmith.storage.pair_images import (
+    IMAGE, encode_like, image_extension, open_image, side_by_side, side_by_side_text,
+)
+
+Layout = Literal["multi", "side-by-side"]
+SPLITS = ("train", "val", "test", "bench")
+SAMPLE_COLUMNS = ("sample_id", "pair_id", "run_id", "method", "task", "subset", "conversation", "answer", "boxes",
+                  "category", "split", "dataset", "image")
+META_COLUMNS = ("task", "split", "method", "category", "dataset", "subset", "pair_id", "run_id")
+EXPORT_BATCH_BYTES = 4 << 20  # Arrow bytes; as Python objects, sample text takes several times that
+_SAFE_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,150}")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,160}\.[a-z0-9]{1,5}")
+
+
+class ExportOptions(BaseModel):
+    """What to export and how; every format reads the same options."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    run_id: str | None = Field(None, description="only samples of this run")
+    tasks: list[str] = Field(default_factory=list, description="only these tasks (empty: all)")
+    splits: list[str] = Field(default_factory=lambda: ["train"],
+                              description="splits to export; bench and test only when named")
+    layout: Layout = Field("multi", description="two images per pair sample, or one side-by-side picture")
+    box_format: str = Field("pixels", description=f"answer frame of grounding boxes: {', '.join(BOX_FORMATS)}")
+    processor: str | None = Field(None, description="resized-pixels: image processor folder (default Qwen2.5-VL's)")
+    dataset_name: str | None = Field(None, description="name of the dataset in registries (default pairsmith_<folder>)")
+    absolute_paths: bool = Field(False, description="image and file paths absolute, so any dataset_dir works")
+    batch_bytes: int = Field(EXPORT_BATCH_BYTES, ge=1 << 20, description="bytes read per batch")
+
+    @field_validator("splits")
+    @classmethod
+    def _splits(cls, value: list[str]) -> list[str]:
+        bad = [s for s in value if s not in SPLITS]
+        if bad or not value:
+            raise ValueError(f"split {bad[0] if bad else '(none)'!r}: use {', '.join(SPLITS)}")
+        return value
+
+    def where(self) -> str:
+        from pairsmith.storage.store import sql_in, sql_literal
+
+        clauses = [sql_in("split", self.splits)]
+        if self.run_id:
+            clauses.append(f"run_id = {sql_literal(self.run_id)}")
+        if self.tasks:
+            clauses.append(sql_in("task", self.tasks))
+        return " AND ".join(clauses)
+
+    def boxes(self) -> BoxFormat:
+        return BoxFormat.named(self.box_format, self.processor)
+
+    def name_for(self, out: Path) -> str:
+        """The dataset name registries get: the option, or ``pairsmith_<folder name>``."""
+        name = self.dataset_name or "pairsmith_" + out.name
+        return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+@dataclass
+class ExportImage:
+    name: str  # file name inside images/, checked safe
+    data: bytes
+
+
+@dataclass
+class ExportItem:
+    """One sample as formats write it: ids and metadata, turns laid out, its pictures, its boxes."""
+
+    id: str
+    meta: dict[str, Any]
+    turns: list[tuple[str, str]]
+    images: list[ExportImage]
+    boxes: list[list[int]]
+    box_format: str
+
+
+@dataclass
+class ExportResult:
+    format: str
+    out: Path
+    samples: int
+    images: int
+    files: list[str]
+    dataset_name: str
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+class ExportFormat:
+    """One export format: subclasses set ``name`` / ``help`` and write items in ``write``."""
+
+    name: ClassVar[str]
+    help: ClassVar[str]
+    writes_image_files: ClassVar[bool] = True
+
+    def __init__(self, folder: Path, out: Path, options: ExportOptions):
+        self.folder = folder  # the temporary folder being written
+        self.out = out  # what it becomes: paths inside records point here
+        self.options = options
+        self.dataset_name = options.name_for(out)
+        self.files: list[str] = []
+        self.n_samples = 0
+        self.n_images = 0
+        self._written: set[str] = set()
+        self._images: Path | None = None
+
+    def begin(self) -> None:
+        """Open the format's files."""
+
+    def write(self, item: ExportItem) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """Close the format's files (and registry entries)."""
+
+    def path_of(self, relative: str) -> str:
+        """A path as records name it: relative to the export folder, or absolute under ``--out``."""
+        return str(self.out.resolve() / relative) if self.options.absolute_paths else relative
+
+    def image_paths(self, item: ExportItem) -> list[str]:
+        """Write ``item``'s image files (each once) and return their paths as records name them."""
+        if self._images is None:
+            self._images = inside(self.folder, "images")
+            self._images.mkdir()
+        paths = []
+        for image in item.images:
+            if image.name not in self._written:
+                if not _SAFE_NAME.fullmatch(image.name):  # names are built from safe stems: never taken
+                    raise ValueError(f"export file name {image.name!r} is not a plain file name")
+                (self._images / image.name).write_bytes(image.data)
+                self._written.add(image.name)
+                self.n_images += 1
+            paths.append(self.path_of(f"images/{image.name}"))
+        return paths
+
+    def open_json_list(self, name: str) -> "JsonList":
+        self.files.append(name)
+        return JsonList(inside(self.folder, name))
+
+
+class JsonList:
+    """A JSON list written one record at a time (the file is valid JSON once closed)."""
+
+    def __init__(self, path: Path):
+        self._f = path.open("w", encoding="utf-8")
+        self._f.write("[")
+        self.n = 0
+
+    def append(self, record: dict) -> None:
+        self._f.write(("\n" if self.n == 0 else ",\n") + json.dumps(record, ensure_ascii=False))
+        self.n += 1
+
+    def close(self) -> None:
+        self._f.write("\n]\n")
+        self._f.close()
+
+
+def inside(folder: Path, relative: str) -> Path:
+    """``folder / relative``, refusing any path that would resolve outside ``folder``."""
+    target = (folder / relative).resolve()
+    if not target.is_relative_to(folder.resolve()):
+        raise ValueError(f"export path {relative!r} would leave the export folder")
+    return target
+
+
+def safe_stem(identifier: str) -> str:
+    """A file-name stem for an id: the id itself when it is plain, else a hash of it."""
+    return identifier if _SAFE_STEM.fullmatch(identifier) else "id-" + stable_hash(identifier, 24)
+
+
+def open_folder(out: Path, overwrite: bool) -> Path:
+    """The temporary folder beside ``out`` to write into, after refusing an ``out`` that would mix with
+    older files; ValueError (one line) when ``out`` cannot be used or its folder cannot be written."""
+    if out.exists() or out.is_symlink():
+        if not out.is_dir() or out.is_symlink():
+            if not overwrite:
+                raise ValueError(f"--out {str(out)!r} exists and is not a folder; pass --overwrite to replace it")
+        elif any(out.iterdir()) and not overwrite:
+            raise ValueError(f"--out {str(out)!r} is not empty; pass --overwrite to replace it, or choose a new folder")
+    parent = out.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.partial-"))
+    except OSError as err:
+        raise ValueError(f"--out {str(out)!r}: cannot write in {str(parent)!r} ({err.strerror or err})") from None
+
+
+def _commit(folder: Path, out: Path) -> None:
+    """Put the finished folder in place of ``out`` (an empty folder, or anything when overwriting)."""
+    if out.is_dir() and not out.is_symlink() and not any(out.iterdir()):
+        out.rmdir()
+    if out.exists() or out.is_symlink():
+        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+        os.replace(out, old / "replaced")
+        os.replace(folder, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(folder, out)
+
+
+def run_export(store, out: Path, fmt: type[ExportFormat], options: ExportOptions, overwrite: bool = False) -> ExportResult:
+    """Export the kept samples ``options`` select from ``store`` (a ``PairStore``) into ``out``.
+
+    Raises ValueError (one line) for an unusable ``--out`` or when nothing matches; ``out`` is then
+    untouched. The work happens in a temporary folder beside ``out``, renamed into place at the end.
+    """
+    where = options.where()
+    boxes = options.boxes()
+    if store.count("samples", where) == 0:
+        raise ValueError(f"no samples match {where} in {store.uri!r}")
+    folder = open_folder(out, overwrite)
+    try:
+        writer = fmt(folder, out, options)
+        writer.begin()
+        skipped = _stream(store, where, options, boxes, writer)
+        writer.finish()
+        n = writer.n_samples
+        if n == 0:
+            reasons = ", ".join(f"{r}: {c}" for r, c in skipped.most_common()) or "none"
+            raise ValueError(f"no kept samples to export among those matching {where} (skipped: {reasons})")
+        _commit(folder, out)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return ExportResult(fmt.name, out, n, writer.n_images, writer.files, writer.dataset_name, dict(skipped))
+
+
+def _stream(store, where: str, options: ExportOptions, boxes: BoxFormat, writer: ExportFormat) -> Counter:
+    """The one pass: sample batches, their pairs' images by key, items to the writer; returns skip counts."""
+    skipped: Counter = Counter()
+    kept = {r["pair_id"] for r in store.read("pairs", where="status = 'kept'", columns=["pair_id"]).to_pylist()}
+    present = set(store.table("samples").schema.names)
+    columns = [c for c in SAMPLE_COLUMNS if c in present]
+    for batch in store.scan("samples", where, columns, batch_bytes=options.batch_bytes):
+        by_pair: dict[str, list[dict]] = {}
+        for sample in batch:
+            if sample["pair_id"] in kept:
+                by_pair.setdefault(sample["pair_id"], []).append(sample)
+            else:
+                skipped["pair_not_kept"] += 1
+        need = [p for p, samples in by_pair.items() if any(not s.get("image") for s in samples)]
+        for p in set(by_pair) - set(need):  # samples that show their own picture only
+            _write_pair(writer, {"pair_id": p}, by_pair.pop(p), options, boxes, skipped)
+        for chunk in store.take("pairs", need, ["image_before", "image_after"], batch_bytes=options.batch_bytes):
+            for pair in chunk:
+                _write_pair(writer, pair, by_pair.pop(pair["pair_id"]), options, boxes, skipped)
+        for samples in by_pair.values():  # kept pairs missing from the pinned table
+            skipped["pair_missing"] += len(samples)
+    return skipped
+
+
+def _write_pair(writer: ExportFormat, pair: dict, samples: list[dict], options: ExportOptions, boxes: BoxFormat,
+                skipped: Counter) -> None:
+    pictures: list[_Pictures | None] = []  # the pair's pictures, built on first use
+    for sample in samples:
+        try:
+            item = _item(sample, pair, pictures, options, boxes)
+        except _Skip as skip:
+            skipped[skip.reason] += 1
+            continue
+        writer.write(item)
+        writer.n_samples += 1
+
+
+class _Skip(Exception):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class _Pictures:
+    images: list[ExportImage]
+    shown: tuple[int, int]  # size of the picture the model sees (side-by-side: the whole picture)
+    original: tuple[int, int]  # size of the before image, the frame stored boxes and prompts use
+
+
+def _item(sample: dict, pair: dict, cache: list, options: ExportOptions, boxes: BoxFormat) -> ExportItem:
+    sid = sample["sample_id"]
+    own = sample.get("image")
+    if own:  # the sample's own picture (Img-Diff's side-by-side with red boxes), in any layout
+        pictures = _decoded(lambda: _own_picture(sid, own))
+    else:
+        if not cache:
+            cache.append(_decoded(lambda: _pair_pictures(pair, options.layout)))
+        pictures = cache[0]
+    boxes_asked = sample["task"] in BOX_TASKS
+    side = options.layout == "side-by-side" and not own
+    turns = [(m["role"], m["content"]) for m in sample["conversation"]]
+    if side:
+        turns = [(role, side_by_side_text(text, boxes_asked)) for role, text in turns]
+    if sum(text.count(IMAGE) for _, text in turns) != len(pictures.images):
+        raise _Skip("image_count_mismatch")
+    model_boxes: list[list[int]] = []
+    if boxes_asked:
+        turns, model_boxes = boxes.grounding(turns, sample["boxes"] or [], pictures.original, pictures.shown, side)
+    meta = {k: sample.get(k) for k in META_COLUMNS}
+    return ExportItem(sid, meta, turns, pictures.images, model_boxes, boxes.name if boxes_asked else "")
+
+
+def _decoded(build) -> _Pictures:
+    """Build a sample's pictures; unreadable bytes skip the sample (``image_unreadable``), not the export."""
+    try:
+        return build()
+    except _Skip:
+        raise
+    except Exception:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, DecompressionBombError ...
+        raise _Skip("image_unreadable") from None
+
+
+def _size(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as img:
+        return img.size
+
+
+def _own_picture(sample_id: str, data: bytes) -> _Pictures:
+    size = _size(data)
+    return _Pictures([ExportImage(f"{safe_stem(sample_id)}.{image_extension(data)}", data)], size, size)
+
+
+def _pair_pictures(pair: dict, layout: Layout) -> _Pictures:
+    before, after = pair.get("image_before"), pair.get("image_after")
+    if not before or not after:
+        raise _Skip("pair_without_images")
+    stem = safe_stem(pair["pair_id"])
+    if layout == "side-by-side":
+        first = open_image(before)
+        picture = side_by_side(first, open_image(after))
+        data, ext = encode_like(picture, [before, after])
+        return _Pictures([ExportImage(f"{stem}_pair.{ext}", data)], picture.size, first.size)
+    size = _size(before)
+    _size(after)  # both must be pictures PIL can open, or the sample is skipped
+    return _Pictures([ExportImage(f"{stem}_before.{image_extension(before)}", before),
+                      ExportImage(f"{stem}_after.{image_extension(after)}", after)], size, size)
