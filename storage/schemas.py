@@ -94,6 +94,8 @@ class RegionRow(LanceModel):
     box: list[float] = Field(description="[x1, y1, x2, y2], float pixels on the before image")
     proposer: str = Field(description="render-gt | fastsam | diffmap")
     change_type: Optional[str] = None
+    place: Optional[str] = Field(None, description="move: 'from' (where the object stood) or 'to' (the empty "
+                                 "spot of the before image it moved to); null for other changes")
     object_description: Optional[str] = None
     visible_px_before: Optional[int] = None
     visible_px_after: Optional[int] = None

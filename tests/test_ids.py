@@ -64,6 +64,9 @@ def test_fields_that_change_the_output_change_the_ids():
     base = DigRenderConfig()
     assert DigRenderConfig(seed=1).content_key() != base.content_key()
     assert DigRenderConfig(render={"samples": 16}).content_key() != base.content_key()
+    assert DigRenderConfig(caption_style="referring").content_key() == base.content_key()  # the default
+    assert DigRenderConfig(caption_style="plain").content_key() != base.content_key()
+    assert DigRenderConfig(sampling={"change_kinds": ["move"]}).content_key() != base.content_key()
     assert DigRenderConfig(pairs=21).run_id() != base.run_id()  # the run's size names its batches
     stricter = ImgDiffReplaceConfig(thresholds=ReplaceThresholds(bitm_min=0.4))
     assert stricter.content_key() != ImgDiffReplaceConfig().content_key()
