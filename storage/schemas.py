@@ -145,6 +145,8 @@ class SampleRow(LanceModel):
     object_side: Optional[str] = Field(None, description="object-presence-mcq: 'left' or 'right', the side showing the object")
     category: Optional[str] = None
     split: str = Field(description="train | val | test | bench")
+    dataset: Optional[str] = Field(None, description="the public set the sample was imported from "
+                                   "(clevr-change, spot-the-diff, ...); null for samples pairsmith made")
     created_at: datetime
 
 
@@ -193,6 +195,10 @@ class EvalPredictionRow(LanceModel):
     split: str
     prediction: str
     parsed: Optional[str] = Field(None, description="JSON of what the answer parser read; null if unparseable")
+    judge_answer: Optional[str] = Field(None, description="captions: the LLM judge's raw answer, if a judge ran")
+    judge_score: Optional[float] = Field(None, description="captions: the judge's 0-100 coverage of the "
+                                         "reference; null if unparseable or not judged")
+    judge_justification: Optional[str] = Field(None, description="captions: the judge's reason for its score")
     created_at: datetime
 
 

@@ -37,6 +37,9 @@ def test_default_run_ids_of_every_flow_are_pinned():
     assert SftFinetuneConfig().run_name() == "finetune-sft-fca9e144cceb"
     assert GrpoFinetuneConfig().run_name() == "finetune-grpo-1a2560719962"
     assert ImgDiffThresholds().content_hash() == "45742f76bb"
+    # options added later, left unset, name the same runs
+    assert SftFinetuneConfig(mix={}, mix_total=None).run_name() == "finetune-sft-fca9e144cceb"
+    assert DigRenderConfig(caption_style="referring").run_id() == "dig-render-7838afb8d68a"
 
 
 def test_pair_ids_of_fixed_inputs_are_pinned():
