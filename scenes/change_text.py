@@ -176,23 +176,6 @@ def referring_captions(
     return out
 
 
-def change_sentences(
-    style: CaptionStyle,
-    changes: list[Change],
-    before: ObjectMap,
-    after: ObjectMap,
-    locate_before: Locate,
-    locate_after: Locate,
-    width: int,
-    height: int,
-    seed: int,
-) -> list[str]:
-    """One sentence per change in the configured style."""
-    if style == "plain":
-        return describe_changes(changes, before, after, locate_before, locate_after, width, height)
-    return [c.text for c in referring_captions(changes, before, after, width, height, seed)]
-
-
 def describe_scene(objects: ObjectMap) -> str:
     """A plain caption listing the objects, used as caption_before / caption_after."""
     items = [f"{_article(o.describe())} {o.describe()}" for o in objects.values()]

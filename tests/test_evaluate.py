@@ -200,13 +200,18 @@ def tiny_vlm(tmp_path_factory) -> Path:
     return build_tiny_qwen2_vl(tmp_path_factory.mktemp("tiny-qwen2-vl"))
 
 
+def _copy_of_render(rendered_run, db: Path) -> tuple[PairStore, list[str]]:
+    """A private copy of the session's render and its kept pair ids."""
+    shutil.copytree(rendered_run.config.db, db)
+    store = PairStore(str(db))
+    return store, sorted(store.read("pairs", where="status = 'kept'", columns=["pair_id"]).column("pair_id").to_pylist())
+
+
 @pytest.fixture
 def eval_db(rendered_run, tmp_path) -> str:
     """A copy of the rendered pairs plus four MED-style MCQ samples on them, held out as 'test'."""
     db = tmp_path / "pairsmith.lance"
-    shutil.copytree(rendered_run.config.db, db)
-    store = PairStore(str(db))
-    pair_ids = sorted(store.read("pairs", where="status = 'kept'", columns=["pair_id"]).column("pair_id").to_pylist())
+    store, pair_ids = _copy_of_render(rendered_run, db)
     rows = []
     for i, pair_id in enumerate(pair_ids[:4]):
         options = [f"{letter}. option {letter.lower()} of pair {i}" for letter in "ABCD"]
@@ -437,9 +442,7 @@ def caption_db(rendered_run, tmp_path) -> str:
     """The rendered pairs plus Spot-the-Diff-style caption samples on three of them: one sample per
     reference sentence, ``dataset`` set, held out as 'test'."""
     db = tmp_path / "captions.lance"
-    shutil.copytree(rendered_run.config.db, db)
-    store = PairStore(str(db))
-    pair_ids = sorted(store.read("pairs", where="status = 'kept'", columns=["pair_id"]).column("pair_id").to_pylist())
+    store, pair_ids = _copy_of_render(rendered_run, db)
     rows = []
     for i, pair_id in enumerate(pair_ids[:3]):
         for k, sentence in enumerate(("the car in the parking lot is gone", "a person walked into the street")):

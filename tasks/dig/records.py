@@ -15,7 +15,7 @@ import numpy as np
 from pairsmith.filters.change_visibility import VisibilityThresholds, keep_change
 from pairsmith.storage.verdict import KEEP, StageStats
 from pairsmith.scenes.blender_render import RenderSettings
-from pairsmith.scenes.change_text import CaptionStyle, change_sentences, describe_scene
+from pairsmith.scenes.change_text import CaptionStyle, describe_changes, describe_scene, referring_captions
 from pairsmith.scenes.ground_truth import box_from_mask, encode_png
 from pairsmith.scenes.pair_plan import PairPlan
 from pairsmith.scenes.scene_sampler import ObjectMap, subset_for
@@ -74,10 +74,11 @@ def build_dig_records(
     for pair in rendered:
         plan = pair.plan
         kinds = ",".join(sorted({c.kind for c in pair.changes})) or ("camera" if plan.distractor else None)
-        sentences = change_sentences(
-            caption_style, pair.changes, pair.before, pair.after,
-            _locator(pair.index_before), _locator(pair.index_after), w, h, plan.seed,
-        ) if pair.changes else []
+        if caption_style == "plain":
+            sentences = describe_changes(pair.changes, pair.before, pair.after,
+                                         _locator(pair.index_before), _locator(pair.index_after), w, h)
+        else:
+            sentences = [c.text for c in referring_captions(pair.changes, pair.before, pair.after, w, h, plan.seed)]
         kept = pair.verdict.keep
         subset = subset_for(len(pair.changes)) if kept else None
         out.pairs.append(PairRow(
