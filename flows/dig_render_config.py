@@ -6,6 +6,8 @@ from datetime import date
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from pairsmith.scenes.change_text import CaptionStyle
+
 from pairsmith.flows.engine.batching import batch_ranges
 from pairsmith.filters.change_visibility import VisibilityThresholds
 from pairsmith.flows.engine.task_runners import RunnerSettings
@@ -33,6 +35,10 @@ class DigRenderConfig(BaseModel):
     render: RenderSettings = Field(default_factory=RenderSettings)
     visibility: VisibilityThresholds = Field(default_factory=VisibilityThresholds)
     splits: SplitFractions = Field(default_factory=SplitFractions)
+    caption_style: CaptionStyle = Field(
+        "referring", description="difference captions: 'referring' (OmniDiff-style: the object located by a "
+        "neighbour or an image region, several phrasings) or 'plain' (pairsmith 0.1's sentences)",
+    )
     show_progress: bool = Field(False, description="draw a progress bar on stderr (CLI runs)", json_schema_extra=NOT_CONTENT)
     runner: RunnerSettings = Field(default_factory=RunnerSettings, description="inline or Ray; not part of the run id", json_schema_extra=NOT_CONTENT)
     seed_from_schedule: bool = Field(

@@ -1,12 +1,16 @@
-"""The evaluate flow: grounding F1 / mean IoU / AP@0.5, MED MCQ accuracy, caption BLEU-4 / ROUGE-L / CIDEr.
+"""The evaluate flow: grounding F1 / mean IoU / AP@0.5, MED MCQ accuracy, caption BLEU-4 / METEOR /
+ROUGE-L / CIDEr and, with a judge, an LLM judge's 0–100 score.
 
 1. Pin the table versions and select the held-out samples (the evaluation id hashes the model
-   weights, the versions and the selection, so the same command resumes the same evaluation).
+   weights, the versions, the selection and the judge, so the same command resumes the same
+   evaluation). Caption samples of one pair are asked once, with all their references.
 2. In batches: ask the model (``VlmChat``, with the adapter merged in if one is given), parse each
-   answer and commit the answers to ``eval_predictions``; stage stats go last and mark the batch
-   done, as in every pairsmith flow.
+   answer, have the judge score caption answers if one is configured, and commit the answers to
+   ``eval_predictions``; stage stats go last and mark the batch done, as in every pairsmith flow.
 3. Score every stored answer of the evaluation into ``eval_results`` (one row per task, group and
-   metric) and publish them as the ``eval-results`` table artifact.
+   metric; per data source too when samples carry a ``dataset``) and publish them as the
+   ``eval-results`` table artifact. Metrics that cannot be computed here (METEOR without Java,
+   SPICE) are reported as unavailable, with the reason.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import time
 
 from prefect import flow, get_run_logger
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from pairsmith.flows.evaluate_config import FLOW_NAME, EvaluateConfig
 from pairsmith.flows.engine.batching import batch_name
@@ -22,8 +26,10 @@ from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
 from pairsmith.flows.engine.progress import RunProgress
 from pairsmith.flows.engine.stages import batch_step
 from pairsmith.models.adapted_vlm_chat import AdaptedVlmChat
+from pairsmith.models.caption_judge import CaptionJudge
 from pairsmith.storage.store import open_store
-from pairsmith.tasks.evaluate.generate_answers import generate_answers
+from pairsmith.tasks.evaluate.generate_answers import ask_once_per_pair, generate_answers
+from pairsmith.tasks.evaluate.judge_captions import judge_captions
 from pairsmith.tasks.evaluate.score_answers import score_answers
 from pairsmith.tasks.training.training_data import pin_tables, select_samples_task
 from pairsmith.tasks.write_batch import write_batch
@@ -42,6 +48,7 @@ class EvaluateSummary(BaseModel):
     batches: int
     batches_resumed: int
     metrics: list[dict]
+    unavailable: dict[str, str] = Field(default_factory=dict, description="metric -> why it was not computed")
     seconds: float
 
 
@@ -49,14 +56,19 @@ def results_table(rows) -> list[dict]:
     return [{"task": r.task, "group": r.group, "metric": r.metric, "value": round(r.value, 4), "n": r.n} for r in rows]
 
 
-def _publish(eval_id: str, config: EvaluateConfig, rows) -> None:
+def unavailable_text(unavailable: dict[str, str]) -> str:
+    return "; ".join(f"{metric}: {why}" for metric, why in unavailable.items())
+
+
+def _publish(eval_id: str, config: EvaluateConfig, rows, unavailable: dict[str, str]) -> None:
     from prefect.artifacts import create_table_artifact
 
     create_table_artifact(
         table=results_table(rows), key=RESULTS_ARTIFACT_KEY,
         description=f"Evaluation `{eval_id}` of `{config.base_model()}`"
                     + (f" + adapter `{config.adapter_path()}`" if config.adapter_path() else "")
-                    + f" on {', '.join(config.data.splits)} samples of `{config.db}`.",
+                    + f" on {', '.join(config.data.splits)} samples of `{config.db}`."
+                    + (f" Not computed: {unavailable_text(unavailable)}." if unavailable else ""),
     )
 
 
@@ -69,7 +81,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateSummary:
     pinned = pin_tables(store, config.data)
     eval_id = config.eval_id(pinned)
     selected = batch_step(select_samples_task, SELECT_BATCH)(config.db, pinned, config.data)
-    rows, [select_stats] = selected.value, selected.stats
+    rows, [select_stats] = ask_once_per_pair(selected.value.rows), selected.stats
     if not rows:
         raise ValueError(f"no samples to evaluate for {config.data.where()} in {config.db!r} at samples version "
                          f"{pinned.samples_version} ({select_stats.n_dropped} dropped: "
@@ -83,6 +95,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateSummary:
         logger.info("evaluation %s: %d of %d batches already stored, resuming", eval_id, len(spans) - len(pending),
                     len(spans))
     chat = AdaptedVlmChat(config.vlm())
+    judge = CaptionJudge(config.judge) if config.judge is not None else None
     generated = 0
     with RunProgress(key=f"{FLOW_NAME}-progress", total=len(rows),
                      done=sum(b - a for a, b in spans) - sum(b - a for a, b in pending),
@@ -91,23 +104,29 @@ def evaluate(config: EvaluateConfig) -> EvaluateSummary:
             name = batch_name(range(a, b))
             answered = batch_step(generate_answers, name)(chat, config.db, pinned, rows[a:b], config.data.layout,
                                                           eval_id, config.data.boxes())
-            predictions = answered.value
+            predictions, stats = answered.value, list(answered.stats)
+            if judge is not None:
+                judged = batch_step(judge_captions, name)(judge, predictions, rows[a:b])
+                predictions, stats = judged.value, stats + judged.stats
             batch_step(write_batch, name)(
-                config.db, eval_id, FLOW_NAME, name, {"eval_predictions": predictions}, answered.stats)
+                config.db, eval_id, FLOW_NAME, name, {"eval_predictions": predictions}, stats)
             generated += len(predictions)
             progress.advance(len(predictions))
             progress.flush()
-    results = score_answers(config.db, eval_id, rows, model_id=config.base_model(), adapter=config.adapter_path(),
-                            samples_version=pinned.samples_version, iou_threshold=config.iou_threshold)
+    scored = score_answers(config.db, eval_id, rows, model_id=config.base_model(), adapter=config.adapter_path(),
+                           samples_version=pinned.samples_version, iou_threshold=config.iou_threshold)
+    results = scored.rows
     store.upsert("eval_results", results)
-    _publish(eval_id, config, results)
+    _publish(eval_id, config, results, scored.unavailable)
     publish_dropoff(eval_id, run_funnel(store, eval_id))
     for r in results:
         if r.group == "all":
             logger.info("%s %s = %.4f (n=%d)", r.task, r.metric, r.value, r.n)
+    if scored.unavailable:
+        logger.warning("not computed: %s", unavailable_text(scored.unavailable))
     return EvaluateSummary(
         eval_id=eval_id, model_id=config.base_model(), adapter=config.adapter_path(),
         samples_version=pinned.samples_version,
         n_samples=len(rows), n_generated=generated, batches=len(spans), batches_resumed=len(spans) - len(pending),
-        metrics=results_table(results), seconds=round(time.perf_counter() - start, 3),
+        metrics=results_table(results), unavailable=scored.unavailable, seconds=round(time.perf_counter() - start, 3),
     )

@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pairsmith.flows.finetune_config import DEFAULT_MODEL
 from pairsmith.flows.engine.run_card import RunCard
 from pairsmith.models.adapted_vlm_chat import AdaptedVlmConfig, adapter_fingerprint
+from pairsmith.models.caption_judge import CaptionJudgeConfig
 from pairsmith.models.runtime import ModelRuntime
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
 from pairsmith.storage.ids import NOT_CONTENT, content_key
@@ -39,6 +40,10 @@ class EvaluateConfig(BaseModel):
     generation_batch_size: int = Field(8, ge=1, le=256, description="requests per generate() call", json_schema_extra=NOT_CONTENT)
     batch_size: int = Field(64, ge=1, le=100_000, description="samples per task run and per LanceDB commit", json_schema_extra=NOT_CONTENT)
     iou_threshold: float = Field(0.5, gt=0.0, le=1.0, description="IoU at which a box counts as found (F1)")
+    judge: CaptionJudgeConfig | None = Field(
+        None, description="an LLM judge that scores caption answers 0-100 against their references "
+        "(OmniDiff's rubric): a transformers chat model or Gemini; none by default",
+    )
     show_progress: bool = Field(False, json_schema_extra=NOT_CONTENT)
 
     @field_validator("db")

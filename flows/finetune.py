@@ -1,8 +1,9 @@
 """The finetune flow: LoRA SFT or GRPO of a VLM on stored samples (design.md §4.5).
 
 1. Pin the ``samples`` / ``pairs`` table versions (tagging the one read) so the run can be traced.
-2. Select the samples (one selection for SFT; one per curriculum stage for GRPO); samples that
-   cannot be shown to a model are counted with their reason, never fatal.
+2. Select the samples (one selection for SFT; one per curriculum stage for GRPO), never a ``test``
+   or ``bench`` one, in the config's ``mix`` of data sources if it has one; samples that cannot be
+   shown to a model or that the mix leaves out are counted with their reason, never fatal.
 3. Train (``train-sft`` or ``train-grpo``), save the adapter, then write the run card last: a run
    card with ``status: complete`` means the adapter beside it is whole. Re-running a finished run
    returns it without training again (``overwrite: true`` retrains); a crashed run trains afresh.
@@ -58,27 +59,34 @@ def _finished_card(run_dir: Path) -> RunCard | None:
     return card if card.status == "complete" and card.adapter_path(run_dir).exists() else None
 
 
-def _plans(config: SftFinetuneConfig | GrpoFinetuneConfig, pinned) -> tuple[list[StagePlan], StageStats]:
+def _plans(config: SftFinetuneConfig | GrpoFinetuneConfig, pinned) -> tuple[list[StagePlan], StageStats, dict]:
+    """The stages' samples, the selection's counts and, with a mix, what it took per stage."""
     logger = get_run_logger()
+    mix, mixed = config.training_mix(), {}
     if config.method == "sft":
-        selected = batch_step(select_samples_task, "sft")(config.db, pinned, config.data)
-        plans = [StagePlan("sft", config.data.subsets, config.train.max_steps, selected.value)]
+        selected = batch_step(select_samples_task, "sft")(config.db, pinned, config.data, training=True, mix=mix)
+        plans = [StagePlan("sft", config.data.subsets, config.train.max_steps, selected.value.rows)]
         stats = selected.stats[0]
+        if selected.value.mix is not None:
+            mixed["sft"] = selected.value.mix.as_dict()
     else:
         plans, stats = [], StageStats(select_samples_task.name)
         for stage in config.stages:
-            selected = batch_step(select_samples_task, stage.name)(config.db, pinned, config.data, stage.subsets)
+            selected = batch_step(select_samples_task, stage.name)(config.db, pinned, config.data, stage.subsets,
+                                                                   training=True, mix=mix)
             stats = stats + selected.stats[0]
-            if not selected.value:
+            if selected.value.mix is not None:
+                mixed[stage.name] = selected.value.mix.as_dict()
+            if not selected.value.rows:
                 logger.warning("stage %r: no grounding samples in subsets %s; skipped", stage.name, stage.subsets)
                 continue
-            plans.append(StagePlan(stage.name, stage.subsets, stage.steps, selected.value))
+            plans.append(StagePlan(stage.name, stage.subsets, stage.steps, selected.value.rows))
     if not any(p.rows for p in plans):
         raise ValueError(
-            f"no trainable samples for {config.data.where()} in {config.db!r} at samples version "
+            f"no trainable samples for {config.data.where(training=True)} in {config.db!r} at samples version "
             f"{pinned.samples_version} ({stats.n_dropped} dropped: {dict(stats.reasons) or 'none'})"
         )
-    return plans, stats
+    return plans, stats, mixed
 
 
 def _publish(card: RunCard) -> None:
@@ -109,7 +117,7 @@ def finetune(config: SftFinetuneConfig | GrpoFinetuneConfig) -> FinetuneSummary:
     pinned = pin_tables(store, config.data, tag_as=config.run_name() if config.tag_data else None)
     logger.info("reading samples version %d, pairs version %d of %s", pinned.samples_version,
                 pinned.pairs_version, config.db)
-    plans, stats = _plans(config, pinned)
+    plans, stats, mixed = _plans(config, pinned)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / RUN_CARD).unlink(missing_ok=True)  # a card appears only when the new adapter is whole
     common = dict(model_id=config.model_id, runtime=config.runtime, lora=config.lora, db=config.db, pinned=pinned,
@@ -131,7 +139,8 @@ def finetune(config: SftFinetuneConfig | GrpoFinetuneConfig) -> FinetuneSummary:
         adapter_dir=str(trained.adapter_dir.relative_to(run_dir)),
         data={**pinned.as_dict(), "selection": config.data.model_dump(mode="json"), "n_samples": len(all_rows),
               "n_pairs": len({r["pair_id"] for r in all_rows}), "counts": dict(sorted(counts.items())),
-              "n_dropped": stats.n_dropped, "drop_reasons": dict(stats.reasons.most_common())},
+              "n_dropped": stats.n_dropped, "drop_reasons": dict(stats.reasons.most_common()),
+              **({"mix": mixed} if mixed else {})},
         stages=[s.summary() for s in trained.stages],
         logs={s.name: s.log.history for s in trained.stages},
         config=config.model_dump(mode="json"),

@@ -4,6 +4,9 @@ Both read their samples from LanceDB at a pinned table version (``data``), train
 a Qwen2-VL-class model (``model_id``: a hub id or a local folder) and write the adapter and a run
 card to ``output_dir/<run name>``. The run name is a hash of everything that shapes the result,
 so the same config names the same run, and a finished run is not trained twice.
+
+``mix`` trains on several data sources in chosen proportions (``pairsmith.tasks.training.training_mix``);
+whatever the selection says, a finetune run never reads ``test`` or ``bench`` samples.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, field_validator, model_validator
 
 from pairsmith.filters.grounding_reward import DigRewardConfig
 from pairsmith.models.runtime import ModelRuntime
@@ -20,7 +23,8 @@ from pairsmith.models.vlm_sft import SftSettings
 from pairsmith.models.vlm_training import LoraSettings
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
 from pairsmith.storage.ids import NOT_CONTENT, content_key, stable_hash
-from pairsmith.tasks.training.training_data import DataSelection
+from pairsmith.tasks.training.training_data import HELD_OUT_SPLITS, DataSelection
+from pairsmith.tasks.training.training_mix import TrainingMix
 
 FLOW_NAME = "finetune"
 DEFAULT_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
@@ -57,11 +61,33 @@ class _FinetuneBase(BaseModel):
     tag_data: bool = Field(True, description="tag the samples version read, so cleanup keeps it", json_schema_extra=NOT_CONTENT)
     overwrite: bool = Field(False, description="train again even if this run already finished", json_schema_extra=NOT_CONTENT)
     show_progress: bool = Field(False, description="trainer progress bars on stderr (CLI runs)", json_schema_extra=NOT_CONTENT)
+    mix: dict[str, float] = Field(
+        default_factory=dict, description="data source (a sample's dataset, else its method), or source/task -> "
+        "ratio, e.g. {clevr-change: 0.3, spot-the-diff: 0.1, dig-render: 0.6}; empty: every selected sample",
+    )
+    mix_total: int | None = Field(None, ge=1, description="with a mix: at most this many samples in all")
 
     @field_validator("db")
     @classmethod
     def _db(cls, value: str) -> str:
         return check_db_uri(value)
+
+    @model_validator(mode="after")
+    def _training_data(self) -> "_FinetuneBase":
+        held_out = [s for s in self.data.splits if s in HELD_OUT_SPLITS]
+        if held_out:
+            raise ValueError(f"data.splits: {held_out} are held out for evaluation; finetune never trains on "
+                             f"{' or '.join(HELD_OUT_SPLITS)} samples")
+        if self.mix_total is not None and not self.mix:
+            raise ValueError("mix_total needs a mix")
+        try:
+            self.training_mix()
+        except ValidationError as err:
+            raise ValueError(err.errors()[0]["msg"].removeprefix("Value error, ")) from None
+        return self
+
+    def training_mix(self) -> TrainingMix | None:
+        return TrainingMix(ratios=self.mix, total=self.mix_total) if self.mix else None
 
     def run_name(self) -> str:
         """Same data, model and training settings, same run (``pairsmith.storage.ids.content_key``:

@@ -1,11 +1,11 @@
 """Caption pairs for Img-Diff's object replacement: the source caption and the same caption with one
 object swapped, by an instruction LLM or by the noun lexicon.
 
-LLM mode (Img-Diff used Vicuna-1.5) loads any transformers chat model with ``AutoModelForCausalLM``
-and asks it, in batches (left padding, one ``generate`` per ``batch_size`` captions), to replace
-one object; its answers go through ``parse_rewrite_answer``. A model whose tokenizer has no chat
-template (Vicuna-1.5) gets Vicuna's own conversation format. Lexicon mode swaps a noun for one of
-the same category from a JSON lexicon and needs no model at all.
+LLM mode (Img-Diff used Vicuna-1.5) loads any transformers chat model through
+``pairsmith.models.chat_llm.ChatLlm`` and asks it, in batches (left padding, one ``generate`` per
+``batch_size`` captions), to replace one object; its answers go through ``parse_rewrite_answer``. A
+model whose tokenizer has no chat template (Vicuna-1.5) gets Vicuna's own conversation format.
+Lexicon mode swaps a noun for one of the same category from a JSON lexicon and needs no model at all.
 
 Either way each caption gets a ``CaptionRewrite``; one that could not be rewritten carries a
 reason instead of a caption, so the flow stores it as a dropped row.
@@ -13,21 +13,17 @@ reason instead of a caption, so the flow stores it as a dropped row.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pairsmith.models.caption_answer import REWRITE_PROMPT, CaptionRewrite, parse_rewrite_answer
+from pairsmith.models.chat_llm import VICUNA_TEMPLATE, ChatLlm, ChatLlmConfig, LoadedLlm, chat_text
 from pairsmith.models.lazy import LazyModel
 from pairsmith.models.noun_lexicon import CATEGORIES, NounLexicon
 from pairsmith.models.runtime import NOT_CONTENT, ModelRuntime
 
-# FastChat's "vicuna_v1.1" conversation template, which Vicuna-1.5 was trained with.
-VICUNA_TEMPLATE = (
-    "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
-    "detailed, and polite answers to the user's questions. USER: {prompt} ASSISTANT:"
-)
+__all__ = ["VICUNA_TEMPLATE", "CaptionRewriter", "CaptionRewriterConfig"]
 
 
 class CaptionRewriterConfig(BaseModel):
@@ -61,32 +57,16 @@ class CaptionRewriterConfig(BaseModel):
         return categories
 
 
-@dataclass
-class _LoadedLlm:
-    model: Any
-    tokenizer: Any
-    device: Any
-
-
 class CaptionRewriter(LazyModel[CaptionRewriterConfig]):
-    def _load(self) -> _LoadedLlm | NounLexicon:
+    def _llm(self) -> ChatLlm:
+        c = self.config
+        return ChatLlm(ChatLlmConfig(model_id=c.model_id, runtime=c.runtime, max_new_tokens=c.max_new_tokens,
+                                     temperature=c.temperature, seed=c.seed, batch_size=c.batch_size))
+
+    def _load(self) -> LoadedLlm | NounLexicon:
         if self.config.mode == "lexicon":
             return NounLexicon.load(self.config.lexicon_path, self.config.categories)
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        rt = self.config.runtime
-        device = rt.torch_device()
-        tokenizer = AutoTokenizer.from_pretrained(self.config.model_id, **rt.hf_kwargs())
-        tokenizer.padding_side = "left"  # generation continues from the right end
-        if tokenizer.pad_token is None:  # Llama/Vicuna tokenizers have none
-            tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
-        # The Auto classes look for a PEFT adapter without the cache/offline kwargs (transformers 5.23):
-        # passed explicitly, offline loading makes no network call.
-        model = AutoModelForCausalLM.from_pretrained(
-            self.config.model_id, dtype=rt.torch_dtype(), adapter_kwargs=rt.hf_kwargs(), **rt.hf_kwargs()
-        )
-        model.to(device).eval()
-        return _LoadedLlm(model, tokenizer, device)
+        return self._llm().loaded()
 
     def rewrite_batch(self, captions: Sequence[str]) -> list[CaptionRewrite]:
         """One ``CaptionRewrite`` per caption, in order."""
@@ -109,30 +89,9 @@ class CaptionRewriter(LazyModel[CaptionRewriterConfig]):
 
     def generate_answers(self, captions: Sequence[str], batch_index: int = 0) -> list[str]:
         """The LLM's raw answers for one batch of captions (one ``generate`` call)."""
-        import torch
-
-        loaded = self.loaded()
-        if not isinstance(loaded, _LoadedLlm):
+        if self.config.mode != "llm":
             raise ValueError("generate_answers needs mode 'llm'")
-        tokenizer = loaded.tokenizer
-        prompts = [self._chat_text(tokenizer, self.config.prompt.replace("{caption}", c.strip())) for c in captions]
-        inputs = tokenizer(prompts, padding=True, return_tensors="pt",
-                           add_special_tokens=tokenizer.chat_template is None).to(loaded.device)
-        sample = self.config.temperature > 0
-        if sample:
-            torch.manual_seed(self.config.seed + batch_index)
-        with torch.inference_mode():
-            out = loaded.model.generate(
-                **inputs, max_new_tokens=self.config.max_new_tokens, do_sample=sample,
-                temperature=self.config.temperature if sample else None, top_p=None, top_k=None,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        new_tokens = out[:, inputs["input_ids"].shape[1]:]
-        return [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        prompts = [self.config.prompt.replace("{caption}", c.strip()) for c in captions]
+        return self._llm().generate_chunk(prompts, seed_offset=batch_index)
 
-    @staticmethod
-    def _chat_text(tokenizer, prompt: str) -> str:
-        if tokenizer.chat_template is None:
-            return VICUNA_TEMPLATE.format(prompt=prompt)
-        return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                             tokenize=False)
+    _chat_text = staticmethod(chat_text)

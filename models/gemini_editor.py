@@ -36,10 +36,11 @@ class GeminiAuthError(RuntimeError):
     """The API key is missing or rejected; no item can succeed, so the run stops."""
 
 
-class GeminiEditConfig(BaseModel):
+class GeminiClientConfig(BaseModel):
+    """How to reach Gemini: key, endpoint, retries, timeout, concurrency (every Gemini caller's)."""
+
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
-    model_id: str = Field("gemini-2.5-flash-image", description="Gemini image-editing model")
     api_key_env: str = Field("GEMINI_API_KEY", description="environment variable holding the API key", json_schema_extra=NOT_CONTENT)
     secret_block: str | None = Field(None, description="Prefect Secret block with the key, used if the env var is unset", json_schema_extra=NOT_CONTENT)
     base_url: str | None = Field(None, description="API endpoint override (proxy, local test server)", json_schema_extra=NOT_CONTENT)
@@ -48,6 +49,10 @@ class GeminiEditConfig(BaseModel):
     retry_max_delay: float = Field(30.0, ge=0.0, le=600.0, json_schema_extra=NOT_CONTENT)
     timeout_s: float = Field(120.0, gt=0, le=3600, json_schema_extra=NOT_CONTENT)
     concurrency: int = Field(4, ge=1, le=64, description="requests in flight at once", json_schema_extra=NOT_CONTENT)
+
+
+class GeminiEditConfig(GeminiClientConfig):
+    model_id: str = Field("gemini-2.5-flash-image", description="Gemini image-editing model")
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,7 @@ class EditResult:
         return self.reason is None
 
 
-def resolve_api_key(config: GeminiEditConfig) -> str:
+def resolve_api_key(config: GeminiClientConfig) -> str:
     key = os.environ.get(config.api_key_env)
     if key:
         return key
@@ -81,6 +86,24 @@ def resolve_api_key(config: GeminiEditConfig) -> str:
     raise GeminiAuthError(
         f"no Gemini API key: set {config.api_key_env} or store it in a Prefect Secret block "
         "and name it in secret_block"
+    )
+
+
+def gemini_client(config: GeminiClientConfig):
+    """A ``google.genai.Client`` with the key, endpoint, timeout and retry policy of ``config``."""
+    from google import genai
+    from google.genai import types
+
+    return genai.Client(
+        api_key=resolve_api_key(config),
+        http_options=types.HttpOptions(
+            base_url=config.base_url,
+            timeout=int(config.timeout_s * 1000),
+            retry_options=types.HttpRetryOptions(
+                attempts=config.retry_attempts, initial_delay=config.retry_initial_delay,
+                max_delay=config.retry_max_delay,
+            ),
+        ),
     )
 
 
@@ -99,20 +122,7 @@ class GeminiEditor:
 
     def client(self):
         if self._client is None:
-            from google import genai
-            from google.genai import types
-
-            c = self.config
-            self._client = genai.Client(
-                api_key=resolve_api_key(c),
-                http_options=types.HttpOptions(
-                    base_url=c.base_url,
-                    timeout=int(c.timeout_s * 1000),
-                    retry_options=types.HttpRetryOptions(
-                        attempts=c.retry_attempts, initial_delay=c.retry_initial_delay, max_delay=c.retry_max_delay,
-                    ),
-                ),
-            )
+            self._client = gemini_client(self.config)
         return self._client
 
     def edit_batch(self, requests: list[EditRequest]) -> list[EditResult]:

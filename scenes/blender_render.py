@@ -31,15 +31,11 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
+from pairsmith.scenes.camera import CAMERA_LENS_MM, CAMERA_TARGET, CameraJitter, camera_location
 from pairsmith.scenes.scene_config import COLOR_RGB, MATERIAL_PBR, SceneObject
 from pairsmith.scenes.scene_sampler import ObjectMap
 from pairsmith.storage.ids import NOT_CONTENT
 
-CameraJitter = tuple[float, float, float, float]  # dx, dy, dz, yaw degrees
-
-CAMERA_LOCATION = (7.2, -7.2, 6.0)
-CAMERA_TARGET = (0.0, 0.0, 0.2)
-CAMERA_LENS_MM = 45.0
 # (location, power in W, size): key, fill and back light, as in CLEVR.
 LIGHTS = (((4.0, -3.0, 6.5), 350.0, 3.0), ((-5.0, -2.0, 4.0), 120.0, 3.0), ((-1.0, 6.0, 5.0), 180.0, 3.0))
 GROUND_GRAY = 0.45
@@ -131,6 +127,23 @@ class BlenderRenderer:
         path = self._render("index.png")
         rgba = np.asarray(Image.open(path))
         return np.where(rgba[..., 3] > 0, rgba[..., 0], 0).astype(np.uint8)
+
+    def image_positions(self, points: list[tuple[float, float, float]],
+                        camera: CameraJitter | None = None) -> list[tuple[float, float, float]]:
+        """Blender's own projection of world points (``world_to_camera_view``): (x 0–1 left to right,
+        y 0–1 top to bottom, depth along the view axis). Renders nothing; the check on
+        ``pairsmith.scenes.camera.project``."""
+        self._ensure_ready()
+        self._place_camera(camera)
+        from bpy_extras.object_utils import world_to_camera_view
+        from mathutils import Vector
+
+        self._bpy.context.view_layer.update()
+        out = []
+        for point in points:
+            co = world_to_camera_view(self._scene, self._camera, Vector(point))
+            out.append((co.x, 1.0 - co.y, co.z))
+        return out
 
     # -- setup ----------------------------------------------------------------------------
     def _ensure_ready(self) -> None:
@@ -308,14 +321,9 @@ class BlenderRenderer:
             obj.material_slots[0].material = material
 
     def _place_camera(self, jitter: CameraJitter | None) -> None:
-        x, y, z = CAMERA_LOCATION
-        if jitter:
-            dx, dy, dz, yaw = jitter
-            c, s = math.cos(math.radians(yaw)), math.sin(math.radians(yaw))
-            x, y = x * c - y * s + dx, x * s + y * c + dy
-            z += dz
-        self._camera.location = (x, y, z)
-        self._camera.rotation_euler = self._look_at((x, y, z), CAMERA_TARGET)
+        location = camera_location(jitter)
+        self._camera.location = location
+        self._camera.rotation_euler = self._look_at(location, CAMERA_TARGET)
 
     @staticmethod
     def _look_at(location, target):

@@ -6,6 +6,11 @@ bounding box, makes the box tight to what is visible: occluded parts are not box
 hidden behind another has no region at all. For ``add`` the region is where the new object shows
 in the after image, which is also where the before image shows the empty spot.
 
+A ``move`` has two regions, following DiG's rules (design.md §4.1): where the object stood
+(``from``: its pixels in the before image, the place that changed) and where it went (``to``: its
+pixels in the after image, the empty spot of the before image that it fills). Each is measured on
+its own, so the visibility filter judges both places.
+
 Boxes are ``[x1, y1, x2, y2]`` in pixel-edge coordinates: a mask spanning columns 3..7 gives
 x1 = 3, x2 = 8, so ``x2 - x1`` is the width in pixels.
 """
@@ -30,6 +35,7 @@ class ChangeMeasure:
     visible_px_after: int
     region_px: int
     changed_fraction: float
+    place: str | None = None  # move: "from" (the old place) or "to" (the spot it moved to)
 
 
 def box_from_mask(mask: np.ndarray) -> list[float] | None:
@@ -53,24 +59,41 @@ def pixel_change(rgb_before: np.ndarray, rgb_after: np.ndarray, delta: int) -> n
     return diff > delta
 
 
+def _measure(mask: np.ndarray, seen_before: int, seen_after: int, changed_pixels: np.ndarray | None,
+             place: str | None = None) -> ChangeMeasure:
+    region_px = int(mask.sum())
+    fraction = float(changed_pixels[mask].mean()) if changed_pixels is not None and region_px else 0.0
+    return ChangeMeasure(box_from_mask(mask), seen_before, seen_after, region_px, fraction, place)
+
+
 def measure_change(
     change: Change,
     index_before: np.ndarray,
     index_after: np.ndarray,
     changed_pixels: np.ndarray | None,
 ) -> ChangeMeasure:
-    """Measure one change. Pass ``changed_pixels`` = None before the color render exists."""
+    """Measure one change's region (all its pixels, before and after). Pass ``changed_pixels`` =
+    None before the color render exists."""
     value = change.object_id + 1
-    mask = change_mask(change, index_before, index_after)
-    region_px = int(mask.sum())
-    fraction = float(changed_pixels[mask].mean()) if changed_pixels is not None and region_px else 0.0
-    return ChangeMeasure(
-        box=box_from_mask(mask),
-        visible_px_before=int((index_before == value).sum()) if change.before is not None else 0,
-        visible_px_after=int((index_after == value).sum()) if change.after is not None else 0,
-        region_px=region_px,
-        changed_fraction=fraction,
-    )
+    seen_before = int((index_before == value).sum()) if change.before is not None else 0
+    seen_after = int((index_after == value).sum()) if change.after is not None else 0
+    return _measure(change_mask(change, index_before, index_after), seen_before, seen_after, changed_pixels)
+
+
+def measure_regions(
+    change: Change,
+    index_before: np.ndarray,
+    index_after: np.ndarray,
+    changed_pixels: np.ndarray | None,
+) -> list[ChangeMeasure]:
+    """A change's regions: one, or for a ``move`` its old place and its new place (see above)."""
+    if change.kind != "move":
+        return [measure_change(change, index_before, index_after, changed_pixels)]
+    value = change.object_id + 1
+    was, now = index_before == value, index_after == value
+    seen_before, seen_after = int(was.sum()), int(now.sum())
+    return [_measure(was, seen_before, seen_after, changed_pixels, "from"),
+            _measure(now, seen_before, seen_after, changed_pixels, "to")]
 
 
 def decode_png(data: bytes) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pairsmith.scenes.scene_config import MAX_OBJECTS, Scene
-from pairsmith.scenes.scene_sampler import CHANGE_KINDS, ChangeKind, PlacementError, sample_scene
+from pairsmith.scenes.scene_sampler import DEFAULT_CHANGE_KINDS, ChangeKind, PlacementError, sample_scene
 
 
 class PairSampling(BaseModel):
@@ -26,7 +26,10 @@ class PairSampling(BaseModel):
     max_objects: int = Field(MAX_OBJECTS, ge=1, le=MAX_OBJECTS)
     min_changes: int = Field(1, ge=1, le=6)
     max_changes: int = Field(4, ge=1, le=6, description="N: each pair gets K in [min_changes, N] changes")
-    change_kinds: tuple[ChangeKind, ...] = Field(CHANGE_KINDS, min_length=1)
+    change_kinds: tuple[ChangeKind, ...] = Field(
+        DEFAULT_CHANGE_KINDS, min_length=1,
+        description="modifications to draw from: shape, color, size, material, add, remove, move (move only when named)",
+    )
     distractor_fraction: float = Field(
         0.0, ge=0.0, le=1.0, description="share of pairs with only a small camera move and no change"
     )

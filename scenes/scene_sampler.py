@@ -25,8 +25,12 @@ from pairsmith.scenes.scene_config import (
     overlaps,
 )
 
-ChangeKind = Literal["shape", "color", "size", "material", "add", "remove"]
-CHANGE_KINDS: tuple[ChangeKind, ...] = ("shape", "color", "size", "material", "add", "remove")
+ChangeKind = Literal["shape", "color", "size", "material", "add", "remove", "move"]
+CHANGE_KINDS: tuple[ChangeKind, ...] = ("shape", "color", "size", "material", "add", "remove", "move")
+# What a run draws unless told otherwise. ``move`` is asked for by name (``--kind move``): in the
+# default it would change the pairs that existing run ids stand for (pairsmith.storage.ids).
+DEFAULT_CHANGE_KINDS: tuple[ChangeKind, ...] = ("shape", "color", "size", "material", "add", "remove")
+ATTRIBUTE_KINDS: tuple[ChangeKind, ...] = ("shape", "color", "size", "material")
 PLACEMENT_TRIES = 200
 
 
@@ -36,7 +40,8 @@ class PlacementError(RuntimeError):
 
 @dataclass(frozen=True)
 class Change:
-    """One modification of one object; ``before`` is None for ``add``, ``after`` for ``remove``."""
+    """One modification of one object; ``before`` is None for ``add``, ``after`` for ``remove``; a
+    ``move`` keeps every attribute and changes the position to a free spot."""
 
     kind: ChangeKind
     object_id: int
@@ -116,13 +121,14 @@ def sample_changes(
     scene: Scene,
     n_changes: int,
     rng: np.random.Generator,
-    kinds: tuple[ChangeKind, ...] = CHANGE_KINDS,
+    kinds: tuple[ChangeKind, ...] = DEFAULT_CHANGE_KINDS,
 ) -> tuple[ObjectMap, list[Change]]:
     """Apply ``n_changes`` modifications to distinct objects; returns the after-scene and the changes.
 
-    A size change that would make the object touch a neighbour, an ``add`` with no free spot or
-    beyond 10 objects, and a ``remove`` of the last object are re-drawn as another kind; if no kind
-    fits, ``PlacementError`` is raised.
+    A size change that would make the object touch a neighbour, an ``add`` or a ``move`` with no
+    free spot, an ``add`` beyond 10 objects, and a ``remove`` of the last object are re-drawn as
+    another kind; if no kind fits, ``PlacementError`` is raised. A moved object lands where it
+    overlaps neither the other objects nor its own old footprint, so its old place is left empty.
     """
     before = as_object_map(scene)
     after: ObjectMap = dict(before)
@@ -167,6 +173,12 @@ def _try_change(
         if len(after) <= 1:
             return None
         return Change("remove", object_id, obj, None)
+    if kind == "move":
+        try:
+            moved = _place(rng, list(after.values()), template=obj)  # clear of its own old place too
+        except PlacementError:
+            return None
+        return Change("move", object_id, obj, moved)
     new = _modify(obj, kind, rng)
     others = [o for i, o in after.items() if i != object_id]
     if any(overlaps(new, o) for o in others):

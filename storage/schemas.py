@@ -114,6 +114,8 @@ class RegionRow(LanceModel):
     box: list[float] = Field(description="[x1, y1, x2, y2], float pixels on the before image")
     proposer: str = Field(description="render-gt | fastsam | diffmap")
     change_type: Optional[str] = None
+    place: Optional[str] = Field(None, description="move: 'from' (where the object stood) or 'to' (the empty "
+                                 "spot of the before image it moved to); null for other changes")
     object_description: Optional[str] = None
     visible_px_before: Optional[int] = None
     visible_px_after: Optional[int] = None
@@ -215,6 +217,10 @@ class EvalPredictionRow(LanceModel):
     split: str
     prediction: str
     parsed: Optional[str] = Field(None, description="JSON of what the answer parser read; null if unparseable")
+    judge_answer: Optional[str] = Field(None, description="captions: the LLM judge's raw answer, if a judge ran")
+    judge_score: Optional[float] = Field(None, description="captions: the judge's 0-100 coverage of the "
+                                         "reference; null if unparseable or not judged")
+    judge_justification: Optional[str] = Field(None, description="captions: the judge's reason for its score")
     created_at: datetime
 
 

@@ -10,6 +10,9 @@ image's SHA-256 (or by a ``[marker]`` in the instruction):
 N times, then succeed), ``blocked`` (candidate stopped for IMAGE_SAFETY), ``prompt-blocked``
 (promptFeedback.blockReason), ``text-only`` (a text answer, no image), ``401`` (key rejected).
 
+A request with text only (a text model, e.g. a caption judge) is answered by ``text_reply(prompt)``
+when the test sets it: a text candidate, as ``generate_content`` returns for a text prompt.
+
 Every request is logged (model, key header, instruction, image hash), so a test can prove that a
 re-run sent no second request for an item already edited.
 """
@@ -22,6 +25,7 @@ import io
 import json
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -45,6 +49,7 @@ class FakeGemini:
     """Start with ``with FakeGemini() as server:``; ``server.base_url`` goes into the client."""
 
     script: dict[str, str] = field(default_factory=dict)  # image sha256 -> behaviour
+    text_reply: Callable[[str], str] | None = None  # text-only requests: prompt -> answer text
     log: list[LoggedRequest] = field(default_factory=list)
     _failures: dict[tuple[str, str], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -100,6 +105,8 @@ class FakeGemini:
             return 200, {"candidates": [{"finishReason": "IMAGE_SAFETY", "index": 0}], "modelVersion": model}
         if behaviour == "text-only":
             return 200, _candidate([{"text": "I can't edit this image, but here is a description."}], model)
+        if data is None and self.text_reply is not None:
+            return 200, _candidate([{"text": self.text_reply(text)}], model)
         if data is None:
             return 400, _error(400, "no image in request", "INVALID_ARGUMENT")
         return 200, _candidate([{"text": "Here is the edited image."},

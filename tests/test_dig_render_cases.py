@@ -106,3 +106,35 @@ def test_a_run_killed_mid_write_resumes_without_duplicates(tmp_path, monkeypatch
     assert len(sample_ids) == len(set(sample_ids))
     funnel = run_funnel(store, summary.run_id)
     assert funnel[0].n_in == 4 and all(s.n_in == s.n_kept + s.n_dropped for s in funnel)
+
+
+def test_moved_objects_are_boxed_where_they_stood_and_where_they_went(tmp_path):
+    """A real render of move pairs (tiny images): the 'from' box is the object's before pixels, the
+    'to' box its after pixels, and together they cover the pixels that changed with it."""
+    import numpy as np
+
+    from pairsmith.scenes.ground_truth import box_from_mask, decode_png, pixel_change
+
+    run = render_run(tmp_path / "db", pairs=4, sampling={"change_kinds": ["move"], "max_changes": 1},
+                     render={"width": 128, "height": 96, "samples": 4})
+    kept = run.store.read("pairs", where="status = 'kept'").to_pylist()
+    assert len(kept) >= 3
+    regions = run.store.read("regions").to_pylist()
+    for p in kept:
+        [change] = json.loads(p["changes"])
+        assert change["kind"] == "move" and change["before"]["position"] != change["after"]["position"]
+        mine = {r["place"]: r for r in regions if r["pair_id"] == p["pair_id"]}
+        assert set(mine) == {"from", "to"} and all(r["status"] == "kept" for r in mine.values())
+        ids_before, ids_after = decode_png(p["index_before"]), decode_png(p["index_after"])
+        value = change["object_id"] + 1
+        assert mine["from"]["box"] == box_from_mask(ids_before == value)
+        assert mine["to"]["box"] == box_from_mask(ids_after == value)
+        changed = pixel_change(decode_png(p["image_before"]), decode_png(p["image_after"]), 10)
+        belong = changed & ((ids_before == value) | (ids_after == value))
+        boxed = np.zeros(changed.shape, bool)
+        for r in mine.values():
+            x1, y1, x2, y2 = (int(v) for v in r["box"])
+            boxed[y1:y2, x1:x2] = True
+        assert belong.sum() > 0 and (belong & boxed).sum() / belong.sum() >= 0.95
+        caption = mine["to"]["difference_caption"]
+        assert " moved " in caption and caption == mine["from"]["difference_caption"]

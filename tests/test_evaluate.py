@@ -73,15 +73,79 @@ def test_mcq_accuracy_per_category_counts_unparseable_as_wrong_and_never_guesses
     assert rows[("all", "accuracy")] == (0.5, 6) and rows[("Counting", "unparseable")] == (2.0, 4)
 
 
-def test_caption_metrics_reward_the_reference_and_need_no_java():
+def test_caption_metrics_reward_the_reference_and_report_what_they_cannot_compute(monkeypatch):
     refs = {"a": ["The red cube turned blue."], "b": ["A small green sphere was added."]}
-    exact = caption_metrics({"a": "the red cube turned blue", "b": "A small green sphere was added!"}, refs)
+    exact = caption_metrics({"a": "the red cube turned blue", "b": "A small green sphere was added!"}, refs).values
     assert exact["bleu4"] == pytest.approx(1.0) and exact["rouge_l"] == pytest.approx(1.0)
     assert exact["cider"] == pytest.approx(10.0)  # CIDEr-D's scale: 10 for captions equal to their reference
+    monkeypatch.setattr(shutil, "which", lambda name: None)  # a machine without Java
     wrong = caption_metrics({"a": "nothing changed", "b": ""}, refs)
-    assert wrong["bleu4"] < 0.01 and wrong["rouge_l"] == 0.0 and wrong["cider"] == 0.0
+    assert wrong.values["bleu4"] < 0.01 and wrong.values["rouge_l"] == 0.0 and wrong.values["cider"] == 0.0
+    assert "meteor" not in wrong.values and "Java" in wrong.unavailable["meteor"]
+    assert "download" in wrong.unavailable["spice"]
     with pytest.raises(ValueError, match="differ in ids"):
         caption_metrics({"a": "x"}, refs)
+
+
+PIN_REFS = {
+    "p1": ["The red cube to the left of the large cylinder turned blue.", "The small red cube became blue."],
+    "p2": ["A small green sphere was added in the front."],
+    "p3": ["The large metal cylinder behind the cyan sphere is gone.", "A large cylinder was removed."],
+    "p4": ["The gray cube moved to the back left corner."],
+    "p5": ["There is no difference."],
+}
+PIN_PREDS = {
+    "p1": "The small red cube turned blue.",
+    "p2": "A green sphere appeared in front.",
+    "p3": "The large cylinder disappeared.",
+    "p4": "A gray cube was moved to the left.",
+    "p5": "The yellow sphere changed color.",
+}
+
+
+def test_meteor_and_cider_are_pycocoevalcaps_own_numbers():
+    """Pinned on fixed captions, and equal to the COCO scorers called directly on the same tokens."""
+    from pycocoevalcap.cider.cider import Cider
+
+    from pairsmith.tasks.evaluate.caption_metrics import tokenize
+
+    scores = caption_metrics(PIN_PREDS, PIN_REFS)
+    gts = {k: [tokenize(r) for r in refs] for k, refs in PIN_REFS.items()}
+    res = {k: [tokenize(p)] for k, p in PIN_PREDS.items()}
+    assert scores.values["cider"] == pytest.approx(Cider().compute_score(gts, res)[0], abs=1e-12)
+    assert scores.values["cider"] == pytest.approx(1.844967108801153, abs=1e-9)
+    if shutil.which("java") is None:
+        assert "meteor" in scores.unavailable
+        pytest.skip("no Java runtime here: METEOR is reported as unavailable (see the README)")
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    assert scores.values["meteor"] == pytest.approx(Meteor().compute_score(gts, res)[0], abs=1e-12)
+    assert scores.values["meteor"] == pytest.approx(0.3260499296489414, abs=1e-6)
+
+
+@pytest.mark.parametrize("answer, score, justification", [
+    ('{"justification": "Names the cube and its new colour.", "score": 80}', 80.0, "Names the cube and its new colour."),
+    ('Here is my verdict:\n```json\n{"Score": "65", "Reason": "misses the place"}\n```', 65.0, "misses the place"),
+    ('{"score": 40}', 40.0, None),
+    ("Score: 70. The prediction gets the object right.", 70.0, "Score: 70. The prediction gets the object right."),
+    ("I rate it 55/100.", 55.0, "I rate it 55/100."),
+    ("Score: 70/100", 70.0, "Score: 70/100"),
+])
+def test_judge_answers_in_many_shapes_are_read(answer, score, justification):
+    from pairsmith.filters.judge_answer import parse_judge_answer
+
+    verdict = parse_judge_answer(answer)
+    assert verdict is not None and verdict.score == score and verdict.justification == justification
+
+
+@pytest.mark.parametrize("answer", [
+    "", None, "The prediction is quite good.", '{"score": 140}', '{"score": "high"}', "Score: 30, no, score: 60",
+    '{"score": 20} and on reflection {"score": 90}', "7 out of 10", '{"justification": "fine"}',
+])
+def test_judge_answers_without_one_clear_score_are_unparseable_never_guessed(answer):
+    from pairsmith.filters.judge_answer import parse_judge_answer
+
+    assert parse_judge_answer(answer) is None
 
 
 # --- scoring stored answers ---------------------------------------------------------------------
@@ -112,7 +176,7 @@ def test_scoring_reads_every_stored_answer_of_an_evaluation(tmp_path):
         task=s["task"], split="test", prediction=answers[s["sample_id"]],
         parsed=json.dumps([[0, 0, 10, 10]]) if s["sample_id"] == "g1" else None, created_at=utc_now(),
     ) for s in samples])
-    rows = score_answers.fn(db, "e", samples, model_id="m", adapter=None, samples_version=3)
+    rows = score_answers.fn(db, "e", samples, model_id="m", adapter=None, samples_version=3).rows
     got = {(r.task, r.group, r.metric): (r.value, r.n) for r in rows}
     assert got[("grounding", "all", "f1")] == (pytest.approx(2 / 3), 2)  # 1 match, 1 box answered, 2 true
     assert got[("grounding", "single", "f1")] == (1.0, 1) and got[("grounding", "mixed", "f1")] == (0.0, 1)
@@ -121,7 +185,7 @@ def test_scoring_reads_every_stored_answer_of_an_evaluation(tmp_path):
     assert got[("diff-caption", "all", "bleu4")][0] == pytest.approx(1.0)
     assert all(r.samples_version == 3 and r.eval_id == "e" for r in rows)
     assert len({r.result_id for r in rows}) == len(rows)
-    loose = score_answers.fn(db, "e", samples, model_id="m", adapter=None, samples_version=3, iou_threshold=0.3)
+    loose = score_answers.fn(db, "e", samples, model_id="m", adapter=None, samples_version=3, iou_threshold=0.3).rows
     names = {r.metric for r in loose if r.task == "grounding"}
     assert {"f1@0.3", "mean_iou@0.3", "ap50"} <= names and "f1" not in names  # a threshold never hides
 
@@ -136,13 +200,18 @@ def tiny_vlm(tmp_path_factory) -> Path:
     return build_tiny_qwen2_vl(tmp_path_factory.mktemp("tiny-qwen2-vl"))
 
 
+def _copy_of_render(rendered_run, db: Path) -> tuple[PairStore, list[str]]:
+    """A private copy of the session's render and its kept pair ids."""
+    shutil.copytree(rendered_run.config.db, db)
+    store = PairStore(str(db))
+    return store, sorted(store.read("pairs", where="status = 'kept'", columns=["pair_id"]).column("pair_id").to_pylist())
+
+
 @pytest.fixture
 def eval_db(rendered_run, tmp_path) -> str:
     """A copy of the rendered pairs plus four MED-style MCQ samples on them, held out as 'test'."""
     db = tmp_path / "pairsmith.lance"
-    shutil.copytree(rendered_run.config.db, db)
-    store = PairStore(str(db))
-    pair_ids = sorted(store.read("pairs", where="status = 'kept'", columns=["pair_id"]).column("pair_id").to_pylist())
+    store, pair_ids = _copy_of_render(rendered_run, db)
     rows = []
     for i, pair_id in enumerate(pair_ids[:4]):
         options = [f"{letter}. option {letter.lower()} of pair {i}" for letter in "ABCD"]
@@ -261,3 +330,155 @@ def test_evaluate_cli_applies_the_adapter_named_by_a_run_card(capsys, eval_db, t
 
     assert main([*common[:-2], "--run-card", str(tmp_path / "missing.json")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+# --- the LLM judge ------------------------------------------------------------------------------
+
+
+def _caption_rows(specs) -> list[dict]:
+    """(sample_id, pair_id, reference, dataset) -> merged sample rows, as the evaluate flow holds them."""
+    from pairsmith.tasks.evaluate.generate_answers import ask_once_per_pair
+
+    return ask_once_per_pair([
+        _sample(sid, "diff-caption", ref, pair_id=pair, method="dig-render", dataset=dataset)
+        for sid, pair, ref, dataset in specs])
+
+
+def _prediction(row: dict, text: str, eval_id: str = "e") -> EvalPredictionRow:
+    return EvalPredictionRow(prediction_id=f"{eval_id}-{row['sample_id']}", eval_id=eval_id,
+                             sample_id=row["sample_id"], pair_id=row["pair_id"], task=row["task"], split="test",
+                             prediction=text, parsed=json.dumps(text), created_at=utc_now())
+
+
+def test_a_gemini_judge_scores_captions_per_dataset_and_counts_what_it_cannot_read(tmp_path, monkeypatch):
+    from pairsmith.models.caption_judge import CaptionJudge, CaptionJudgeConfig
+    from pairsmith.models.gemini_editor import GeminiAuthError
+    from pairsmith.tasks.evaluate.judge_captions import judge_captions
+    from pairsmith.tasks.evaluate.score_answers import score_answers
+    from tests.fake_gemini import FakeGemini
+
+    def reply(prompt: str) -> str:  # a judge that gives 100 to an exact copy of a reference, else 25
+        reference, rest = prompt.split("Reference description:\n", 1)[1].split("\n\nDescription to grade:\n", 1)
+        prediction = rest.split("\n\n", 1)[0]
+        if "mumble" in prediction:
+            return "Hard to say, it is partly right."
+        score = 100 if prediction in reference else 25
+        return f'```json\n{{"justification": "covers {score}% of it", "score": {score}}}\n```'
+
+    rows = _caption_rows([
+        ("c1", "p1", "The red cube turned blue.", "spot-the-diff"),
+        ("c2a", "p2", "A green sphere was added.", "spot-the-diff"),
+        ("c2b", "p2", "Someone put a sphere on the left.", "spot-the-diff"),  # a second reference of p2
+        ("c3", "p3", "The cylinder is gone.", None),
+        ("c4", "p4", "The cube moved.", None),
+    ])
+    assert [r["sample_id"] for r in rows] == ["c1", "c2a", "c3", "c4"] and len(rows[1]["references"]) == 2
+    predictions = [_prediction(rows[0], "The red cube turned blue."), _prediction(rows[1], "A sphere appeared."),
+                   _prediction(rows[2], "mumble"), _prediction(rows[3], "It moved [500x9]")]
+    monkeypatch.setenv("GEMINI_API_KEY", "test-key")
+    with FakeGemini(text_reply=reply) as server:
+        judge = CaptionJudge(CaptionJudgeConfig(backend="gemini", gemini={
+            "base_url": server.base_url, "retry_attempts": 1, "concurrency": 2}))
+        result = judge_captions.fn(judge, predictions, rows)
+        asked = {r.instruction for r in server.log}
+        assert {r.model for r in server.log} == {"gemini-2.5-flash"} and {r.api_key for r in server.log} == {"test-key"}
+        with pytest.raises(GeminiAuthError):
+            judge_captions.fn(judge, [_prediction(rows[0], "[401]")], rows)
+    stats = result.stats[0]
+    assert (stats.n_in, stats.n_kept, dict(stats.reasons)) == (4, 2, {"judge_unparseable": 1, "judge_error": 1})
+    judged = {p.sample_id: p for p in result.value}
+    assert (judged["c1"].judge_score, judged["c2a"].judge_score) == (100.0, 25.0)
+    assert judged["c1"].judge_justification == "covers 100% of it"
+    assert judged["c3"].judge_score is None and judged["c3"].judge_answer == "Hard to say, it is partly right."
+    assert judged["c4"].judge_answer is None  # the request failed: no answer, nothing guessed
+    assert any("- A green sphere was added.\n- Someone put a sphere on the left." in a for a in asked)
+
+    db = str(tmp_path / "judged.lance")
+    PairStore(db).upsert("eval_predictions", result.value)
+    scored = score_answers.fn(db, "e", rows, model_id="m", adapter=None, samples_version=1)
+    got = {(r.group, r.metric): (r.value, r.n) for r in scored.rows}
+    assert got[("all", "llm_judge")] == (62.5, 2) and got[("all", "llm_judge_unparseable")] == (1.0, 3)
+    assert got[("dataset:spot-the-diff", "llm_judge")] == (62.5, 2)
+    assert got[("dataset:dig-render", "llm_judge_unparseable")] == (1.0, 1)
+    assert ("dataset:dig-render", "llm_judge") not in got  # no readable score there: no mean made up
+    assert got[("dataset:spot-the-diff", "bleu4")][1] == 2  # p2 is one answer, scored against both references
+    assert {m for g, m in got if g == "dataset:spot-the-diff"} >= {"bleu4", "rouge_l", "cider"}
+    assert "spice" in scored.unavailable
+
+
+@pytest.fixture(scope="module")
+def tiny_llm(tmp_path_factory) -> Path:
+    from pairsmith.models.tiny.builders import build_tiny_chat_llm
+
+    return build_tiny_chat_llm(tmp_path_factory.mktemp("tiny-llm"))
+
+
+def test_a_tiny_random_chat_model_judges_and_what_it_says_is_counted_not_guessed(tiny_llm, one_torch_thread):
+    from pairsmith.filters.judge_answer import parse_judge_answer
+    from pairsmith.models.caption_judge import CaptionJudge, CaptionJudgeConfig
+    from pairsmith.tasks.evaluate.judge_captions import judge_captions
+
+    tiny = tiny_llm
+    rows = _caption_rows([("c1", "p1", "The red cube turned blue.", None), ("c2", "p2", "A sphere was added.", None),
+                          ("g1", "p3", "[]", None)])
+    rows[2]["task"] = "grounding"
+    predictions = [_prediction(rows[0], "The cube is blue now."), _prediction(rows[1], ""),
+                   _prediction(rows[2], "[[1, 2, 3, 4]]")]
+    judge = CaptionJudge(CaptionJudgeConfig(model_id=str(tiny), runtime={"device": "cpu"}, max_new_tokens=16,
+                                            batch_size=2))
+    result = judge_captions.fn(judge, predictions, rows)
+    stats, judged = result.stats[0], {p.sample_id: p for p in result.value}
+    assert stats.n_in == 2 and judged["g1"].judge_answer is None  # only captions are judged
+    for sid in ("c1", "c2"):
+        answer = judged[sid].judge_answer
+        assert isinstance(answer, str)
+        verdict = parse_judge_answer(answer)
+        assert judged[sid].judge_score == (verdict.score if verdict else None)
+    assert stats.n_kept + stats.reasons["judge_unparseable"] == 2
+
+
+@pytest.fixture
+def caption_db(rendered_run, tmp_path) -> str:
+    """The rendered pairs plus Spot-the-Diff-style caption samples on three of them: one sample per
+    reference sentence, ``dataset`` set, held out as 'test'."""
+    db = tmp_path / "captions.lance"
+    store, pair_ids = _copy_of_render(rendered_run, db)
+    rows = []
+    for i, pair_id in enumerate(pair_ids[:3]):
+        for k, sentence in enumerate(("the car in the parking lot is gone", "a person walked into the street")):
+            rows.append(SampleRow(
+                sample_id=f"std-{i}-{k}", pair_id=pair_id, run_id="import-spot-the-diff", method="spot-the-diff",
+                task="diff-caption", conversation=[Message(role="user", content=TWO_IMAGES + "What changed?"),
+                                                   Message(role="assistant", content=sentence)],
+                answer=sentence, split="test", dataset="spot-the-diff", created_at=utc_now()))
+    store.upsert("samples", rows)
+    return str(db)
+
+
+@pytest.mark.slow
+def test_evaluate_cli_scores_each_dataset_with_caption_metrics_and_a_judge(capsys, caption_db, tiny_vlm, tiny_llm):
+    common = ["evaluate", "--db", caption_db, "--model", str(tiny_vlm), "--task", "diff-caption", "--split", "test",
+              "--split", "val", "--max-new-tokens", "8", "--device", "cpu", "--judge-model", str(tiny_llm)]
+    assert main(common) == 0
+    out = capsys.readouterr().out
+    with capsys.disabled():
+        print(out)  # what a user sees (the README shows the same layout)
+    store = PairStore(caption_db)
+    eval_id = out.splitlines()[0].rsplit("eval_id ", 1)[1].strip()
+    results = store.read("eval_results", where=f"eval_id = {sql_literal(eval_id)}").to_pylist()
+    by_key = {(r["group"], r["metric"]): r for r in results}
+    ours = store.count("samples", "task = 'diff-caption' AND split IN ('test', 'val') AND dataset IS NULL")
+    groups = {"all", "dataset:spot-the-diff"} | ({"dataset:dig-render"} if ours else set())
+    assert {g for g, _ in by_key} == groups
+    metrics = {"bleu4", "rouge_l", "cider", "llm_judge_unparseable"} | ({"meteor"} if shutil.which("java") else set())
+    for group in groups:
+        assert metrics <= {m for g, m in by_key if g == group}, group
+    assert by_key[("dataset:spot-the-diff", "bleu4")]["n"] == 3  # 3 pairs asked once, 2 references each
+    assert by_key[("all", "llm_judge_unparseable")]["n"] == 3 + ours
+    assert "spice: unavailable" in out and "dataset:spot-the-diff" in out
+    predictions = store.read("eval_predictions", where=f"eval_id = {sql_literal(eval_id)}").to_pylist()
+    assert len(predictions) == 3 + ours and all(p["judge_answer"] is not None for p in predictions)
+
+    assert main([*common, "--dataset", "spot-the-diff"]) == 0
+    only = capsys.readouterr().out
+    assert "on 3 samples" in only and "dataset:dig-render" not in only

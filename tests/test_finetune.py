@@ -94,6 +94,62 @@ def test_run_name_follows_what_shapes_the_result():
     assert a.run_name().startswith("finetune-sft-")
 
 
+def _row(sample_id: str, method: str, task: str = "diff-caption", dataset: str | None = None) -> dict:
+    return {"sample_id": sample_id, "method": method, "task": task, "dataset": dataset}
+
+
+def test_a_mix_takes_the_largest_total_its_ratios_allow_and_says_what_it_left_out():
+    from pairsmith.tasks.training.training_mix import TrainingMix
+
+    rows = ([_row(f"c{i:02d}", "import", dataset="clevr-change") for i in range(30)]
+            + [_row(f"s{i:02d}", "import", dataset="spot-the-diff") for i in range(4)]
+            + [_row(f"d{i:02d}", "dig-render", task) for i in range(40) for task in ("grounding",)]
+            + [_row(f"e{i:02d}", "dig-render") for i in range(10)]  # dig-render captions: not in the mix
+            + [_row(f"m{i:02d}", "med-edit", "med-mcq") for i in range(5)])
+    mix = TrainingMix(ratios={"clevr-change": 3, "spot-the-diff": 1, "dig-render/grounding": 6})
+    outcome = mix.take(rows)
+    assert outcome.shares == {"clevr-change": 0.3, "spot-the-diff": 0.1, "dig-render/grounding": 0.6}
+    assert outcome.available == {"clevr-change": 30, "spot-the-diff": 4, "dig-render/grounding": 40}
+    assert outcome.taken == {"clevr-change": 12, "spot-the-diff": 4, "dig-render/grounding": 24}  # spot-the-diff limits
+    reasons = [v.reason for v in outcome.left_out.values()]
+    assert reasons.count("select_not_in_mix") == 15 and reasons.count("select_mix_surplus") == 18 + 16
+    kept = {r["sample_id"] for r in rows} - set(outcome.left_out)
+    assert {k for k in kept if k.startswith("c")} == {f"c{i:02d}" for i in range(12)}  # in sample-id order
+    assert outcome.as_dict()["realised_shares"] == {"clevr-change": 0.3, "spot-the-diff": 0.1, "dig-render/grounding": 0.6}
+    capped = TrainingMix(ratios={"clevr-change": 1, "spot-the-diff": 1}, total=5).take(rows)
+    assert capped.taken == {"clevr-change": 3, "spot-the-diff": 2} or capped.taken == {"clevr-change": 2, "spot-the-diff": 3}
+    assert sum(capped.taken.values()) == 5
+    with pytest.raises(ValueError, match="'birds-to-words' matches no selected sample"):
+        TrainingMix(ratios={"birds-to-words": 1, "clevr-change": 1}).take(rows)
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"method": "sft", "data": {"splits": ["train", "test"]}}, "['test'] are held out"),
+    ({"method": "grpo", "data": {"splits": ["bench"]}}, "['bench'] are held out"),
+    ({"method": "sft", "mix": {"dig-render": 1, "dig-render/grounding": 1}}, "both alone and with a task"),
+    ({"method": "sft", "mix": {"dig-render": 0}}, "positive"),
+    ({"method": "sft", "mix": {"a/b/c": 1}}, "source/task"),
+    ({"method": "sft", "mix_total": 100}, "mix_total needs a mix"),
+])
+def test_training_configs_refuse_held_out_splits_and_bad_mixes(data, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        FinetuneConfig.model_validate(data)
+
+
+def test_the_readmes_mix_example_is_a_valid_config():
+    text = (ROOT / "README.md").read_text()
+    block = text.split("<!-- mix-config", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = FinetuneConfig.model_validate(yaml.safe_load(block)).root
+    assert config.training_mix().ratios == {"clevr-change": 0.3, "spot-the-diff": 0.1, "dig-render": 0.6}
+
+
+def test_a_mix_names_its_own_run_and_no_mix_names_the_old_one():
+    assert SftFinetuneConfig(mix={}).run_name() == SftFinetuneConfig().run_name()
+    mixed = SftFinetuneConfig(mix={"clevr-change": 0.3, "dig-render": 0.7})
+    assert mixed.run_name() != SftFinetuneConfig().run_name()
+    assert SftFinetuneConfig(mix={"clevr-change": 0.3, "dig-render": 0.7}, mix_total=50).run_name() != mixed.run_name()
+
+
 def test_cli_rejects_a_bad_config_in_one_line(capsys, tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("method: grpo\ngrpo:\n  beta: -1\n")
@@ -135,6 +191,58 @@ def test_samples_are_read_at_a_pinned_tagged_version_and_bad_ones_are_counted(tr
     assert single and mixed
     assert all("exactly 1 difference" in r["conversation"][0]["content"] for r in single)
     assert not any("exactly" in r["conversation"][0]["content"] for r in mixed)
+
+
+def _imported_samples(store: PairStore, n_pairs: int) -> list[SampleRow]:
+    """Spot-the-Diff-style caption samples on rendered pairs: train, test and bench ones."""
+    pair_ids = sorted(store.read("pairs", where="status = 'kept'", columns=["pair_id"]).column("pair_id").to_pylist())
+    rows = []
+    for i, pair_id in enumerate(pair_ids[:n_pairs]):
+        for split in ("train", "test", "bench"):
+            rows.append(SampleRow(
+                sample_id=f"std-{split}-{i}", pair_id=pair_id, run_id="import-std", method="spot-the-diff",
+                task="diff-caption", conversation=[Message(role="user", content=TWO_IMAGES + "What changed?"),
+                                                   Message(role="assistant", content="a car drove away")],
+                answer="a car drove away", split=split, dataset="spot-the-diff", created_at=utc_now()))
+    return rows
+
+
+@pytest.mark.slow
+def test_a_training_selection_never_reads_test_or_bench_samples(train_db):
+    store = PairStore(train_db)
+    store.upsert("samples", _imported_samples(store, 4))
+    everything = DataSelection(tasks=["grounding", "diff-caption"], splits=["train", "val", "test", "bench"])
+    pinned = pin_tables(store, everything)
+    trained = select_samples(store, pinned, everything, training=True).rows
+    assert trained and not [r for r in trained if r["split"] in ("test", "bench")]
+    held_out = select_samples(store, pinned, everything).rows  # evaluation may read them
+    assert {"test", "bench"} <= {r["split"] for r in held_out}
+    only_std = DataSelection(tasks=["diff-caption"], splits=["train", "test", "bench"], datasets=["spot-the-diff"])
+    assert {r["sample_id"] for r in select_samples(store, pinned, only_std, training=True).rows} == {
+        f"std-train-{i}" for i in range(4)}
+
+
+@pytest.mark.slow
+def test_sft_on_a_mix_records_what_it_took_in_the_run_card(train_db, tiny_vlm, tmp_path):
+    from pairsmith.flows.finetune import finetune
+
+    store = PairStore(train_db)
+    store.upsert("samples", _imported_samples(store, 4))
+    config = SftFinetuneConfig(
+        db=train_db, model_id=str(tiny_vlm), runtime={"device": "cpu"}, output_dir=str(tmp_path / "runs"),
+        data={"tasks": ["grounding", "diff-caption"]}, mix={"spot-the-diff": 1, "dig-render/diff-caption": 1},
+        train={"max_steps": 1, "per_device_batch_size": 2, "gradient_accumulation_steps": 1},
+    )
+    summary = finetune(config)
+    card = json.loads(Path(summary.run_card).read_text())
+    ours = store.count("samples", "method = 'dig-render' AND task = 'diff-caption' AND split = 'train'")
+    mix = card["data"]["mix"]["sft"]
+    assert mix["available"] == {"spot-the-diff": 4, "dig-render/diff-caption": ours}
+    assert mix["taken"] == {"spot-the-diff": 4, "dig-render/diff-caption": 4} and mix["total"] == 8
+    assert card["data"]["n_samples"] == 8 and card["data"]["samples_version"] == store.db.open_table("samples").version
+    n_grounding = store.count("samples", "task = 'grounding' AND split = 'train'")
+    assert card["data"]["drop_reasons"] == {"select_not_in_mix": n_grounding, "select_mix_surplus": ours - 4}
+    assert not any(k.endswith(("/test", "/bench")) for k in card["data"]["counts"])
 
 
 @pytest.mark.slow

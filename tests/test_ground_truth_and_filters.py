@@ -7,7 +7,14 @@ import pytest
 
 from pairsmith.filters.change_visibility import VisibilityThresholds, keep_change, keep_scene_objects
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
-from pairsmith.scenes.ground_truth import box_from_mask, decode_png, encode_png, measure_change, pixel_change
+from pairsmith.scenes.ground_truth import (
+    box_from_mask,
+    decode_png,
+    encode_png,
+    measure_change,
+    measure_regions,
+    pixel_change,
+)
 from pairsmith.scenes.scene_config import SceneObject
 from pairsmith.scenes.scene_sampler import Change
 
@@ -39,6 +46,27 @@ def test_regions_cover_the_object_in_either_image():
     assert removed.box == [12.0, 12.0, 15.0, 15.0] and removed.visible_px_after == 0
     added = measure_change(Change("add", 2, None, CUBE), before, after, None)
     assert added.box == [1.0, 15.0, 4.0, 18.0] and added.visible_px_before == 0
+
+
+def test_a_move_has_two_regions_its_old_place_and_the_spot_it_fills():
+    before = np.zeros((20, 20), np.uint8)
+    after = np.zeros((20, 20), np.uint8)
+    before[2:6, 2:6] = 1  # object 0 stood here ...
+    after[12:18, 10:16] = 1  # ... and moved here (nearer the camera: bigger)
+    rgb_b, rgb_a = np.zeros((20, 20, 3), np.uint8), np.zeros((20, 20, 3), np.uint8)
+    rgb_b[2:6, 2:6] = 200
+    rgb_a[12:18, 10:16] = 200
+    rgb_a[2:4, 2:6] = 200  # half of the old place still looks the same (a shadow, say)
+    move = Change("move", 0, CUBE, CUBE.model_copy(update={"position": (1.0, 1.0)}))
+    was, went = measure_regions(move, before, after, pixel_change(rgb_b, rgb_a, 12))
+    assert (was.place, was.box, was.region_px, was.changed_fraction) == ("from", [2.0, 2.0, 6.0, 6.0], 16, 0.5)
+    assert (went.place, went.box, went.region_px, went.changed_fraction) == ("to", [10.0, 12.0, 16.0, 18.0], 36, 1.0)
+    assert (was.visible_px_before, was.visible_px_after) == (went.visible_px_before, went.visible_px_after) == (16, 36)
+    assert measure_regions(Change("remove", 0, CUBE, None), before, after, None) == [
+        measure_change(Change("remove", 0, CUBE, None), before, after, None)]
+    # the visibility filter judges each place: a move whose new place is hidden is dropped
+    assert keep_change("move", 16, 99, 1.0, min_pixels=100, min_changed_fraction=0.25).reason == "visibility_hidden_before"
+    assert keep_change("move", 100, 99, 1.0, min_pixels=100, min_changed_fraction=0.25).reason == "visibility_hidden_after"
 
 
 def test_changed_fraction_is_measured_inside_the_region():

@@ -37,6 +37,9 @@ def test_default_run_ids_of_every_flow_are_pinned():
     assert SftFinetuneConfig().run_name() == "finetune-sft-fca9e144cceb"
     assert GrpoFinetuneConfig().run_name() == "finetune-grpo-1a2560719962"
     assert ImgDiffThresholds().content_hash() == "45742f76bb"
+    # options added later, left unset, name the same runs
+    assert SftFinetuneConfig(mix={}, mix_total=None).run_name() == "finetune-sft-fca9e144cceb"
+    assert DigRenderConfig(caption_style="referring").run_id() == "dig-render-7838afb8d68a"
 
 
 def test_pair_ids_of_fixed_inputs_are_pinned():
@@ -64,6 +67,9 @@ def test_fields_that_change_the_output_change_the_ids():
     base = DigRenderConfig()
     assert DigRenderConfig(seed=1).content_key() != base.content_key()
     assert DigRenderConfig(render={"samples": 16}).content_key() != base.content_key()
+    assert DigRenderConfig(caption_style="referring").content_key() == base.content_key()  # the default
+    assert DigRenderConfig(caption_style="plain").content_key() != base.content_key()
+    assert DigRenderConfig(sampling={"change_kinds": ["move"]}).content_key() != base.content_key()
     assert DigRenderConfig(pairs=21).run_id() != base.run_id()  # the run's size names its batches
     stricter = ImgDiffReplaceConfig(thresholds=ReplaceThresholds(bitm_min=0.4))
     assert stricter.content_key() != ImgDiffReplaceConfig().content_key()

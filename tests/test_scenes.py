@@ -10,7 +10,15 @@ import pytest
 from pairsmith.scenes.change_text import describe_change, describe_scene, object_phrase
 from pairsmith.scenes.pair_plan import PairSampling, plan_pair
 from pairsmith.scenes.scene_config import MAX_OBJECTS, Scene, SceneObject, load_scenes, overlaps
-from pairsmith.scenes.scene_sampler import CHANGE_KINDS, Change, as_object_map, sample_changes, sample_scene, subset_for
+from pairsmith.scenes.scene_sampler import (
+    CHANGE_KINDS,
+    DEFAULT_CHANGE_KINDS,
+    Change,
+    as_object_map,
+    sample_changes,
+    sample_scene,
+    subset_for,
+)
 
 
 def obj(**kw) -> dict:
@@ -85,7 +93,7 @@ def test_changes_touch_k_distinct_objects_and_keep_the_scene_valid(k):
         assert len({c.object_id for c in changes}) == k
         before = as_object_map(scene)
         for c in changes:
-            assert c.kind in CHANGE_KINDS
+            assert c.kind in DEFAULT_CHANGE_KINDS
             if c.kind == "add":
                 assert c.object_id not in before and after[c.object_id] == c.after
             elif c.kind == "remove":
@@ -96,6 +104,30 @@ def test_changes_touch_k_distinct_objects_and_keep_the_scene_valid(k):
         Scene(objects=list(after.values()))  # after-scene is valid: no overlaps, at most 10 objects
         untouched = set(before) - {c.object_id for c in changes}
         assert all(after[i] == before[i] for i in untouched)
+
+
+def test_a_move_takes_the_object_to_a_free_spot_clear_of_its_old_place():
+    moves = 0
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        scene = sample_scene(rng, 3, 8)
+        after, changes = sample_changes(scene, 2, rng, kinds=("move",))
+        before = as_object_map(scene)
+        for c in changes:
+            assert c.kind == "move" and c.before == before[c.object_id] and after[c.object_id] == c.after
+            assert c.after == c.before.model_copy(update={"position": c.after.position})  # only the place
+            assert not overlaps(c.after, c.before)  # the old place is left empty
+            moves += 1
+        Scene(objects=list(after.values()))  # no overlaps in the after-scene
+    assert moves == 60
+
+
+def test_move_is_a_kind_to_ask_for_and_the_cli_offers_every_kind():
+    from pairsmith.flows.cli.main import KINDS
+
+    assert KINDS == CHANGE_KINDS and "move" in CHANGE_KINDS
+    assert PairSampling().change_kinds == DEFAULT_CHANGE_KINDS and "move" not in DEFAULT_CHANGE_KINDS
+    assert "move" in PairSampling(change_kinds=["move"]).change_kinds
 
 
 def test_changes_limited_to_allowed_kinds():
@@ -147,6 +179,9 @@ def test_sentences_say_what_changed():
     }
     for change, sentence in cases.items():
         assert describe_change(change, change.before.describe() if change.before else change.after.describe()) == sentence
+    moved = Change("move", 0, red, red.model_copy(update={"position": (2.0, 2.0)}))
+    assert describe_change(moved, red.describe(), "to the left, at the back") == (
+        "The large red metal cube moved to the left, at the back.")
 
 
 def test_lookalike_objects_get_a_location():

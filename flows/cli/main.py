@@ -32,7 +32,7 @@ def cli() -> None:
     """pairsmith: image-difference training data for multimodal LLMs."""
 
 
-KINDS = ("shape", "color", "size", "material", "add", "remove")
+KINDS = ("shape", "color", "size", "material", "add", "remove", "move")  # = scene_sampler.CHANGE_KINDS (tests/test_scenes.py)
 
 
 @cli.command()
@@ -45,7 +45,10 @@ KINDS = ("shape", "color", "size", "material", "add", "remove")
 @click.option("--max-objects", type=click.IntRange(1, 10), help="Most objects in a random scene (default 10).")
 @click.option("--min-changes", type=click.IntRange(1, 6), help="Fewest changes per pair (default 1).")
 @click.option("--max-changes", type=click.IntRange(1, 6), help="N: most changes per pair (default 4).")
-@click.option("--kind", "kinds", type=click.Choice(KINDS), multiple=True, help="Allowed change kinds (repeat; default all).")
+@click.option("--kind", "kinds", type=click.Choice(KINDS), multiple=True,
+              help="Allowed change kinds (repeat; default all but move).")
+@click.option("--captions", "caption_style", type=click.Choice(["referring", "plain"]),
+              help="Caption style: OmniDiff-style referring captions (default) or plain sentences.")
 @click.option("--distractors", type=click.FloatRange(0, 1), help="Share of camera-jitter pairs with no change (default 0).")
 @click.option("--samples", type=click.IntRange(1, 4096), help="Cycles samples per pixel (default 8).")
 @click.option("--width", type=click.IntRange(32, 4096), help="Image width in pixels (default 320).")
@@ -70,6 +73,7 @@ def render(config_path: str | None, verbose: bool, **opts: Any) -> None:
         "min_objects": "sampling.min_objects", "max_objects": "sampling.max_objects",
         "min_changes": "sampling.min_changes", "max_changes": "sampling.max_changes",
         "kinds": "sampling.change_kinds", "distractors": "sampling.distractor_fraction",
+        "caption_style": "caption_style",
         "samples": "render.samples", "width": "render.width", "height": "render.height",
         "denoise": "render.denoise", "device": "render.device", "gpu_backend": "render.gpu_backend",
         "runner": "runner.kind", "ray_address": "runner.ray_address", "ray_cpus": "runner.ray_num_cpus",

@@ -37,7 +37,7 @@ def finetune(config_path: str, verbose: bool, **opts: Any) -> None:
     set_option(data, "overwrite", opts["overwrite"] or None)  # absent flag: the config decides
     data.setdefault("show_progress", verbose)
     config = validate_config(FinetuneConfig, data, config_path).root
-    _check_samples(config.db, config.data.where(), "check data.tasks / splits / methods in the config")
+    _check_samples(config.db, config.data.where(training=True), "check data.tasks / splits / methods in the config")
     from pairsmith.flows.finetune import finetune as finetune_flow
 
     try:
@@ -77,9 +77,17 @@ def format_metrics(rows: list[dict]) -> str:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default=None, help="Where to run.")
 @click.option("--layout", type=click.Choice(["multi", "side-by-side"]), default=None,
               help="Two images, or one side-by-side picture for single-image models.")
+@click.option("--dataset", "datasets", multiple=True,
+              help="Only these data sources (repeat): an imported set (spot-the-diff, clevr-change, ...) or a "
+                   "pipeline (dig-render, ...).")
+@click.option("--judge-model", default=None,
+              help="Score captions with this LLM judge too (0-100): a chat model id or folder, or a Gemini model.")
+@click.option("--judge-backend", type=click.Choice(["transformers", "gemini"]), default=None,
+              help="Where the judge runs (default transformers; gemini reads GEMINI_API_KEY).")
 @click.option("--verbose", is_flag=True, help="Show Prefect's task-run logs.")
 def evaluate(config_path: str | None, verbose: bool, **opts: Any) -> None:
-    """Score a model on held-out samples: grounding F1 / IoU / AP@0.5, MCQ accuracy, caption metrics."""
+    """Score a model on held-out samples: grounding F1 / IoU / AP@0.5, MCQ accuracy, caption BLEU-4 /
+    METEOR / ROUGE-L / CIDEr and an optional LLM judge, per data source."""
     quiet_prefect(verbose)  # before anything imports prefect: it reads its settings once
     from pairsmith.flows.evaluate_config import EvaluateConfig
 
@@ -87,7 +95,8 @@ def evaluate(config_path: str | None, verbose: bool, **opts: Any) -> None:
     for key, dotted in {"db": "db", "model_id": "model_id", "adapter": "adapter", "run_card": "run_card",
                         "tasks": "data.tasks", "splits": "data.splits", "limit": "data.limit",
                         "max_new_tokens": "max_new_tokens", "device": "runtime.device",
-                        "layout": "data.layout"}.items():
+                        "layout": "data.layout", "datasets": "data.datasets", "judge_model": "judge.model_id",
+                        "judge_backend": "judge.backend"}.items():
         value = opts[key]
         set_option(data, dotted, (list(value) or None) if isinstance(value, tuple) else value)
     data.setdefault("show_progress", True)
@@ -104,3 +113,5 @@ def evaluate(config_path: str | None, verbose: bool, **opts: Any) -> None:
     click.echo(f"Evaluated {model} on {summary.n_samples} samples (samples table version {summary.samples_version});"
                f" results stored as eval_id {summary.eval_id}")
     click.echo(format_metrics(summary.metrics))
+    for metric, why in summary.unavailable.items():
+        click.echo(f"{metric}: unavailable ({why})")

@@ -15,7 +15,7 @@ import numpy as np
 from pairsmith.filters.change_visibility import VisibilityThresholds, keep_change
 from pairsmith.storage.verdict import KEEP, StageStats
 from pairsmith.scenes.blender_render import RenderSettings
-from pairsmith.scenes.change_text import describe_changes, describe_scene
+from pairsmith.scenes.change_text import CaptionStyle, describe_changes, describe_scene, referring_captions
 from pairsmith.scenes.ground_truth import box_from_mask, encode_png
 from pairsmith.scenes.pair_plan import PairPlan
 from pairsmith.scenes.scene_sampler import ObjectMap, subset_for
@@ -61,9 +61,11 @@ def build_dig_records(
     render: RenderSettings,
     visibility: VisibilityThresholds,
     splits: SplitFractions,
+    caption_style: CaptionStyle = "referring",
 ) -> BatchRecords:
     """The batch's pairs, regions and samples; counts the ``samples`` stage (one verdict per pair
-    that reached it)."""
+    that reached it). A ``move`` gives two regions (its old place, then its new one), each boxed
+    and judged, both carrying the change's sentence."""
     out = BatchRecords()
     out.pairs += [_dropped_plan_row(p, run_id, render) for p in plans if p.drop_reason]
     w, h = render.width, render.height
@@ -72,10 +74,11 @@ def build_dig_records(
     for pair in rendered:
         plan = pair.plan
         kinds = ",".join(sorted({c.kind for c in pair.changes})) or ("camera" if plan.distractor else None)
-        sentences = describe_changes(
-            pair.changes, pair.before, pair.after,
-            _locator(pair.index_before), _locator(pair.index_after), w, h,
-        ) if pair.changes else []
+        if caption_style == "plain":
+            sentences = describe_changes(pair.changes, pair.before, pair.after,
+                                         _locator(pair.index_before), _locator(pair.index_after), w, h)
+        else:
+            sentences = [c.text for c in referring_captions(pair.changes, pair.before, pair.after, w, h, plan.seed)]
         kept = pair.verdict.keep
         subset = subset_for(len(pair.changes)) if kept else None
         out.pairs.append(PairRow(
@@ -96,24 +99,26 @@ def build_dig_records(
             created_at=utc_now(),
         ))
         boxes = []
-        for k, (change, m, sentence) in enumerate(zip(pair.changes, pair.measures, sentences)):
-            if m.box is None:
-                continue
-            verdict = keep_change(change.kind, m.visible_px_before, m.visible_px_after,
-                                  m.changed_fraction if pair.png_after else None,
-                                  min_px, visibility.min_changed_fraction)
-            out.regions.append(RegionRow(
-                region_id=stable_id(plan.pair_id, "render-gt", k), pair_id=plan.pair_id, run_id=run_id,
-                box=m.box, proposer="render-gt", change_type=change.kind,
-                object_description=(change.before or change.after).describe(),
-                visible_px_before=m.visible_px_before, visible_px_after=m.visible_px_after,
-                changed_fraction=m.changed_fraction if pair.png_after else None,
-                difference_caption=sentence,
-                status="kept" if kept and verdict.keep else "dropped",
-                reason=verdict.reason if not verdict.keep else (None if kept else pair.verdict.reason),
-                created_at=utc_now(),
-            ))
-            boxes.append(m.box)
+        for k, (change, regions, sentence) in enumerate(zip(pair.changes, pair.measures, sentences)):
+            for m in regions:
+                if m.box is None:
+                    continue
+                verdict = keep_change(change.kind, m.visible_px_before, m.visible_px_after,
+                                      m.changed_fraction if pair.png_after else None,
+                                      min_px, visibility.min_changed_fraction)
+                key = (plan.pair_id, "render-gt", k) if m.place is None else (plan.pair_id, "render-gt", k, m.place)
+                out.regions.append(RegionRow(
+                    region_id=stable_id(*key), pair_id=plan.pair_id, run_id=run_id,
+                    box=m.box, proposer="render-gt", change_type=change.kind, place=m.place,
+                    object_description=(change.before or change.after).describe(),
+                    visible_px_before=m.visible_px_before, visible_px_after=m.visible_px_after,
+                    changed_fraction=m.changed_fraction if pair.png_after else None,
+                    difference_caption=sentence,
+                    status="kept" if kept and verdict.keep else "dropped",
+                    reason=verdict.reason if not verdict.keep else (None if kept else pair.verdict.reason),
+                    created_at=utc_now(),
+                ))
+                boxes.append(m.box)
         if not kept:
             continue
         out.samples += _samples(plan, run_id, boxes, sentences, kinds, subset, w, h, splits)

@@ -26,7 +26,7 @@ from prefect.exceptions import MissingContextError
 from pairsmith.filters.change_visibility import VisibilityThresholds, keep_change, keep_scene_objects
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 from pairsmith.scenes.blender_render import CameraJitter, RenderSettings, get_renderer
-from pairsmith.scenes.ground_truth import ChangeMeasure, decode_png, measure_change, pixel_change
+from pairsmith.scenes.ground_truth import ChangeMeasure, decode_png, measure_regions, pixel_change
 from pairsmith.scenes.pair_plan import PairPlan, PairSampling
 from pairsmith.tasks.stage import stage
 from pairsmith.scenes.scene_sampler import (
@@ -49,7 +49,7 @@ class RenderedPair:
     before: ObjectMap = field(default_factory=dict)
     after: ObjectMap = field(default_factory=dict)
     changes: list[Change] = field(default_factory=list)
-    measures: list[ChangeMeasure] = field(default_factory=list)
+    measures: list[list[ChangeMeasure]] = field(default_factory=list)  # per change: its regions
     camera: CameraJitter | None = None
     png_before: bytes | None = None
     png_after: bytes | None = None
@@ -98,7 +98,7 @@ class _PairRenderer:
                 out.verdict, out.drop_detail = Verdict.drop("render_no_free_spot"), str(err)
                 continue
             index_after = self.renderer.render_index(after, camera)
-            measures = [measure_change(c, index_before, index_after, None) for c in changes]
+            measures = [measure_regions(c, index_before, index_after, None) for c in changes]
             verdict = self._judge(changes, measures, with_pixels=False)
             out.before, out.after, out.changes, out.measures, out.camera = before, after, changes, measures, camera
             out.index_before, out.index_after = index_before, index_after
@@ -109,7 +109,7 @@ class _PairRenderer:
                 png_before = self.renderer.render_color(before, self.plan.seed)
             png_after = self.renderer.render_color(after, self.plan.seed, camera)
             changed = pixel_change(decode_png(png_before), decode_png(png_after), self.vis.pixel_delta)
-            out.measures = [measure_change(c, index_before, index_after, changed) for c in changes]
+            out.measures = [measure_regions(c, index_before, index_after, changed) for c in changes]
             out.png_before, out.png_after = png_before, png_after
             out.verdict = self._judge(changes, out.measures, with_pixels=True)
             if out.verdict.keep:
@@ -131,15 +131,17 @@ class _PairRenderer:
         after, changes = sample_changes(scene, self.plan.n_changes, self.rng, self.sampling.change_kinds)
         return after, changes, None
 
-    def _judge(self, changes: list[Change], measures: list[ChangeMeasure], with_pixels: bool) -> Verdict:
-        for change, m in zip(changes, measures):
-            fraction = m.changed_fraction if with_pixels else None
-            verdict = keep_change(
-                change.kind, m.visible_px_before, m.visible_px_after, fraction,
-                self.min_px, self.vis.min_changed_fraction,
-            )
-            if not verdict.keep:
-                return verdict
+    def _judge(self, changes: list[Change], measures: list[list[ChangeMeasure]], with_pixels: bool) -> Verdict:
+        """Every region of every change must pass (a move's old place and new place alike)."""
+        for change, regions in zip(changes, measures):
+            for m in regions:
+                fraction = m.changed_fraction if with_pixels else None
+                verdict = keep_change(
+                    change.kind, m.visible_px_before, m.visible_px_after, fraction,
+                    self.min_px, self.vis.min_changed_fraction,
+                )
+                if not verdict.keep:
+                    return verdict
         return KEEP
 
 

@@ -24,10 +24,36 @@ from pairsmith.storage.ids import stable_id
 from pairsmith.storage.schemas import EvalPredictionRow, utc_now
 from pairsmith.tasks.stage import call_per_item, stage
 from pairsmith.tasks.training.training_data import Layout, PairImages, PinnedTables, in_box_format, prompt_text
+from pairsmith.tasks.training.training_mix import data_source
 
 CAPTION_TASKS = ("diff-caption", "med-diff-qa")
 SCORED_TASKS = ("grounding", "med-mcq", *CAPTION_TASKS)
 STAGE = "parse-answers"
+
+
+def ask_once_per_pair(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Caption samples of one pair, task and data source merged into the first (by sample id), which
+    carries every sample's answer as its ``references``: an imported set stores one sample per
+    reference sentence (Spot-the-Diff, CLEVR-Change), and its pair is asked once and scored against
+    all of them, as those benchmarks are. Other samples pass unchanged."""
+    first: dict[tuple[str, str, str], dict[str, Any]] = {}
+    out = []
+    for row in rows:
+        if row["task"] not in CAPTION_TASKS:
+            out.append(row)
+            continue
+        key = (row["task"], row["pair_id"], data_source(row))
+        if key in first:
+            first[key]["references"].append(row["answer"])
+            continue
+        first[key] = {**row, "references": [row["answer"]]}
+        out.append(first[key])
+    return out
+
+
+def references_of(row: dict[str, Any]) -> list[str]:
+    """The reference captions of a caption sample: all of its pair's, once merged."""
+    return row.get("references") or [row["answer"]]
 
 
 def read_answer(task: str, prediction: str, options: list[str] | None) -> tuple[Any, Verdict]:

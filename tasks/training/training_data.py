@@ -16,6 +16,12 @@ A conversation's ``<image>`` placeholders become the chat template's image block
 images (before, after) as the model's multi-image input, or with ``layout="side-by-side"`` one
 picture of both with a 20 px bar, for single-image models (boxes stay valid: the before image is
 the left one, at the origin).
+
+A sample's *data source* (``training_mix.data_source``) is the public set it was imported from
+(its ``dataset``: clevr-change, spot-the-diff, ...) or, for samples pairsmith made, the pipeline
+that made it (its ``method``: dig-render, med-edit, ...). Selections (``datasets``), training mixes
+and per-dataset evaluation results all name samples this way. Training never reads ``test`` or ``bench`` samples:
+a training selection (``training=True``) leaves them out in the query itself.
 """
 
 from __future__ import annotations
@@ -33,11 +39,13 @@ from pairsmith.storage.pair_images import IMAGE, open_image, side_by_side, side_
 from pairsmith.storage.store import PairStore, open_store, sql_in
 from pairsmith.storage.versions import pinned_store
 from pairsmith.tasks.stage import stage
+from pairsmith.tasks.training.training_mix import MixOutcome, TrainingMix
 
 Layout = Literal["multi", "side-by-side"]
 SAMPLE_COLUMNS = ["sample_id", "pair_id", "run_id", "method", "task", "subset", "conversation", "answer",
-                  "boxes", "options", "category", "split"]
+                  "boxes", "options", "category", "split", "dataset"]
 STAGE = "select-samples"
+HELD_OUT_SPLITS = ("test", "bench")  # never trained on (design.md §3)
 
 
 class DataSelection(BaseModel):
@@ -51,6 +59,10 @@ class DataSelection(BaseModel):
     splits: list[str] = Field(default_factory=lambda: ["train"], description="train / val / test / bench")
     subsets: list[str] = Field(default_factory=list, description="single / double / mixed ...; empty = all")
     run_ids: list[str] = Field(default_factory=list, description="only samples of these runs; empty = all")
+    datasets: list[str] = Field(
+        default_factory=list, description="only these data sources: an imported set's name (clevr-change, "
+        "spot-the-diff, ...) or, for samples pairsmith made, their pipeline (dig-render, ...); empty = all",
+    )
     table_version: int | None = Field(None, ge=1, description="samples table version to read; default: latest")
     table_tag: str | None = Field(None, description="LanceDB tag of the samples table to read instead")
     limit: int | None = Field(None, ge=1, description="at most this many samples (in sample-id order)")
@@ -73,12 +85,20 @@ class DataSelection(BaseModel):
     def boxes(self) -> BoxFormat:
         return BoxFormat.named(self.box_format, self.processor)
 
-    def where(self, subsets: list[str] | None = None) -> str:
+    def where(self, subsets: list[str] | None = None, *, training: bool = False, has_dataset: bool = True) -> str:
+        """The LanceDB filter; ``training`` leaves out held-out splits whatever ``splits`` says,
+        ``has_dataset`` says whether the table version read has the ``dataset`` column."""
         clauses = [sql_in("task", self.tasks)]
         for column, values in (("method", self.methods), ("split", self.splits), ("run_id", self.run_ids),
                                ("subset", self.subsets if subsets is None else subsets)):
             if values:
                 clauses.append(sql_in(column, values))
+        if self.datasets:
+            by_method = sql_in("method", self.datasets)
+            clauses.append(f"({sql_in('dataset', self.datasets)} OR (dataset IS NULL AND {by_method}))"
+                           if has_dataset else by_method)
+        if training:
+            clauses.append(f"split NOT IN ({', '.join(sql_literal(s) for s in HELD_OUT_SPLITS)})")
         return " AND ".join(clauses)
 
 
@@ -125,6 +145,7 @@ def pin_tables(store: PairStore, selection: DataSelection, tag_as: str | None = 
 class SelectedSamples:
     rows: list[dict[str, Any]]
     stats: StageStats
+    mix: MixOutcome | None = None  # what a training mix found and took
 
 
 def _check_sample(row: dict[str, Any], has_images: bool) -> Verdict:
@@ -140,28 +161,34 @@ def _check_sample(row: dict[str, Any], has_images: bool) -> Verdict:
 
 def select_samples(
     store: PairStore, pinned: PinnedTables, selection: DataSelection, subsets: list[str] | None = None,
-    stats: StageStats | None = None,
+    stats: StageStats | None = None, *, training: bool = False, mix: TrainingMix | None = None,
 ) -> SelectedSamples:
     """Samples matching the selection at the pinned version whose pair is kept (so has both images).
 
-    Samples that cannot be shown to a model become counted drop reasons (in ``stats``, a new
+    ``training``: never a ``test`` or ``bench`` sample. ``mix``: of the samples that pass, those
+    the mix takes (``pairsmith.tasks.training.training_mix``). Samples that cannot be shown to a
+    model, and samples a mix leaves out, become counted drop reasons (in ``stats``, a new
     ``select-samples`` StageStats if None), not errors.
     """
     view = pinned_store(store, {"samples": pinned.samples_version, "pairs": pinned.pairs_version})
     columns = [c for c in SAMPLE_COLUMNS if c in view.table("samples").schema.names]  # older tables lack newer columns
-    rows = view.read("samples", where=selection.where(subsets), columns=columns).to_pylist()
+    where = selection.where(subsets, training=training, has_dataset="dataset" in columns)
+    rows = view.read("samples", where=where, columns=columns).to_pylist()
     rows.sort(key=lambda r: r["sample_id"])
     if selection.limit:
         rows = rows[: selection.limit]
-    kept = set(view.read("pairs", where="status = 'kept'", columns=["pair_id"]).column("pair_id").to_pylist())
+    kept_pairs = set(view.read("pairs", where="status = 'kept'", columns=["pair_id"]).column("pair_id").to_pylist())
     stats = stats if stats is not None else StageStats(STAGE)
-    selected = []
+    verdicts = {row["sample_id"]: _check_sample(row, row["pair_id"] in kept_pairs) for row in rows}
+    outcome = mix.take([r for r in rows if verdicts[r["sample_id"]].keep]) if mix is not None else None
+    if outcome is not None:
+        verdicts.update(outcome.left_out)
+    kept = []
     for row in rows:
-        verdict = _check_sample(row, row["pair_id"] in kept)
-        stats.record(verdict)
-        if verdict.keep:
-            selected.append(row)
-    return SelectedSamples(selected, stats)
+        stats.record(verdicts[row["sample_id"]])
+        if verdicts[row["sample_id"]].keep:
+            kept.append(row)
+    return SelectedSamples(kept, stats, outcome)
 
 
 class PairImages:
@@ -316,6 +343,7 @@ def training_dataset(
 @stage(STAGE)
 def select_samples_task(
     stats: StageStats, db: str, pinned: PinnedTables, selection: DataSelection, subsets: list[str] | None = None,
-) -> list[dict[str, Any]]:
+    training: bool = False, mix: TrainingMix | None = None,
+) -> SelectedSamples:
     """``select_samples`` as the flows' ``select-samples`` stage: the kept rows, counted and timed."""
-    return select_samples(open_store(db), pinned, selection, subsets, stats).rows
+    return select_samples(open_store(db), pinned, selection, subsets, stats, training=training, mix=mix)
