@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from pairsmith.flows.engine import interrupts
 from pairsmith.storage.verdict import StageStats
 from pairsmith.storage.ids import stable_id
 from pairsmith.storage.schemas import LanceModel, ReasonCount, StageStatsRow, utc_now
@@ -64,6 +65,11 @@ def write_batch(
 ) -> WrittenCounts:
     """Upsert ``tables`` (name -> rows), apply ``updates`` (name -> key + columns to set), then the
     batch's stage stats; returns rows newly inserted."""
+    with interrupts.deferred():  # Ctrl-C during a commit stops the run once the batch is whole
+        return _commit(db_uri, run_id, flow_name, batch, tables, stages, updates)
+
+
+def _commit(db_uri, run_id, flow_name, batch, tables, stages, updates) -> WrittenCounts:
     store = open_store(db_uri)
     inserted = {name: store.upsert(name, [with_dataset(r) for r in rows]) for name, rows in tables.items()}
     for name, rows in (updates or {}).items():
