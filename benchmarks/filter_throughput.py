@@ -17,7 +17,6 @@ forward of 64 crops costs about what a forward of one does.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path

@@ -10,6 +10,10 @@ per kept pair and six stage-stats rows per batch. Prints, per size:
   three 10-pair batches): seconds, peak RSS, fragments rewritten, disk before / after, and disk after
   against the same rows written in one commit (``keep-days 0``, no tags).
 
+``--import-gib G`` (default 2) writes G GiB of generated JPEG photos and a ``pairs.jsonl`` for
+``pairsmith import folder`` and prints the import's seconds and peak RSS (imports stream their
+entries in batches, so the peak does not grow with the photos' total size).
+
 and once, at 10k pairs in 10-pair batches into the 4 tables, a run's writes through the product's
 writer (``write_batch``) against plain LanceDB ``table.add`` of the same rows (both convert the rows
 to Arrow), the minimum of ``--rounds`` interleaved rounds, with the product's per-batch time at the
@@ -24,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -179,6 +182,37 @@ def write_benchmark(workdir: Path, n_pairs: int, rounds: int) -> float:
     return sum(best) / sum(add_best)
 
 
+def photo_import(workdir: Path, gib: float) -> None:
+    """``pairsmith import folder`` of ``gib`` GiB of 2048x1536 noisy JPEG photo pairs: seconds, peak RSS."""
+    import numpy as np
+    from PIL import Image
+
+    folder = workdir / "photos"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (1536, 2048, 3), dtype=np.uint8)
+    total, lines, i = 0, [], 0
+    while total < gib * (1 << 30):
+        before = np.roll(base, 37 * i, axis=1)
+        after = before.copy()
+        after[100:400, 100 + i % 1500:400 + i % 1500] = rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)
+        for name, pixels in ((f"{i:05d}_a.jpg", before), (f"{i:05d}_b.jpg", after)):
+            Image.fromarray(pixels).save(folder / name, quality=95)
+            total += (folder / name).stat().st_size
+        lines.append(json.dumps({"before": f"{i:05d}_a.jpg", "after": f"{i:05d}_b.jpg",
+                                 "captions": [f"a square of noise appeared in photo {i}"], "id": str(i)}))
+        i += 1
+    (folder / "pairs.jsonl").write_text("\n".join(lines) + "\n")
+    db = workdir / "photos.lance"
+    shutil.rmtree(db, ignore_errors=True)
+    print(f"import folder of {i} photo pairs ({total / (1 << 30):.2f} GiB of JPEG): " + command(
+        ["import", "folder", "--pairs", str(folder / "pairs.jsonl"), "--db", str(db), "--dataset", "photos"]),
+        flush=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(db, ignore_errors=True)
+
+
 def size_benchmark(workdir: Path, n_pairs: int, reference: bool) -> None:
     db = workdir / f"db-{n_pairs}.lance"
     shutil.rmtree(db, ignore_errors=True)
@@ -229,11 +263,14 @@ def main() -> None:
     parser.add_argument("--write-pairs", type=int, default=10_000, help="pairs of the write benchmark (0: skip)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the write benchmark")
     parser.add_argument("--no-reference", action="store_true", help="skip the one-commit reference database")
+    parser.add_argument("--import-gib", type=float, default=2.0, help="GiB of photos to import (0: skip)")
     parser.add_argument("--workdir", type=Path, default=None, help="where databases go (default: a temp folder)")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="storage-scale-"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
+        if args.import_gib:
+            photo_import(workdir, args.import_gib)
         for n in args.sizes:
             size_benchmark(workdir, n, reference=not args.no_reference)
             shutil.rmtree(workdir / f"db-{n}.lance", ignore_errors=True)

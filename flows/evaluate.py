@@ -95,6 +95,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateSummary:
         logger.info("evaluation %s: %d of %d batches already stored, resuming", eval_id, len(spans) - len(pending),
                     len(spans))
     chat = AdaptedVlmChat(config.vlm())
+    gpu = config.runtime.on_gpu()  # answering takes a `tag:gpu` slot on a GPU worker
     judge = CaptionJudge(config.judge) if config.judge is not None else None
     generated = 0
     with RunProgress(key=f"{FLOW_NAME}-progress", total=len(rows),
@@ -102,7 +103,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateSummary:
                      description="answering samples", terminal=config.show_progress) as progress:
         for a, b in pending:
             name = batch_name(range(a, b))
-            answered = batch_step(generate_answers, name)(chat, config.db, pinned, rows[a:b], config.data.layout,
+            answered = batch_step(generate_answers, name, gpu)(chat, config.db, pinned, rows[a:b], config.data.layout,
                                                           eval_id, config.data.boxes())
             predictions, stats = answered.value, list(answered.stats)
             if judge is not None:

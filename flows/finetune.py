@@ -18,6 +18,7 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
 from pairsmith.flows.engine.stages import batch_step
+from pairsmith.flows.engine.task_runners import gpu_task
 from pairsmith.storage.verdict import StageStats
 from pairsmith.flows.finetune_config import FLOW_NAME, GrpoFinetuneConfig, SftFinetuneConfig
 from pairsmith.flows.engine.run_card import RUN_CARD, RunCard
@@ -120,13 +121,14 @@ def finetune(config: SftFinetuneConfig | GrpoFinetuneConfig) -> FinetuneSummary:
     plans, stats, mixed = _plans(config, pinned)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / RUN_CARD).unlink(missing_ok=True)  # a card appears only when the new adapter is whole
+    gpu = config.runtime.on_gpu()  # on a GPU worker training takes a `tag:gpu` slot, as every model stage does
     common = dict(model_id=config.model_id, runtime=config.runtime, lora=config.lora, db=config.db, pinned=pinned,
                   layout=config.data.layout, run_dir=run_dir, show_progress=config.show_progress,
                   box=config.data.boxes())
     if config.method == "sft":
-        trained: TrainedAdapter = train_sft(settings=config.train, plan=plans[0], **common)
+        trained: TrainedAdapter = gpu_task(train_sft, gpu)(settings=config.train, plan=plans[0], **common)
     else:
-        trained = train_grpo(settings=config.grpo, reward=config.reward, plans=plans, **common)
+        trained = gpu_task(train_grpo, gpu)(settings=config.grpo, reward=config.reward, plans=plans, **common)
 
     all_rows = [r for p in plans for r in p.rows]
     counts: dict[str, int] = {}

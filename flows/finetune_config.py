@@ -22,7 +22,7 @@ from pairsmith.models.vlm_grpo import GrpoSettings
 from pairsmith.models.vlm_sft import SftSettings
 from pairsmith.models.vlm_training import LoraSettings
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
-from pairsmith.storage.ids import NOT_CONTENT, content_key, stable_hash
+from pairsmith.storage.ids import NOT_CONTENT, content_key
 from pairsmith.tasks.training.training_data import HELD_OUT_SPLITS, DataSelection
 from pairsmith.tasks.training.training_mix import TrainingMix
 

@@ -37,7 +37,6 @@ from pairsmith.models.caption_rewriter import CaptionRewriter
 from pairsmith.models.clip_scorer import ClipScorer
 from pairsmith.models.diffmap_proposer import DiffMapProposer
 from pairsmith.models.fastsam_proposer import FastSamProposer
-from pairsmith.models.runtime import ModelRuntime
 from pairsmith.models.sdxl_inpaint import SdxlInpainter
 from pairsmith.models.sdxl_p2p import SdxlP2PGenerator
 from pairsmith.models.vlm_chat import VlmChat
@@ -67,10 +66,6 @@ class ImgDiffRunSummary(BaseModel):
     regions_kept: int
     samples: int
     seconds: float
-
-
-def on_gpu(runtime: ModelRuntime) -> bool:
-    return runtime.torch_device().type == "cuda"
 
 
 @dataclass
@@ -116,7 +111,7 @@ class ImgDiffModels:
             return False
         if isinstance(adapter, CaptionRewriter) and adapter.config.mode == "lexicon":
             return False
-        return on_gpu(adapter.config.runtime)
+        return adapter.config.runtime.on_gpu()
 
 
 MODEL_INPUTS = frozenset(f.name for f in fields(ImgDiffModels))

@@ -77,8 +77,8 @@ def med_edit(config: MedEditConfig) -> MedRunSummary:
     pending = [b for b in batches if batch_name(b) not in done]
     vlm, clip, editor = VlmChat(config.vlm), ClipScorer(config.clip), GeminiEditor(config.editor)
     # On a GPU worker the model stages take a slot of the `tag:gpu` concurrency limit.
-    vlm_gpu = config.vlm.runtime.torch_device().type == "cuda"
-    clip_gpu = config.clip.runtime.torch_device().type == "cuda"
+    vlm_gpu = config.vlm.runtime.on_gpu()
+    clip_gpu = config.clip.runtime.on_gpu()
     model_ids = {"vlm": config.vlm.model_id, "editor": config.editor.model_id, "clip": config.clip.model_name}
     budget = RequestBudget(config.request_budget)
     stopped: str | None = None

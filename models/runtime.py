@@ -36,6 +36,10 @@ class ModelRuntime(BaseModel):
             raise RuntimeError("device 'cuda' requested but torch sees no CUDA GPU; use device 'cpu' or 'auto'")
         return torch.device(self.device)
 
+    def on_gpu(self) -> bool:
+        """Whether the model runs on a CUDA GPU (its Prefect task then takes a ``tag:gpu`` slot)."""
+        return self.torch_device().type == "cuda"
+
     def torch_dtype(self):
         import torch
 

@@ -57,7 +57,8 @@ class PairRow(LanceModel):
     image_before: Optional[bytes] = Field(None, description="PNG/JPEG bytes")
     image_after: Optional[bytes] = Field(None, description="PNG/JPEG bytes")
     image_format: Optional[str] = Field(
-        None, description="PNG | JPEG: the format of both stored images (imports store a pair in one format)",
+        None, description="PNG | JPEG: the format of both stored images (imports store a pair in one format); "
+        "BEFORE/AFTER (e.g. JPEG/PNG: a photo and its generated edit) when the two differ",
     )
     source_format: Optional[str] = Field(
         None, description="the imported files' own format as Pillow names it (WEBP, JPEG, ...); 'before/after' "

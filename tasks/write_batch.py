@@ -23,6 +23,7 @@ from prefect.cache_policies import NO_CACHE
 from pairsmith.flows.engine import interrupts
 from pairsmith.storage.verdict import StageStats
 from pairsmith.storage.ids import stable_id
+from pairsmith.storage.pair_images import image_extension
 from pairsmith.storage.schemas import LanceModel, ReasonCount, StageStatsRow, utc_now
 from pairsmith.storage.store import open_store
 
@@ -46,11 +47,17 @@ def stage_rows(run_id: str, flow_name: str, batch: str, stages: list[StageStats]
     ]
 
 
-def with_dataset(row: LanceModel) -> LanceModel:
-    """The row, with ``dataset`` set to its ``method`` if it is a pair or sample naming no dataset."""
+def completed(row: LanceModel) -> LanceModel:
+    """The row with the columns every writer owes filled in: ``dataset`` of a pair or sample naming
+    none is its ``method``; ``image_format`` of a pair with images is their stored format read from
+    the bytes (PNG, JPEG, or before/after such as JPEG/PNG for a photo and its generated edit)."""
+    update = {}
     if getattr(row, "dataset", "") is None and getattr(row, "method", None):
-        return row.model_copy(update={"dataset": row.method})
-    return row
+        update["dataset"] = row.method
+    if getattr(row, "image_format", "") is None and getattr(row, "image_before", None) and row.image_after:
+        before, after = (image_extension(b).upper().replace("JPG", "JPEG") for b in (row.image_before, row.image_after))
+        update["image_format"] = before if before == after else f"{before}/{after}"
+    return row.model_copy(update=update) if update else row
 
 
 @task(name="write-batch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
@@ -71,7 +78,7 @@ def write_batch(
 
 def _commit(db_uri, run_id, flow_name, batch, tables, stages, updates) -> WrittenCounts:
     store = open_store(db_uri)
-    inserted = {name: store.upsert(name, [with_dataset(r) for r in rows]) for name, rows in tables.items()}
+    inserted = {name: store.upsert(name, [completed(r) for r in rows]) for name, rows in tables.items()}
     for name, rows in (updates or {}).items():
         store.update(name, rows)
     store.upsert("stage_stats", stage_rows(run_id, flow_name, batch, stages))

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from PIL import Image
 
 from pairsmith.flows.cli.main import main
 from pairsmith.flows.import_dataset import run_import

@@ -111,6 +111,8 @@ def test_med_edit_end_to_end(tmp_path, models, source_folder, monkeypatch):
                 " and output the image?")
             assert p["difference"].startswith("In the second image")
             assert 0.7 <= p["pair_clip_sim"] <= 1.0 and p["origin"].startswith("file:")
+            # the photo keeps its codec, the editor answers PNG: the pair says so
+            assert p["image_format"] == ("JPEG/PNG" if p["origin"].endswith(".jpg") else "PNG"), p["origin"]
     # One request per source that reached the edit stage, plus the retried 429.
     assert len(log) == by_stage["edit"].n_in + 1
     assert len({r.image_sha for r in log}) == by_stage["edit"].n_in

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pairsmith.storage.box_format import BOX_TASKS, BoxFormat
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 from pairsmith.storage.pair_images import IMAGE, open_image, side_by_side, side_by_side_text
-from pairsmith.storage.store import PairStore, open_store, sql_in
+from pairsmith.storage.store import PairStore, open_store, sql_in, sql_literal
 from pairsmith.storage.versions import pinned_store
 from pairsmith.tasks.stage import stage
 from pairsmith.tasks.training.training_mix import MixOutcome, TrainingMix
