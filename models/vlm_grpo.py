@@ -19,7 +19,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pairsmith.models.runtime import ModelRuntime
-from pairsmith.models.vlm_training import LoraSettings, TrainLog, precision_args, quiet_console
+from pairsmith.models.vlm_training import LoraSettings, TrainLog, quiet_console, trainer_args
 
 
 class GrpoSettings(BaseModel):
@@ -59,23 +59,12 @@ def run_grpo_stage(
     from trl import GRPOConfig, GRPOTrainer
 
     args = GRPOConfig(
-        output_dir=str(work_dir),
-        learning_rate=settings.learning_rate,
-        lr_scheduler_type=settings.lr_scheduler,
         beta=settings.beta,
         num_generations=settings.num_generations,
         temperature=settings.temperature,
         max_completion_length=settings.max_completion_length,
-        per_device_train_batch_size=settings.per_device_batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation_steps,
         max_steps=steps,
-        activation_checkpointing=settings.gradient_checkpointing,  # TRL would default it to on
-        logging_steps=settings.logging_steps,
-        seed=settings.seed,
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=not show_progress,
-        **precision_args(runtime),
+        **trainer_args(settings, runtime, work_dir, show_progress),
     )
     trainer = GRPOTrainer(
         model=model, reward_funcs=reward_funcs, args=args, train_dataset=dataset, processing_class=processor,

@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from pairsmith.models.runtime import ModelRuntime
-from pairsmith.models.vlm_training import LoraSettings, TrainLog, precision_args, quiet_console
+from pairsmith.models.vlm_training import LoraSettings, TrainLog, quiet_console, trainer_args
 
 
 class SftSettings(BaseModel):
@@ -39,24 +39,13 @@ def run_sft(
     from trl import SFTConfig, SFTTrainer
 
     args = SFTConfig(
-        output_dir=str(work_dir),
-        learning_rate=settings.learning_rate,
-        lr_scheduler_type=settings.lr_scheduler,
         warmup_steps=settings.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the total steps
-        per_device_train_batch_size=settings.per_device_batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation_steps,
         num_train_epochs=settings.epochs,
         max_steps=settings.max_steps or -1,
         max_length=settings.max_length,
-        activation_checkpointing=settings.gradient_checkpointing,  # TRL would default it to on
-        logging_steps=settings.logging_steps,
-        seed=settings.seed,
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=not show_progress,
         remove_unused_columns=False,  # the transform needs pair_id and the conversation to build an item
         dataset_kwargs={"skip_prepare_dataset": True},
-        **precision_args(runtime),
+        **trainer_args(settings, runtime, work_dir, show_progress),
     )
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=dataset, processing_class=processor, peft_config=lora.peft_config(),

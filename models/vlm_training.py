@@ -68,6 +68,25 @@ def precision_args(runtime: ModelRuntime) -> dict[str, Any]:
     }
 
 
+def trainer_args(settings, runtime: ModelRuntime, work_dir, show_progress: bool) -> dict[str, Any]:
+    """The TrainingArguments SFT and GRPO share: optimiser and batch settings of ``settings`` (an
+    ``SftSettings`` or ``GrpoSettings``), no checkpoints, no reporting, the runtime's precision."""
+    return dict(
+        output_dir=str(work_dir),
+        learning_rate=settings.learning_rate,
+        lr_scheduler_type=settings.lr_scheduler,
+        per_device_train_batch_size=settings.per_device_batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        activation_checkpointing=settings.gradient_checkpointing,  # TRL would default it to on
+        logging_steps=settings.logging_steps,
+        seed=settings.seed,
+        save_strategy="no",  # the flow saves the adapter itself, once whole
+        report_to="none",
+        disable_tqdm=not show_progress,
+        **precision_args(runtime),
+    )
+
+
 def quiet_console(trainer, show_progress: bool) -> None:
     """Without progress bars, transformers prints every log dict to stdout; the caller logs them instead."""
     if not show_progress:

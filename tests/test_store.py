@@ -249,3 +249,22 @@ def test_unreachable_bucket_fails_before_any_work(local_s3):
     with pytest.raises(ValueError) as err:
         store.check_reachable()
     assert str(err.value) == "--db 's3://no-such-bucket/db': cannot open the database (The specified bucket does not exist)"
+
+
+def test_an_append_streams_its_rows_in_byte_bounded_batches_and_keeps_every_image(tmp_path, monkeypatch):
+    """Appends go to LanceDB as a stream of record batches of about WRITE_BATCH_BYTES (memory: one
+    batch's Arrow copy at a time); every row and every image byte arrives, in one commit."""
+    import pairsmith.storage.store as store_module
+
+    monkeypatch.setattr(store_module, "WRITE_BATCH_BYTES", 2500)  # 1 KiB images: two rows a batch
+    images = [os.urandom(1024) for _ in range(7)]
+    rows = [PairRow(pair_id=f"p{i}", run_id="r", method="dig-render", image_before=img, image_after=img[::-1],
+                    width=4, height=4, status="kept", created_at=utc_now()) for i, img in enumerate(images)]
+    schema = PairRow.to_arrow_schema()
+    assert [b.num_rows for b in store_module._record_batches([r.model_dump() for r in rows], schema)] == [2, 2, 2, 1]
+    store = PairStore(str(tmp_path / "db"))
+    assert store.upsert("pairs", rows) == 7
+    assert store.table("pairs").version == 2  # created, then one append
+    stored = store.read("pairs", columns=["pair_id", "image_before", "image_after"]).to_pylist()
+    assert {r["pair_id"]: (r["image_before"], r["image_after"]) for r in stored} == {
+        f"p{i}": (img, img[::-1]) for i, img in enumerate(images)}
