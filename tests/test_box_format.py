@@ -148,8 +148,9 @@ def test_evaluate_asks_in_the_box_format_and_stores_pixels(grounding_db):
             return [json.dumps([{"bbox_2d": b} for b in BoxFormat.named("norm1000").to_model(r["boxes"], 320, 240)])
                     for r in rows]
 
-    predictions, stats = generate_answers.fn(Norm1000Chat(), grounding_db.uri, pinned, rows, "multi", "eval-x",
-                                             selection.boxes())
+    answered = generate_answers.fn(Norm1000Chat(), grounding_db.uri, pinned, rows, "multi", "eval-x",
+                                   selection.boxes())
+    predictions, (stats,) = answered.value, answered.stats
     assert stats.n_kept == len(rows) and all("normalised to 0-1000" in r.prompt for r in asked)
     for row, prediction in zip(rows, predictions):
         stored = json.loads(prediction.parsed)

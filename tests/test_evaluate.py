@@ -467,7 +467,7 @@ def test_evaluate_cli_scores_each_dataset_with_caption_metrics_and_a_judge(capsy
     eval_id = out.splitlines()[0].rsplit("eval_id ", 1)[1].strip()
     results = store.read("eval_results", where=f"eval_id = {sql_literal(eval_id)}").to_pylist()
     by_key = {(r["group"], r["metric"]): r for r in results}
-    ours = store.count("samples", "task = 'diff-caption' AND split IN ('test', 'val') AND dataset IS NULL")
+    ours = store.count("samples", "task = 'diff-caption' AND split IN ('test', 'val') AND dataset = 'dig-render'")
     groups = {"all", "dataset:spot-the-diff"} | ({"dataset:dig-render"} if ours else set())
     assert {g for g, _ in by_key} == groups
     metrics = {"bleu4", "rouge_l", "cider", "llm_judge_unparseable"} | ({"meteor"} if shutil.which("java") else set())

@@ -387,7 +387,8 @@ def test_grpo_hands_each_prompts_true_boxes_to_the_reward(train_db, tiny_vlm, tm
     selection = DataSelection(tasks=["grounding"])
     pinned = pin_tables(store, selection)
     rows = select_samples(store, pinned, selection).rows[:2]
-    truth = {json.dumps(r["boxes"]) for r in rows}
+    as_floats = lambda boxes: json.dumps([[float(v) for v in b] for b in boxes])  # noqa: E731  (pixels: ints or floats)
+    truth = {as_floats(r["boxes"]) for r in rows}
     seen: list = []
 
     def recording_reward(completions, gt_boxes, **kwargs):
@@ -402,5 +403,5 @@ def test_grpo_hands_each_prompts_true_boxes_to_the_reward(train_db, tiny_vlm, tm
                                with_completion=False, with_boxes=True)
     _, log = run_grpo_stage(model, processor, dataset, [recording_reward], GrpoSettings(max_completion_length=6),
                             1, runtime, tmp_path / "work", lora=LoraSettings())
-    assert len(seen) == 5 and {json.dumps(b) for b in seen} <= truth  # one prompt x 5 rollouts
+    assert len(seen) == 5 and {as_floats(b) for b in seen} <= truth  # one prompt x 5 rollouts
     assert log.steps == 1 and log.all_finite("reward")
