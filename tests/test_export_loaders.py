@@ -112,7 +112,7 @@ def llama_factory_sharegpt(dataset_dir: Path, name: str) -> list[dict]:
 
 
 def test_the_formats_come_from_the_registry():
-    assert list(EXPORT_FORMATS) == ["llava", "sharegpt", "hf"]
+    assert list(EXPORT_FORMATS) == ["llava", "sharegpt", "hf", "clevr-change"]
     assert main(["export", "--format", "csv", "--out", "x"]) == 2
 
 

@@ -132,14 +132,15 @@ def stats(db: str, run: str | None, list_runs: bool) -> None:
 @cli.command()
 @click.option("--format", "fmt", type=click.Choice(list(EXPORT_FORMATS)), required=True,
               help="llava: images + llava.json; sharegpt: images + sharegpt.json + LLaMA-Factory's dataset_info.json; "
-              "hf: Hugging Face datasets (Parquet shards + save_to_disk, images embedded).")
+              "hf: Hugging Face datasets (Parquet shards + save_to_disk, images embedded); clevr-change: "
+              "CLEVR-Change's data/ layout (images/, sc_images/, nsc_images/, captions, splits, types).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="New or empty folder for the export.")
 @click.option("--db", default=DEFAULT_DB, show_default=True, help="LanceDB URI.")
 @click.option("--run", default=None, help="Only this run (default: all kept samples).")
 @click.option("--task", "tasks", multiple=True, help="Only these tasks (repeat), e.g. grounding, diff-caption.")
 @click.option("--split", "splits", type=click.Choice(["train", "val", "test", "bench"]), multiple=True,
-              help="Splits to export (repeat). Default: train only; val, test and bench (benchmark items) are "
-              "never in a default export, only when named.")
+              help="Splits to export (repeat). Default: train only (clevr-change: train, val and test); bench "
+              "(benchmark items) is never in a default export, only when named.")
 @click.option("--layout", type=click.Choice(["multi", "side-by-side"]), default="multi", show_default=True,
               help="Two images per sample, or one image with both side by side for single-image models.")
 @click.option("--box-format", type=click.Choice(["pixels", "norm1000", "resized-pixels"]), default="pixels",
@@ -165,9 +166,9 @@ def export(fmt: str, out: str, db: str, run: str | None, tasks: tuple[str, ...],
     if hub_repo and fmt != "hf":
         raise CliError("--push-to-hub needs --format hf")
     options = validate_config(ExportOptions, {
-        "run_id": run, "tasks": list(tasks), "splits": list(splits or ("train",)), "layout": layout,
-        "box_format": box_format, "processor": processor, "dataset_name": dataset_name,
-        "absolute_paths": absolute_paths}, "options")
+        "run_id": run, "tasks": list(tasks), "layout": layout, "box_format": box_format, "processor": processor,
+        "dataset_name": dataset_name, "absolute_paths": absolute_paths,
+        **({"splits": list(splits)} if splits else {})}, "options")  # unnamed: the format's default splits
     live = open_store_or_fail(db)
     try:  # read one pinned version of every table, tagged afterwards so --at TAG can redo this export
         store, snapshot = pin_for_export(live, at_tag)

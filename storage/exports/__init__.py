@@ -15,6 +15,7 @@ EXPORT_FORMATS: dict[str, str] = {
     "llava": "pairsmith.storage.exports.llava:LlavaFormat",
     "sharegpt": "pairsmith.storage.exports.sharegpt:ShareGPTFormat",
     "hf": "pairsmith.storage.exports.hf:HFFormat",
+    "clevr-change": "pairsmith.storage.exports.clevr_change:ClevrChangeFormat",
 }
 
 

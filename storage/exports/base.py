@@ -4,8 +4,10 @@ A format module (``llava.py``, ``sharegpt.py``, ``hf.py``) only turns one ``Expo
 record; the base does the rest, the same way for every format:
 
 * **which samples**: kept samples (their pair is ``kept``) of the chosen tasks, run and splits. The
-  default is the ``train`` split only: ``val`` / ``test`` / ``bench`` items enter an export only when
-  named (``--split``), so benchmark questions never leak into training data;
+  default is the format's ``default_splits``, the ``train`` split only unless a format says otherwise:
+  ``val`` / ``test`` / ``bench`` items enter an export only when named (``--split``), so benchmark
+  questions never leak into training data. A format that writes only some tasks (``tasks``) reads only
+  those;
 * **one streaming pass**: samples are scanned once in batches bounded in bytes, and each batch's
   pair images are fetched by key (``PairStore.scan`` / ``take``); records are written as they go, so
   memory stays flat however large the database, and no single Arrow array ever holds more than a
@@ -132,6 +134,8 @@ class ExportFormat:
     name: ClassVar[str]
     help: ClassVar[str]
     writes_image_files: ClassVar[bool] = True
+    tasks: ClassVar[tuple[str, ...]] = ()  # the only tasks the format can write (empty: any)
+    default_splits: ClassVar[tuple[str, ...]] = ("train",)  # splits exported when --split is not given
 
     def __init__(self, folder: Path, out: Path, options: ExportOptions):
         self.folder = folder  # the temporary folder being written
@@ -148,6 +152,7 @@ class ExportFormat:
         """Open the format's files."""
 
     def write(self, item: ExportItem) -> None:
+        """Write one item; raise ``SkipSample(reason)`` to leave it out, counted under ``reason``."""
         raise NotImplementedError
 
     def finish(self) -> None:
@@ -244,6 +249,7 @@ def run_export(store, out: Path, fmt: type[ExportFormat], options: ExportOptions
     Raises ValueError (one line) for an unusable ``--out`` or when nothing matches; ``out`` is then
     untouched. The work happens in a temporary folder beside ``out``, renamed into place at the end.
     """
+    options = _for_format(options, fmt)
     where = options.where()
     boxes = options.boxes()
     if store.count("samples", where) == 0:
@@ -263,6 +269,19 @@ def run_export(store, out: Path, fmt: type[ExportFormat], options: ExportOptions
         shutil.rmtree(folder, ignore_errors=True)
         raise
     return ExportResult(fmt.name, out, n, writer.n_images, writer.files, writer.dataset_name, dict(skipped))
+
+
+def _for_format(options: ExportOptions, fmt: type[ExportFormat]) -> ExportOptions:
+    """``options`` with the format's default splits (when none were named) and its tasks only."""
+    update: dict[str, Any] = {}
+    if "splits" not in options.model_fields_set:
+        update["splits"] = list(fmt.default_splits)
+    if fmt.tasks:
+        tasks = [t for t in options.tasks if t in fmt.tasks] if options.tasks else list(fmt.tasks)
+        if not tasks:
+            raise ValueError(f"--task {', '.join(options.tasks)}: --format {fmt.name} writes {', '.join(fmt.tasks)} only")
+        update["tasks"] = tasks
+    return options.model_copy(update=update) if update else options
 
 
 def _stream(store, where: str, options: ExportOptions, boxes: BoxFormat, writer: ExportFormat) -> Counter:
@@ -294,15 +313,16 @@ def _write_pair(writer: ExportFormat, pair: dict, samples: list[dict], options: 
     pictures: list[_Pictures | None] = []  # the pair's pictures, built on first use
     for sample in samples:
         try:
-            item = _item(sample, pair, pictures, options, boxes)
-        except _Skip as skip:
+            writer.write(_item(sample, pair, pictures, options, boxes))
+        except SkipSample as skip:
             skipped[skip.reason] += 1
             continue
-        writer.write(item)
         writer.n_samples += 1
 
 
-class _Skip(Exception):
+class SkipSample(Exception):
+    """A sample left out of an export, counted under ``reason`` (``ExportResult.skipped``)."""
+
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
@@ -330,7 +350,7 @@ def _item(sample: dict, pair: dict, cache: list, options: ExportOptions, boxes: 
     if side:
         turns = [(role, side_by_side_text(text, boxes_asked)) for role, text in turns]
     if sum(text.count(IMAGE) for _, text in turns) != len(pictures.images):
-        raise _Skip("image_count_mismatch")
+        raise SkipSample("image_count_mismatch")
     model_boxes: list[list[int]] = []
     if boxes_asked:
         turns, model_boxes = boxes.grounding(turns, sample["boxes"] or [], pictures.original, pictures.shown, side)
@@ -342,10 +362,10 @@ def _decoded(build) -> _Pictures:
     """Build a sample's pictures; unreadable bytes skip the sample (``image_unreadable``), not the export."""
     try:
         return build()
-    except _Skip:
+    except SkipSample:
         raise
     except Exception:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, DecompressionBombError ...
-        raise _Skip("image_unreadable") from None
+        raise SkipSample("image_unreadable") from None
 
 
 def _size(data: bytes) -> tuple[int, int]:
@@ -361,7 +381,7 @@ def _own_picture(sample_id: str, data: bytes) -> _Pictures:
 def _pair_pictures(pair: dict, layout: Layout) -> _Pictures:
     before, after = pair.get("image_before"), pair.get("image_after")
     if not before or not after:
-        raise _Skip("pair_without_images")
+        raise SkipSample("pair_without_images")
     stem = safe_stem(pair["pair_id"])
     if layout == "side-by-side":
         first = open_image(before)
