@@ -42,6 +42,8 @@ class ChangeMap:
     delta_e: np.ndarray
     structure: np.ndarray  # 1 - SSIM, 0..2
     valid: np.ndarray
+    lab_before: np.ndarray | None = None  # H x W x 3 CIELAB of the blurred before image (L 0-100)
+    lab_after: np.ndarray | None = None  # the same for the aligned after image
 
     def changed_share(self, level: float) -> float:
         """Share of the valid pixels whose evidence is at least ``level`` (0 when none are valid)."""
@@ -65,7 +67,8 @@ def change_map(before: np.ndarray, after: np.ndarray, valid: np.ndarray, config:
             rgb = cv2.GaussianBlur(rgb, (0, 0), sigma)
         return rgb2lab(rgb)
 
-    delta_e = deltaE_cie76(lab(before), lab(after)).astype(np.float32)
+    lab_before, lab_after = lab(before).astype(np.float32), lab(after).astype(np.float32)
+    delta_e = deltaE_cie76(lab_before, lab_after).astype(np.float32)
     gray_b = cv2.cvtColor(before, cv2.COLOR_RGB2GRAY)
     gray_a = cv2.cvtColor(after, cv2.COLOR_RGB2GRAY)
     _, ssim = structural_similarity(
@@ -79,4 +82,4 @@ def change_map(before: np.ndarray, after: np.ndarray, valid: np.ndarray, config:
         inside = cv2.erode(valid.astype(np.uint8), np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)).astype(bool)
     evidence = delta_e / config.delta_e_unit + config.ssim_weight * structure
     evidence[~inside] = 0.0
-    return ChangeMap(evidence.astype(np.float32), delta_e, structure, inside)
+    return ChangeMap(evidence.astype(np.float32), delta_e, structure, inside, lab_before, lab_after)

@@ -11,7 +11,8 @@ and by ``benchmarks/proposer_recall.py`` alike. For one pair, at ``work_side`` p
 4. the change map (``change_map``: CIELAB ΔE and 1 − SSIM at a coarse scale, uncovered pixels masked);
 5. the pair's extent verdict (``change_extent``): a ``global`` pair gets no boxes;
 6. boxes: ``regions`` mode (edited photos) thresholds the evidence map by hysteresis, merges
-   fragments and ranks regions by evidence (``region_merging``); ``objects`` mode (rendered or
+   fragments, ranks regions by evidence and adds a group box over regions that changed alike
+   (kind ``group``: one surface seen in pieces; ``region_merging``); ``objects`` mode (rendered or
    otherwise pixel-exact pairs) asks ``diffmap_proposer`` for object-tight boxes of the registered
    pair and scores each box on the same evidence map.
 
@@ -72,7 +73,7 @@ class PairProposal:
     extent: Extent | None = None  # None when the pair could not be aligned at all
     boxes: list[list[float]] = field(default_factory=list)
     confidences: list[float] = field(default_factory=list)
-    kinds: list[str] = field(default_factory=list)  # "region", or the diffmap kind ("object", "part", "blob")
+    kinds: list[str] = field(default_factory=list)  # "region", "group" (regions that changed alike), or the diffmap kind
     changed_fraction: list[float] = field(default_factory=list)  # share of the box's pixels that changed
     seconds: float = 0.0
 
@@ -125,10 +126,11 @@ class PairProposer:
         sx, sy = to_full[0, 0], to_full[1, 1]
         found: list[tuple[float, list[float], str, float]] = []
         if c.boxes == "regions":
-            regions, _ = evidence_regions(cmap.evidence, cmap.valid, c.regions)
+            regions, _ = evidence_regions(cmap.evidence, cmap.valid, c.regions, (cmap.lab_before, cmap.lab_after))
             for r in regions:
                 x1, y1, x2, y2 = r.box
-                found.append((r.confidence, [float(x1), float(y1), float(x2), float(y2)], "region", round(r.fill, 4)))
+                kind = "group" if r.parts > 1 else "region"
+                found.append((r.confidence, [float(x1), float(y1), float(x2), float(y2)], kind, round(r.fill, 4)))
         else:
             lv = levels(cmap.evidence, cmap.valid, c.regions)
             proposals = DiffMapProposer(c.diffmap).propose(b, np.where(valid[..., None], warped, b))

@@ -20,12 +20,23 @@ stand for one change:
    area of the boxes it replaces), so fragments of one object become one box while two separate
    changes stay two;
 4. ranking by evidence mass (sum of evidence above ``low``); regions holding less than
-   ``min_relative_mass`` of the strongest one's mass are dropped, and at most ``max_regions`` kept.
+   ``min_relative_mass`` of the strongest one's mass are dropped, and at most ``max_regions`` kept;
+5. ``group_alike`` (when the blurred CIELAB images are given): one edit of one surface seen in
+   pieces (a floor either side of a bathtub, a wall behind a person) leaves several regions that
+   changed alike, far apart, so no compact merge joins them. Kept regions whose before colours
+   and after colours (per-channel medians of their pixels) each lie within ``group_delta_e`` ΔE*ab
+   of each other (complete linkage, ``scipy.cluster.hierarchy``) are also proposed as one group box, after the parts, as in the
+   hierarchical grouping of selective search (Uijlings, van de Sande, Gevers and Smeulders,
+   "Selective Search for Object Recognition", IJCV 104(2), 2013: the parts and every group of
+   them are proposals). The default 10 is half of the change map's "plainly different colour"
+   (ΔE 20); two separate edits of different things (two shirts, a sign moved away and put back
+   elsewhere) differ by more before or after the edit.
 
 Each region gets a confidence in 0–1: ``1 − exp(−mean_excess / confidence_scale)``, where
 ``mean_excess`` is the region's mean evidence above the pair's noise level, times the share of the
-strongest region's mass it holds (a weak leftover of a big change is less likely a change of its own).
-Boxes are ``[x1, y1, x2, y2]`` in the map's pixels, edges exclusive.
+strongest region's mass it holds (a weak leftover of a big change is less likely a change of its own);
+a group gets its weakest part's confidence. Boxes are ``[x1, y1, x2, y2]`` in the map's pixels, edges
+exclusive.
 """
 
 from __future__ import annotations
@@ -54,6 +65,10 @@ class RegionConfig(BaseModel):
         0.2, ge=0.0, le=1.0, description="box a region's pixels at or above this share of its peak evidence (0 = all)"
     )
     confidence_scale: float = Field(1.0, gt=0.0, description="mean evidence excess that gives confidence 1 − 1/e")
+    group_delta_e: float = Field(
+        10.0, ge=0.0, description="also box regions whose before and after colours each differ by at most this ΔE*ab "
+                                  "(0 = no groups)"
+    )
 
 
 @dataclass(frozen=True)
@@ -63,6 +78,11 @@ class ChangeRegion:
     mass: float  # sum of evidence above the low level
     mean_excess: float  # mean evidence above the pair's noise level
     confidence: float = 0.0
+    # CIELAB of its pixels in the blurred before / aligned after image: per-channel median of a component's
+    # pixels, area-weighted mean over merged fragments; None when evidence_regions got no CIELAB images
+    colour_before: tuple[float, float, float] | None = None
+    colour_after: tuple[float, float, float] | None = None
+    parts: int = 1  # regions a group box stands for (1: a region of its own)
 
     @property
     def box_area(self) -> int:
@@ -94,14 +114,22 @@ def levels(evidence: np.ndarray, valid: np.ndarray, config: RegionConfig) -> Lev
     return Levels(noise, spread, low, high)
 
 
-def evidence_regions(evidence: np.ndarray, valid: np.ndarray, config: RegionConfig) -> tuple[list[ChangeRegion], Levels]:
-    """Ranked regions of an evidence map (H x W float) where ``valid`` (H x W bool), and the levels used."""
+def evidence_regions(evidence: np.ndarray, valid: np.ndarray, config: RegionConfig,
+                     lab: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[list[ChangeRegion], Levels]:
+    """Ranked regions of an evidence map (H x W float) where ``valid`` (H x W bool), and the levels used.
+
+    ``lab``: the blurred before and aligned after images in CIELAB (H x W x 3, as ``ChangeMap``
+    keeps them); with it each region carries its mean colours and groups of regions that changed
+    alike follow the ranked regions (``group_alike``). ValueError when the shapes differ.
+    """
     import cv2
     from scipy import ndimage
     from skimage.filters import apply_hysteresis_threshold
 
     if evidence.shape != valid.shape:
         raise ValueError(f"regions: evidence {evidence.shape} and valid {valid.shape} differ in shape")
+    if lab is not None and any(image.shape != (*evidence.shape, 3) for image in lab):
+        raise ValueError(f"regions: CIELAB images {[image.shape for image in lab]} do not match evidence {evidence.shape}")
     lv = levels(evidence, valid, config)
     h, w = evidence.shape
     mask = apply_hysteresis_threshold(np.where(valid, evidence, 0.0), lv.low, lv.high)
@@ -119,12 +147,15 @@ def evidence_regions(evidence: np.ndarray, valid: np.ndarray, config: RegionConf
         area = int(part.sum())
         if area < config.min_area_fraction * h * w:
             continue
+        colours = [tuple(float(v) for v in np.median(image[ys, xs][part], axis=0)) for image in lab] if lab else [None] * 2
         regions.append(ChangeRegion(
             box=_tight_box(evidence[ys, xs], part, xs.start, ys.start, config.tighten), area=area,
             mass=float(excess[ys, xs][part].sum()), mean_excess=float(above_noise[ys, xs][part].mean()),
+            colour_before=colours[0], colour_after=colours[1],
         ))
     regions = merge_fragments(regions, config.merge_gap_fraction * max(h, w), config.max_growth)
-    return rank_regions(regions, config), lv
+    ranked = rank_regions(regions, config)
+    return ranked + group_alike(ranked, config.group_delta_e), lv
 
 
 def _tight_box(evidence: np.ndarray, part: np.ndarray, x0: int, y0: int, share: float) -> tuple[int, int, int, int]:
@@ -154,8 +185,16 @@ def _gap(p: Sequence[int], q: Sequence[int]) -> int:
 def _union(p: ChangeRegion, q: ChangeRegion) -> ChangeRegion:
     box = (min(p.box[0], q.box[0]), min(p.box[1], q.box[1]), max(p.box[2], q.box[2]), max(p.box[3], q.box[3]))
     area = p.area + q.area
+
+    def mean(a: Sequence[float] | None, b: Sequence[float] | None) -> tuple[float, float, float] | None:
+        if a is None or b is None:
+            return None
+        return tuple((u * p.area + v * q.area) / max(area, 1) for u, v in zip(a, b))
+
     return ChangeRegion(box=box, area=area, mass=p.mass + q.mass,
-                        mean_excess=(p.mean_excess * p.area + q.mean_excess * q.area) / max(area, 1))
+                        mean_excess=(p.mean_excess * p.area + q.mean_excess * q.area) / max(area, 1),
+                        colour_before=mean(p.colour_before, q.colour_before),
+                        colour_after=mean(p.colour_after, q.colour_after))
 
 
 def merge_fragments(regions: Sequence[ChangeRegion], gap: float, max_growth: float) -> list[ChangeRegion]:
@@ -204,6 +243,35 @@ def rank_regions(regions: Sequence[ChangeRegion], config: RegionConfig) -> list[
         if len(out) >= config.max_regions:
             break
     return out
+
+
+def group_alike(regions: Sequence[ChangeRegion], delta_e: float) -> list[ChangeRegion]:
+    """Group boxes of regions that changed alike (step 5 above), strongest group first.
+
+    Regions without colours, and all when ``delta_e`` is 0, form no group. Two regions are alike when
+    both their before colours and their after colours lie within ``delta_e`` (ΔE*ab, CIE
+    1976); complete linkage makes every two members of a group alike. A group's box is the union of
+    its parts' boxes, its mass and area their sums, its confidence the weakest part's.
+    """
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import pdist
+
+    coloured = [r for r in regions if r.colour_before is not None and r.colour_after is not None]
+    if delta_e <= 0 or len(coloured) < 2:
+        return []
+    before = pdist(np.array([r.colour_before for r in coloured]))
+    after = pdist(np.array([r.colour_after for r in coloured]))
+    clusters = fcluster(linkage(np.maximum(before, after), method="complete"), delta_e, criterion="distance")
+    groups = []
+    for label in sorted(set(clusters.tolist())):
+        members = [r for r, c in zip(coloured, clusters) if c == label]
+        if len(members) < 2:
+            continue
+        group = members[0]
+        for r in members[1:]:
+            group = _union(group, r)
+        groups.append(replace(group, confidence=min(r.confidence for r in members), parts=len(members)))
+    return sorted(groups, key=lambda g: (-g.mass, g.box))
 
 
 def box_confidence(evidence: np.ndarray, box: Sequence[float], lv: Levels, config: RegionConfig) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import pickle
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,7 +14,14 @@ from benchmarks.proposer_recall import match_count
 from pairsmith.models.change_extent import ExtentConfig, change_extent
 from pairsmith.models.change_map import ChangeMapConfig, change_map
 from pairsmith.models.pair_proposer import PHOTO, RENDER, PairProposer
-from pairsmith.models.region_merging import ChangeRegion, RegionConfig, evidence_regions, merge_fragments, rank_regions
+from pairsmith.models.region_merging import (
+    ChangeRegion,
+    RegionConfig,
+    evidence_regions,
+    group_alike,
+    merge_fragments,
+    rank_regions,
+)
 
 
 def photo(seed: int = 0, size=(320, 240)) -> Image.Image:
@@ -106,6 +114,49 @@ def test_evidence_regions_one_box_per_blob_with_hysteresis():
     assert lv.low == 0.5 and lv.high == 1.0
     with pytest.raises(ValueError, match="differ in shape"):
         evidence_regions(evidence, np.ones((10, 10), bool), RegionConfig())
+
+
+# ---- groups of regions that changed alike ----
+
+def test_regions_that_changed_alike_get_a_group_box_and_different_changes_none():
+    floor_left = replace(_region((0, 200, 100, 300), mass=300.0), confidence=0.9,
+                         colour_before=(40.0, 20.0, 30.0), colour_after=(80.0, 0.0, 5.0))
+    floor_right = replace(_region((250, 210, 400, 300), mass=200.0), confidence=0.6,
+                          colour_before=(44.0, 22.0, 31.0), colour_after=(77.0, 2.0, 6.0))
+    shirt = replace(_region((150, 20, 200, 90)), confidence=0.8,  # changed to the floor's colour, but was not floor
+                    colour_before=(70.0, 0.0, 5.0), colour_after=(80.0, 0.0, 5.0))
+    groups = group_alike([floor_left, shirt, floor_right], delta_e=10.0)
+    assert [(g.box, g.parts, g.confidence, g.mass) for g in groups] == [((0, 200, 400, 300), 2, 0.6, 500.0)]
+    assert group_alike([floor_left, shirt, floor_right], delta_e=0.0) == []
+    assert group_alike([_region((0, 0, 10, 10)), _region((50, 50, 60, 60))], delta_e=10.0) == []  # no colours
+
+
+def test_a_floor_recoloured_either_side_of_an_occluder_is_proposed_whole_and_in_parts():
+    """A dark floor turns white left and right of a tub that hides its middle; a square far above turns blue."""
+    before = photo(8, size=(400, 300))
+    draw = ImageDraw.Draw(before)
+    draw.rectangle([0, 200, 399, 299], fill=(90, 55, 35))  # the floor
+    draw.rectangle([130, 170, 269, 299], fill=(210, 195, 170))  # the tub in front of it
+    after = before.copy()
+    draw = ImageDraw.Draw(after)
+    draw.rectangle([0, 200, 129, 299], fill=(235, 235, 240))
+    draw.rectangle([270, 200, 399, 299], fill=(235, 235, 240))
+    draw.rectangle([170, 20, 239, 89], fill=(30, 60, 200))
+    found = PairProposer(PHOTO).propose(before, jpeg(after))
+    assert found.extent.extent == "local"
+    groups = [b for b, k in zip(found.boxes, found.kinds) if k == "group"]
+    parts = [b for b, k in zip(found.boxes, found.kinds) if k == "region"]
+    assert len(groups) == 1 and found.kinds[-1] == "group"  # the floor, after its parts; the square joins none
+    assert match_count(groups, [[0, 200, 400, 300]], 0.5) == 1 and groups[0][1] > 150
+    assert match_count(parts, [[0, 200, 130, 300], [270, 200, 400, 300], [170, 20, 240, 90]], 0.4) == 3
+    no_groups = PHOTO.model_copy(update={"regions": RegionConfig(group_delta_e=0.0)})
+    assert PairProposer(no_groups).propose(before, jpeg(after)).kinds == ["region"] * 3
+
+
+def test_evidence_regions_refuses_colour_images_of_another_shape():
+    evidence = np.zeros((20, 30), np.float32)
+    with pytest.raises(ValueError, match="CIELAB"):
+        evidence_regions(evidence, np.ones((20, 30), bool), RegionConfig(), (np.zeros((20, 30, 3)), np.zeros((20, 31, 3))))
 
 
 # ---- the extent verdict ----
