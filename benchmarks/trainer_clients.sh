@@ -36,13 +36,13 @@ else
 fi
 
 echo "== exports"
-"$PAIRSMITH" export --format sharegpt --db "$DB" --out "$WORK/export-renders" | head -1
-"$PAIRSMITH" export --format sharegpt --db "$DB" --out "$WORK/export-renders-sbs" --layout side-by-side | head -1
-"$PAIRSMITH" export --format sharegpt --db "$DB" --out "$WORK/export-renders-abs" --absolute-paths | head -1
+"$PAIRSMITH" export --format sharegpt --db "$DB" --out "$WORK/export-renders" | sed -n 1p
+"$PAIRSMITH" export --format sharegpt --db "$DB" --out "$WORK/export-renders-sbs" --layout side-by-side | sed -n 1p
+"$PAIRSMITH" export --format sharegpt --db "$DB" --out "$WORK/export-renders-abs" --absolute-paths | sed -n 1p
 MERGED=renders_abs
 if [ -f "$MED/MED_bench_sample.json" ]; then
   "$PAIRSMITH" export --format sharegpt --db "$DB" --out "$WORK/export-med" --split bench --absolute-paths \
-    --dataset-name med_bench | head -1
+    --dataset-name med_bench | sed -n 1p
   MERGED=renders_abs,med_bench
 fi
 
