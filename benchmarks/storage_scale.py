@@ -130,7 +130,7 @@ def one_commit_bytes(workdir: Path, run: SyntheticRun, n_pairs: int) -> int:
     return size
 
 
-def write_round(workdir: Path, batches: list) -> tuple[list[float], list[float]]:
+def write_round(workdir: Path, batches: list, round_no: int) -> tuple[list[float], list[float]]:
     """Seconds per batch of one run's writes into two fresh databases, the product's writer and plain
     ``add``, alternating batch by batch so that load from other processes hits both alike."""
     import lancedb
@@ -140,7 +140,8 @@ def write_round(workdir: Path, batches: list) -> tuple[list[float], list[float]]
     from pairsmith.tasks.write_batch import stage_rows, write_batch
     from tests.synthetic_db import METHOD
 
-    product_db, add_db = workdir / "writes-product.lance", workdir / "writes-add.lance"
+    # fresh names each round: the product's writer keeps one store per database path and process
+    product_db, add_db = workdir / f"writes-product-{round_no}.lance", workdir / f"writes-add-{round_no}.lance"
     for path in (product_db, add_db):
         shutil.rmtree(path, ignore_errors=True)
     db = lancedb.connect(str(add_db))
@@ -165,7 +166,7 @@ def write_benchmark(workdir: Path, n_pairs: int, rounds: int) -> float:
     batches = list(run.batches(n_pairs, 10))
     product_rounds, add_rounds = [], []
     for r in range(rounds):
-        product, plain = write_round(workdir, batches)
+        product, plain = write_round(workdir, batches, r)
         product_rounds.append(product)
         add_rounds.append(plain)
         print(f"  round {r + 1}: writes {sum(product):.1f} s, plain add {sum(plain):.1f} s", flush=True)
