@@ -85,17 +85,22 @@ def _components(seed: int, scheduler) -> dict:
     )
 
 
+def _save_text_to_image(out_dir: str | Path, seed: int, scheduler_class, timestep_spacing: str) -> Path:
+    """A tiny ``StableDiffusionXLPipeline`` with SDXL's scaled-linear betas, saved to ``out_dir``."""
+    from diffusers import StableDiffusionXLPipeline
+
+    scheduler = scheduler_class(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
+                                timestep_spacing=timestep_spacing)
+    pipe = StableDiffusionXLPipeline(**_components(seed, scheduler), force_zeros_for_empty_prompt=True)
+    pipe.save_pretrained(Path(out_dir))
+    return Path(out_dir)
+
+
 def build_tiny_sdxl(out_dir: str | Path, seed: int = 0) -> Path:
     """Write a random tiny SDXL base pipeline to ``out_dir`` (Euler scheduler, as SDXL base ships)."""
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
+    from diffusers import EulerDiscreteScheduler
 
-    out_dir = Path(out_dir)
-    scheduler = EulerDiscreteScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, timestep_spacing="leading",
-    )
-    pipe = StableDiffusionXLPipeline(**_components(seed, scheduler), force_zeros_for_empty_prompt=True)
-    pipe.save_pretrained(out_dir)
-    return out_dir
+    return _save_text_to_image(out_dir, seed, EulerDiscreteScheduler, "leading")
 
 
 def build_tiny_sdxl_turbo(out_dir: str | Path, seed: int = 0) -> Path:
@@ -107,15 +112,9 @@ def build_tiny_sdxl_turbo(out_dir: str | Path, seed: int = 0) -> Path:
     noised original outside the mask at every step. The tiny copy has the same layout, so the
     mapping and that inpainting path are what the tests run.
     """
-    from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionXLPipeline
+    from diffusers import EulerAncestralDiscreteScheduler
 
-    out_dir = Path(out_dir)
-    scheduler = EulerAncestralDiscreteScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, timestep_spacing="trailing",
-    )
-    pipe = StableDiffusionXLPipeline(**_components(seed, scheduler), force_zeros_for_empty_prompt=True)
-    pipe.save_pretrained(out_dir)
-    return out_dir
+    return _save_text_to_image(out_dir, seed, EulerAncestralDiscreteScheduler, "trailing")
 
 
 def hub_cache_copy(cache_dir: str | Path, repo_id: str, pipeline_dir: str | Path) -> Path:
