@@ -24,6 +24,7 @@ from pairsmith.flows.evaluate_config import FLOW_NAME, EvaluateConfig
 from pairsmith.flows.engine.batching import batch_name
 from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
 from pairsmith.flows.engine.progress import RunProgress
+from pairsmith.flows.engine.run_outcome import batches_with_errors
 from pairsmith.flows.engine.stages import batch_step
 from pairsmith.models.adapted_vlm_chat import AdaptedVlmChat
 from pairsmith.models.caption_judge import CaptionJudge
@@ -86,7 +87,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateSummary:
         raise ValueError(f"no samples to evaluate for {config.data.where()} in {config.db!r} at samples version "
                          f"{pinned.samples_version} ({select_stats.n_dropped} dropped: "
                          f"{dict(select_stats.reasons) or 'none'})")
-    done = store.completed_batches(eval_id)
+    done = store.completed_batches(eval_id) - batches_with_errors(store, eval_id)  # answers that raised: asked again
     if SELECT_BATCH not in done:
         batch_step(write_batch, SELECT_BATCH)(config.db, eval_id, FLOW_NAME, SELECT_BATCH, {}, selected.stats)
     spans = [(s, min(s + config.batch_size, len(rows))) for s in range(0, len(rows), config.batch_size)]

@@ -115,3 +115,6 @@ def evaluate(config_path: str | None, verbose: bool, **opts: Any) -> None:
     click.echo(format_metrics(summary.metrics))
     for metric, why in summary.unavailable.items():
         click.echo(f"{metric}: unavailable ({why})")
+    from pairsmith.flows.engine.run_outcome import exit_on_item_errors
+
+    exit_on_item_errors(open_store_or_fail(config.db), summary.eval_id)

@@ -49,6 +49,18 @@ def batches_with_errors(store, run_id: str, also: tuple[str, ...] = ()) -> set[s
     }
 
 
+def exit_on_item_errors(store, run_id: str) -> None:
+    """After a flow's summary: if items of ``run_id`` raised, say so on stderr and exit 3."""
+    import click
+
+    from pairsmith.flows.engine.funnel import run_funnel
+
+    errors = error_counts(run_funnel(store, run_id))
+    if errors:
+        click.echo(f"pairsmith: warning: run {run_id}: {describe_errors(errors)}", err=True)
+        raise click.exceptions.Exit(EXIT_ITEM_ERRORS)
+
+
 def describe_errors(errors: Counter[str]) -> str:
     """One line for the terminal: how many items failed, why, and what to do."""
     total = sum(errors.values())
