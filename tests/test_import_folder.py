@@ -33,7 +33,7 @@ def test_jsonl_lines_become_pairs_in_their_splits_under_the_given_dataset_name(t
                        ("the cup is gone", "test", "remove", "omnidiff")]
     dropped = sorted((p["drop_detail"], p["origin"]) for p in store.read("pairs", where="status = 'dropped'").to_pylist())
     assert dropped == [
-        ("line 3: needs 'captions' (a non-empty list of strings) or 'caption' (a string)", "omnidiff:omnidiff.jsonl#line 3"),
+        ("line 3: needs 'captions' (a list of strings, at least one non-blank) or 'caption' (a non-blank string)", "omnidiff:omnidiff.jsonl#line 3"),
         ("line 4: list, not an object", "omnidiff:omnidiff.jsonl#line 4"),
     ]
     assert {p["dataset"] for p in store.read("pairs").to_pylist()} == {"omnidiff"}

@@ -336,3 +336,37 @@ def test_med_bench_ids_are_those_the_importer_always_stored(tmp_path):
     assert importer.pair_id(config, entry) == "ec9a6f1ab06079b9"
     assert importer.samples(config, entry, "ec9a6f1ab06079b9", "r")[0].sample_id == "10e4993f339bbbcd"
     assert importer.bad_entry_row(config, "r", bad).pair_id == "7ece66318836642e"
+
+
+def test_blank_captions_and_non_text_fields_are_bad_entries_in_every_importer(tmp_path):
+    """A blank caption would become a training answer of nothing, and a null question the text
+    'None': both are reason rows (import_bad_entry), in every importer that reads text."""
+    from pairsmith.tasks.imports.base import BAD_ENTRY, BadEntry, Entry
+    from pairsmith.tasks.imports.image_edit_request import ImageEditRequestImporter
+    from pairsmith.tasks.imports.med_bench import _entry as med_entry
+    from pairsmith.tasks.imports.pair_folder import PairFolderConfig, _entry as folder_entry
+    from pairsmith.tasks.imports.spot_the_diff import SpotTheDiffImporter
+
+    folder = PairFolderConfig(pairs=str(tmp_path / "pairs.jsonl"))
+    med = {"image_name": "a.jpg", "edited_image_name": "b.jpg", "type": "Attribute", "question": "What changed?",
+           "options": ["A. a", "B. b", "C. c", "D. d"], "answer": "A"}
+    bad = [
+        SpotTheDiffImporter().entry("test.json", 0, {"img_id": "1", "sentences": [""]}, "test"),
+        ImageEditRequestImporter().entry("valid.json", 0, {"img0": "a.png", "img1": "b.png", "sents": [" "]}, "val"),
+        folder_entry(folder, "pairs.jsonl", 1, {"before": "a.png", "after": "b.png", "captions": [""]}),
+        folder_entry(folder, "pairs.jsonl", 2, {"before": "a.png", "after": "b.png", "caption": "\n"}),
+        folder_entry(folder, "pairs.jsonl", 3, {"before": " ", "after": "b.png", "caption": "x"}),
+        med_entry("MED_bench.json", 0, {**med, "question": None}),
+        med_entry("MED_bench.json", 1, {**med, "question": "   "}),
+        med_entry("MED_bench.json", 2, {**med, "image_name": 7}),
+        med_entry("MED_bench.json", 3, {**med, "options": ["A. a", "B. b", None, "D. d"]}),
+    ]
+    assert [type(b).__name__ for b in bad] == ["BadEntry"] * len(bad)
+    assert {b.reason for b in bad if isinstance(b, BadEntry)} == {BAD_ENTRY}
+    assert "question must be non-blank text" in bad[5].detail
+    # the same entries with text in them are read
+    good = [SpotTheDiffImporter().entry("test.json", 0, {"img_id": "1", "sentences": ["a car left", " "]}, "test"),
+            folder_entry(folder, "pairs.jsonl", 1, {"before": "a.png", "after": "b.png", "caption": "x"}),
+            med_entry("MED_bench.json", 0, med)]
+    assert all(isinstance(g, Entry) for g in good) and good[2].extra["question"] == "What changed?"
+    assert good[0].captions == ("a car left",)  # a blank sentence beside real ones is left out, not stored

@@ -31,30 +31,35 @@ def imported(tmp_path_factory):
 
 @needs_annotations
 @pytest.mark.slow
-def test_the_test_split_gives_1404_pairs_and_2107_captions_and_twice_adds_nothing(imported):
+def test_the_test_split_gives_1404_entries_and_2100_captions_and_twice_adds_nothing(imported):
     config, summary = imported
     annotations = json.loads(TEST_JSON.read_text())
-    assert (summary.entries, summary.pairs_kept, summary.pairs_dropped) == (1404, 1404, 0)
-    assert summary.samples == 2107 == sum(len(a["sentences"]) for a in annotations)
-    assert summary.splits == {"test": 2107} and summary.batches == 11  # 1404 entries in batches of 128
+    # 2,107 sentences, 7 of them "" (the only sentence of 7 pairs): those 7 entries are reason rows
+    assert sum(len(a["sentences"]) for a in annotations) == 2107
+    blank = {i for i, a in enumerate(annotations) if not any(s.strip() for s in a["sentences"])}
+    assert (summary.entries, summary.pairs_kept, summary.pairs_dropped, len(blank)) == (1404, 1397, 7, 7)
+    assert summary.samples == 2100 == sum(1 for a in annotations for s in a["sentences"] if s.strip())
+    assert summary.splits == {"test": 2100} and summary.batches == 11  # 1404 entries in batches of 128
     store = PairStore(config.db)
     pairs = store.read("pairs", columns=["pair_id", "dataset", "method", "origin", "width", "height",
                                          "image_format", "source_format", "status"]).to_pylist()
     samples = store.read("samples").to_pylist()
-    assert len(pairs) == 1404 and len(samples) == 2107
+    assert len(pairs) == 1404 and len(samples) == 2100
     assert {(p["dataset"], p["method"], p["width"], p["height"], p["image_format"], p["source_format"])
-            for p in pairs} == {("spot-the-diff", "spot-the-diff", 224, 224, "PNG", "PNG")}
+            for p in pairs if p["status"] == "kept"} == {("spot-the-diff", "spot-the-diff", 224, 224, "PNG", "PNG")}
+    assert {int(p["origin"].rsplit("#", 1)[1]) for p in pairs if p["status"] == "dropped"} == blank
     assert {(s["task"], s["split"], s["dataset"]) for s in samples} == {("diff-caption", "test", "spot-the-diff")}
     # every annotator's every sentence, verbatim, on the pair of its own entry
     origin = {p["pair_id"]: int(p["origin"].rsplit("#", 1)[1]) for p in pairs}
     by_entry: dict[int, list[str]] = {}
     for s in sorted(samples, key=lambda s: s["sample_id"]):
         by_entry.setdefault(origin[s["pair_id"]], []).append(s["answer"])
-    assert {i: sorted(v) for i, v in by_entry.items()} == {i: sorted(a["sentences"]) for i, a in enumerate(annotations)}
+    assert {i: sorted(v) for i, v in by_entry.items()} == {
+        i: sorted(a["sentences"]) for i, a in enumerate(annotations) if i not in blank}
 
     again = run_import(config)
     assert again.run_id == summary.run_id and again.batches_resumed == again.batches == 11
-    assert (store.count("pairs"), store.count("samples")) == (1404, 2107)
+    assert (store.count("pairs"), store.count("samples")) == (1404, 2100)
     rebatched = run_import(config.model_copy(update={"batch_size": 500}))  # another run: same pair ids, upserted
     assert rebatched.run_id != summary.run_id and rebatched.batches == 3
-    assert (store.count("pairs"), store.count("samples")) == (1404, 2107)
+    assert (store.count("pairs"), store.count("samples")) == (1404, 2100)

@@ -64,6 +64,21 @@ class ImportConfig(BaseModel):
         return check_db_uri(value)
 
 
+def is_text(value: object) -> bool:
+    """A string with something in it (not blank): what a caption, question or file name must be."""
+    return isinstance(value, str) and bool(value.strip())
+
+
+def sentences(value: object) -> tuple[str, ...]:
+    """The reference captions of a list of strings: its non-blank ones, as written; () if ``value``
+    is not a list of strings or holds only blank ones. A blank caption would become a training
+    answer of nothing, so it is never a sample, and an entry without any caption is a bad entry
+    (Spot-the-Diff's test split has 7 pairs whose only sentence is "")."""
+    if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        return ()
+    return tuple(v for v in value if v.strip())
+
+
 def option_name(config_class: type[BaseModel], field_name: str) -> str:
     """The CLI option of a config field, e.g. ``--json`` for MED's ``json_path``."""
     extra = config_class.model_fields[field_name].json_schema_extra

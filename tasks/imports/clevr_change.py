@@ -31,6 +31,7 @@ from pydantic import Field
 
 from pairsmith.storage.input_files import read_json_file
 from pairsmith.tasks.imports.base import BAD_ENTRY, BadEntry, Entry, ImportConfig, Importer
+from pairsmith.tasks.imports.base import sentences
 
 FILES = ("change_captions.json", "no_change_captions.json", "splits.json", "type_mapping.json")
 FOLDERS = ("images", "sc_images", "nsc_images")
@@ -114,8 +115,8 @@ def _entry(key: str, index: int | None, kind: str, source: str, captions: object
 
     if index is None:
         return bad("not a CLEVR_default_<number>.png name")
-    if not (isinstance(captions, list) and captions and all(isinstance(c, str) for c in captions)):
-        return bad("captions must be a non-empty list of strings")
+    if not sentences(captions):
+        return bad("captions must be a list of strings with at least one non-blank")
     splits = sorted(set(split_of.get(index, [])))
     if len(splits) != 1:
         return bad(f"scene {index} is in {' and '.join(splits) if splits else 'no split'} of splits.json")
@@ -130,4 +131,4 @@ def _entry(key: str, index: int | None, kind: str, source: str, captions: object
             return bad(f"scene {index} has two change types in type_mapping.json: {', '.join(kinds)}")
         after, category, subset = f"sc_images/CLEVR_semantic_{suffix}", (kinds[0] if kinds else None), None
     return Entry(index=index, key=(kind, index), before=f"images/{key}", after=after, origin=origin,
-                 captions=tuple(captions), split=splits[0], category=category, subset=subset)
+                 captions=sentences(captions), split=splits[0], category=category, subset=subset)

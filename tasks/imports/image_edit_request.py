@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from pairsmith.tasks.imports.base import BAD_ENTRY, AnnotationListConfig, AnnotationListImporter, BadEntry, Entry
+from pairsmith.tasks.imports.base import is_text, sentences
 
 
 class ImageEditRequestConfig(AnnotationListConfig):
@@ -34,9 +35,10 @@ class ImageEditRequestImporter(AnnotationListImporter[ImageEditRequestConfig]):
         uid = raw.get("uid")
         origin = f"image-edit-request:{source}#{uid if isinstance(uid, str) and uid else index}"
         img0, img1, sents = raw.get("img0"), raw.get("img1"), raw.get("sents")
-        if not (isinstance(img0, str) and img0 and isinstance(img1, str) and img1):
+        if not (is_text(img0) and is_text(img1)):
             return BadEntry(index, source, BAD_ENTRY, f"item {index}: img0 and img1 must be file names", origin)
-        if not (isinstance(sents, list) and sents and all(isinstance(s, str) for s in sents)):
-            return BadEntry(index, source, BAD_ENTRY, f"item {index}: sents must be a non-empty list of strings", origin)
+        if not sentences(sents):
+            return BadEntry(index, source, BAD_ENTRY, f"item {index}: sents must be a list of strings with at least one "
+                            "non-blank", origin)
         return Entry(index=index, key=(img0, img1, *sents), before=img0, after=img1, origin=origin,
-                     captions=tuple(sents), split=split)
+                     captions=sentences(sents), split=split)

@@ -25,6 +25,7 @@ from pairsmith.storage.ids import stable_id
 from pairsmith.storage.input_files import read_json_file
 from pairsmith.storage.schemas import Message, SampleRow, utc_now
 from pairsmith.tasks.imports.base import BAD_ENTRY, BadEntry, Entry, ImportConfig, Importer
+from pairsmith.tasks.imports.base import is_text
 from pairsmith.tasks.med.prompts import CATEGORIES
 from pairsmith.tasks.med.samples import MCQ_INSTRUCTION
 from pairsmith.tasks.sample_builders import TWO_IMAGES
@@ -89,9 +90,12 @@ def _entry(source: str, index: int, raw: object) -> Entry | BadEntry:
     missing = [k for k in REQUIRED if k not in raw]
     if missing:
         return bad(f" lacks {', '.join(missing)}")
+    texts = [k for k in ("image_name", "edited_image_name", "question") if not is_text(raw[k])]
+    if texts:
+        return bad(f": {', '.join(texts)} must be non-blank text")
     options = raw["options"]
-    if not (isinstance(options, list) and len(options) == len(LETTERS)
-            and all(str(o).strip().startswith(f"{letter}.") for letter, o in zip(LETTERS, options))):
+    if not (isinstance(options, list) and len(options) == len(LETTERS) and all(is_text(o) for o in options)
+            and all(o.strip().startswith(f"{letter}.") for letter, o in zip(LETTERS, options))):
         return bad(": options must be 'A. ...' to 'D. ...'")
     answer = str(raw["answer"]).strip().upper()
     if answer not in LETTERS:

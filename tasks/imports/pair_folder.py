@@ -23,6 +23,7 @@ from pydantic import Field
 
 from pairsmith.storage.input_files import read_jsonl_file
 from pairsmith.tasks.imports.base import BAD_ENTRY, SPLITS, BadEntry, Entry, ImportConfig, Importer
+from pairsmith.tasks.imports.base import is_text, sentences
 
 
 class PairFolderConfig(ImportConfig):
@@ -66,11 +67,11 @@ def _entry(config: PairFolderConfig, source: str, line: int, raw: object) -> Ent
     if not isinstance(raw, dict):
         return bad(f"{type(raw).__name__}, not an object")
     before, after = raw.get("before"), raw.get("after")
-    if not (isinstance(before, str) and before and isinstance(after, str) and after):
+    if not (is_text(before) and is_text(after)):
         return bad("'before' and 'after' must be image paths")
     captions = raw["captions"] if "captions" in raw else [raw["caption"]] if "caption" in raw else None
-    if not (isinstance(captions, list) and captions and all(isinstance(c, str) for c in captions)):
-        return bad("needs 'captions' (a non-empty list of strings) or 'caption' (a string)")
+    if not sentences(captions):
+        return bad("needs 'captions' (a list of strings, at least one non-blank) or 'caption' (a non-blank string)")
     split = raw.get("split", config.split)
     if split not in SPLITS:
         return bad(f"split {split!r} is not one of {', '.join(SPLITS)}")
@@ -78,4 +79,4 @@ def _entry(config: PairFolderConfig, source: str, line: int, raw: object) -> Ent
     if category is not None and not isinstance(category, str):
         return bad("'category' must be a string")
     return Entry(index=line, key=(before, after, *captions), before=before, after=after, origin=origin,
-                 captions=tuple(captions), split=split, category=category)
+                 captions=sentences(captions), split=split, category=category)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from pairsmith.tasks.imports.base import BAD_ENTRY, AnnotationListConfig, AnnotationListImporter, BadEntry, Entry
+from pairsmith.tasks.imports.base import sentences as captions_of
 
 
 class SpotTheDiffConfig(AnnotationListConfig):
@@ -35,9 +36,10 @@ class SpotTheDiffImporter(AnnotationListImporter[SpotTheDiffConfig]):
         img_id, sentences = raw.get("img_id"), raw.get("sentences")
         if not isinstance(img_id, (str, int)) or isinstance(img_id, bool) or str(img_id) == "":
             return BadEntry(index, source, BAD_ENTRY, f"item {index}: img_id must be a string or number", origin)
-        if not (isinstance(sentences, list) and sentences and all(isinstance(s, str) for s in sentences)):
-            return BadEntry(index, source, BAD_ENTRY, f"item {index}: sentences must be a non-empty list of strings",
+        if not captions_of(sentences):
+            return BadEntry(index, source, BAD_ENTRY, f"item {index}: sentences must be a list of strings with at least "
+                            "one non-blank",
                             origin)
         img_id = str(img_id)
         return Entry(index=index, key=(img_id, *sentences), before=f"{img_id}.png", after=f"{img_id}_2.png",
-                     origin=origin, captions=tuple(sentences), split=split)
+                     origin=origin, captions=captions_of(sentences), split=split)
