@@ -87,6 +87,21 @@ class ProposeRegionsConfig(BaseModel):
         clauses.append("image_before IS NOT NULL AND image_after IS NOT NULL")
         return " AND ".join(clauses)
 
+    def check_inputs(self) -> None:
+        """Bad input, found before anything is created (``pairsmith run`` calls it): a database that
+        does not exist, or one without a pair this config selects. Raises ValueError (one line)."""
+        from pathlib import Path
+
+        from pairsmith.storage.db_uri import is_object_store
+        from pairsmith.storage.store import PairStore
+
+        store = PairStore(self.db)
+        if not is_object_store(store.uri) and not Path(store.uri).exists():
+            raise ValueError(f"db {self.db!r}: no such database (propose-regions reads the pairs stored there)")
+        if store.count("pairs", self.where()) == 0:
+            raise ValueError(f"db {self.db!r}: no pairs with images of methods {', '.join(self.methods)}"
+                             + (f" in runs {', '.join(self.run_ids)}" if self.run_ids else "") + " to propose regions on")
+
     def run_id(self) -> str:
         """A new proposer config is a new run: its regions are stored beside an older run's, never over
         them (``pairsmith.storage.ids.content_key``: defaults count for nothing)."""

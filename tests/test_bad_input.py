@@ -152,3 +152,24 @@ def test_the_readme_error_example_is_what_the_cli_prints(capsys, tmp_path, monke
     Path("scenes.json").write_text(json.dumps([{"objects": [{**OBJ, "position": ["1.0", True]}]}]))
     code, err = run(capsys, "render", "--scenes", "scenes.json", "--db", str(tmp_path / "db"))
     assert code == 2 and err.strip() == shown
+
+
+def test_propose_regions_without_a_database_or_without_pairs_is_bad_input(capsys, tmp_path):
+    """Nothing to propose on is exit 2 and one line, and no database folder appears (not exit 0
+    with an empty run)."""
+    from pairsmith.storage.schemas import PairRow, utc_now
+    from pairsmith.storage.store import PairStore
+
+    missing = tmp_path / "missing.lance"
+    assert main(["run", "propose-regions", "--db", str(missing)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"pairsmith: error: db {str(missing)!r}: no such database (propose-regions reads the pairs stored there)"]
+    assert not missing.exists()
+
+    store = PairStore(str(tmp_path / "renders.lance"))
+    store.upsert("pairs", [PairRow(pair_id="p", run_id="r", method="dig-render", image_before=b"x", image_after=b"y",
+                                   width=1, height=1, status="kept", created_at=utc_now())])
+    assert main(["run", "propose-regions", "--db", store.uri]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no pairs with images of methods med-edit to propose regions on" in err[0]
+    assert store.table_names() == ["pairs"]  # no run, no stage stats

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -209,3 +210,15 @@ def test_more_than_2_gib_of_image_bytes_export(tmp_path):
     assert len(images) == 2 * kept == result.images
     assert sum(p.stat().st_size for p in images) > 2 << 30
     assert result.samples == store.count("samples")
+
+
+def test_an_export_folder_gets_the_users_umask_not_a_private_temporary_mode(small_db, tmp_path):
+    """The export is built in a mkdtemp folder (mode 0700); renamed into place, it must be readable
+    by the trainer's user or container as any folder the user makes."""
+    previous = os.umask(0o022)
+    try:
+        out = tmp_path / "shared"
+        export(small_db, out, "llava")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755

@@ -42,7 +42,7 @@ def run(flow_name: str, config_path: str | None, db: str | None, pairs: int | No
 
     quiet_prefect(verbose)  # before anything imports prefect: it reads its settings once
     from pairsmith.flows.engine.funnel import format_funnel, run_funnel
-    from pairsmith.flows.engine.run_outcome import EXIT_ITEM_ERRORS, describe_errors, error_counts
+    from pairsmith.flows.engine.run_outcome import exit_on_item_errors
 
     config_path_cls, flow_path = FLOWS[flow_name]
     data = load_yaml(config_path)
@@ -76,6 +76,4 @@ def run(flow_name: str, config_path: str | None, db: str | None, pairs: int | No
     if stopped:
         click.echo(f"pairsmith: warning: run {summary.run_id} stopped early: {stopped}", err=True)
         raise click.exceptions.Exit(EXIT_INCOMPLETE)
-    if error_counts(funnel):
-        click.echo(f"pairsmith: warning: run {summary.run_id}: {describe_errors(error_counts(funnel))}", err=True)
-        raise click.exceptions.Exit(EXIT_ITEM_ERRORS)
+    exit_on_item_errors(store, summary.run_id)

@@ -225,9 +225,17 @@ def open_folder(out: Path, overwrite: bool) -> Path:
     parent = out.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.partial-"))
+        folder = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.partial-"))
+        folder.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700; the export is a folder like any other
+        return folder
     except OSError as err:
         raise ValueError(f"--out {str(out)!r}: cannot write in {str(parent)!r} ({err.strerror or err})") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _commit(folder: Path, out: Path) -> None:
