@@ -71,6 +71,8 @@ def test_an_empty_scenes_folder_jsonl_and_a_non_utf8_scene_file_name_the_file(ca
     ("sampling: {distractor_fraction: .inf}\n", ["render"], ["sampling.distractor_fraction"]),
     ("visibility: {min_mean_diff: true}\n", ["render"], ["visibility.min_mean_diff", "True"]),
     ("replace: {bitm_min: .nan}\n", ["refilter", "--run", "r"], ["replace.bitm_min", "finite"]),
+    ("pairs: 2\npairs: 3\n", ["render"], ["config.yaml", "line 2", "key 'pairs' appears twice"]),
+    ("render: {samples: 4, samples: 8}\n", ["render"], ["line 1", "key 'samples' appears twice"]),
 ])
 def test_config_files_are_strict_about_numbers(capsys, tmp_path, yaml_text, args, expected):
     config = tmp_path / "config.yaml"

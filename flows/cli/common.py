@@ -40,6 +40,26 @@ def quiet_prefect(verbose: bool) -> None:
     install()
 
 
+def _strict_loader():
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        """PyYAML's safe loader, but a key written twice in one mapping is an error (PyYAML keeps the
+        last one silently, so ``pairs: 2`` then ``pairs: 3`` would run 3)."""
+
+        def construct_mapping(self, node, deep=False):
+            seen: set = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    return StrictLoader
+
+
 def load_yaml(path: str | None) -> dict[str, Any]:
     if path is None:
         return {}
@@ -48,11 +68,13 @@ def load_yaml(path: str | None) -> dict[str, Any]:
     from pairsmith.storage.input_files import read_text_file
 
     try:
-        data = yaml.safe_load(read_text_file(path, "--config"))
+        data = yaml.load(read_text_file(path, "--config"), Loader=_strict_loader())
     except ValueError as err:  # missing, unreadable or not UTF-8: the message names the file (and line)
         raise CliError(str(err)) from None
     except yaml.YAMLError as err:
-        raise CliError(f"--config {path!r}: not valid YAML ({str(err).splitlines()[0]})") from None
+        first = str(err).splitlines()[0]
+        where = f", line {err.problem_mark.line + 1}" if getattr(err, "problem_mark", None) else ""
+        raise CliError(f"--config {path!r}{where}: not valid YAML ({first})") from None
     if not isinstance(data, dict):
         raise CliError(f"--config {path!r}: expected a mapping of settings at the top level")
     return data
