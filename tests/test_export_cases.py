@@ -222,3 +222,10 @@ def test_an_export_folder_gets_the_users_umask_not_a_private_temporary_mode(smal
     finally:
         os.umask(previous)
     assert stat.S_IMODE(out.stat().st_mode) == 0o755
+
+
+def test_an_export_from_a_database_that_is_not_there_says_so(tmp_path, capsys):
+    missing = tmp_path / "typo.lance"
+    assert main(["export", "--format", "llava", "--db", str(missing), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"pairsmith: error: --db {str(missing)!r}: no such database"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

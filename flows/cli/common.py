@@ -123,7 +123,9 @@ def check_render_inputs(data: dict[str, Any]) -> None:
         raise CliError(str(err)) from None
 
 
-def open_store_or_fail(db: str):
+def open_store_or_fail(db: str, must_exist: bool = False):
+    """The store at ``db``, its URI checked and, if it exists, reachable; ``must_exist``: a local
+    database that is not there is bad input (commands that only read), never created."""
     from pairsmith.storage.db_uri import is_object_store
     from pairsmith.storage.store import PairStore
 
@@ -131,6 +133,8 @@ def open_store_or_fail(db: str):
         store = PairStore(db)
     except ValueError as err:
         raise CliError(str(err)) from None
+    if must_exist and not is_object_store(store.uri) and not Path(store.uri).exists():
+        raise CliError(f"--db {db!r}: no such database")
     if is_object_store(store.uri) or Path(store.uri).exists():  # never create a folder just to check
         try:
             store.check_reachable()

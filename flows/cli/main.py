@@ -169,7 +169,7 @@ def export(fmt: str, out: str, db: str, run: str | None, tasks: tuple[str, ...],
         "run_id": run, "tasks": list(tasks), "layout": layout, "box_format": box_format, "processor": processor,
         "dataset_name": dataset_name, "absolute_paths": absolute_paths,
         **({"splits": list(splits)} if splits else {})}, "options")  # unnamed: the format's default splits
-    live = open_store_or_fail(db)
+    live = open_store_or_fail(db, must_exist=True)
     try:  # read one pinned version of every table, tagged afterwards so --at TAG can redo this export
         store, snapshot = pin_for_export(live, at_tag)
     except ValueError as err:
