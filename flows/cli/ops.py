@@ -23,6 +23,8 @@ from pairsmith.storage.db_uri import DEFAULT_DB  # standard library only
 def maintain(db: str, keep_days: float, drop_tags_days: float | None, target_fragment_mb: float, verbose: bool) -> None:
     """Merge small fragments and remove old versions' files; tagged (exported) versions are kept."""
     from pairsmith.flows.cli.common import EXIT_FAILED, CliError, open_store_or_fail, quiet_prefect, validate_config
+
+    quiet_prefect(verbose)  # before anything imports prefect: it reads its settings once
     from pairsmith.flows.maintenance import MaintenanceConfig
 
     config = validate_config(MaintenanceConfig, {"db": db, "keep_versions_days": keep_days,
@@ -31,7 +33,6 @@ def maintain(db: str, keep_days: float, drop_tags_days: float | None, target_fra
     store = open_store_or_fail(config.db)
     if not store.table_names():
         raise CliError(f"--db {store.uri!r}: no tables yet; nothing to maintain")
-    quiet_prefect(verbose)
     from pairsmith.flows.maintenance import format_report, maintenance
 
     try:
