@@ -55,7 +55,10 @@ def completed(row: LanceModel) -> LanceModel:
     if getattr(row, "dataset", "") is None and getattr(row, "method", None):
         update["dataset"] = row.method
     if getattr(row, "image_format", "") is None and getattr(row, "image_before", None) and row.image_after:
-        before, after = (image_extension(b).upper().replace("JPG", "JPEG") for b in (row.image_before, row.image_after))
+        try:
+            before, after = (image_extension(b).upper().replace("JPG", "JPEG") for b in (row.image_before, row.image_after))
+        except ValueError:  # bytes PIL cannot read: stored as they are, the format left unknown
+            return row.model_copy(update=update) if update else row
         update["image_format"] = before if before == after else f"{before}/{after}"
     return row.model_copy(update=update) if update else row
 
