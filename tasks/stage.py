@@ -30,7 +30,6 @@ from typing import Any, Generic, TypeVar
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from pairsmith.models.lazy import ModelLoadError
 from pairsmith.storage.verdict import StageStats
 
 T = TypeVar("T")
@@ -89,15 +88,13 @@ def call_per_item(
 
     If the batched call raises, each item is tried alone, so one bad input (a 1000x4 crop the VLM
     processor refuses, an image a model cannot decode) costs only its own item: ``on_error(item,
-    error)`` is called for each item that still raises, and its result is None. A model that cannot
-    load (``ModelLoadError``) is no item's fault: it stops the step, and the run, at once.
+    error)`` is called for each item that still raises, and its result is None. A batch that fails
+    for every item (a model that cannot load) therefore reports the error on every item.
     """
     if not items:
         return []
     try:
         results = call(items)
-    except ModelLoadError:
-        raise
     except Exception as err:  # noqa: BLE001 - whatever the model raised, find the items it raised for
         if len(items) == 1:
             on_error(items[0], err)
