@@ -90,13 +90,10 @@ class ProposeRegionsConfig(BaseModel):
     def check_inputs(self) -> None:
         """Bad input, found before anything is created (``pairsmith run`` calls it): a database that
         does not exist, or one without a pair this config selects. Raises ValueError (one line)."""
-        from pathlib import Path
-
-        from pairsmith.storage.db_uri import is_object_store
         from pairsmith.storage.store import PairStore
 
         store = PairStore(self.db)
-        if not is_object_store(store.uri) and not Path(store.uri).exists():
+        if not store.exists():
             raise ValueError(f"db {self.db!r}: no such database (propose-regions reads the pairs stored there)")
         if store.count("pairs", self.where()) == 0:
             raise ValueError(f"db {self.db!r}: no pairs with images of methods {', '.join(self.methods)}"

@@ -43,13 +43,30 @@ def read_text_file(path: str | Path, label: str) -> str:
                          f"(byte 0x{data[err.start]:02x} at column {column})") from None
 
 
+class DuplicateKey(ValueError):
+    """A JSON object that names one key twice."""
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json``'s object hook: a key written twice in one object is an error (json keeps the last one
+    silently, as PyYAML does; the config reader refuses it too)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKey(f"key {key!r} appears twice in one object")
+        out[key] = value
+    return out
+
+
 def read_json_file(path: str | Path, label: str) -> Any:
     """The parsed JSON document; errors name the file and the line."""
     text = read_text_file(path, label)
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=unique_keys)
     except json.JSONDecodeError as err:
         raise ValueError(f"{label} {str(path)!r} line {err.lineno}: not valid JSON ({err.msg})") from None
+    except DuplicateKey as err:
+        raise ValueError(f"{label} {str(path)!r}: {err}") from None
 
 
 def read_jsonl_file(path: str | Path, label: str) -> Iterator[tuple[int, Any]]:
@@ -58,9 +75,11 @@ def read_jsonl_file(path: str | Path, label: str) -> Iterator[tuple[int, Any]]:
         if not line.strip():
             continue
         try:
-            yield number, json.loads(line)
+            yield number, json.loads(line, object_pairs_hook=unique_keys)
         except json.JSONDecodeError as err:
             raise ValueError(f"{label} {str(path)!r} line {number}: not valid JSON ({err.msg})") from None
+        except DuplicateKey as err:
+            raise ValueError(f"{label} {str(path)!r} line {number}: {err}") from None
 
 
 def inside_root(root: str | Path, name: str | Path) -> Path:

@@ -178,8 +178,12 @@ class PairStore:
         except Exception as exc:  # the backend's own error types vary by store
             raise ValueError(f"--db {self.uri!r}: cannot open the database ({short_error(exc)})") from exc
 
+    def exists(self) -> bool:
+        """Whether the database is there (an object store is assumed to be: listing it is a request)."""
+        return is_object_store(self.uri) or Path(self.uri).exists()
+
     def table_names(self) -> list[str]:
-        if not is_object_store(self.uri) and not Path(self.uri).exists():
+        if not self.exists():
             return []  # reading must not create an empty database folder as a side effect
         names = list(self.db.list_tables().tables)
         return names if self.only is None else [n for n in names if n in self.only]

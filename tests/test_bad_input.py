@@ -175,3 +175,22 @@ def test_propose_regions_without_a_database_or_without_pairs_is_bad_input(capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no pairs with images of methods med-edit to propose regions on" in err[0]
     assert store.table_names() == ["pairs"]  # no run, no stage stats
+
+
+def test_a_key_written_twice_in_a_json_file_is_bad_input_in_every_reader(capsys, tmp_path):
+    """json keeps the last of two equal keys silently; scene files and importers' JSON / JSONL refuse
+    them in one line naming the file (and line), as config YAML does, and create nothing."""
+    scene = tmp_path / "scene.json"
+    scene.write_text('{"objects": [], "objects": [' + json.dumps(OBJ) + "]}")
+    code, err = run(capsys, "render", "--scenes", str(scene), "--db", str(tmp_path / "db"))
+    assert_one_line_error(code, err, "scene.json", "key 'objects' appears twice")
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"before": "a.png", "after": "b.png", "caption": "x"}\n'
+                     '{"before": "a.png", "after": "b.png", "caption": "x", "caption": "y"}\n')
+    code, err = run(capsys, "import", "folder", "--pairs", str(pairs), "--db", str(tmp_path / "db"))
+    assert_one_line_error(code, err, "pairs.jsonl", "line 2", "key 'caption' appears twice")
+    med = tmp_path / "MED_bench.json"
+    med.write_text('[{"image_name": "a.jpg", "image_name": "b.jpg"}]')
+    code, err = run(capsys, "import", "med-bench", "--json", str(med), "--db", str(tmp_path / "db"))
+    assert_one_line_error(code, err, "MED_bench.json", "key 'image_name' appears twice")
+    assert not (tmp_path / "db").exists()

@@ -7,7 +7,6 @@ importing ``pairsmith.flows.cli.main``, which registers those same modules (no i
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import click
@@ -126,16 +125,15 @@ def check_render_inputs(data: dict[str, Any]) -> None:
 def open_store_or_fail(db: str, must_exist: bool = False):
     """The store at ``db``, its URI checked and, if it exists, reachable; ``must_exist``: a local
     database that is not there is bad input (commands that only read), never created."""
-    from pairsmith.storage.db_uri import is_object_store
     from pairsmith.storage.store import PairStore
 
     try:
         store = PairStore(db)
     except ValueError as err:
         raise CliError(str(err)) from None
-    if must_exist and not is_object_store(store.uri) and not Path(store.uri).exists():
+    if must_exist and not store.exists():
         raise CliError(f"--db {db!r}: no such database")
-    if is_object_store(store.uri) or Path(store.uri).exists():  # never create a folder just to check
+    if store.exists():  # never create a folder just to check
         try:
             store.check_reachable()
         except ValueError as err:
