@@ -79,7 +79,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateSummary:
     logger = get_run_logger()
     store = open_store(config.db)
     store.check_reachable()
-    pinned = pin_tables(store, config.data)
+    pinned = pin_tables(store, config.data, tag_as=FLOW_NAME if config.tag_data else None)
     eval_id = config.eval_id(pinned)
     selected = batch_step(select_samples_task, SELECT_BATCH)(config.db, pinned, config.data)
     rows, [select_stats] = ask_once_per_pair(selected.value.rows), selected.stats

@@ -44,6 +44,8 @@ class EvaluateConfig(BaseModel):
         None, description="an LLM judge that scores caption answers 0-100 against their references "
         "(OmniDiff's rubric): a transformers chat model or Gemini; none by default",
     )
+    tag_data: bool = Field(True, description="tag the samples and pairs versions read, so cleanup keeps them",
+                           json_schema_extra=NOT_CONTENT)
     show_progress: bool = Field(False, json_schema_extra=NOT_CONTENT)
 
     @field_validator("db")

@@ -58,7 +58,7 @@ class _FinetuneBase(BaseModel):
     runtime: ModelRuntime = Field(default_factory=ModelRuntime)
     lora: LoraSettings = Field(default_factory=LoraSettings)
     output_dir: str = Field("./runs", description="runs go to output_dir/<run name>/ (adapter/, run_card.json)", json_schema_extra=NOT_CONTENT)
-    tag_data: bool = Field(True, description="tag the samples version read, so cleanup keeps it", json_schema_extra=NOT_CONTENT)
+    tag_data: bool = Field(True, description="tag the samples and pairs versions read, so cleanup keeps them", json_schema_extra=NOT_CONTENT)
     overwrite: bool = Field(False, description="train again even if this run already finished", json_schema_extra=NOT_CONTENT)
     show_progress: bool = Field(False, description="trainer progress bars on stderr (CLI runs)", json_schema_extra=NOT_CONTENT)
     mix: dict[str, float] = Field(

@@ -72,6 +72,35 @@ def test_lazy_models_load_once_per_process_and_pickle_without_weights():
     clear_loaded()
 
 
+class _Unreachable(LazyModel[ModelRuntime]):
+    tries = 0
+
+    def _load(self):
+        type(self).tries += 1
+        raise OSError(f"cannot reach the hub (try {self.tries})")
+
+
+def test_a_failed_load_is_not_paid_again_by_every_batch_of_the_run(monkeypatch):
+    """Offline without HF_HUB_OFFLINE one from_pretrained spends minutes in retries: the next
+    batches get the same error at once, and after FAILED_LOAD_SECONDS the load is tried again."""
+    clear_loaded()
+    clock = [1000.0]
+    monkeypatch.setattr("pairsmith.models.lazy.time.monotonic", lambda: clock[0])
+    for _ in range(3):
+        with pytest.raises(OSError, match=r"try 1\)$"):
+            _Unreachable(ModelRuntime()).loaded()
+    assert _Unreachable.tries == 1
+    with pytest.raises(OSError, match=r"try 2\)$"):
+        _Unreachable(ModelRuntime(dtype="float16")).loaded()  # another config is its own load
+    clock[0] += 601
+    with pytest.raises(OSError, match=r"try 3\)$"):
+        _Unreachable(ModelRuntime()).loaded()
+    clear_loaded()
+    with pytest.raises(OSError, match=r"try 4\)$"):
+        _Unreachable(ModelRuntime()).loaded()
+    clear_loaded()
+
+
 def test_vlm_chat_answers_batches_in_order_with_any_number_of_images(tiny_vlm_dir, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from pairsmith.models.vlm_chat import VlmChat, VlmConfig, VlmRequest

@@ -114,6 +114,30 @@ def test_a_long_run_merges_its_small_fragments_as_it_writes(tmp_path, monkeypatc
     assert store.duplicate_keys() == {}
 
 
+def test_a_long_run_removes_the_versions_its_appends_superseded_and_no_file_a_reader_needs(tmp_path, monkeypatch):
+    monkeypatch.setattr("pairsmith.storage.store.COMPACT_EVERY", 8)
+    monkeypatch.setattr("pairsmith.storage.store.RETAIN_VERSIONS", 4)
+    store = PairStore(str(tmp_path / "db"))
+    for i in range(6):
+        store.upsert("pairs", [pair(f"p{i:02d}")])
+    early = store.dataset("pairs")  # version 7: a reader opened it and reads on later
+    assert early.version == 7
+    store.table("pairs").tags.create("kept-by-tag", 5)
+    store.upsert("pairs", [pair("p01", status="dropped")])  # a merge: the version before it stays
+    for i in range(6, 60):
+        store.upsert("pairs", [pair(f"p{i:02d}")])
+    versions = [v["version"] for v in store.dataset("pairs").versions()]
+    latest = store.table("pairs").version
+    assert latest > 1 + 61 and len(versions) < latest / 2  # 61 commits and 7 compactions made them
+    assert 5 in versions and 7 in versions and 6 not in versions  # tagged; before the merge; superseded
+    assert versions[-4:] == list(range(latest - 3, latest + 1))  # the newest are all there
+    assert sorted(early.to_table(columns=["pair_id"]).column("pair_id").to_pylist()) == [f"p{i:02d}" for i in range(6)]
+    assert store.table("pairs").checkout(5) is None and store.count("pairs") == 4  # the tagged one reads as it was
+    store.table("pairs").checkout_latest()
+    assert store.count("pairs") == 60 and store.count("pairs", "status = 'dropped'") == 1
+    assert store.duplicate_keys() == {}
+
+
 def test_update_sets_columns_by_key_and_leaves_images_alone(tmp_path):
     store = PairStore(str(tmp_path / "db"))
     store.upsert("pairs", [pair("a"), pair("b")])

@@ -6,6 +6,7 @@ importing ``pairsmith.flows.cli.main``, which registers those same modules (no i
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -37,6 +38,19 @@ def quiet_prefect(verbose: bool) -> None:
     from pairsmith.flows.engine.prefect_server import install
 
     install()
+    if not verbose:
+        from prefect.logging.handlers import PrefectConsoleHandler
+
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, PrefectConsoleHandler):
+                handler.addFilter(_run_errors_stay_in_the_ui)
+
+
+def _run_errors_stay_in_the_ui(record: logging.LogRecord) -> bool:
+    """Console filter: a flow or task run's own error records (its traceback, "Finished in state
+    Failed", "Crash detected!") reach the API and UI but not the console, where the command says
+    what failed in one line (``--verbose`` shows them)."""
+    return not (record.levelno >= logging.ERROR and record.name.startswith(("prefect.flow_runs", "prefect.task_runs")))
 
 
 def _strict_loader():

@@ -9,9 +9,11 @@ annotations to one JSON object per line::
 ``before`` and ``after`` are paths relative to ``--images`` (default: the JSONL's folder);
 ``captions`` is a list of reference sentences (or ``caption``, one string), each stored as a
 ``diff-caption`` sample, all kept; ``split`` (train / val / test / bench, default ``--split``),
-``category`` (a change type, if the set has one) and ``id`` (kept in the origin) are optional. Every
-row carries ``--dataset`` as its dataset name. A line that is not JSON stops the import before it
-starts (exit 2, naming the line); a line that is JSON but not such an object is a reason row.
+``category`` (a change type, if the set has one) and ``id`` (kept in the origin) are optional; a
+``null`` reads as absent. Every row carries ``--dataset`` as its dataset name. A line that is not
+JSON stops the import before it starts (exit 2, naming the line); a line that is JSON but not such
+an object, names a key not listed here (a misspelt ``captoin`` would otherwise lose its captions
+silently) or gives both ``captions`` and ``caption`` is a reason row.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from pydantic import Field
 from pairsmith.storage.input_files import read_jsonl_file
 from pairsmith.tasks.imports.base import BAD_ENTRY, SPLITS, BadEntry, Entry, ImportConfig, Importer
 from pairsmith.tasks.imports.base import is_text, sentences
+
+
+KEYS = ("before", "after", "captions", "caption", "split", "category", "id")
+"""The keys a line may have."""
 
 
 class PairFolderConfig(ImportConfig):
@@ -66,13 +72,18 @@ def _entry(config: PairFolderConfig, source: str, line: int, raw: object) -> Ent
 
     if not isinstance(raw, dict):
         return bad(f"{type(raw).__name__}, not an object")
+    unknown = sorted(k for k in raw if k not in KEYS)
+    if unknown:
+        return bad(f"unknown key {unknown[0]!r} (keys: {', '.join(KEYS)})")
+    if "captions" in raw and "caption" in raw:
+        return bad("give 'captions' or 'caption', not both")
     before, after = raw.get("before"), raw.get("after")
     if not (is_text(before) and is_text(after)):
         return bad("'before' and 'after' must be image paths")
     captions = raw["captions"] if "captions" in raw else [raw["caption"]] if "caption" in raw else None
     if not sentences(captions):
         return bad("needs 'captions' (a list of strings, at least one non-blank) or 'caption' (a non-blank string)")
-    split = raw.get("split", config.split)
+    split = config.split if raw.get("split") is None else raw["split"]
     if split not in SPLITS:
         return bad(f"split {split!r} is not one of {', '.join(SPLITS)}")
     category = raw.get("category")

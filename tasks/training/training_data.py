@@ -117,7 +117,12 @@ class PinnedTables:
 
 
 def pin_tables(store: PairStore, selection: DataSelection, tag_as: str | None = None) -> PinnedTables:
-    """Resolve the selection's version or tag; with ``tag_as``, tag the version read (if not yet tagged)."""
+    """Resolve the selection's version or tag; with ``tag_as``, tag the versions read (if not yet tagged).
+
+    The tags are ``<tag_as>-v<version>``, each naming its own table's version (samples and pairs),
+    so cleanup, ``maintain``'s and a writer's during a run alike (``storage/store.py``), keeps what
+    the run reads by version number later (data-loader workers reopen ``pairs`` at its version).
+    ``PinnedTables.tag`` is the samples tag."""
     names = store.table_names()
     for name in ("samples", "pairs"):
         if name not in names:
@@ -133,12 +138,16 @@ def pin_tables(store: PairStore, selection: DataSelection, tag_as: str | None = 
         version = selection.table_version or samples.version
         if version > samples.version:
             raise ValueError(f"table_version {version}: 'samples' has only {samples.version} versions")
+    pairs = store.db.open_table("pairs")
+    pairs_version = pairs.version
     tag = selection.table_tag
     if tag_as and tag is None:
         tag = f"{tag_as}-v{version}"
-        if tag not in samples.tags.list():
-            samples.tags.create(tag, version)
-    return PinnedTables(store.uri, version, store.db.open_table("pairs").version, tag)
+        for table, table_version in ((samples, version), (pairs, pairs_version)):
+            name = f"{tag_as}-v{table_version}"
+            if name not in table.tags.list():
+                table.tags.create(name, table_version)
+    return PinnedTables(store.uri, version, pairs_version, tag)
 
 
 @dataclass
