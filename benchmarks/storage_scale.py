@@ -18,7 +18,8 @@ and once, at 10k pairs in 10-pair batches into the 4 tables, a run's writes thro
 writer (``write_batch``) against plain LanceDB ``table.add`` of the same rows (both convert the rows
 to Arrow), the minimum of ``--rounds`` interleaved rounds, with the product's per-batch time at the
 start and end of the run (median of the first and last 50 batches, each at its fastest over the
-rounds). The last line is ``write_ratio_vs_lance_add = X``.
+rounds), and once more for the product's writer alone. The last line is
+``write_ratio_vs_lance_add = X``.
 
     python benchmarks/storage_scale.py                    # 10k and 50k pairs (50k needs ~25 GB free)
     python benchmarks/storage_scale.py --sizes 1000 --write-pairs 2000 --rounds 1   # a quick look
@@ -131,9 +132,11 @@ def one_commit_bytes(workdir: Path, run: SyntheticRun, n_pairs: int) -> int:
     return size
 
 
-def write_round(workdir: Path, batches: list, round_no: int) -> tuple[list[float], list[float]]:
+def write_round(workdir: Path, batches: list, round_no: int,
+                plain_add: bool = True) -> tuple[list[float], list[float]]:
     """Seconds per batch of one run's writes into two fresh databases, the product's writer and plain
-    ``add``, alternating batch by batch so that load from other processes hits both alike."""
+    ``add``, alternating batch by batch so that load from other processes hits both alike
+    (``plain_add=False``: the product's writer alone, as in a real run's process)."""
     import lancedb
     import pyarrow as pa
 
@@ -153,6 +156,8 @@ def write_round(workdir: Path, batches: list, round_no: int) -> tuple[list[float
         start = time.perf_counter()
         write_batch.fn(str(product_db), "bench-run", METHOD, name, rows, stages)
         product.append(time.perf_counter() - start)
+        if not plain_add:
+            continue
         start = time.perf_counter()
         for table, models in [*rows.items(), ("stage_stats", stage_rows("bench-run", METHOD, name, stages))]:
             schema = MODELS[table].to_arrow_schema()
@@ -183,10 +188,14 @@ def write_benchmark(workdir: Path, n_pairs: int, rounds: int) -> float:
         return statistics.median(times[:k]) * 1e3, statistics.median(times[-k:]) * 1e3
 
     (p0, p1), (a0, a1) = ends(product_rounds), ends(add_rounds)
+    alone, _ = write_round(workdir, batches, rounds, plain_add=False)
+    (s0, s1) = ends([alone])
     print(f"writes ({n_pairs} pairs, {len(batches)} batches of 10 pairs, 4 tables): product {sum(best):.1f} s, "
           f"plain LanceDB add {sum(add_best):.1f} s (min of {rounds} rounds)")
-    print(f"  per batch (median of the first / last {k}, each batch's fastest round): product {p0:.0f} -> {p1:.0f} ms (end/start "
-          f"{p1 / p0:.2f}); plain add {a0:.0f} -> {a1:.0f} ms (end/start {a1 / a0:.2f})")
+    print(f"  per batch (median of the first / last {k}, each batch's fastest round): product {p0:.0f} -> "
+          f"{p1:.0f} ms (end/start {p1 / p0:.2f}); plain add {a0:.0f} -> {a1:.0f} ms (end/start {a1 / a0:.2f})")
+    print(f"  the product's writer alone in its process (one more round): {s0:.0f} -> {s1:.0f} ms per batch "
+          f"(end/start {s1 / s0:.2f})")
     return sum(best) / sum(add_best)
 
 

@@ -84,7 +84,8 @@ class ProposeRegionsConfig(BaseModel):
             clauses.append(sql_in("run_id", self.run_ids))
         if self.only_kept:
             clauses.append("status = 'kept'")
-        clauses.append("image_before IS NOT NULL AND image_after IS NOT NULL")
+        # no clause on an image column: Lance would read every selected row's image bytes to test it
+        # (a resumed run would read them all again); a pair without images is dropped in its batch.
         return " AND ".join(clauses)
 
     def check_inputs(self) -> None:
@@ -96,7 +97,7 @@ class ProposeRegionsConfig(BaseModel):
         if not store.exists():
             raise ValueError(f"db {self.db!r}: no such database (propose-regions reads the pairs stored there)")
         if store.count("pairs", self.where()) == 0:
-            raise ValueError(f"db {self.db!r}: no pairs with images of methods {', '.join(self.methods)}"
+            raise ValueError(f"db {self.db!r}: no pairs of methods {', '.join(self.methods)}"
                              + (f" in runs {', '.join(self.run_ids)}" if self.run_ids else "") + " to propose regions on")
 
     def run_id(self) -> str:
@@ -138,12 +139,16 @@ def align_and_propose(
     """One batch: propose, then one pair row (updated), region rows and samples; counts the stages
     (``grounding`` only when grounding samples are enabled)."""
     store = open_store(config.db)
-    rows = {r["pair_id"]: r for r in store.read("pairs", where=sql_in("pair_id", pair_ids)).to_pylist()}
+    columns = list(store.table("pairs").schema.names)
+    rows = {r["pair_id"]: r for chunk in store.take("pairs", pair_ids, columns) for r in chunk}
     stats = {s.stage: s for s in (align, extent, propose, confidence, grounding)}
     proposer = PairProposer(config.proposer)
     pairs, regions, samples = [], [], []
     for pid in pair_ids:
         row = rows[pid]
+        if row["image_before"] is None or row["image_after"] is None:  # e.g. an import's reason row
+            stats["align"].record(Verdict.drop("pair_missing_images"))
+            continue
         try:
             found = proposer.propose(open_image(row["image_before"]), open_image(row["image_after"]))
         except Exception as err:  # a degenerate image: this pair only, retried on a re-run

@@ -173,7 +173,7 @@ def test_propose_regions_without_a_database_or_without_pairs_is_bad_input(capsys
                                    width=1, height=1, status="kept", created_at=utc_now())])
     assert main(["run", "propose-regions", "--db", store.uri]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "no pairs with images of methods med-edit to propose regions on" in err[0]
+    assert len(err) == 1 and "no pairs of methods med-edit to propose regions on" in err[0]
     assert store.table_names() == ["pairs"]  # no run, no stage stats
 
 

@@ -98,3 +98,22 @@ def test_grounding_samples_from_real_edits_when_enabled(edited_db):
     assert json.loads(s["answer"]) == [[round(v) for v in b] for b in s["boxes"]]
     funnel = {x.stage: x for x in run_funnel(store, on.run_id)}
     assert funnel["grounding"].n_kept == 1
+
+
+def test_a_pair_without_images_is_a_counted_drop_and_its_bytes_are_never_filtered_on(tmp_path):
+    """``only_kept: false`` also selects an import's reason rows, which have no images: each is an
+    ``align`` drop (``pair_missing_images``), and the selection filters on no image column."""
+    db = str(tmp_path / "db.lance")
+    local = photo(3)
+    PairStore(db).upsert("pairs", [
+        _pair("p-local", local, edited(local)),
+        PairRow(pair_id="p-missing", run_id="import-x", method="med-edit", status="dropped",
+                drop_reason="import_image_missing", width=0, height=0, created_at=utc_now()),
+    ])
+    config = ProposeRegionsConfig(db=db, only_kept=False)
+    assert "image" not in config.where()
+    summary = propose_regions(config)
+    assert (summary.pairs, summary.aligned, summary.local, summary.with_regions) == (2, 1, 1, 1)
+    funnel = {s.stage: s for s in run_funnel(PairStore(db), summary.run_id)}
+    assert dict(funnel["align"].reasons) == {"pair_missing_images": 1}
+    assert PairStore(db).read("pairs", where="pair_id = 'p-missing'").to_pylist()[0]["align_method"] is None
