@@ -31,7 +31,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from pairsmith.storage.ids import stable_id
-from pairsmith.storage.input_files import PATH_OUTSIDE_ROOT, PathOutsideRoot, inside_root, read_text_file
+from pairsmith.storage.input_files import PATH_OUTSIDE_ROOT, PathOutsideRoot, inside_root, json_error, parse_json
+from pairsmith.storage.input_files import read_text_file
 from pairsmith.storage.schemas import PairRow, utc_now
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 
@@ -107,9 +108,11 @@ def load_captions(path: str) -> dict[str, list[str]]:
     if Path(path).suffix.lower() == ".jsonl":
         return _jsonl_captions(text, path)
     try:
-        data = json.loads(text)
+        data = parse_json(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"captions {path!r} line {err.lineno}: not valid JSON ({err.msg})") from None
+        raise ValueError(f"captions {path!r} line {err.lineno}: {json_error(err)}") from None
+    except ValueError as err:
+        raise ValueError(f"captions {path!r}: {json_error(err)}") from None
     if not isinstance(data, dict) or not {"images", "annotations"} <= set(data):
         raise ValueError(f"captions {path!r}: expected COCO captions with 'images' and 'annotations' (or a .jsonl file)")
     return _coco_captions(data, path)
@@ -141,9 +144,9 @@ def _jsonl_captions(text: str, path: str) -> dict[str, list[str]]:
         if not line.strip():
             continue
         try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"captions {path!r} line {n}: not valid JSON ({err.msg})") from None
+            entry = parse_json(line)
+        except ValueError as err:
+            raise ValueError(f"captions {path!r} line {n}: {json_error(err)}") from None
         name = next((entry.get(k) for k in ("file", "file_name", "image") if isinstance(entry, dict) and entry.get(k)), None)
         if name is None or not isinstance(entry.get("caption"), str):
             raise ValueError(f"captions {path!r} line {n}: needs 'file' and 'caption' strings")

@@ -58,15 +58,28 @@ def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def parse_json(text: str) -> Any:
+    """``json.loads`` for files users give: a key written twice in one object is an error
+    (``DuplicateKey``), as is anything ``json`` refuses (``json.JSONDecodeError``); both are
+    ValueErrors, worded by ``json_error``. ``NaN`` and ``Infinity`` are read as Python's json and
+    the public sets' own loaders read them; the fields that hold numbers refuse them."""
+    return json.loads(text, object_pairs_hook=unique_keys)
+
+
+def json_error(err: ValueError) -> str:
+    """What is wrong, for one line that also names the file and line."""
+    return f"not valid JSON ({err.msg})" if isinstance(err, json.JSONDecodeError) else str(err)
+
+
 def read_json_file(path: str | Path, label: str) -> Any:
     """The parsed JSON document; errors name the file and the line."""
     text = read_text_file(path, label)
     try:
-        return json.loads(text, object_pairs_hook=unique_keys)
+        return parse_json(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{label} {str(path)!r} line {err.lineno}: not valid JSON ({err.msg})") from None
-    except DuplicateKey as err:
-        raise ValueError(f"{label} {str(path)!r}: {err}") from None
+        raise ValueError(f"{label} {str(path)!r} line {err.lineno}: {json_error(err)}") from None
+    except ValueError as err:
+        raise ValueError(f"{label} {str(path)!r}: {json_error(err)}") from None
 
 
 def read_jsonl_file(path: str | Path, label: str) -> Iterator[tuple[int, Any]]:
@@ -75,11 +88,9 @@ def read_jsonl_file(path: str | Path, label: str) -> Iterator[tuple[int, Any]]:
         if not line.strip():
             continue
         try:
-            yield number, json.loads(line, object_pairs_hook=unique_keys)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{label} {str(path)!r} line {number}: not valid JSON ({err.msg})") from None
-        except DuplicateKey as err:
-            raise ValueError(f"{label} {str(path)!r} line {number}: {err}") from None
+            yield number, parse_json(line)
+        except ValueError as err:
+            raise ValueError(f"{label} {str(path)!r} line {number}: {json_error(err)}") from None
 
 
 def inside_root(root: str | Path, name: str | Path) -> Path:

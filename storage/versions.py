@@ -75,18 +75,30 @@ def new_export_tag(store: PairStore, now: datetime | None = None) -> str:
 
 
 def pin_for_export(store: PairStore, at: str | None = None) -> tuple[PairStore, Snapshot]:
-    """The store to export from and the snapshot it shows: an existing tag, or now (to be tagged)."""
+    """The store to export from and the snapshot it shows: an existing tag, or now, tagged at once
+    with a new ``export-...`` tag (``delete_tag`` it if the export fails)."""
     if at is not None:
         view = pinned_store(store, at)
         return view, Snapshot(versions=current_versions(view), tag=at)
     versions = current_versions(store)
-    return pinned_store(store, versions), Snapshot(versions=versions)
+    # tagged before anything is read: a run writing meanwhile removes the untagged versions its own
+    # appends superseded (storage/store.py), and a pinned view reopens its version on every read
+    tag = new_export_tag(store)
+    tag_versions(store, tag, versions)
+    return pinned_store(store, versions), Snapshot(versions=versions, tag=tag)
 
 
 def tag_export(store: PairStore, snapshot: Snapshot) -> Snapshot:
-    """Tag the versions an export read, unless it read an existing tag; returns the named snapshot."""
+    """Tag the versions an export read, unless they are tagged already; returns the named snapshot."""
     if snapshot.tag is not None:
         return snapshot
     tag = new_export_tag(store)
     tag_versions(store, tag, snapshot.versions)
     return Snapshot(versions=snapshot.versions, tag=tag)
+
+
+def delete_tag(store: PairStore, tag: str) -> None:
+    """Delete ``tag`` from every table that has it (an export that failed names nothing)."""
+    for name in store.table_names():
+        if name in TABLES and tag in store.table(name).tags.list():
+            store.table(name).tags.delete(tag)

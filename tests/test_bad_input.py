@@ -8,6 +8,7 @@ can write rejects unknown keys and non-finite numbers.
 from __future__ import annotations
 
 import json
+import re
 import typing
 from pathlib import Path
 
@@ -194,3 +195,23 @@ def test_a_key_written_twice_in_a_json_file_is_bad_input_in_every_reader(capsys,
     code, err = run(capsys, "import", "med-bench", "--json", str(med), "--db", str(tmp_path / "db"))
     assert_one_line_error(code, err, "MED_bench.json", "key 'image_name' appears twice")
     assert not (tmp_path / "db").exists()
+
+
+@pytest.mark.parametrize("text, reason", [
+    ('{"file": "a.jpg", "caption": "x"}\n{"file": "b.jpg", "caption": "y", "caption": "z"}\n',
+     "line 2: key 'caption' appears twice in one object"),
+    ('{"file": "a.jpg", "caption": "x"}\n{"file": "b.jpg", "caption": "y"\n',
+     "line 2: not valid JSON (Expecting ',' delimiter)"),
+])
+def test_caption_files_refuse_a_key_written_twice_and_say_where_json_breaks(tmp_path, text, reason):
+    """The med-edit photo folder's captions and Img-Diff's source captions read JSON as the importers
+    do (json keeps the last of two equal keys silently): each error names the file and line."""
+    from pairsmith.storage.image_folder import load_captions
+    from pairsmith.tasks.imgdiff.caption_source import load_captions as load_source_captions
+
+    path = tmp_path / "captions.jsonl"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=re.escape(f"captions {str(path)!r} {reason}")):
+        load_captions(str(path))
+    with pytest.raises(ValueError, match=re.escape(f"captions file {str(path)!r} {reason}")):
+        load_source_captions(str(path))

@@ -59,6 +59,27 @@ def test_bad_input_is_one_line_nonzero_and_writes_nothing(capsys, bad_inputs, ar
     assert not Path(bad_inputs["db"]).exists()
 
 
+def test_a_failure_no_command_foresaw_is_one_line_and_exit_1(capsys, tmp_path, monkeypatch):
+    from pairsmith.storage.schemas import PairRow, utc_now
+    from pairsmith.storage.store import PairStore
+
+    db = str(tmp_path / "db.lance")
+    PairStore(db).upsert("pairs", [PairRow(pair_id="p", run_id="r", method="m", width=1, height=1,
+                                           status="kept", created_at=utc_now())])
+
+    def broken(self):
+        raise RuntimeError("lance error: Not found: _versions/7.manifest\n  at local.rs:273")
+
+    monkeypatch.setattr(PairStore, "runs", broken)
+    code, out, err = run_cli(capsys, "stats", "--db", db)
+    assert code == 1
+    assert err == ("pairsmith: error: RuntimeError: lance error: Not found: _versions/7.manifest at local.rs:273 "
+                   "(PAIRSMITH_TRACEBACK=1 shows where)\n")
+    monkeypatch.setenv("PAIRSMITH_TRACEBACK", "1")
+    with pytest.raises(RuntimeError, match="7.manifest"):
+        main(["stats", "--db", db])
+
+
 def test_config_file_values_are_validated_with_their_source(capsys, tmp_path):
     config = tmp_path / "render.yaml"
     config.write_text("pairs: 3\nrender:\n  samples: -1\n")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 
 from pairsmith.flows.cli.main import main
 from pairsmith.storage.store import PairStore
@@ -44,3 +47,24 @@ def test_jsonl_lines_become_pairs_in_their_splits_under_the_given_dataset_name(t
         ("line 6: give 'captions' or 'caption', not both", "omnidiff:omnidiff.jsonl#line 6"),
     ]
     assert {p["dataset"] for p in store.read("pairs").to_pylist()} == {"omnidiff"}
+
+
+def test_a_run_that_fails_inside_its_flow_says_so_in_one_line(tmp_path):
+    """As a user runs it (its own process): a flow that fails inside (here a data file of the
+    database went missing) prints pairsmith's one line and exits 1. Prefect's traceback, "Finished
+    in state Failed" and its temporary server's errors stay in the run's logs (API, UI, --verbose)."""
+    make_pair_images(tmp_path / "a", [("1.png", "1_edit.png"), ("2.png", "2_edit.png")])
+    pairs_file, db = tmp_path / "pairs.jsonl", tmp_path / "db.lance"
+    pairs_file.write_text(json.dumps({"before": "a/1.png", "after": "a/1_edit.png", "caption": "x"}) + "\n")
+    assert main(["import", "folder", "--pairs", str(pairs_file), "--db", str(db)]) == 0
+    for data_file in (db / "pairs.lance" / "data").iterdir():
+        data_file.unlink()
+    with pairs_file.open("a") as lines:
+        lines.write(json.dumps({"before": "a/2.png", "after": "a/2_edit.png", "caption": "y"}) + "\n")
+    proc = subprocess.run([sys.executable, "-m", "pairsmith.flows.cli.main", "import", "folder", "--pairs",
+                           str(pairs_file), "--db", str(db)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("pairsmith: error: run import-folder-"), proc.stderr
+    assert "Not found" in lines[0]
+    shutil.rmtree(db)  # broken on purpose: conftest's after-test key check could not read it

@@ -35,10 +35,14 @@ def quiet_prefect(verbose: bool) -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+        # the temporary server's own errors while it shuts down (events it could not flush after the
+        # run ended) are not the command's; a Prefect server of your own keeps its logs
+        os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
     from pairsmith.flows.engine.prefect_server import install
 
     install()
     if not verbose:
+        import prefect.main  # noqa: F401  (configures Prefect's logging: its console handler now exists)
         from prefect.logging.handlers import PrefectConsoleHandler
 
         for handler in logging.getLogger().handlers:

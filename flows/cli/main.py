@@ -7,6 +7,7 @@ non-zero exit code, before anything is written.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -161,7 +162,7 @@ def export(fmt: str, out: str, db: str, run: str | None, tasks: tuple[str, ...],
     """Write kept samples as files that trainers and `datasets` load as they are (train split by default)."""
     from pairsmith.storage.exports import export as run_export
     from pairsmith.storage.exports.base import ExportOptions
-    from pairsmith.storage.versions import pin_for_export, tag_export
+    from pairsmith.storage.versions import delete_tag, pin_for_export
 
     if hub_repo and fmt != "hf":
         raise CliError("--push-to-hub needs --format hf")
@@ -170,20 +171,23 @@ def export(fmt: str, out: str, db: str, run: str | None, tasks: tuple[str, ...],
         "dataset_name": dataset_name, "absolute_paths": absolute_paths,
         **({"splits": list(splits)} if splits else {})}, "options")  # unnamed: the format's default splits
     live = open_store_or_fail(db, must_exist=True)
-    try:  # read one pinned version of every table, tagged afterwards so --at TAG can redo this export
+    try:  # read one pinned version of every table, tagged first so --at TAG can redo this export
         store, snapshot = pin_for_export(live, at_tag)
     except ValueError as err:
         raise CliError(str(err)) from None
-    if run is not None:
-        pick_run(store, run)
     try:
+        if run is not None:
+            pick_run(store, run)
         result = run_export(store, Path(out), fmt, options, overwrite=overwrite)
-    except ValueError as err:
-        raise CliError(str(err)) from None
-    except OSError as err:  # a disk that fills up or goes away mid-export: --out is left as it was
-        click.echo(f"pairsmith: error: export to {out} failed, nothing written: {err}", err=True)
-        raise click.exceptions.Exit(EXIT_FAILED) from None
-    snapshot = tag_export(live, snapshot)
+    except BaseException as err:
+        if at_tag is None:  # the new tag would name an export that does not exist
+            delete_tag(live, snapshot.tag)
+        if isinstance(err, ValueError):
+            raise CliError(str(err)) from None
+        if isinstance(err, OSError):  # a disk that fills up or goes away mid-export: --out is left as it was
+            click.echo(f"pairsmith: error: export to {out} failed, nothing written: {err}", err=True)
+            raise click.exceptions.Exit(EXIT_FAILED) from None
+        raise
     skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(result.skipped.items()))
     click.echo(f"Wrote {result.samples} samples and {result.images} images to {out} "
                f"({', '.join(result.files)}; dataset {result.dataset_name})" + (f"; skipped {skipped}" if skipped else ""))
@@ -259,6 +263,13 @@ def main(argv: list[str] | None = None) -> int:
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("pairsmith: aborted", err=True)
         return EXIT_INTERRUPTED
+    except Exception as err:  # a failure no command foresaw: one line too (PAIRSMITH_TRACEBACK=1 re-raises it)
+        if os.environ.get("PAIRSMITH_TRACEBACK"):
+            raise
+        text = " ".join(str(err).split())
+        click.echo(f"pairsmith: error: {type(err).__name__}: {text[:500]} (PAIRSMITH_TRACEBACK=1 shows where)",
+                   err=True)
+        return EXIT_FAILED
     finally:
         interrupts.restore(previous)  # main() called in-process (tests): leave no trace
     return result if isinstance(result, int) else 0

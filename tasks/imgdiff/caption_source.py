@@ -8,10 +8,9 @@ or plain text, one caption per line). Standard library only: configs check the f
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from pairsmith.storage.input_files import read_text_file
+from pairsmith.storage.input_files import json_error, parse_json, read_text_file
 
 BUNDLED_CAPTIONS = Path(__file__).with_name("captions.jsonl")
 
@@ -28,9 +27,9 @@ def load_captions(path: str | None = None) -> list[str]:
         caption = line.strip()
         if as_jsonl:
             try:
-                record = json.loads(line)
-            except ValueError:
-                raise ValueError(f"captions file {str(file)!r} line {number}: not valid JSON") from None
+                record = parse_json(line)
+            except ValueError as err:
+                raise ValueError(f"captions file {str(file)!r} line {number}: {json_error(err)}") from None
             caption = record.get("caption") if isinstance(record, dict) else None
             if not isinstance(caption, str) or not caption.strip():
                 raise ValueError(f"captions file {str(file)!r} line {number}: needs a non-empty \"caption\" string")

@@ -75,6 +75,7 @@ def _entry(config: PairFolderConfig, source: str, line: int, raw: object) -> Ent
     unknown = sorted(k for k in raw if k not in KEYS)
     if unknown:
         return bad(f"unknown key {unknown[0]!r} (keys: {', '.join(KEYS)})")
+    raw = {k: v for k, v in raw.items() if v is not None}  # a null reads as absent
     if "captions" in raw and "caption" in raw:
         return bad("give 'captions' or 'caption', not both")
     before, after = raw.get("before"), raw.get("after")

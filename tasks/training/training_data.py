@@ -119,34 +119,41 @@ class PinnedTables:
 def pin_tables(store: PairStore, selection: DataSelection, tag_as: str | None = None) -> PinnedTables:
     """Resolve the selection's version or tag; with ``tag_as``, tag the versions read (if not yet tagged).
 
-    The tags are ``<tag_as>-v<version>``, each naming its own table's version (samples and pairs),
-    so cleanup, ``maintain``'s and a writer's during a run alike (``storage/store.py``), keeps what
-    the run reads by version number later (data-loader workers reopen ``pairs`` at its version).
-    ``PinnedTables.tag`` is the samples tag."""
+    One tag, ``<tag_as>-v<samples version>``, names the samples version and the pairs version read
+    (``-p<pairs version>`` is added when that name already holds another pairs version), so cleanup,
+    ``maintain``'s and a writer's during a run alike (``storage/store.py``), keeps what the run
+    reopens by version number later (data-loader workers reopen ``pairs`` at its version), and
+    ``export --at`` reads that same pair of versions. With ``table_tag``, the pairs version is that
+    tag's on ``pairs`` where it has one, else the latest. ``PinnedTables.tag`` is the selection's tag
+    if it named one, else the new one."""
     names = store.table_names()
     for name in ("samples", "pairs"):
         if name not in names:
             raise ValueError(f"{store.uri!r} has no {name!r} table yet; run 'pairsmith render' first")
-    samples = store.db.open_table("samples")
+    samples, pairs = store.db.open_table("samples"), store.db.open_table("pairs")
+    pairs_version = pairs.version
     if selection.table_tag is not None:
         tags = samples.tags.list()
         if selection.table_tag not in tags:
             raise ValueError(f"table_tag {selection.table_tag!r}: no such tag on 'samples' "
                              f"(tags: {', '.join(sorted(tags)) or 'none'})")
         version = samples.tags.get_version(selection.table_tag)
+        if selection.table_tag in pairs.tags.list():
+            pairs_version = pairs.tags.get_version(selection.table_tag)
     else:
         version = selection.table_version or samples.version
         if version > samples.version:
             raise ValueError(f"table_version {version}: 'samples' has only {samples.version} versions")
-    pairs = store.db.open_table("pairs")
-    pairs_version = pairs.version
     tag = selection.table_tag
-    if tag_as and tag is None:
-        tag = f"{tag_as}-v{version}"
+    if tag_as:
+        own = f"{tag_as}-v{version}"
+        held = pairs.tags.list().get(own)
+        if held is not None and int(held["version"]) != pairs_version:
+            own = f"{own}-p{pairs_version}"
         for table, table_version in ((samples, version), (pairs, pairs_version)):
-            name = f"{tag_as}-v{table_version}"
-            if name not in table.tags.list():
-                table.tags.create(name, table_version)
+            if own not in table.tags.list():
+                table.tags.create(own, table_version)
+        tag = tag or own
     return PinnedTables(store.uri, version, pairs_version, tag)
 
 
