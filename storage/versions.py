@@ -88,15 +88,6 @@ def pin_for_export(store: PairStore, at: str | None = None) -> tuple[PairStore, 
     return pinned_store(store, versions), Snapshot(versions=versions, tag=tag)
 
 
-def tag_export(store: PairStore, snapshot: Snapshot) -> Snapshot:
-    """Tag the versions an export read, unless they are tagged already; returns the named snapshot."""
-    if snapshot.tag is not None:
-        return snapshot
-    tag = new_export_tag(store)
-    tag_versions(store, tag, snapshot.versions)
-    return Snapshot(versions=snapshot.versions, tag=tag)
-
-
 def delete_tag(store: PairStore, tag: str) -> None:
     """Delete ``tag`` from every table that has it (an export that failed names nothing)."""
     for name in store.table_names():

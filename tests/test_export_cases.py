@@ -17,7 +17,7 @@ from pairsmith.storage.exports import export
 from pairsmith.storage.exports.base import ExportOptions
 from pairsmith.storage.schemas import PairRow, RegionRow, utc_now
 from pairsmith.storage.store import PairStore
-from pairsmith.storage.versions import pin_for_export, tag_export
+from pairsmith.storage.versions import pin_for_export
 from pairsmith.tasks.sample_builders import grounding_sample
 from tests.synthetic_db import SyntheticRun, build
 
@@ -187,7 +187,7 @@ def test_an_export_at_a_tag_ignores_a_table_created_after_it(small_db, tmp_path,
     store = PairStore(str(tmp_path / "db"))
     store.upsert("pairs", [_pair("p", _encoded("PNG"), _encoded("PNG"))])
     store.upsert("samples", [_grounding("p")])
-    snapshot = tag_export(store, pin_for_export(store)[1])
+    snapshot = pin_for_export(store)[1]
     store.upsert("regions", [RegionRow(region_id="r", pair_id="p", run_id="later", box=[0, 0, 4, 4],
                                        proposer="fastsam", status="kept", created_at=utc_now())])
     store.upsert("samples", [_grounding("p").model_copy(update={"sample_id": "later"})])

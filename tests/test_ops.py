@@ -25,7 +25,7 @@ from pairsmith.storage.compaction import compaction_plan
 from pairsmith.storage.ids import stable_id
 from pairsmith.storage.schemas import StageStatsRow, utc_now
 from pairsmith.storage.store import PairStore
-from pairsmith.storage.versions import list_tags, pin_for_export, pinned_store, tag_export
+from pairsmith.storage.versions import list_tags, pin_for_export, pinned_store
 from tests.conftest import render_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -219,7 +219,6 @@ def test_maintenance_compacts_cleans_outside_the_window_and_keeps_tagged_version
     for i in range(4):
         store.upsert("stage_stats", [_stat(i)])
     view, snapshot = pin_for_export(store)
-    snapshot = tag_export(store, snapshot)
     for i in range(4, 8):
         store.upsert("stage_stats", [_stat(i), _stat(0)])  # new rows and a rewritten one
 
@@ -280,7 +279,7 @@ def test_maintain_and_versions_commands(capsys, tmp_path):
     assert main(["maintain", "--db", db, "--keep-days", "0"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"stage_stats\s+\d+ -> 1\s+3 -> 1", out), out
-    tag_export(store, pin_for_export(store)[1])
+    pin_for_export(store)[1]
     assert main(["versions", "--db", db]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("current  stage_stats@") and lines[1].startswith("export-")
