@@ -24,7 +24,7 @@ FAILED_LOAD_SECONDS = 600.0
 that lives across runs tries again after this)."""
 
 _LOADED: dict[tuple[str, str], Any] = {}
-_FAILED: dict[tuple[str, str], tuple[float, BaseException]] = {}
+_FAILED: dict[tuple[str, str], tuple[float, BaseException]] = {}  # key -> (when, the error, bare)
 
 
 def cached_load(key: tuple[str, str], load: Callable[[], Any]) -> Any:
@@ -33,14 +33,22 @@ def cached_load(key: tuple[str, str], load: Callable[[], Any]) -> Any:
         return _LOADED[key]
     failed = _FAILED.get(key)
     if failed is not None and time.monotonic() - failed[0] < FAILED_LOAD_SECONDS:
-        raise failed[1].with_traceback(None)
+        raise _bare(failed[1])
     try:
         _LOADED[key] = load()
     except Exception as err:
-        _FAILED[key] = (time.monotonic(), err)
+        _FAILED[key] = (time.monotonic(), _bare(err))
         raise
     _FAILED.pop(key, None)
     return _LOADED[key]
+
+
+def _bare(err: BaseException) -> BaseException:
+    """The same error without its traceback, whose frames would hold a half-loaded model alive."""
+    try:
+        return type(err)(*err.args)
+    except Exception:  # an exception type whose constructor wants other arguments
+        return RuntimeError(f"{type(err).__name__}: {err}")
 
 
 def clear_loaded() -> None:
