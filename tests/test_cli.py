@@ -68,13 +68,14 @@ def test_a_failure_no_command_foresaw_is_one_line_and_exit_1(capsys, tmp_path, m
                                            status="kept", created_at=utc_now())])
 
     def broken(self):
-        raise RuntimeError("lance error: Not found: _versions/7.manifest\n  at local.rs:273")
+        raise RuntimeError("lance error: Not found: _versions/7.manifest,\n /home/runner/work/lance/lance/rust/"
+                           "lance-io/src/local.rs:273:40\n  while opening")
 
     monkeypatch.setattr(PairStore, "runs", broken)
     code, out, err = run_cli(capsys, "stats", "--db", db)
     assert code == 1
-    assert err == ("pairsmith: error: RuntimeError: lance error: Not found: _versions/7.manifest at local.rs:273 "
-                   "(PAIRSMITH_TRACEBACK=1 shows where)\n")
+    assert err == ("pairsmith: error: RuntimeError: lance error: Not found: _versions/7.manifest while opening "
+                   "(PAIRSMITH_TRACEBACK=1 shows where)\n")  # one line, without Lance's Rust source location
     monkeypatch.setenv("PAIRSMITH_TRACEBACK", "1")
     with pytest.raises(RuntimeError, match="7.manifest"):
         main(["stats", "--db", db])

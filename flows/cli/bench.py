@@ -14,7 +14,8 @@ from pathlib import Path
 
 import click
 
-from pairsmith.flows.cli.common import EXIT_FAILED, CliError, open_store_or_fail, quiet_prefect, validate_config
+from pairsmith.flows.cli.common import EXIT_FAILED, CliError, describe_failure, open_store_or_fail, quiet_prefect
+from pairsmith.flows.cli.common import validate_config
 from pairsmith.storage.db_uri import DEFAULT_DB
 
 
@@ -68,7 +69,7 @@ def med(model_id, adapter, json_path, images_dir, db, split, run_id, limit, devi
     try:
         summary = evaluate(config)
     except Exception as err:  # answers already committed stay; re-running resumes
-        click.echo(f"pairsmith: error: evaluation failed: {type(err).__name__}: {err}", err=True)
+        click.echo(f"pairsmith: error: evaluation failed: {describe_failure(err)}", err=True)
         raise click.exceptions.Exit(EXIT_FAILED) from None
     click.echo(format_mcq_report(summary.metrics, summary.model_id))
     from pairsmith.flows.engine.run_outcome import exit_on_item_errors

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import Any
 
 import click
@@ -55,6 +56,18 @@ def _run_errors_stay_in_the_ui(record: logging.LogRecord) -> bool:
     Failed", "Crash detected!") reach the API and UI but not the console, where the command says
     what failed in one line (``--verbose`` shows them)."""
     return not (record.levelno >= logging.ERROR and record.name.startswith(("prefect.flow_runs", "prefect.task_runs")))
+
+
+_SOURCE_LOCATION = re.compile(r",?\s*(?:/[^\s,]+)?/[^\s,/]+\.rs:\d+:\d+")
+
+
+def describe_failure(err: BaseException, limit: int = 500) -> str:
+    """``Type: message`` in one line for the console: whitespace and line breaks collapsed, and the
+    Rust source locations Lance appends (``, /home/runner/.../local.rs:273:40``) left out."""
+    text = " ".join(_SOURCE_LOCATION.sub("", str(err)).split())
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{type(err).__name__}: {text}"
 
 
 def _strict_loader():

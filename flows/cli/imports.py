@@ -21,7 +21,7 @@ import click
 from pydantic import BaseModel
 
 from pairsmith.flows.cli.common import (
-    EXIT_FAILED, CliError, load_yaml, open_store_or_fail, quiet_prefect, set_option, validate_config,
+    EXIT_FAILED, CliError, describe_failure, load_yaml, open_store_or_fail, quiet_prefect, set_option, validate_config,
 )
 from pairsmith.tasks.imports import IMPORTERS, load_importer
 
@@ -103,7 +103,7 @@ def _run(importer, config_path: str | None, values: dict[str, Any]) -> None:
     try:
         summary = run_import(config)
     except Exception as err:  # the flow run failed; committed batches stay and the same command resumes
-        click.echo(f"pairsmith: error: run {importer.run_id(config)} failed: {type(err).__name__}: {err}", err=True)
+        click.echo(f"pairsmith: error: run {importer.run_id(config)} failed: {describe_failure(err)}", err=True)
         raise click.exceptions.Exit(EXIT_FAILED) from None
     files = ", ".join(str(f) for f in importer.input_files(config))
     click.echo(f"Imported {summary.entries} entries from {files} into {summary.db} (run {summary.run_id}): "

@@ -18,6 +18,7 @@ from pairsmith.flows.cli.common import (
     EXIT_FAILED,
     CliError,
     check_render_inputs,
+    describe_failure,
     load_yaml,
     open_store_or_fail,
     pick_run,
@@ -92,7 +93,7 @@ def render(config_path: str | None, verbose: bool, **opts: Any) -> None:
     try:
         summary = dig_render(config)
     except Exception as err:  # the flow run failed; what was committed stays and a re-run resumes
-        click.echo(f"pairsmith: error: run {config.run_id()} failed: {type(err).__name__}: {err}", err=True)
+        click.echo(f"pairsmith: error: run {config.run_id()} failed: {describe_failure(err)}", err=True)
         raise click.exceptions.Exit(EXIT_FAILED) from None
     store = open_store_or_fail(config.db)
     click.echo(
@@ -266,9 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # a failure no command foresaw: one line too (PAIRSMITH_TRACEBACK=1 re-raises it)
         if os.environ.get("PAIRSMITH_TRACEBACK"):
             raise
-        text = " ".join(str(err).split())
-        click.echo(f"pairsmith: error: {type(err).__name__}: {text[:500]} (PAIRSMITH_TRACEBACK=1 shows where)",
-                   err=True)
+        click.echo(f"pairsmith: error: {describe_failure(err)} (PAIRSMITH_TRACEBACK=1 shows where)", err=True)
         return EXIT_FAILED
     finally:
         interrupts.restore(previous)  # main() called in-process (tests): leave no trace

@@ -22,7 +22,8 @@ from pairsmith.storage.db_uri import DEFAULT_DB  # standard library only
 @click.option("--verbose", is_flag=True, help="Show Prefect's task-run logs.")
 def maintain(db: str, keep_days: float, drop_tags_days: float | None, target_fragment_mb: float, verbose: bool) -> None:
     """Merge small fragments and remove old versions' files; tagged (exported) versions are kept."""
-    from pairsmith.flows.cli.common import EXIT_FAILED, CliError, open_store_or_fail, quiet_prefect, validate_config
+    from pairsmith.flows.cli.common import EXIT_FAILED, CliError, describe_failure, open_store_or_fail, quiet_prefect
+    from pairsmith.flows.cli.common import validate_config
 
     quiet_prefect(verbose)  # before anything imports prefect: it reads its settings once
     from pairsmith.flows.maintenance import MaintenanceConfig
@@ -38,7 +39,7 @@ def maintain(db: str, keep_days: float, drop_tags_days: float | None, target_fra
     try:
         summary = maintenance(config)
     except Exception as err:  # nothing is half-done: optimize() commits atomically per table
-        click.echo(f"pairsmith: error: maintenance of {config.db} failed: {type(err).__name__}: {err}", err=True)
+        click.echo(f"pairsmith: error: maintenance of {config.db} failed: {describe_failure(err)}", err=True)
         raise click.exceptions.Exit(EXIT_FAILED) from None
     click.echo(format_report(summary))
 

@@ -36,7 +36,8 @@ class _RefilterCommand(click.Command):
 @click.option("--verbose", is_flag=True, help="Show Prefect's task-run logs.")
 def refilter(run: str, config_path: str, db: str, verbose: bool) -> None:
     """Re-apply thresholds to a run's stored scores (no model runs); write new verdicts and a funnel."""
-    from pairsmith.flows.cli.common import EXIT_FAILED, CliError, load_yaml, open_store_or_fail, pick_run, quiet_prefect, validate_config
+    from pairsmith.flows.cli.common import EXIT_FAILED, CliError, describe_failure, load_yaml, open_store_or_fail, pick_run
+    from pairsmith.flows.cli.common import quiet_prefect, validate_config
 
     quiet_prefect(verbose)  # before pairsmith.flows.refilter imports prefect, which reads its settings once
     from pairsmith.filters.imgdiff.pipelines import ImgDiffThresholds
@@ -57,7 +58,7 @@ def refilter(run: str, config_path: str, db: str, verbose: bool) -> None:
     try:
         summary = refilter_flow(config)
     except Exception as err:  # a batch failed; re-running rewrites every batch, so nothing is left half-done
-        click.echo(f"pairsmith: error: refilter of run {run} failed: {type(err).__name__}: {err}", err=True)
+        click.echo(f"pairsmith: error: refilter of run {run} failed: {describe_failure(err)}", err=True)
         raise click.exceptions.Exit(EXIT_FAILED) from None
     click.echo(f"Re-filtered run {summary.source_run} with {config_path} as run {summary.run_id}")
     click.echo(f"pairs: {summary.pairs_rejudged} of {summary.pairs} re-judged, {summary.pairs_changed} changed; "

@@ -38,7 +38,8 @@ def _load(path: str) -> Any:
 @click.option("--verbose", is_flag=True, help="Show Prefect's task-run logs.")
 def run(flow_name: str, config_path: str | None, db: str | None, pairs: int | None, verbose: bool) -> None:
     """Run a pipeline flow with its config file and print its drop-off funnel."""
-    from pairsmith.flows.cli.common import CliError, load_yaml, open_store_or_fail, quiet_prefect, validate_config
+    from pairsmith.flows.cli.common import CliError, describe_failure, load_yaml, open_store_or_fail, quiet_prefect
+    from pairsmith.flows.cli.common import validate_config
 
     quiet_prefect(verbose)  # before anything imports prefect: it reads its settings once
     from pairsmith.flows.engine.funnel import format_funnel, run_funnel
@@ -65,7 +66,7 @@ def run(flow_name: str, config_path: str | None, db: str | None, pairs: int | No
     except CliError:
         raise
     except Exception as err:  # the flow run failed; committed batches stay and the same command resumes
-        click.echo(f"pairsmith: error: run {config.run_id()} failed: {type(err).__name__}: {err}", err=True)
+        click.echo(f"pairsmith: error: run {config.run_id()} failed: {describe_failure(err)}", err=True)
         raise click.exceptions.Exit(1) from None
     funnel = run_funnel(store, summary.run_id)
     counts = {k: v for k, v in summary.model_dump().items() if isinstance(v, int) and not isinstance(v, bool)}

@@ -6,7 +6,8 @@ from typing import Any
 
 import click
 
-from pairsmith.flows.cli.common import DEFAULT_DB, EXIT_FAILED, CliError, load_yaml, open_store_or_fail, quiet_prefect, set_option, validate_config
+from pairsmith.flows.cli.common import DEFAULT_DB, EXIT_FAILED, CliError, describe_failure, load_yaml, open_store_or_fail
+from pairsmith.flows.cli.common import quiet_prefect, set_option, validate_config
 
 
 def _check_samples(db: str, where: str, hint: str) -> None:
@@ -43,7 +44,7 @@ def finetune(config_path: str, verbose: bool, **opts: Any) -> None:
     try:
         summary = finetune_flow(config)
     except Exception as err:  # the flow failed; the data is untouched and no run card claims a finished run
-        click.echo(f"pairsmith: error: {config.method} run {config.run_name()} failed: {type(err).__name__}: {err}",
+        click.echo(f"pairsmith: error: {config.method} run {config.run_name()} failed: {describe_failure(err)}",
                    err=True)
         raise click.exceptions.Exit(EXIT_FAILED) from None
     verb = "Already trained" if summary.resumed else "Trained"
@@ -107,7 +108,7 @@ def evaluate(config_path: str | None, verbose: bool, **opts: Any) -> None:
     try:
         summary = evaluate_flow(config)
     except Exception as err:  # answers already committed stay; re-running resumes
-        click.echo(f"pairsmith: error: evaluation failed: {type(err).__name__}: {err}", err=True)
+        click.echo(f"pairsmith: error: evaluation failed: {describe_failure(err)}", err=True)
         raise click.exceptions.Exit(EXIT_FAILED) from None
     model = summary.model_id + (f" + {summary.adapter}" if summary.adapter else "")
     click.echo(f"Evaluated {model} on {summary.n_samples} samples (samples table version {summary.samples_version});"
