@@ -24,7 +24,7 @@ FAILED_LOAD_SECONDS = 600.0
 that lives across runs tries again after this)."""
 
 _LOADED: dict[tuple[str, str], Any] = {}
-_FAILED: dict[tuple[str, str], tuple[float, BaseException]] = {}  # key -> (when, the error, bare)
+_FAILED: dict[tuple[str, str], tuple[float, BaseException]] = {}  # key -> (when it failed, its error without traceback)
 
 
 def cached_load(key: tuple[str, str], load: Callable[[], Any]) -> Any:
