@@ -279,7 +279,7 @@ def test_maintain_and_versions_commands(capsys, tmp_path):
     assert main(["maintain", "--db", db, "--keep-days", "0"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"stage_stats\s+\d+ -> 1\s+3 -> 1", out), out
-    pin_for_export(store)[1]
+    pin_for_export(store)  # pins and tags the current versions, as an export does first
     assert main(["versions", "--db", db]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("current  stage_stats@") and lines[1].startswith("export-")
