@@ -150,7 +150,7 @@ def write_round(workdir: Path, batches: list, round_no: int,
         shutil.rmtree(path, ignore_errors=True)
     os.sync()  # the last round's files are written back now, not during this round's first batches
     db = lancedb.connect(str(add_db))
-    tables = {n: db.create_table(n, schema=MODELS[n].to_arrow_schema()) for n in TABLES}
+    tables = {n: db.create_table(n, schema=MODELS[n].to_arrow_schema()) for n in TABLES} if plain_add else {}
     product, plain = [], []
     for name, rows, stages in batches:
         start = time.perf_counter()

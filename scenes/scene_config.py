@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pairsmith.storage.input_files import DuplicateKey, read_text_file, unique_keys
+from pairsmith.storage.input_files import json_error, parse_json, read_text_file
 
 Shape = Literal["cube", "sphere", "cylinder"]
 Color = Literal["blue", "brown", "cyan", "gray", "green", "purple", "red", "yellow"]
@@ -144,8 +144,8 @@ def _raw_scenes(file: Path) -> list[tuple[str, object]]:
 
 def _parse_json(text: str, where: str) -> object:
     try:
-        return json.loads(text, object_pairs_hook=unique_keys)
+        return parse_json(text)
     except json.JSONDecodeError as err:
         raise ValueError(f"{where}: not valid JSON ({err.msg} at line {err.lineno} column {err.colno})") from None
-    except DuplicateKey as err:
-        raise ValueError(f"{where}: {err}") from None
+    except ValueError as err:  # a key written twice
+        raise ValueError(f"{where}: {json_error(err)}") from None

@@ -114,13 +114,18 @@ def sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def short_error(exc: Exception, limit: int = 200) -> str:
-    """One line from an object-store error: the service's own message if it sent one."""
+_SOURCE_LOCATION = re.compile(r",?\s*(?:/[^\s,]+)?/[^\s,/]+\.rs:\d+:\d+")
+"""The Rust source location Lance appends to its errors (``, /home/runner/.../local.rs:273:40``)."""
+
+
+def short_error(exc: BaseException, limit: int = 200) -> str:
+    """One line from a storage error: the service's own message if it sent one, else the message
+    with line breaks collapsed and Lance's Rust source locations left out."""
     text = str(exc)
     service = re.search(r"<Message>(.*?)</Message>", text, re.S)
     if service:
         return service.group(1).strip()
-    text = " ".join(text.split())
+    text = " ".join(_SOURCE_LOCATION.sub("", text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

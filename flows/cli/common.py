@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from typing import Any
 
 import click
@@ -58,16 +57,12 @@ def _run_errors_stay_in_the_ui(record: logging.LogRecord) -> bool:
     return not (record.levelno >= logging.ERROR and record.name.startswith(("prefect.flow_runs", "prefect.task_runs")))
 
 
-_SOURCE_LOCATION = re.compile(r",?\s*(?:/[^\s,]+)?/[^\s,/]+\.rs:\d+:\d+")
-
-
 def describe_failure(err: BaseException, limit: int = 500) -> str:
-    """``Type: message`` in one line for the console: whitespace and line breaks collapsed, and the
-    Rust source locations Lance appends (``, /home/runner/.../local.rs:273:40``) left out."""
-    text = " ".join(_SOURCE_LOCATION.sub("", str(err)).split())
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    return f"{type(err).__name__}: {text}"
+    """``Type: message`` in one line for the console (``pairsmith.storage.store.short_error``: line
+    breaks collapsed, Lance's Rust source locations left out)."""
+    from pairsmith.storage.store import short_error
+
+    return f"{type(err).__name__}: {short_error(err, limit)}"
 
 
 def _strict_loader():

@@ -177,18 +177,19 @@ def export(fmt: str, out: str, db: str, run: str | None, tasks: tuple[str, ...],
     except ValueError as err:
         raise CliError(str(err)) from None
     try:
-        if run is not None:
-            pick_run(store, run)
-        result = run_export(store, Path(out), fmt, options, overwrite=overwrite)
-    except BaseException as err:
-        if at_tag is None:  # the new tag would name an export that does not exist
-            delete_tag(live, snapshot.tag)
-        if isinstance(err, ValueError):
-            raise CliError(str(err)) from None
-        if isinstance(err, OSError):  # a disk that fills up or goes away mid-export: --out is left as it was
-            click.echo(f"pairsmith: error: export to {out} failed, nothing written: {err}", err=True)
-            raise click.exceptions.Exit(EXIT_FAILED) from None
-        raise
+        try:
+            if run is not None:
+                pick_run(store, run)
+            result = run_export(store, Path(out), fmt, options, overwrite=overwrite)
+        except BaseException:
+            if at_tag is None:  # the new tag would name an export that does not exist
+                delete_tag(live, snapshot.tag)
+            raise
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    except OSError as err:  # a disk that fills up or goes away mid-export: --out is left as it was
+        click.echo(f"pairsmith: error: export to {out} failed, nothing written: {err}", err=True)
+        raise click.exceptions.Exit(EXIT_FAILED) from None
     skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(result.skipped.items()))
     click.echo(f"Wrote {result.samples} samples and {result.images} images to {out} "
                f"({', '.join(result.files)}; dataset {result.dataset_name})" + (f"; skipped {skipped}" if skipped else ""))
