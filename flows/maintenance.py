@@ -20,6 +20,9 @@ looked small and was rewritten whole after any new fragment, and its old copy st
   ``error_if_tagged_old_versions=False``), so ``pairsmith export --at TAG`` keeps working. Deleting
   old export tags (``drop_export_tags_older_than_days``) lets a later run reclaim what they held.
 
+Before that, the *running* tags of exports killed before they finished (``export-...running.<host>.<pid>``
+whose process is gone, ``storage/versions.py``) are deleted, so the versions they pinned can go.
+
 Each table's figures (fragments rewritten and their bytes, versions, bytes on disk before and after,
 bytes freed, seconds) are logged and published as the ``maintenance-report`` artifact.
 
@@ -42,7 +45,7 @@ from pairsmith.storage.compaction import TARGET_FRAGMENT_MB, compact_small_fragm
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri, is_object_store
 from pairsmith.storage.schemas import TABLES
 from pairsmith.storage.store import PairStore, open_store
-from pairsmith.storage.versions import EXPORT_TAG_PREFIX
+from pairsmith.storage.versions import EXPORT_TAG_PREFIX, RUNNING, sweep_dead_tags
 
 FLOW_NAME = "maintenance"
 _install_prefect_compat()  # `prefect deploy` imports this module: see flows/engine/prefect_compat.py
@@ -103,6 +106,7 @@ class TableReport(BaseModel):
 class MaintenanceSummary(BaseModel):
     db: str
     tables: list[TableReport]
+    dead_tags_swept: list[str] = Field(default_factory=list, description="running tags of commands that died")
     seconds: float
 
 
@@ -117,7 +121,7 @@ def _drop_old_export_tags(table, timestamps: dict[int, datetime], older_than: da
     dropped = []
     for tag, info in table.tags.list().items():
         made = timestamps.get(int(info["version"]))
-        if tag.startswith(EXPORT_TAG_PREFIX) and made is not None and made < older_than:
+        if tag.startswith(EXPORT_TAG_PREFIX) and RUNNING not in tag and made is not None and made < older_than:
             table.tags.delete(tag)
             dropped.append(tag)
     return sorted(dropped)
@@ -162,6 +166,9 @@ def maintenance(config: MaintenanceConfig = MaintenanceConfig()) -> MaintenanceS
     store = open_store(config.db)
     store.check_reachable()
     present = set(store.table_names())
+    swept = sweep_dead_tags(store)
+    if swept:
+        logger.info("deleted %d tag(s) left by exports that died: %s", len(swept), ", ".join(swept))
     reports = []
     for name in config.tables:
         if name not in present:
@@ -174,7 +181,7 @@ def maintenance(config: MaintenanceConfig = MaintenanceConfig()) -> MaintenanceS
             report.bytes_rewritten / 1e6, report.bytes_freed / 1e6, report.tagged_versions, report.seconds,
         )
         reports.append(report)
-    summary = MaintenanceSummary(db=config.db, tables=reports, seconds=round(time.perf_counter() - start, 3))
+    summary = MaintenanceSummary(db=config.db, tables=reports, dead_tags_swept=swept, seconds=round(time.perf_counter() - start, 3))
     _publish_report(summary)
     return summary
 
@@ -201,5 +208,8 @@ def format_report(summary: MaintenanceSummary) -> str:
             note = (note + "; " if note else "") + f"dropped {len(r.tags_dropped)} old export tag(s)"
         lines.append(f"{r.table:<12} {f'{r.versions_before} -> {r.versions_after}':>13} "
                      f"{f'{r.fragments_before} -> {r.fragments_after}':>13} {r.fragments_rewritten:>7} {mb:>17}  {note}")
+    if summary.dead_tags_swept:
+        lines.append(f"deleted {len(summary.dead_tags_swept)} tag(s) left by exports that died: "
+                     + ", ".join(summary.dead_tags_swept))
     return "\n".join(lines)
 

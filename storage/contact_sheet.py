@@ -11,10 +11,11 @@ picks by key (``PairStore.take``), so its cost does not grow with the database.
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from pairsmith.storage.pair_images import draw_boxes, open_image, side_by_side
 from pairsmith.storage.store import PairStore, sql_in, sql_literal
@@ -59,9 +60,44 @@ def draw_contact_sheet(store: PairStore, out: Path, n: int, run_id: str, include
     for i, cell in enumerate(cells):
         r, c = divmod(i, COLUMNS)
         sheet.paste(cell, (MARGIN + c * (cell_w + MARGIN), MARGIN + r * (cell_h + MARGIN)))
+    out = check_sheet_out(out, store.uri)
     out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out)
+    info = PngImagePlugin.PngInfo()
+    info.add_text(SHEET_MARK[0], SHEET_MARK[1])
+    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    try:
+        sheet.save(partial, format="PNG", pnginfo=info)
+        os.replace(partial, out)  # a kill mid-write never leaves half a sheet under --out
+    finally:
+        partial.unlink(missing_ok=True)
     return len(cells)
+
+
+SHEET_MARK = ("Software", "pairsmith contact-sheet")
+"""The PNG text chunk every contact sheet carries: only such a file is ever replaced by a new sheet."""
+
+
+def check_sheet_out(out: Path, db_uri: str | None = None) -> Path:
+    """The absolute ``--out`` of a contact sheet, after refusing (ValueError, one line) a path inside the
+    database, a folder, a link, or an existing file that is not a contact sheet pairsmith drew."""
+    from pairsmith.storage.exports.base import _local_db, export_path
+
+    out = export_path(out)
+    db = _local_db(db_uri)
+    if db is not None and out.resolve().is_relative_to(db):
+        raise ValueError(f"--out {str(out)!r} is inside the database {str(db)!r}; choose a file outside it")
+    if out.is_symlink() or out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a {'link' if out.is_symlink() else 'folder'}; give a new .png file")
+    if out.exists():
+        try:
+            with Image.open(out) as img:
+                mine = img.format == "PNG" and img.info.get(SHEET_MARK[0]) == SHEET_MARK[1]
+        except Exception:
+            mine = False
+        if not mine:
+            raise ValueError(f"--out {str(out)!r} exists and is not a contact sheet pairsmith drew; "
+                             "choose a new file (pairsmith replaces only its own sheets)")
+    return out
 
 
 def _cell(pair: dict, regions: list[dict]) -> Image.Image:

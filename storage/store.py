@@ -78,7 +78,7 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 from lancedb.pydantic import LanceModel
 
 from pairsmith.storage.compaction import TARGET_FRAGMENT_MB, compact_small_fragments
-from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri, is_object_store
+from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri, is_object_store, is_writable
 from pairsmith.storage.schemas import IMAGE_COLUMNS, KEYS, TABLES
 
 log = logging.getLogger("pairsmith.storage")
@@ -172,9 +172,13 @@ class PairStore:
     """The pairs / regions / samples / stage_stats tables of one database URI."""
 
     def __init__(self, uri: str = DEFAULT_DB, storage_options: dict[str, str] | None = None,
-                 only: Iterable[str] | None = None):
-        """``only``: the tables this handle shows (a pinned view); others read as absent and are never created."""
-        self.uri = check_db_uri(uri)
+                 only: Iterable[str] | None = None, read_only: bool = False):
+        """``only``: the tables this handle shows (a pinned view); others read as absent and are never created.
+        ``read_only``: the handle only reads, so a database that cannot be written (a read-only mount)
+        opens; ``writable`` says whether it could write (then a missing column is added on open, else
+        left out of reads), and ``require_writable`` is the one-line error a write gets."""
+        self.uri = check_db_uri(uri, writable=not read_only)
+        self.read_only = read_only
         self.storage_options = storage_options
         self.only = frozenset(only) if only is not None else None
         self._db: lancedb.DBConnection | None = None
@@ -194,6 +198,16 @@ class PairStore:
                 read_consistency_interval=timedelta(0),
             )
         return self._db
+
+    @property
+    def writable(self) -> bool:
+        """Whether this process can write the database (checked each time: a mount can change)."""
+        return is_writable(self.uri)
+
+    def require_writable(self, what: str) -> None:
+        """ValueError naming the database when it cannot be written (``what``: the write that needs it)."""
+        if not self.writable:
+            raise ValueError(f"--db {self.uri!r} is not writable (a read-only mount or folder); {what} needs write access")
 
     def check_reachable(self) -> None:
         """List the tables once, so a bad bucket or credentials fail before any work is done."""
@@ -222,9 +236,11 @@ class PairStore:
         if name not in self._tables:
             if name in self.table_names():
                 table = self.db.open_table(name)
-                _add_missing_columns(table, TABLES[name].to_arrow_schema(), name)
-            elif self.only is not None:
-                raise ValueError(f"table {name!r} is not in this pinned view of {self.uri!r}")
+                if not self.read_only or self.writable:  # a read-only store is read as it is
+                    _add_missing_columns(table, TABLES[name].to_arrow_schema(), name)
+            elif self.only is not None or self.read_only:
+                where = "this pinned view of" if self.only is not None else "the read-only database"
+                raise ValueError(f"table {name!r} is not in {where} {self.uri!r}")
             else:  # exist_ok covers a writer in another process creating it at the same moment
                 table = self.db.create_table(name, schema=TABLES[name], exist_ok=True)
             self._tables[name] = table

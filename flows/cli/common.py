@@ -148,13 +148,14 @@ def check_render_inputs(data: dict[str, Any]) -> None:
         raise CliError(str(err)) from None
 
 
-def open_store_or_fail(db: str, must_exist: bool = False):
+def open_store_or_fail(db: str, must_exist: bool = False, read_only: bool = False):
     """The store at ``db``, its URI checked and, if it exists, reachable; ``must_exist``: a local
-    database that is not there is bad input (commands that only read), never created."""
+    database that is not there is bad input (commands that only read), never created; ``read_only``:
+    a command that only reads, so a database it cannot write (a read-only mount) still opens."""
     from pairsmith.storage.store import PairStore
 
     try:
-        store = PairStore(db)
+        store = PairStore(db, read_only=read_only)
     except ValueError as err:
         raise CliError(str(err)) from None
     if must_exist and not store.exists():

@@ -121,7 +121,7 @@ def stats(db: str, run: str | None, list_runs: bool) -> None:
     """Per-stage counts of a run: in, kept, dropped and the top drop reasons."""
     from pairsmith.flows.engine.funnel import format_funnel, run_funnel
 
-    store = open_store_or_fail(db)
+    store = open_store_or_fail(db, read_only=True)
     if list_runs:
         for r in store.runs():
             click.echo(f"{r['run_id']}  {r['flow']}  {r['created_at']:%Y-%m-%d %H:%M:%S}")
@@ -162,8 +162,8 @@ def export(fmt: str, out: str, db: str, run: str | None, tasks: tuple[str, ...],
            at_tag: str | None, hub_repo: str | None) -> None:
     """Write kept samples as files that trainers and `datasets` load as they are (train split by default)."""
     from pairsmith.storage.exports import export as run_export
-    from pairsmith.storage.exports.base import ExportOptions
-    from pairsmith.storage.versions import delete_tag, pin_for_export
+    from pairsmith.storage.exports.base import ExportOptions, check_out
+    from pairsmith.storage.versions import delete_tag, finish_export, pin_for_export
 
     if hub_repo and fmt != "hf":
         raise CliError("--push-to-hub needs --format hf")
@@ -171,8 +171,9 @@ def export(fmt: str, out: str, db: str, run: str | None, tasks: tuple[str, ...],
         "run_id": run, "tasks": list(tasks), "layout": layout, "box_format": box_format, "processor": processor,
         "dataset_name": dataset_name, "absolute_paths": absolute_paths,
         **({"splits": list(splits)} if splits else {})}, "options")  # unnamed: the format's default splits
-    live = open_store_or_fail(db, must_exist=True)
-    try:  # read one pinned version of every table, tagged first so --at TAG can redo this export
+    live = open_store_or_fail(db, must_exist=True, read_only=True)  # reading needs no write access
+    try:  # never the database, never a folder pairsmith did not export to: checked before any tag is made
+        check_out(Path(out), overwrite, live.uri)
         store, snapshot = pin_for_export(live, at_tag)
     except ValueError as err:
         raise CliError(str(err)) from None
@@ -180,10 +181,11 @@ def export(fmt: str, out: str, db: str, run: str | None, tasks: tuple[str, ...],
         try:
             if run is not None:
                 pick_run(store, run)
-            result = run_export(store, Path(out), fmt, options, overwrite=overwrite)
+            result = run_export(store, Path(out), fmt, options, overwrite=overwrite, tag=snapshot.tag)
+            finish_export(live, snapshot)
         except BaseException:
-            if at_tag is None:  # the new tag would name an export that does not exist
-                delete_tag(live, snapshot.tag)
+            if snapshot.pinning is not None:  # the running tag names an export that does not exist
+                delete_tag(live, snapshot.pinning)
             raise
     except ValueError as err:
         raise CliError(str(err)) from None
@@ -193,7 +195,11 @@ def export(fmt: str, out: str, db: str, run: str | None, tasks: tuple[str, ...],
     skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(result.skipped.items()))
     click.echo(f"Wrote {result.samples} samples and {result.images} images to {out} "
                f"({', '.join(result.files)}; dataset {result.dataset_name})" + (f"; skipped {skipped}" if skipped else ""))
-    click.echo(f"Database versions tagged {snapshot.tag}: 'pairsmith export --at {snapshot.tag} ...' repeats this export")
+    if snapshot.tag is not None:
+        click.echo(f"Database versions tagged {snapshot.tag}: 'pairsmith export --at {snapshot.tag} ...' repeats this export")
+    else:
+        click.echo(f"Could not tag the database versions read: {snapshot.untagged}; "
+                   f"they were {', '.join(f'{t}@{v}' for t, v in snapshot.versions.items())}")
     if hub_repo:
         from pairsmith.storage.exports.hf import push_to_hub
 
@@ -212,9 +218,13 @@ def export(fmt: str, out: str, db: str, run: str | None, tasks: tuple[str, ...],
 @click.option("--include-dropped", is_flag=True, help="Draw dropped pairs too, with their reasons.")
 def contact_sheet(out: str, n: int, db: str, run: str | None, include_dropped: bool) -> None:
     """Draw pairs side by side with their difference boxes."""
-    from pairsmith.storage.contact_sheet import draw_contact_sheet
+    from pairsmith.storage.contact_sheet import check_sheet_out, draw_contact_sheet
 
-    store = open_store_or_fail(db)
+    store = open_store_or_fail(db, read_only=True)
+    try:
+        check_sheet_out(Path(out), store.uri)
+    except ValueError as err:
+        raise CliError(str(err)) from None
     run_id = pick_run(store, run)
     try:
         drawn = draw_contact_sheet(store, Path(out), n=n, run_id=run_id, include_dropped=include_dropped)

@@ -46,15 +46,33 @@ def maintain(db: str, keep_days: float, drop_tags_days: float | None, target_fra
 
 @click.command()
 @click.option("--db", default=DEFAULT_DB, show_default=True, help="LanceDB URI.")
-def versions(db: str) -> None:
-    """List the tags (one per export) and each table's current version."""
+@click.option("--delete", "delete", multiple=True, metavar="TAG",
+              help="Delete this tag (repeat); its versions are then removed by the next 'pairsmith maintain'.")
+def versions(db: str, delete: tuple[str, ...]) -> None:
+    """List the tags (one per export, finetune or evaluate run) and each table's current version, or delete tags."""
     from pairsmith.flows.cli.common import CliError, open_store_or_fail
-    from pairsmith.storage.versions import current_versions, list_tags
+    from pairsmith.storage.versions import RUNNING, current_versions, dead_running_tags, delete_tag, list_tags
 
-    store = open_store_or_fail(db)
+    store = open_store_or_fail(db, read_only=not delete)
     if not store.table_names():
         raise CliError(f"--db {store.uri!r}: no tables yet")
+    tags = list_tags(store)
+    if delete:
+        unknown = [t for t in delete if t not in tags]
+        if unknown:
+            raise CliError(f"--delete {unknown[0]!r}: no such tag in {store.uri!r} (tags: {', '.join(sorted(tags)) or 'none'})")
+        try:
+            store.require_writable("deleting a tag")
+        except ValueError as err:
+            raise CliError(str(err)) from None
+        for tag in dict.fromkeys(delete):
+            delete_tag(store, tag)
+            click.echo(f"Deleted tag {tag} ('pairsmith maintain' removes the versions only it held)")
+        return
+    dead = set(dead_running_tags(store))
     current = current_versions(store)
     click.echo("current  " + "  ".join(f"{t}@{v}" for t, v in current.items()))
-    for tag, per_table in sorted(list_tags(store).items()):
-        click.echo(f"{tag}  " + "  ".join(f"{t}@{v}" for t, v in per_table.items()))
+    for tag, per_table in sorted(tags.items()):
+        note = ("  (left by a command that died; the next export or maintain deletes it)" if tag in dead
+                else "  (an export still running)" if RUNNING in tag else "")
+        click.echo(f"{tag}  " + "  ".join(f"{t}@{v}" for t, v in per_table.items()) + note)

@@ -14,7 +14,10 @@ record; the base does the rest, the same way for every format:
   batch (no 2 GiB offset overflow);
 * **an atomic folder**: everything is written into a temporary folder beside ``--out``, renamed to
   ``--out`` at the end. A failed export leaves ``--out`` as it was; a non-empty ``--out`` is refused
-  unless ``overwrite`` (then replaced whole, never mixed with older files). File names come from ids
+  unless ``overwrite`` (then replaced whole, never mixed with older files). ``--overwrite`` replaces only
+  a folder pairsmith itself exported to (it holds ``.pairsmith-export``, and nothing else was added),
+  never the database or a folder holding or inside it; a ``.partial`` folder a killed export left is
+  swept by the next export into the same parent folder once its writer is gone. File names come from ids
   checked against a safe pattern (others are hashed), and each path is checked to resolve inside
   the folder, so no id, ``..`` or symlink writes anywhere else;
 * **images**: stored bytes are written as they are, under their real extension (PNG renders, JPEG
@@ -32,6 +35,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,20 +217,119 @@ def safe_stem(identifier: str) -> str:
     return identifier if _SAFE_STEM.fullmatch(identifier) else "id-" + stable_hash(identifier, 24)
 
 
-def open_folder(out: Path, overwrite: bool) -> Path:
-    """The temporary folder beside ``out`` to write into, after refusing an ``out`` that would mix with
-    older files; ValueError (one line) when ``out`` cannot be used or its folder cannot be written."""
-    if out.exists() or out.is_symlink():
-        if not out.is_dir() or out.is_symlink():
-            if not overwrite:
-                raise ValueError(f"--out {str(out)!r} exists and is not a folder; pass --overwrite to replace it")
-        elif any(out.iterdir()) and not overwrite:
-            raise ValueError(f"--out {str(out)!r} is not empty; pass --overwrite to replace it, or choose a new folder")
+MARKER = ".pairsmith-export"
+"""The file in every folder pairsmith wrote as an export (JSON: format, tag, database, the entries it
+wrote, and while it is being written the host and pid writing it). ``--overwrite`` replaces only a
+folder that has it and nothing else beside what it lists."""
+PARTIAL, OLD = ".partial-", ".old-"
+
+
+def export_path(out: Path) -> Path:
+    """``out`` made absolute without following links (``..`` and ``.`` become the folders they name)."""
+    return Path(os.path.abspath(os.path.expanduser(str(out))))
+
+
+def _local_db(uri: str | None) -> Path | None:
+    from pairsmith.storage.db_uri import is_object_store
+
+    if not uri or is_object_store(uri):
+        return None
+    return Path(uri.removeprefix("file://")).expanduser().resolve()
+
+
+def check_out(out: Path, overwrite: bool, db_uri: str | None = None) -> Path:
+    """The absolute ``--out``, after refusing any folder pairsmith must not replace; ValueError (one
+    line naming why) otherwise, with nothing created or deleted.
+
+    Refused always: ``--out`` that is, holds or is inside the database ``db_uri``; a file or a link;
+    a non-empty folder that is not a pairsmith export (no ``.pairsmith-export``) or holds entries the
+    export did not write. A folder pairsmith exported to is refused unless ``overwrite``."""
+    out = export_path(out)
+    shown = repr(str(out))
+    if out.parent == out:
+        raise ValueError(f"--out {shown} is a filesystem root; choose a new folder for the export")
+    db = _local_db(db_uri)
+    if db is not None:
+        real = out.resolve()
+        if real == db or db.is_relative_to(real):
+            raise ValueError(f"--out {shown} holds the database {str(db)!r}; choose a folder outside it")
+        if real.is_relative_to(db):
+            raise ValueError(f"--out {shown} is inside the database {str(db)!r}; choose a folder outside it")
+    if out.is_symlink():
+        raise ValueError(f"--out {shown} is a symbolic link; give the folder itself or a new one")
+    if not out.exists():
+        return out
+    if not out.is_dir():
+        raise ValueError(f"--out {shown} is a file, not an export folder; choose a new or empty folder")
+    entries = sorted(p.name for p in out.iterdir())
+    if not entries:
+        return out
+    marker = read_marker(out)
+    if marker is None:
+        raise ValueError(f"--out {shown} is not empty and is not a pairsmith export (no {MARKER}); "
+                         "pairsmith replaces only its own exports: choose a new or empty folder")
+    other = [e for e in entries if e != MARKER and e not in set(marker.get("entries", []))]
+    if other:
+        raise ValueError(f"--out {shown} is a pairsmith export with other files added ({', '.join(other[:3])}"
+                         f"{', ...' if len(other) > 3 else ''}); pairsmith replaces only what it wrote: "
+                         "move them or choose a new folder")
+    if not overwrite:
+        raise ValueError(f"--out {shown} holds an earlier export; pass --overwrite to replace it, or choose a new folder")
+    return out
+
+
+def read_marker(folder: Path) -> dict | None:
+    """The ``.pairsmith-export`` record of ``folder``, None when it has none (or not one pairsmith wrote)."""
+    try:
+        data = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("pairsmith_export") == 1 else None
+
+
+def write_marker(folder: Path, **fields: Any) -> None:
+    from pairsmith.storage.process_owner import host_name
+
+    record = {"pairsmith_export": 1, "host": host_name(), "pid": os.getpid(), "made_at": time.time(), **fields}
+    (folder / MARKER).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+
+
+def sweep_leftovers(parent: Path) -> list[Path]:
+    """Remove the ``.<name>.partial-*`` / ``.<name>.old-*`` folders in ``parent`` that an export killed
+    before it finished left, and only those whose writer is gone (``storage/process_owner.py``: on this
+    host its pid is gone or was reused; elsewhere a day old). Returns what it removed."""
+    from pairsmith.storage.process_owner import owner_is_gone
+
+    removed = []
+    try:
+        candidates = [p for p in parent.iterdir() if p.name.startswith(".") and (PARTIAL in p.name or OLD in p.name)]
+    except OSError:
+        return removed
+    for folder in candidates:
+        marker = read_marker(folder)
+        if marker is None or folder.is_symlink() or not folder.is_dir():
+            continue  # not ours: never touched
+        try:
+            gone = owner_is_gone(str(marker["host"]), int(marker["pid"]), float(marker["made_at"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if gone:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def open_folder(out: Path, overwrite: bool, db_uri: str | None = None, tag: str | None = None) -> Path:
+    """The temporary folder beside ``out`` to write into, after ``check_out`` and sweeping what dead
+    exports left beside it; ValueError (one line) when ``out`` cannot be used or its folder cannot be written."""
+    out = check_out(out, overwrite, db_uri)
     parent = out.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        folder = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.partial-"))
+        sweep_leftovers(parent)
+        folder = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}{PARTIAL}"))
         folder.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700; the export is a folder like any other
+        write_marker(folder, tag=tag, db=db_uri, entries=[], state="writing")
         return folder
     except OSError as err:
         raise ValueError(f"--out {str(out)!r}: cannot write in {str(parent)!r} ({err.strerror or err})") from None
@@ -238,31 +341,46 @@ def _umask() -> int:
     return mask
 
 
-def _commit(folder: Path, out: Path) -> None:
-    """Put the finished folder in place of ``out`` (an empty folder, or anything when overwriting)."""
-    if out.is_dir() and not out.is_symlink() and not any(out.iterdir()):
+def _commit(folder: Path, out: Path, overwrite: bool, db_uri: str | None) -> None:
+    """Put the finished folder in place of ``out`` (an empty folder, or an earlier export when overwriting),
+    checking ``out`` again: another process may have put something there meanwhile."""
+    out = check_out(out, overwrite, db_uri)
+    if out.is_dir() and not any(out.iterdir()):
         out.rmdir()
-    if out.exists() or out.is_symlink():
-        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
-        os.replace(out, old / "replaced")
-        os.replace(folder, out)
-        shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}{OLD}"))
+        try:
+            write_marker(old, state="replaced")  # a kill between the renames leaves a folder the next export sweeps
+            os.replace(out, old / "replaced")
+            try:
+                os.replace(folder, out)
+            except OSError:
+                os.replace(old / "replaced", out)  # the earlier export goes back
+                raise
+        finally:
+            if out.exists() or not (old / "replaced").exists():
+                shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(folder, out)
 
 
-def run_export(store, out: Path, fmt: type[ExportFormat], options: ExportOptions, overwrite: bool = False) -> ExportResult:
+def run_export(store, out: Path, fmt: type[ExportFormat], options: ExportOptions, overwrite: bool = False,
+               tag: str | None = None) -> ExportResult:
     """Export the kept samples ``options`` select from ``store`` (a ``PairStore``) into ``out``.
 
-    Raises ValueError (one line) for an unusable ``--out`` or when nothing matches; ``out`` is then
-    untouched. The work happens in a temporary folder beside ``out``, renamed into place at the end.
+    Raises ValueError (one line) for an unusable ``--out`` (``check_out``: never the database, never a
+    folder pairsmith did not export to) or when nothing matches; ``out`` is then untouched. The work
+    happens in a temporary folder beside ``out``, renamed into place at the end; ``tag`` (the
+    database tag the export read) is recorded in its ``.pairsmith-export``.
     """
     options = _for_format(options, fmt)
     where = options.where()
     boxes = options.boxes()
     if store.count("samples", where) == 0:
         raise ValueError(f"no samples match {where} in {store.uri!r}")
-    folder = open_folder(out, overwrite)
+    out = export_path(out)
+    db_uri = getattr(store, "uri", None)
+    folder = open_folder(out, overwrite, db_uri, tag)
     try:
         writer = fmt(folder, out, options)
         writer.begin()
@@ -272,7 +390,9 @@ def run_export(store, out: Path, fmt: type[ExportFormat], options: ExportOptions
         if n == 0:
             reasons = ", ".join(f"{r}: {c}" for r, c in skipped.most_common()) or "none"
             raise ValueError(f"no kept samples to export among those matching {where} (skipped: {reasons})")
-        _commit(folder, out)
+        write_marker(folder, format=fmt.name, tag=tag, db=db_uri, state="complete",
+                     entries=sorted(p.name for p in folder.iterdir() if p.name != MARKER))
+        _commit(folder, out, overwrite, db_uri)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
