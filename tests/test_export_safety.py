@@ -223,28 +223,30 @@ def test_a_database_on_a_read_only_mount_is_inspected_and_exported_but_not_writt
     tag = next(iter(list_tags(PairStore("data/pairsmith.lance"))))
     data = project / "data"
     outside = tmp_path_factory.mktemp("outside")
-    script = f"""
-mount --bind -o ro {data} {data} || exit 99
-cd {project}
-run() {{ echo "== $*"; {PAIRSMITH} "$@" 2>&1; echo "rc=$?"; }}
-run stats
-run versions
-run contact-sheet --out {outside}/sheet.png --n 2
-run export --format llava --out {outside}/now
-run export --format llava --out {outside}/at --at {tag}
-run maintain
-run versions --delete {tag}
-"""
-    done = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    parts = {p.split("\n", 1)[0]: p.split("\n", 1)[1] for p in done.stdout.split("== ")[1:]}
-    rc = {cmd: out.strip().rsplit("rc=", 1)[1] for cmd, out in parts.items()}
-    assert rc["stats"] == rc["versions"] == "0", parts
-    assert rc[f"contact-sheet --out {outside}/sheet.png --n 2"] == "0" and (outside / "sheet.png").exists()
-    now = parts[f"export --format llava --out {outside}/now"]
-    assert rc[f"export --format llava --out {outside}/now"] == "0" and "Could not tag" in now and "not writable" in now
-    assert rc[f"export --format llava --out {outside}/at --at {tag}"] == "0"
+    commands = {"stats": ["stats"], "versions": ["versions"],
+                "sheet": ["contact-sheet", "--out", f"{outside}/sheet.png", "--n", "2"],
+                "now": ["export", "--format", "llava", "--out", f"{outside}/now"],
+                "at": ["export", "--format", "llava", "--out", f"{outside}/at", "--at", tag],
+                "maintain": ["maintain"], "delete": ["versions", "--delete", tag]}
+    # one Python process runs every command (main() in-process) inside a private mount namespace
+    # where the database folder is a read-only bind mount: writes fail with EROFS, for root too
+    program = (f"import contextlib, io, json, os; os.chdir({str(project)!r})\n"
+               "from pairsmith.flows.cli.main import main\nresults = {}\n"
+               f"for name, argv in {commands!r}.items():\n"
+               "    out, err = io.StringIO(), io.StringIO()\n"
+               "    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):\n"
+               "        code = main(argv)\n"
+               "    results[name] = [code, out.getvalue() + err.getvalue()]\n"
+               "print('RESULTS' + json.dumps(results))\n")
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", f'mount --bind -o ro {data} {data} && exec "$0" -c "$1"',
+                           sys.executable, program], capture_output=True, text=True, timeout=300)
+    assert "RESULTS" in done.stdout, done.stdout + done.stderr
+    results = json.loads(done.stdout.split("RESULTS", 1)[1])
+    assert results["stats"][0] == results["versions"][0] == 0, results
+    assert results["sheet"][0] == 0 and (outside / "sheet.png").exists()
+    assert results["now"][0] == 0 and "Could not tag" in results["now"][1] and "not writable" in results["now"][1]
+    assert results["at"][0] == 0
     assert json.loads((outside / "at" / "llava.json").read_text()) == json.loads((project / "first" / "llava.json").read_text())
-    for write in ("maintain", f"versions --delete {tag}"):
-        assert rc[write] == "2" and "not writable" in parts[write], parts[write]
+    for write in ("maintain", "delete"):
+        assert results[write][0] == 2 and "not writable" in results[write][1], results[write]
     assert list(list_tags(PairStore("data/pairsmith.lance"))) == [tag]  # nothing was written
