@@ -32,7 +32,7 @@ from pairsmith.storage.store import open_store
 from pairsmith.tasks.evaluate.generate_answers import ask_once_per_pair, generate_answers
 from pairsmith.tasks.evaluate.judge_captions import judge_captions
 from pairsmith.tasks.evaluate.score_answers import score_answers
-from pairsmith.tasks.training.training_data import pin_tables, select_samples_task
+from pairsmith.tasks.training.training_data import pin_tables, release_pinned, select_samples_task
 from pairsmith.tasks.write_batch import write_batch
 
 RESULTS_ARTIFACT_KEY = "eval-results"
@@ -75,11 +75,27 @@ def _publish(eval_id: str, config: EvaluateConfig, rows, unavailable: dict[str, 
 
 @flow(name=FLOW_NAME, description="Score a VLM (optionally with a LoRA adapter) on held-out samples.")
 def evaluate(config: EvaluateConfig) -> EvaluateSummary:
+    """Score; an evaluation that fails (or is interrupted), or answers nothing (every item failed: a
+    model that cannot load), deletes the ``evaluate-*`` tag it made."""
+    made: dict = {}
+    try:
+        summary = _evaluate(config, made)
+    except BaseException:
+        if "pinned" in made:
+            release_pinned(made["store"], made["pinned"])
+        raise
+    if summary.n_generated == 0 and summary.batches_resumed == 0:
+        release_pinned(made["store"], made["pinned"])
+    return summary
+
+
+def _evaluate(config: EvaluateConfig, made: dict) -> EvaluateSummary:
     start = time.perf_counter()
     logger = get_run_logger()
     store = open_store(config.db)
     store.check_reachable()
-    pinned = pin_tables(store, config.data, tag_as=FLOW_NAME if config.tag_data else None)
+    pinned = made["pinned"] = pin_tables(store, config.data, tag_as=FLOW_NAME if config.tag_data else None)
+    made["store"] = store
     eval_id = config.eval_id(pinned)
     selected = batch_step(select_samples_task, SELECT_BATCH)(config.db, pinned, config.data)
     rows, [select_stats] = ask_once_per_pair(selected.value.rows), selected.stats

@@ -25,7 +25,7 @@ from pairsmith.flows.engine.run_card import RUN_CARD, RunCard
 from pairsmith.storage.schemas import utc_now
 from pairsmith.storage.store import open_store
 from pairsmith.tasks.training.train_vlm import StagePlan, TrainedAdapter, train_grpo, train_sft
-from pairsmith.tasks.training.training_data import pin_tables, select_samples_task
+from pairsmith.tasks.training.training_data import pin_tables, release_pinned, remove_if_empty, select_samples_task
 
 RUN_ARTIFACT_KEY = "finetune-run"
 
@@ -104,6 +104,19 @@ def _publish(card: RunCard) -> None:
 
 @flow(name=FLOW_NAME, description="LoRA SFT or GRPO of a VLM on stored samples; saves the adapter and a run card.")
 def finetune(config: SftFinetuneConfig | GrpoFinetuneConfig) -> FinetuneSummary:
+    """Train; a run that fails (or is interrupted) deletes the ``finetune-*`` tag it made and the run
+    folders it created if they hold no file, so nothing of it pins versions or clutters ``runs/``."""
+    made: dict = {}
+    try:
+        return _finetune(config, made)
+    except BaseException:
+        if "pinned" in made:
+            release_pinned(made["store"], made["pinned"])
+        remove_if_empty(made.get("folders", []))
+        raise
+
+
+def _finetune(config: SftFinetuneConfig | GrpoFinetuneConfig, made: dict) -> FinetuneSummary:
     start = time.perf_counter()
     started_at = utc_now()
     logger = get_run_logger()
@@ -115,10 +128,12 @@ def finetune(config: SftFinetuneConfig | GrpoFinetuneConfig) -> FinetuneSummary:
 
     store = open_store(config.db)
     store.check_reachable()
-    pinned = pin_tables(store, config.data, tag_as=config.run_name() if config.tag_data else None)
+    pinned = made["pinned"] = pin_tables(store, config.data, tag_as=config.run_name() if config.tag_data else None)
+    made["store"] = store
     logger.info("reading samples version %d, pairs version %d of %s", pinned.samples_version,
                 pinned.pairs_version, config.db)
     plans, stats, mixed = _plans(config, pinned)
+    made["folders"] = [d for d in (run_dir, *run_dir.parents) if not d.exists()]  # innermost first
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / RUN_CARD).unlink(missing_ok=True)  # a card appears only when the new adapter is whole
     gpu = config.runtime.on_gpu()  # on a GPU worker training takes a `tag:gpu` slot, as every model stage does

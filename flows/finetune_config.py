@@ -86,6 +86,17 @@ class _FinetuneBase(BaseModel):
             raise ValueError(err.errors()[0]["msg"].removeprefix("Value error, ")) from None
         return self
 
+    @model_validator(mode="after")
+    def _output_dir_outside_db(self) -> "_FinetuneBase":
+        """Runs never go into the database, nor a folder that holds it, where a run folder would mix with it."""
+        from pairsmith.storage.exports.base import _local_db
+
+        db = _local_db(self.db)
+        out = Path(self.output_dir).expanduser().resolve()
+        if db is not None and (out.is_relative_to(db) or out == db):
+            raise ValueError(f"output_dir {self.output_dir!r} is inside the database {str(db)!r}; choose a folder outside it")
+        return self
+
     def training_mix(self) -> TrainingMix | None:
         return TrainingMix(ratios=self.mix, total=self.mix_total) if self.mix else None
 

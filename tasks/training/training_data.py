@@ -27,8 +27,11 @@ a training selection (``training=True``) leaves them out in the query itself.
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -38,6 +41,8 @@ from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 from pairsmith.storage.pair_images import IMAGE, open_image, side_by_side, side_by_side_text
 from pairsmith.storage.store import PairStore, open_store, sql_in, sql_literal
 from pairsmith.storage.versions import pinned_store
+
+log = logging.getLogger("pairsmith.training")
 from pairsmith.tasks.stage import stage
 from pairsmith.tasks.training.training_mix import MixOutcome, TrainingMix
 
@@ -110,6 +115,7 @@ class PinnedTables:
     samples_version: int
     pairs_version: int
     tag: str | None = None
+    created_tag: bool = False  # this run made ``tag``: a run that fails deletes it (``release_pinned``)
 
     def as_dict(self) -> dict[str, Any]:
         return {"db": self.db, "samples_version": self.samples_version, "pairs_version": self.pairs_version,
@@ -144,7 +150,7 @@ def pin_tables(store: PairStore, selection: DataSelection, tag_as: str | None = 
         version = selection.table_version or samples.version
         if version > samples.version:
             raise ValueError(f"table_version {version}: 'samples' has only {samples.version} versions")
-    tag = selection.table_tag
+    tag, created = selection.table_tag, False
     if tag_as:
         own = f"{tag_as}-v{version}"
         held = pairs.tags.list().get(own)
@@ -153,8 +159,32 @@ def pin_tables(store: PairStore, selection: DataSelection, tag_as: str | None = 
         for table, table_version in ((samples, version), (pairs, pairs_version)):
             if own not in table.tags.list():
                 table.tags.create(own, table_version)
+                created = tag is None
         tag = tag or own
-    return PinnedTables(store.uri, version, pairs_version, tag)
+    return PinnedTables(store.uri, version, pairs_version, tag, created_tag=created)
+
+
+def release_pinned(store: PairStore, pinned: PinnedTables | None) -> None:
+    """A run that failed deletes the tag it made (a tag that was there before, or the selection's own
+    ``table_tag``, stays): no ``finetune-*`` / ``evaluate-*`` tag pins versions for a run that left nothing."""
+    if pinned is None or not pinned.created_tag or pinned.tag is None:
+        return
+    from pairsmith.storage.versions import delete_tag
+
+    try:
+        delete_tag(store, pinned.tag)
+    except Exception as err:  # the failure being reported matters more; `versions --delete` remains
+        log.warning("could not delete tag %s of the failed run: %s", pinned.tag, err)
+
+
+def remove_if_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed run created (innermost first) if they hold no file."""
+    for folder in folders:
+        try:
+            if folder.is_dir() and not any(p.is_file() or p.is_symlink() for p in folder.rglob("*")):
+                shutil.rmtree(folder)
+        except OSError:
+            pass
 
 
 @dataclass
