@@ -27,6 +27,7 @@ from pairsmith.flows.engine.progress import RunProgress
 from pairsmith.flows.engine.run_outcome import batches_with_errors, error_counts
 from pairsmith.flows.engine.stages import batch_step
 from pairsmith.flows.engine.task_runners import open_task_runner, submit_batch
+from pairsmith.flows.engine.flow_runs import claim_run
 from pairsmith.storage.store import open_store, sql_literal
 from pairsmith.tasks.dig.records import build_dig_records
 from pairsmith.tasks.dig.plan_scenes import plan_scene_pairs
@@ -61,6 +62,7 @@ def dig_render(config: DigRenderConfig = DigRenderConfig()) -> RenderRunSummary:
     store = open_store(config.db)
     store.check_reachable()
     batches = config.batches()
+    claim_run(run_id)  # a flow run of it killed with -9: marked CRASHED in Prefect
     done = store.completed_batches(run_id) - batches_with_errors(store, run_id)
     pending = [b for b in batches if batch_name(b) not in done]
     if done:

@@ -26,6 +26,7 @@ from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
 from pairsmith.flows.engine.progress import RunProgress
 from pairsmith.flows.engine.run_outcome import batches_with_errors
 from pairsmith.flows.engine.stages import batch_step
+from pairsmith.flows.engine.flow_runs import claim_run
 from pairsmith.models.adapted_vlm_chat import AdaptedVlmChat
 from pairsmith.models.caption_judge import CaptionJudge
 from pairsmith.storage.store import open_store
@@ -103,6 +104,7 @@ def _evaluate(config: EvaluateConfig, made: dict) -> EvaluateSummary:
         raise ValueError(f"no samples to evaluate for {config.data.where()} in {config.db!r} at samples version "
                          f"{pinned.samples_version} ({select_stats.n_dropped} dropped: "
                          f"{dict(select_stats.reasons) or 'none'})")
+    claim_run(eval_id)  # a flow run of it killed with -9: marked CRASHED in Prefect
     done = store.completed_batches(eval_id) - batches_with_errors(store, eval_id)  # answers that raised: asked again
     if SELECT_BATCH not in done:
         batch_step(write_batch, SELECT_BATCH)(config.db, eval_id, FLOW_NAME, SELECT_BATCH, {}, selected.stats)

@@ -17,6 +17,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
+from pairsmith.flows.engine.flow_runs import claim_run
 from pairsmith.flows.engine.stages import batch_step
 from pairsmith.flows.engine.task_runners import gpu_task
 from pairsmith.storage.verdict import StageStats
@@ -128,6 +129,7 @@ def _finetune(config: SftFinetuneConfig | GrpoFinetuneConfig, made: dict) -> Fin
 
     store = open_store(config.db)
     store.check_reachable()
+    claim_run(config.run_name())  # a flow run of it killed with -9: marked CRASHED in Prefect
     pinned = made["pinned"] = pin_tables(store, config.data, tag_as=config.run_name() if config.tag_data else None)
     made["store"] = store
     logger.info("reading samples version %d, pairs version %d of %s", pinned.samples_version,

@@ -31,6 +31,7 @@ from pairsmith.flows.engine.prefect_compat import install as _install_prefect_co
 from pairsmith.flows.engine.progress import RunProgress
 from pairsmith.flows.engine.run_outcome import batches_with_errors, error_counts
 from pairsmith.flows.engine.stages import batch_step
+from pairsmith.flows.engine.flow_runs import claim_run
 from pairsmith.flows.imgdiff_config import REPLACE_FLOW, ImgDiffReplaceConfig, _ImgDiffBase
 from pairsmith.models.blip_itm import BlipItmScorer
 from pairsmith.models.caption_rewriter import CaptionRewriter
@@ -177,6 +178,7 @@ def summarize(store: PairStore, config: _ImgDiffBase, flow_name: str, run_id: st
 def pending_batches(store: PairStore, run_id: str, n_items: int, batch_size: int) -> tuple[list[range], list[range]]:
     """All batches of the run, and those still to do (not stored, or stored with item errors)."""
     batches = batch_ranges(n_items, batch_size)
+    claim_run(run_id)  # a flow run of it killed with -9: marked CRASHED in Prefect
     done = store.completed_batches(run_id) - batches_with_errors(store, run_id)
     return batches, [b for b in batches if batch_name(b) not in done]
 

@@ -21,6 +21,7 @@ from pairsmith.flows.engine.batching import batch_name, batch_ranges
 from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
 from pairsmith.flows.engine.run_outcome import batches_with_errors
 from pairsmith.flows.engine.stages import batch_step
+from pairsmith.flows.engine.flow_runs import claim_run
 from pairsmith.storage.store import open_store, sql_literal
 from pairsmith.tasks.imports import load_importer
 from pairsmith.tasks.imports.base import ImportConfig
@@ -57,6 +58,7 @@ def import_dataset(config: ImportConfig) -> ImportSummary:
     store.check_reachable()
     listing = importer.listing(config)
     batches = batch_ranges(len(listing.entries), config.batch_size)
+    claim_run(run_id)  # a flow run of it killed with -9: marked CRASHED in Prefect
     done = store.completed_batches(run_id) - batches_with_errors(store, run_id, also=RETRY_REASONS)
     pending = [b for b in batches if batch_name(b) not in done]
     for indices in pending:

@@ -20,6 +20,7 @@ from pairsmith.flows.med_edit_config import FLOW_NAME, MedEditConfig
 from pairsmith.flows.engine.progress import RunProgress
 from pairsmith.flows.engine.run_outcome import batches_with_errors
 from pairsmith.flows.engine.stages import batch_step
+from pairsmith.flows.engine.flow_runs import claim_run
 from pairsmith.models.clip_scorer import ClipScorer
 from pairsmith.models.gemini_editor import GeminiEditor
 from pairsmith.models.vlm_chat import VlmChat
@@ -73,6 +74,7 @@ def med_edit(config: MedEditConfig) -> MedRunSummary:
     refs = list_sources(config.sources, store)
     pair_ids = [stable_id(FLOW_NAME, content_key, ref.source_id) for ref in refs]
     batches = batch_ranges(len(refs), config.batch_size)
+    claim_run(run_id)  # a flow run of it killed with -9: marked CRASHED in Prefect
     done = store.completed_batches(run_id) - batches_with_errors(store, run_id)  # errors are retried
     pending = [b for b in batches if batch_name(b) not in done]
     vlm, clip, editor = VlmChat(config.vlm), ClipScorer(config.clip), GeminiEditor(config.editor)

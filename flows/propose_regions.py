@@ -34,6 +34,7 @@ from pairsmith.flows.engine.batching import batch_name, batch_ranges
 from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
 from pairsmith.flows.engine.run_outcome import batches_with_errors
 from pairsmith.flows.engine.stages import batch_step
+from pairsmith.flows.engine.flow_runs import claim_run
 from pairsmith.models.pair_proposer import PHOTO, PairProposal, PairProposer, PairProposerConfig
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
 from pairsmith.storage.ids import NOT_CONTENT, content_key, stable_id
@@ -210,6 +211,7 @@ def propose_regions(config: ProposeRegionsConfig) -> ProposeSummary:
     ids = sorted(store.read("pairs", where=config.where(), columns=["pair_id"]).column("pair_id").to_pylist())
     ids = ids[: config.limit] if config.limit else ids
     batches = batch_ranges(len(ids), config.batch_size)
+    claim_run(run_id)  # a flow run of it killed with -9: marked CRASHED in Prefect
     done = store.completed_batches(run_id) - batches_with_errors(store, run_id)
     for indices in batches:
         name = batch_name(indices)

@@ -57,3 +57,46 @@ def test_finetune_output_dir_inside_the_database_is_refused(db, tmp_path, capsys
     assert main(["finetune", "--config", str(config)]) == 2
     assert "inside the database" in capsys.readouterr().err
     assert sorted(p.name for p in Path(db).iterdir()) == before
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_flow_run_left_running_by_a_killed_process_is_marked_crashed_by_the_next_run():
+    import time
+
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.states import Running
+
+    from pairsmith.flows.engine.flow_runs import OWNER_TAG, claim_run, run_tag
+    from pairsmith.storage.process_owner import host_name
+
+    @flow(name="leftover-probe")
+    def probe(run_id: str) -> list[str]:
+        return claim_run(run_id)
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        now = int(time.time())
+        with get_client(sync_client=True) as client:
+            dead = client.create_flow_run(probe, tags=[run_tag("run-x"), f"{OWNER_TAG}{host_name()}:{_dead_pid()}:{now}"],
+                                          state=Running())
+            alive = client.create_flow_run(probe, tags=[run_tag("run-x"), f"{OWNER_TAG}{host_name()}:{sleeper.pid}:{now + 5}"],
+                                           state=Running())
+            other = client.create_flow_run(probe, tags=[run_tag("run-y"), f"{OWNER_TAG}{host_name()}:{_dead_pid()}:{now}"],
+                                           state=Running())
+        marked = probe("run-x")
+        with get_client(sync_client=True) as client:
+            states = {name: client.read_flow_run(run.id).state for name, run in
+                      (("dead", dead), ("alive", alive), ("other", other))}
+        assert marked == [str(dead.id)]
+        assert states["dead"].type.value == "CRASHED" and "is gone" in states["dead"].message
+        assert states["alive"].type.value == "RUNNING"  # another process still working on it
+        assert states["other"].type.value == "RUNNING"  # another pairsmith run: not this run's business
+    finally:
+        sleeper.kill()
+        sleeper.wait()
