@@ -25,7 +25,7 @@ from pairsmith.flows.engine.run_card import RUN_CARD, RunCard
 from pairsmith.storage.schemas import utc_now
 from pairsmith.storage.store import open_store
 from pairsmith.tasks.training.train_vlm import StagePlan, TrainedAdapter, train_grpo, train_sft
-from pairsmith.tasks.training.training_data import pin_tables, select_samples_task
+from pairsmith.tasks.training.training_data import ProcessorCheck, pin_tables, select_samples_task
 
 RUN_ARTIFACT_KEY = "finetune-run"
 
@@ -64,8 +64,10 @@ def _plans(config: SftFinetuneConfig | GrpoFinetuneConfig, pinned) -> tuple[list
     """The stages' samples, the selection's counts and, with a mix, what it took per stage."""
     logger = get_run_logger()
     mix, mixed = config.training_mix(), {}
+    check = ProcessorCheck(config.model_id, config.runtime)  # sizes the model's processor refuses: counted, not fatal
     if config.method == "sft":
-        selected = batch_step(select_samples_task, "sft")(config.db, pinned, config.data, training=True, mix=mix)
+        selected = batch_step(select_samples_task, "sft")(config.db, pinned, config.data, training=True, mix=mix,
+                                                                  check=check)
         plans = [StagePlan("sft", config.data.subsets, config.train.max_steps, selected.value.rows)]
         stats = selected.stats[0]
         if selected.value.mix is not None:
@@ -74,7 +76,7 @@ def _plans(config: SftFinetuneConfig | GrpoFinetuneConfig, pinned) -> tuple[list
         plans, stats = [], StageStats(select_samples_task.name)
         for stage in config.stages:
             selected = batch_step(select_samples_task, stage.name)(config.db, pinned, config.data, stage.subsets,
-                                                                   training=True, mix=mix)
+                                                                   training=True, mix=mix, check=check)
             stats = stats + selected.stats[0]
             if selected.value.mix is not None:
                 mixed[stage.name] = selected.value.mix.as_dict()
