@@ -77,6 +77,7 @@ def _publish(eval_id: str, config: EvaluateConfig, rows, unavailable: dict[str, 
 def evaluate(config: EvaluateConfig) -> EvaluateSummary:
     start = time.perf_counter()
     logger = get_run_logger()
+    config.runtime.check_model_source(config.base_model())  # in seconds, naming the model: before any tag or answer
     store = open_store(config.db)
     store.check_reachable()
     pinned = pin_tables(store, config.data, tag_as=FLOW_NAME if config.tag_data else None)

@@ -115,6 +115,7 @@ def finetune(config: SftFinetuneConfig | GrpoFinetuneConfig) -> FinetuneSummary:
         logger.info("run %s already finished (%s); not training again", done.run_name, run_dir / RUN_CARD)
         return _summary(done, run_dir, resumed=True, seconds=time.perf_counter() - start)
 
+    config.runtime.check_model_source(config.model_id)  # in seconds, naming the model: before any tag or folder
     store = open_store(config.db)
     store.check_reachable()
     pinned = pin_tables(store, config.data, tag_as=config.run_name() if config.tag_data else None)

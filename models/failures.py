@@ -25,10 +25,11 @@ ERROR_SUFFIX = "_error"
 REJECTED_SUFFIX = "_rejected"
 
 
-class ModelUnavailable(RuntimeError):
+class ModelUnavailable(OSError):
     """A model that cannot be loaded (not a folder, not in the cache and no network, broken files).
 
-    Raised once for the whole run instead of once per item: its message names the model and why."""
+    Raised once for the whole run instead of once per item: its message names the model and why.
+    An ``OSError``, as transformers' own "can't load" errors are."""
 
 
 def _status(err: BaseException) -> int | None:
@@ -70,7 +71,7 @@ def is_transient(err: BaseException) -> bool:
     and any other exception (``ValueError`` from a processor, ``TypeError``, a decoding error) is
     deterministic. google-genai's ``ServerError`` carries a 5xx code, ``ClientError`` a 4xx one."""
     if isinstance(err, ModelUnavailable):
-        return False
+        return False  # not an item's failure at all: the run stops
     status = _status(err)
     if status is not None and type(err).__module__.split(".")[0] in {"google", "httpx", "requests", "huggingface_hub"}:
         return status in TRANSIENT_HTTP
