@@ -205,3 +205,149 @@ def test_a_sample_the_processor_refuses_is_a_counted_select_reason_not_an_abort(
         selection = DataSelection(tasks=["diff-caption"], splits=["train"], layout=layout)
         picked = select_samples(store, pin_tables(store, selection), selection, training=True, check=check)
         assert picked.stats.reasons.get("select_aspect_too_large", 0) == expected, layout
+
+
+# --- kind 6: a failure says why, in seconds when the cause is local ------------------------------
+
+
+def _mcq_db(tmp_path: Path) -> str:
+    """Four held-out MED MCQ samples on two small pairs: enough for `evaluate` / `bench med` to start."""
+    db = str(tmp_path / "eval.lance")
+    store = PairStore(db)
+    store.upsert("pairs", [_pair(f"p{i}", 64, 48) for i in range(2)])
+    rows = []
+    for i in range(4):
+        options = [f"{letter}. option {letter.lower()}" for letter in "ABCD"]
+        rows.append(SampleRow(
+            sample_id=f"mcq-{i}", pair_id=f"p{i % 2}", run_id="med", method="med-edit", task="med-mcq",
+            conversation=[Message(role="user", content=TWO_IMAGES + "What changed?\n" + "\n".join(options)),
+                          Message(role="assistant", content="ABCD"[i])],
+            answer="ABCD"[i], options=options, category="Attribute", split="test", created_at=utc_now()))
+    store.upsert("samples", rows)
+    return db
+
+
+def _last_flow_run_message(flow_name: str) -> tuple[str, str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
+                                     sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=1)
+    return runs[0].state.type.value, runs[0].state.message or ""
+
+
+def test_a_model_that_cannot_load_fails_in_seconds_naming_it_and_the_message_is_stored(
+        tmp_path, capsys, monkeypatch):
+    """The issue's example: `evaluate` / `bench med` with a hub id that is not in the cache, offline.
+    Before: exit 3 after 162 s, "the messages are in drop_detail", no message anywhere. Now: exit 1
+    within seconds, one line naming the model and why, the Prefect flow run Failed with that message,
+    and nothing written (no answer, no evaluate-* tag)."""
+    from pairsmith.flows.cli.main import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+    db = _mcq_db(tmp_path)
+    model = "Qwen/Qwen2-VL-2B-Instruct"
+    for args in (["evaluate", "--db", db, "--split", "test", "--task", "med-mcq", "--device", "cpu", "--model", model],
+                 ["bench", "med", "--db", db, "--split", "test", "--device", "cpu", "--model", model]):
+        start = time.monotonic()
+        assert main(args) == 1
+        seconds = time.monotonic() - start
+        err = capsys.readouterr().err.strip()
+        assert seconds < 60, f"{args[0]} took {seconds:.0f} s to fail"
+        assert len(err.splitlines()) == 1 and err.startswith("pairsmith: error: evaluation failed: ModelUnavailable")
+        assert f"model {model!r}" in err and "not in the Hugging Face cache" in err and "offline" in err
+        state, message = _last_flow_run_message("evaluate")
+        assert state == "FAILED" and model in message and "not in the Hugging Face cache" in message
+    store = PairStore(db)
+    assert "eval_predictions" not in store.table_names() or store.count("eval_predictions") == 0
+    assert not store.db.open_table("samples").tags.list()  # no evaluate-* tag left behind
+
+
+def test_no_network_for_a_hub_id_is_detected_not_waited_out(tmp_path, monkeypatch):
+    """Another case of the kind: not in offline mode, but the hub cannot be reached. One failed
+    connect decides it (no 2.5 minutes of retries); a folder that does not exist, or a file given as
+    a model, are named as such; a cached hub id and a folder pass without any network."""
+    from pairsmith.models.failures import ModelUnavailable
+    from pairsmith.models.runtime import ModelRuntime
+    from tests.network_guard import block_network
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    attempts = block_network(monkeypatch)
+    runtime = ModelRuntime(cache_dir=str(tmp_path / "cache"))
+    start = time.monotonic()
+    with pytest.raises(ModelUnavailable, match=r"'org/model'.*cannot be downloaded: huggingface.co:443 does not answer"):
+        runtime.check_model_source("org/model")
+    assert time.monotonic() - start < 10 and attempts == ["huggingface.co"]
+    with pytest.raises(ModelUnavailable, match="no such folder"):
+        runtime.check_model_source(str(tmp_path / "models" / "mine"))
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    with pytest.raises(ModelUnavailable, match="not a folder"):
+        runtime.check_model_source(str(tmp_path / "weights.bin"))
+    snapshot = tmp_path / "cache" / "models--org--cached" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    runtime.check_model_source("org/cached")
+    runtime.check_model_source(str(tmp_path))
+    assert attempts == ["huggingface.co"]  # nothing more was looked up
+
+    # and inside a model adapter: the same error, once, not per item
+    from pairsmith.models.vlm_chat import VlmChat, VlmConfig, VlmRequest
+    from pairsmith.tasks.stage import call_per_item
+
+    chat = VlmChat(VlmConfig(model_id="org/model", runtime=runtime))
+    failed = []
+    with pytest.raises(ModelUnavailable, match="VlmChat model 'org/model'|'org/model'"):
+        call_per_item(lambda part: chat.generate_batch(part), [VlmRequest((), "a"), VlmRequest((), "b")],
+                      lambda item, err: failed.append(item))
+    assert failed == []
+
+
+def _cli(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str, float]:
+    start = time.monotonic()
+    done = subprocess.run([str(Path(sys.executable).with_name("pairsmith")), *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=240)
+    return done.returncode, done.stderr.strip(), time.monotonic() - start
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    return {**env, **extra}
+
+
+def test_an_unwritable_prefect_home_is_exit_2_in_seconds_naming_it(tmp_path):
+    """The issue's example: `import folder` with a PREFECT_HOME that cannot be written hung 190 s and
+    then blamed the ephemeral server. Now: exit 2, one line naming PREFECT_HOME, in seconds, nothing
+    created. (Tests run as root, for whom a read-only mode is no obstacle: the folder here lies under
+    a file, so it cannot be created by anyone.)"""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file")
+    Image.new("RGB", (32, 24), "red").save(tmp_path / "a.png")
+    Image.new("RGB", (32, 24), "blue").save(tmp_path / "b.png")
+    (tmp_path / "pairs.jsonl").write_text('{"before": "a.png", "after": "b.png", "caption": "it turned blue"}\n')
+    code, err, seconds = _cli(["import", "folder", "--pairs", str(tmp_path / "pairs.jsonl"),
+                               "--db", str(tmp_path / "db.lance")],
+                              _clean_env(PREFECT_HOME=str(blocker / "prefect")), tmp_path)
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and err.startswith("pairsmith: error: PREFECT_HOME ")
+    assert str(blocker / "prefect") in err and "not writable" in err
+    assert seconds < 60
+    assert not (tmp_path / "db.lance").exists()
+
+
+def test_an_unreachable_prefect_api_url_is_exit_2_in_seconds_naming_it(tmp_path):
+    """Another case of the kind: PREFECT_API_URL pointing at no server (a closed local port) is
+    named at once, not retried for minutes."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed when the block ends: nothing listens there
+    url = f"http://127.0.0.1:{port}/api"
+    db = _mcq_db(tmp_path)
+    code, err, seconds = _cli(["evaluate", "--db", db, "--split", "test", "--model", str(tmp_path)],
+                              _clean_env(PREFECT_API_URL=url, PREFECT_HOME=str(tmp_path / "prefect-home")), tmp_path)
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and f"PREFECT_API_URL {url}: does not answer" in err
+    assert seconds < 60
