@@ -43,25 +43,18 @@ def _status(err: BaseException) -> int | None:
 
 
 def _transient_types() -> tuple[type[BaseException], ...]:
+    """Exception types meaning "try again later", from the libraries this process has imported (an
+    error of a library that is not imported cannot be raised, so nothing is imported here)."""
+    import sys
+
     types: list[type[BaseException]] = [TimeoutError, ConnectionError, MemoryError]
-    try:
-        import httpx
-
+    httpx, requests, torch = (sys.modules.get(name) for name in ("httpx", "requests", "torch"))
+    if httpx is not None:
         types += [httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError]
-    except ImportError:
-        pass
-    try:
-        import requests
-
+    if requests is not None:
         types += [requests.ConnectionError, requests.Timeout]
-    except ImportError:
-        pass
-    try:
-        import torch
-
+    if torch is not None and hasattr(torch, "OutOfMemoryError"):
         types.append(torch.OutOfMemoryError)
-    except (ImportError, AttributeError):
-        pass
     return tuple(types)
 
 

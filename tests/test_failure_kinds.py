@@ -256,7 +256,7 @@ def test_a_model_that_cannot_load_fails_in_seconds_naming_it_and_the_message_is_
         assert main(args) == 1
         seconds = time.monotonic() - start
         err = capsys.readouterr().err.strip()
-        assert seconds < 60, f"{args[0]} took {seconds:.0f} s to fail"
+        assert seconds < 30, f"{args[0]} took {seconds:.0f} s to fail"  # 3 s measured; 162 s before
         assert len(err.splitlines()) == 1 and err.startswith("pairsmith: error: evaluation failed: ModelUnavailable")
         assert f"model {model!r}" in err and "not in the Hugging Face cache" in err and "offline" in err
         state, message = _last_flow_run_message("evaluate")
