@@ -33,7 +33,7 @@ from pairsmith.storage.store import open_store
 from pairsmith.tasks.evaluate.generate_answers import ask_once_per_pair, generate_answers
 from pairsmith.tasks.evaluate.judge_captions import judge_captions
 from pairsmith.tasks.evaluate.score_answers import score_answers
-from pairsmith.tasks.training.training_data import pin_tables, release_pinned, select_samples_task
+from pairsmith.tasks.training.training_data import ProcessorCheck, pin_tables, release_pinned, select_samples_task
 from pairsmith.tasks.write_batch import write_batch
 
 RESULTS_ARTIFACT_KEY = "eval-results"
@@ -93,12 +93,14 @@ def evaluate(config: EvaluateConfig) -> EvaluateSummary:
 def _evaluate(config: EvaluateConfig, made: dict) -> EvaluateSummary:
     start = time.perf_counter()
     logger = get_run_logger()
+    config.runtime.check_model_source(config.base_model())  # in seconds, naming the model: before any tag or answer
     store = open_store(config.db)
     store.check_reachable()
     pinned = made["pinned"] = pin_tables(store, config.data, tag_as=FLOW_NAME if config.tag_data else None)
     made["store"] = store
     eval_id = config.eval_id(pinned)
-    selected = batch_step(select_samples_task, SELECT_BATCH)(config.db, pinned, config.data)
+    selected = batch_step(select_samples_task, SELECT_BATCH)(
+        config.db, pinned, config.data, check=ProcessorCheck(config.base_model(), config.runtime))
     rows, [select_stats] = ask_once_per_pair(selected.value.rows), selected.stats
     if not rows:
         raise ValueError(f"no samples to evaluate for {config.data.where()} in {config.db!r} at samples version "

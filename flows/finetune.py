@@ -26,7 +26,8 @@ from pairsmith.flows.engine.run_card import RUN_CARD, RunCard
 from pairsmith.storage.schemas import utc_now
 from pairsmith.storage.store import open_store
 from pairsmith.tasks.training.train_vlm import StagePlan, TrainedAdapter, train_grpo, train_sft
-from pairsmith.tasks.training.training_data import pin_tables, release_pinned, remove_if_empty, select_samples_task
+from pairsmith.tasks.training.training_data import (
+    ProcessorCheck, pin_tables, release_pinned, remove_if_empty, select_samples_task)
 
 RUN_ARTIFACT_KEY = "finetune-run"
 
@@ -65,8 +66,10 @@ def _plans(config: SftFinetuneConfig | GrpoFinetuneConfig, pinned) -> tuple[list
     """The stages' samples, the selection's counts and, with a mix, what it took per stage."""
     logger = get_run_logger()
     mix, mixed = config.training_mix(), {}
+    check = ProcessorCheck(config.model_id, config.runtime)  # sizes the model's processor refuses: counted, not fatal
     if config.method == "sft":
-        selected = batch_step(select_samples_task, "sft")(config.db, pinned, config.data, training=True, mix=mix)
+        selected = batch_step(select_samples_task, "sft")(config.db, pinned, config.data, training=True, mix=mix,
+                                                                  check=check)
         plans = [StagePlan("sft", config.data.subsets, config.train.max_steps, selected.value.rows)]
         stats = selected.stats[0]
         if selected.value.mix is not None:
@@ -75,7 +78,7 @@ def _plans(config: SftFinetuneConfig | GrpoFinetuneConfig, pinned) -> tuple[list
         plans, stats = [], StageStats(select_samples_task.name)
         for stage in config.stages:
             selected = batch_step(select_samples_task, stage.name)(config.db, pinned, config.data, stage.subsets,
-                                                                   training=True, mix=mix)
+                                                                   training=True, mix=mix, check=check)
             stats = stats + selected.stats[0]
             if selected.value.mix is not None:
                 mixed[stage.name] = selected.value.mix.as_dict()
@@ -127,6 +130,7 @@ def _finetune(config: SftFinetuneConfig | GrpoFinetuneConfig, made: dict) -> Fin
         logger.info("run %s already finished (%s); not training again", done.run_name, run_dir / RUN_CARD)
         return _summary(done, run_dir, resumed=True, seconds=time.perf_counter() - start)
 
+    config.runtime.check_model_source(config.model_id)  # in seconds, naming the model: before any tag or folder
     store = open_store(config.db)
     store.check_reachable()
     claim_run(config.run_name())  # a flow run of it killed with -9: marked CRASHED in Prefect

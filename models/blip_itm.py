@@ -66,6 +66,7 @@ class BlipItmScorer(LazyModel[BlipItmConfig]):
         from transformers import BlipForImageTextRetrieval, BlipProcessor
 
         rt = self.config.runtime
+        rt.check_model_source(self.config.model_id)  # seconds, not minutes of hub retries
         device, dtype = rt.torch_device(), rt.torch_dtype()
         processor = BlipProcessor.from_pretrained(self.config.model_id, **rt.hf_kwargs())
         model = BlipForImageTextRetrieval.from_pretrained(self.config.model_id, dtype=dtype, **rt.hf_kwargs())

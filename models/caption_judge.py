@@ -22,6 +22,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pairsmith.models.chat_llm import ChatLlm, ChatLlmConfig
+from pairsmith.models.failures import is_transient
 from pairsmith.models.gemini_editor import AUTH_ERRORS, GeminiAuthError, GeminiClientConfig, gemini_client
 from pairsmith.models.runtime import NOT_CONTENT, ModelRuntime
 
@@ -78,6 +79,7 @@ class JudgeReply:
 
     answer: str | None
     error: str | None = None
+    transient: bool = True  # with error: may the same request succeed later (pairsmith.models.failures)?
 
 
 def judge_prompt(reference: str, prediction: str) -> str:
@@ -131,8 +133,8 @@ class CaptionJudge:
         except errors.APIError as err:
             if err.code in AUTH_ERRORS:
                 raise GeminiAuthError(f"Gemini rejected the API key (HTTP {err.code})") from None
-            return JudgeReply(None, f"HTTP {err.code}: {err.message}")
+            return JudgeReply(None, f"HTTP {err.code}: {err.message}", is_transient(err))
         text = response.text
         if not text:
-            return JudgeReply(None, "no text in the answer")
+            return JudgeReply(None, "no text in the answer", transient=False)
         return JudgeReply(text)

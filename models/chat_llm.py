@@ -55,6 +55,7 @@ class ChatLlm(LazyModel[ChatLlmConfig]):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         rt = self.config.runtime
+        rt.check_model_source(self.config.model_id)  # seconds, not minutes of hub retries
         device = rt.torch_device()
         tokenizer = AutoTokenizer.from_pretrained(self.config.model_id, **rt.hf_kwargs())
         tokenizer.padding_side = "left"  # generation continues from the right end

@@ -7,8 +7,18 @@ inline data. What can go wrong per item becomes a reason, not an exception:
 * ``edit_blocked_prompt``: the request was refused (``prompt_feedback.block_reason``);
 * ``edit_blocked_safety``: the candidate stopped for safety/prohibited content/recitation;
 * ``edit_no_image``: the model answered with text only;
-* ``edit_api_error``: HTTP errors left after the client's own retries (429 and 5xx are retried
-  with exponential backoff by google-genai's ``HttpRetryOptions``).
+* ``edit_api_error``: a transient failure left after the client's own retries (HTTP 408 / 429 /
+  5xx, a timeout, a dropped connection: google-genai's ``HttpRetryOptions`` retries them with
+  exponential backoff); not cached, so the next run asks again;
+* ``edit_rejected``: a deterministic refusal (HTTP 400 invalid argument or payload too large, 404,
+  413, ...): cached like an answer, never paid for again, with the service's message as detail;
+* ``edit_request_too_large``: the photo cannot be brought under the request limit (not sent).
+
+The kind is read from the error (``pairsmith.models.failures.is_transient``: its HTTP status or
+exception type), not guessed. Before a request is sent its size is checked against Gemini's 20 MB
+inline request limit (``max_request_bytes``; the image travels base64-encoded, 4/3 of its bytes):
+a photo that would exceed it is re-encoded as JPEG, then scaled down until it fits
+(``fit_request``), and the result's ``note`` says what was sent instead.
 
 A rejected API key fails the whole run at once (every item would fail the same way). The key is
 read from the environment or a Prefect Secret block when the client is built and is only ever
@@ -24,12 +34,16 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pairsmith.models.failures import is_transient
 from pairsmith.models.runtime import NOT_CONTENT
 
 BLOCKING_FINISH_REASONS = frozenset({
     "SAFETY", "IMAGE_SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "RECITATION", "IMAGE_PROHIBITED_CONTENT",
 })
 AUTH_ERRORS = frozenset({401, 403})
+GEMINI_REQUEST_LIMIT = 20_000_000
+"""Bytes: Gemini's limit on a whole inline request (images base64-encoded, text and JSON included)."""
+REQUEST_OVERHEAD = 4096  # bytes of JSON around the parts, generously
 
 
 class GeminiAuthError(RuntimeError):
@@ -49,10 +63,19 @@ class GeminiClientConfig(BaseModel):
     retry_max_delay: float = Field(30.0, ge=0.0, le=600.0, json_schema_extra=NOT_CONTENT)
     timeout_s: float = Field(120.0, gt=0, le=3600, json_schema_extra=NOT_CONTENT)
     concurrency: int = Field(4, ge=1, le=64, description="requests in flight at once", json_schema_extra=NOT_CONTENT)
+    max_request_bytes: int = Field(
+        GEMINI_REQUEST_LIMIT, ge=10_000, le=1_000_000_000, json_schema_extra=NOT_CONTENT,
+        description="largest request sent (bytes, base64 image included); a larger photo is re-encoded "
+                    "or scaled down first (default: Gemini's 20 MB inline request limit)",
+    )
 
 
 class GeminiEditConfig(GeminiClientConfig):
     model_id: str = Field("gemini-2.5-flash-image", description="Gemini image-editing model")
+    retry_rejected: bool = Field(
+        False, json_schema_extra=NOT_CONTENT,
+        description="send again the requests Gemini refused for good (edit_rejected, cached); default: reuse the refusal",
+    )
 
 
 @dataclass(frozen=True)
@@ -69,6 +92,7 @@ class EditResult:
     text: str | None
     reason: str | None = None
     detail: str | None = None
+    note: str | None = None  # what was done to the request before it was sent (re-encoded, scaled)
 
     @property
     def ok(self) -> bool:
@@ -148,10 +172,31 @@ class GeminiEditor:
                     future.cancel()
 
     def edit(self, request: EditRequest) -> EditResult:
+        """One request, sized to fit ``max_request_bytes`` first; a failure is a result with its
+        reason (transient ``edit_api_error`` or deterministic ``edit_rejected``), except a rejected
+        key, which raises ``GeminiAuthError``."""
+        try:
+            request, note = fit_request(request, self.config.max_request_bytes)
+        except RequestTooLarge as err:
+            return EditResult(None, None, None, "edit_request_too_large", str(err))
+        try:
+            response = self._send(request)
+        except GeminiAuthError:
+            raise
+        except Exception as err:  # noqa: BLE001 - classified below by its status / type, never swallowed blindly
+            reason, detail = classify_edit_error(err)
+            return EditResult(None, None, None, reason, detail if not note else f"{detail} ({note})", note)
+        result = parse_edit_response(response)
+        if note:
+            result = EditResult(result.image, result.mime_type, result.text, result.reason,
+                                result.detail if result.reason else note, note)
+        return result
+
+    def _send(self, request: EditRequest):
         from google.genai import errors, types
 
         try:
-            response = self.client().models.generate_content(
+            return self.client().models.generate_content(
                 model=self.config.model_id,
                 contents=[
                     types.Part.from_bytes(data=request.image, mime_type=request.mime_type),
@@ -162,8 +207,76 @@ class GeminiEditor:
         except errors.APIError as err:
             if err.code in AUTH_ERRORS:
                 raise GeminiAuthError(f"Gemini rejected the API key (HTTP {err.code})") from None
-            return EditResult(None, None, None, "edit_api_error", f"HTTP {err.code}: {err.message}")
-        return parse_edit_response(response)
+            raise
+
+
+def classify_edit_error(err: BaseException) -> tuple[str, str]:
+    """``(reason, detail)`` for a request that failed: ``edit_api_error`` if the error is transient
+    (``pairsmith.models.failures.is_transient``), else ``edit_rejected``; the detail is the HTTP
+    status and the service's message, or the exception's type and message."""
+    from google.genai import errors
+
+    if isinstance(err, errors.APIError):
+        detail = f"HTTP {err.code} {err.status or ''}: {err.message or ''}".replace("  ", " ").strip()
+    else:
+        detail = f"{type(err).__name__}: {err}"
+    return ("edit_api_error" if is_transient(err) else "edit_rejected"), detail[:1000]
+
+
+class RequestTooLarge(ValueError):
+    """The photo cannot be brought under the request limit even scaled down."""
+
+
+MIN_SIDE = 256  # px: a photo is never scaled below this to make it fit
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
+
+
+def request_bytes(image_bytes: int, instruction: str) -> int:
+    """Size of an inline request: the image base64-encoded, the instruction, the JSON around them."""
+    return 4 * ((image_bytes + 2) // 3) + len(instruction.encode()) + REQUEST_OVERHEAD
+
+
+def fit_request(request: EditRequest, limit: int) -> tuple[EditRequest, str | None]:
+    """``request`` if it fits ``limit`` bytes; else the same photo re-encoded as JPEG (quality 95),
+    then scaled down (Lanczos, keeping its aspect) until it fits, with a note saying what was sent
+    (``"over the request limit of 19.1 MiB: sent as JPEG 3.1 MiB instead of image/png 16.6 MiB"``).
+    Raises ``RequestTooLarge`` when even a photo of ``MIN_SIDE`` px does not fit."""
+    if request_bytes(len(request.image), request.instruction) <= limit:
+        return request, None
+    import io
+
+    from PIL import Image
+
+    budget = (limit - REQUEST_OVERHEAD - len(request.instruction.encode())) * 3 // 4
+    if budget <= 0:
+        raise RequestTooLarge(f"the instruction alone exceeds the request limit of {_size(limit)}")
+    image = Image.open(io.BytesIO(request.image))
+    image.load()
+    image = image.convert("RGB")
+    original = image.size
+
+    def jpeg(img) -> bytes:
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=95)
+        return buf.getvalue()
+
+    data = jpeg(image)
+    while len(data) > budget:
+        scale = max(0.5, min(0.9, (budget / len(data)) ** 0.5))
+        size = (round(image.width * scale), round(image.height * scale))
+        if min(size) < MIN_SIDE:
+            raise RequestTooLarge(
+                f"{request.mime_type} of {_size(len(request.image))} ({original[0]}x{original[1]}) does not fit "
+                f"the request limit of {_size(limit)} even as JPEG at {image.width}x{image.height} ({_size(len(data))})")
+        image = image.resize(size, Image.Resampling.LANCZOS)
+        data = jpeg(image)
+    scaled = f" scaled from {original[0]}x{original[1]} to {image.width}x{image.height}" if image.size != original else ""
+    note = (f"over the request limit of {_size(limit)}: sent as JPEG {_size(len(data))}{scaled} "
+            f"instead of {request.mime_type} {_size(len(request.image))}")
+    return EditRequest(data, "image/jpeg", request.instruction), note
 
 
 def parse_edit_response(response) -> EditResult:

@@ -8,6 +8,11 @@ A load that fails is remembered for ``FAILED_LOAD_SECONDS``: the batches after i
 the same error (each still a per-item error, asked again by the next run) instead of paying the
 load again. Without ``HF_HUB_OFFLINE`` and without a network, one ``from_pretrained`` spends
 about 2.5 minutes in the hub client's retries; a run of 40 batches would have spent 100 minutes.
+Hugging Face loaders first ask ``ModelRuntime.check_model_source``, which answers in seconds.
+
+Any load failure reaches the caller as ``pairsmith.models.failures.ModelUnavailable`` naming the
+adapter and model: ``pairsmith.tasks.stage.call_per_item`` lets it stop the run (every item would
+fail the same way) instead of counting it against each item.
 """
 
 from __future__ import annotations
@@ -66,8 +71,23 @@ class LazyModel(Generic[ConfigT]):
         raise NotImplementedError(f"{type(self).__name__} must implement _load()")
 
     def loaded(self) -> Any:
+        """The loaded model; raises ``ModelUnavailable`` (one line: adapter, model id, cause) if it
+        cannot be loaded."""
         key = (f"{type(self).__module__}.{type(self).__qualname__}", self.config.model_dump_json())
-        return cached_load(key, self._load)
+        return cached_load(key, self._load_or_say_why)
+
+    def _load_or_say_why(self) -> Any:
+        from pairsmith.models.failures import ModelUnavailable
+
+        try:
+            return self._load()
+        except ModelUnavailable:
+            raise
+        except Exception as err:
+            model_id = getattr(self.config, "model_id", None) or getattr(self.config, "model_name", None)
+            name = type(self).__name__ + (f" model {model_id!r}" if model_id else "")
+            message = " ".join(str(err).split())[:600]
+            raise ModelUnavailable(f"{name} cannot be loaded: {type(err).__name__}: {message}") from err
 
     def __getstate__(self) -> dict:
         return {"config": self.config}

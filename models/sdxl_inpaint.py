@@ -65,6 +65,7 @@ class SdxlInpainter(LazyModel[InpaintConfig]):
         from diffusers import AutoPipelineForInpainting
 
         rt = self.config.runtime
+        rt.check_model_source(self.config.model_id)  # seconds, not minutes of hub retries
         extra = {"variant": self.config.variant} if self.config.variant else {}
         pipe = AutoPipelineForInpainting.from_pretrained(
             self.config.model_id, dtype=rt.torch_dtype(), **extra, **rt.hf_kwargs()

@@ -184,6 +184,7 @@ class SdxlP2PGenerator(LazyModel[SdxlP2PConfig]):
         from diffusers import AutoencoderKL, StableDiffusionXLPipeline
 
         rt, dtype = self.config.runtime, self.config.torch_dtype()
+        rt.check_model_source(self.config.model_id)  # seconds, not minutes of hub retries
         extra = {"variant": self.config.variant} if self.config.variant else {}
         if self.config.vae_id:
             extra["vae"] = AutoencoderKL.from_pretrained(self.config.vae_id, dtype=dtype, **rt.hf_kwargs())

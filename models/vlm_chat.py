@@ -66,6 +66,7 @@ class VlmChat(LazyModel[VlmConfig]):
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         rt = self.config.runtime
+        rt.check_model_source(self.config.model_id)  # seconds, not minutes of hub retries
         device = rt.torch_device()
         processor = AutoProcessor.from_pretrained(self.config.model_id, **rt.hf_kwargs())
         processor.tokenizer.padding_side = "left"  # generation continues from the right end

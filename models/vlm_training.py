@@ -46,6 +46,7 @@ def load_trainable_vlm(model_id: str, runtime: ModelRuntime):
     """(model, processor) on the runtime's device and dtype, in training mode."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    runtime.check_model_source(model_id)  # raises ModelUnavailable in seconds, not minutes of hub retries
     processor = AutoProcessor.from_pretrained(model_id, **runtime.hf_kwargs())
     model = AutoModelForImageTextToText.from_pretrained(
         model_id, dtype=runtime.torch_dtype(), **runtime.hf_kwargs()

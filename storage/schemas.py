@@ -222,6 +222,9 @@ class EvalPredictionRow(LanceModel):
     judge_score: Optional[float] = Field(None, description="captions: the judge's 0-100 coverage of the "
                                          "reference; null if unparseable or not judged")
     judge_justification: Optional[str] = Field(None, description="captions: the judge's reason for its score")
+    reason: Optional[str] = Field(None, description="why there is no answer: generate_error (transient, asked "
+                                  "again by the next run) or generate_rejected (the model refuses this sample)")
+    drop_detail: Optional[str] = Field(None, description="the error message behind reason (or a judge's failure)")
     created_at: datetime
 
 

@@ -89,12 +89,18 @@ def call_per_item(
     If the batched call raises, each item is tried alone, so one bad input (a 1000x4 crop the VLM
     processor refuses, an image a model cannot decode) costs only its own item: ``on_error(item,
     error)`` is called for each item that still raises, and its result is None. A batch that fails
-    for every item (a model that cannot load) therefore reports the error on every item.
+    for every item therefore reports the error on every item. A model that cannot load at all
+    (``pairsmith.models.failures.ModelUnavailable``) is no item's failure: it is raised, so the run
+    stops at once naming the model.
     """
+    from pairsmith.models.failures import ModelUnavailable
+
     if not items:
         return []
     try:
         results = call(items)
+    except ModelUnavailable:
+        raise
     except Exception as err:  # noqa: BLE001 - whatever the model raised, find the items it raised for
         if len(items) == 1:
             on_error(items[0], err)

@@ -8,7 +8,10 @@ image's SHA-256 (or by a ``[marker]`` in the instruction):
 
 ``ok`` (default: returns the image with a coloured square painted in), ``429xN`` / ``500xN`` (fail
 N times, then succeed), ``blocked`` (candidate stopped for IMAGE_SAFETY), ``prompt-blocked``
-(promptFeedback.blockReason), ``text-only`` (a text answer, no image), ``401`` (key rejected).
+(promptFeedback.blockReason), ``text-only`` (a text answer, no image), ``401`` (key rejected),
+``400`` (invalid argument). A request larger than ``max_request_bytes`` (the real service's 20 MB
+inline limit by default) is answered 400 INVALID_ARGUMENT "Request payload size exceeds the limit",
+as the real service answers it.
 
 A request with text only (a text model, e.g. a caption judge) is answered by ``text_reply(prompt)``
 when the test sets it: a text candidate, as ``generate_content`` returns for a text prompt.
@@ -32,7 +35,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from PIL import Image, ImageDraw
 
 ROUTE = re.compile(r"^/v1(?:beta|alpha)?/models/(?P<model>[^:/]+):generateContent$")
-MARKER = re.compile(r"\[(ok|429x\d+|500x\d+|blocked|prompt-blocked|text-only|401)\]")
+MARKER = re.compile(r"\[(ok|429x\d+|500x\d+|blocked|prompt-blocked|text-only|401|400)\]")
+REAL_LIMIT = 20 * 1024 * 1024
 
 
 @dataclass
@@ -51,6 +55,8 @@ class FakeGemini:
     script: dict[str, str] = field(default_factory=dict)  # image sha256 -> behaviour
     text_reply: Callable[[str], str] | None = None  # text-only requests: prompt -> answer text
     log: list[LoggedRequest] = field(default_factory=list)
+    max_request_bytes: int = REAL_LIMIT
+    sizes: list[int] = field(default_factory=list)  # body bytes of every request, in arrival order
     _failures: dict[tuple[str, str], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -88,6 +94,8 @@ class FakeGemini:
         return status, payload
 
     def _behave(self, behaviour: str, item: str, model: str, data: bytes | None, text: str) -> tuple[int, dict]:
+        if behaviour == "400":
+            return 400, _error(400, "Request contains an invalid argument.", "INVALID_ARGUMENT")
         if behaviour == "401":
             return 401, _error(401, "API key not valid. Please pass a valid API key.", "UNAUTHENTICATED")
         failing = re.fullmatch(r"(429|500)x(\d+)", behaviour)
@@ -147,8 +155,20 @@ def _handler_for(server: FakeGemini):
         def do_POST(self):  # noqa: N802 (http.server's naming)
             route = ROUTE.match(self.path.split("?")[0])
             length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length) or b"{}")
-            if route is None:
+            raw_body = self.rfile.read(length)
+            body = json.loads(raw_body or b"{}")
+            with server._lock:
+                server.sizes.append(len(raw_body))
+            if route is not None and len(raw_body) > server.max_request_bytes:
+                status, payload = 400, _error(
+                    400, f"Request payload size exceeds the limit: {server.max_request_bytes} bytes.", "INVALID_ARGUMENT")
+                parts = [p for c in body.get("contents", []) for p in c.get("parts", [])]
+                image = next((p["inlineData"] for p in parts if "inlineData" in p), None)
+                sha = hashlib.sha256(_b64decode(image["data"])).hexdigest() if image else None
+                with server._lock:
+                    server.log.append(LoggedRequest(route["model"], self.headers.get("x-goog-api-key"),
+                                                    " ".join(p.get("text", "") for p in parts), sha, 400))
+            elif route is None:
                 status, payload = 404, _error(404, f"no route {self.path}", "NOT_FOUND")
             else:
                 try:

@@ -487,19 +487,19 @@ def test_evaluate_cli_scores_each_dataset_with_caption_metrics_and_a_judge(capsy
     assert "on 3 samples" in only and "dataset:dig-render" not in only
 
 
-def test_a_model_that_cannot_load_is_exit_3_and_the_same_command_asks_again(capsys, eval_db, tmp_path, monkeypatch):
-    """Weights missing from the cache: every answer fails with its error (``generate_error``), the
-    command says so and exits 3, nothing is stored as an answer, and running it again asks again
-    (not 'exit 0, every batch already stored')."""
+def test_a_model_that_cannot_load_stops_the_evaluation_in_one_line_naming_it(capsys, eval_db, tmp_path, monkeypatch):
+    """A model folder that is not there (issue 22, kind 6): not one ``generate_error`` per item and
+    exit 3 ("the messages are in drop_detail", with none stored), but exit 1 at once with one line
+    naming the model and why; nothing is stored, and running it again says the same."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     missing = tmp_path / "no-such-model"
     args = ["evaluate", "--db", eval_db, "--split", "test", "--task", "med-mcq", "--max-new-tokens", "4",
             "--device", "cpu", "--model", str(missing)]
     for attempt in range(2):
-        assert main(args) == 3
+        assert main(args) == 1
         captured = capsys.readouterr()
-        assert "4 items failed with errors (generate_error (4))" in captured.err.strip().splitlines()[-1]
-        assert "already stored" not in captured.out + captured.err
+        assert captured.err.strip() == (f"pairsmith: error: evaluation failed: ModelUnavailable: model "
+                                        f"{str(missing)!r}: no such folder")
         assert PairStore(eval_db).count("eval_predictions") == 0
 
 

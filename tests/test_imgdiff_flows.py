@@ -286,7 +286,9 @@ def test_a_model_failing_mid_batch_gives_error_rows_and_the_retry_redoes_them(ti
     path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
 
     def out_of_memory(self, pairs):
-        raise RuntimeError("CUDA out of memory (simulated)")
+        import torch
+
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")  # transient: retried by the next run
 
     with monkeypatch.context() as patch:
         patch.setattr(BlipItmScorer, "score_batch", out_of_memory)
@@ -374,14 +376,14 @@ def test_remove_from_a_replace_run_and_refilter_it(replace_run, tiny, tmp_path, 
     assert "0 changed" in out and "removal_itm" in out  # made with the paper's thresholds: nothing changes
 
 
-def test_the_defaults_run_from_the_command_line_and_a_missing_model_becomes_error_rows(tmp_path, monkeypatch, capsys):
-    """`pairsmith run imgdiff-replace --pairs 2` needs no config; here the default LLM is not cached."""
+def test_the_defaults_run_from_the_command_line_and_a_missing_model_stops_the_run_naming_it(tmp_path, monkeypatch, capsys):
+    """`pairsmith run imgdiff-replace --pairs 2` needs no config; here the default LLM is not cached:
+    the run stops at once with one line naming the model (issue 22: not an error row per item)."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     db = tmp_path / "db.lance"
-    assert main(["run", "imgdiff-replace", "--pairs", "2", "--db", str(db)]) == 3
-    captured = capsys.readouterr()
-    assert "2 items failed with errors (rewrite_error (2))" in captured.err
-    pairs = PairStore(str(db)).read("pairs").to_pylist()
-    assert [p["drop_reason"] for p in pairs] == ["rewrite_error"] * 2
-    assert all("lmsys/vicuna-7b-v1.5" in p["drop_detail"] for p in pairs)
+    assert main(["run", "imgdiff-replace", "--pairs", "2", "--db", str(db)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "ModelUnavailable" in err
+    assert "'lmsys/vicuna-7b-v1.5'" in err and "not in the Hugging Face cache" in err
+    assert not PairStore(str(db)).exists() or PairStore(str(db)).count("pairs", "drop_reason = 'rewrite_error'") == 0

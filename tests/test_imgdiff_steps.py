@@ -213,8 +213,9 @@ def test_readme_imgdiff_commands_name_registered_flows_and_shipped_configs():
 @pytest.mark.slow
 def test_one_extreme_crop_costs_only_its_own_region_in_a_captioning_batch(tmp_path):
     """Issue 11 case 6: a 1000x4 box makes the real Qwen2-VL processor raise ("aspect ratio must be
-    smaller than 200"); that region alone is dropped as ``region_captions_error``, the other regions
-    of the batch, other pairs included, get their captions."""
+    smaller than 200"); that region alone is dropped as ``region_captions_rejected`` (issue 22: an
+    error that will repeat is final, not retried), the other regions of the batch, other pairs
+    included, get their captions."""
     from pairsmith.models.runtime import ModelRuntime
     from pairsmith.models.tiny.qwen2_vl import build_tiny_qwen2_vl
     from pairsmith.models.vlm_chat import VlmChat, VlmConfig
@@ -232,8 +233,8 @@ def test_one_extreme_crop_costs_only_its_own_region_in_a_captioning_batch(tmp_pa
         items.append(ImgDiffItem(index=p, pair_id=f"p{p}", seed=p, before=images[0], after=images[1], regions=regions))
     (stats,) = region_captions.fn(items, vlm).stats
     by_id = {r.region_id: r for item in items for r in item.regions}
-    assert by_id["0-sliver"].reason == "region_captions_error" and "aspect ratio" in by_id["0-sliver"].detail
-    assert stats.n_in == 3 and stats.reasons["region_captions_error"] == 1
+    assert by_id["0-sliver"].reason == "region_captions_rejected" and "aspect ratio" in by_id["0-sliver"].detail
+    assert stats.n_in == 3 and stats.reasons["region_captions_rejected"] == 1
     for rid in ("0-ok", "1-ok"):  # captioned (a random model's words may still be judged empty)
         assert by_id[rid].reason in (None, "region_captions_empty")
         assert "region_caption_before" in by_id[rid].scores

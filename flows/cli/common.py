@@ -29,7 +29,12 @@ def quiet_prefect(verbose: bool) -> None:
 
     Keeps Prefect's console to warnings unless asked (its logs still reach the API and UI), and
     makes its ephemeral API server a child that Ctrl-C does not reach and that never outlives this
-    process (``pairsmith.flows.engine.prefect_server``)."""
+    process (``pairsmith.flows.engine.prefect_server``). A backend that cannot work (an unwritable
+    ``PREFECT_HOME``, a ``PREFECT_API_URL`` that does not answer) is a ``CliError`` (exit 2) naming it."""
+    import warnings
+
+    # Prefect's own warning about a home folder it could not create: check_backend says it in one line
+    warnings.filterwarnings("ignore", message="Failed to create the Prefect home directory")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here
     # Prefect's ephemeral server gives up after 20 s; two runs at once on a busy 2-core machine take longer.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
@@ -38,8 +43,12 @@ def quiet_prefect(verbose: bool) -> None:
         # the temporary server's own errors while it shuts down (events it could not flush after the
         # run ended) are not the command's; a Prefect server of your own keeps its logs
         os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
-    from pairsmith.flows.engine.prefect_server import install
+    from pairsmith.flows.engine.prefect_server import PrefectBackendError, check_backend, install
 
+    try:
+        check_backend()  # an unwritable PREFECT_HOME, an API that does not answer: one line, in seconds
+    except PrefectBackendError as err:
+        raise CliError(str(err)) from None
     install()
     if not verbose:
         import prefect.main  # noqa: F401  (configures Prefect's logging: its console handler now exists)

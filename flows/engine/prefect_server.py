@@ -15,6 +15,11 @@ gone, however it died. Linux's parent-death signal is not used because it fires 
 *thread* that started the child exits, and Prefect may start the server from a worker thread.
 
 Run as ``python -m pairsmith.flows.engine.prefect_server --parent PID -- UVICORN_ARGS...``.
+
+``check_backend()`` is asked first, by every command that runs flows: a backend that cannot work is
+one line within seconds (an unwritable ``PREFECT_HOME`` or database folder for the temporary server,
+a ``PREFECT_API_URL`` that does not answer its health check), not minutes of retries and then
+blame on the ephemeral server.
 """
 
 from __future__ import annotations
@@ -25,10 +30,74 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 WATCH_SECONDS = 0.5
 GRACE_SECONDS = 5.0
+
+
+HEALTH_SECONDS = 3.0
+
+
+class PrefectBackendError(ValueError):
+    """The Prefect API this process would use cannot work; the message names the setting and why."""
+
+
+def check_backend() -> None:
+    """Raise ``PrefectBackendError`` (one line) if flows cannot run here: with ``PREFECT_API_URL``
+    set, the server does not answer ``GET <url>/health`` within ``HEALTH_SECONDS``; without it, the
+    temporary server's folders (``PREFECT_HOME``, and the folder of its SQLite database) cannot be
+    created or written. Settings are Prefect's own (environment, profile, ``.env``)."""
+    from prefect.settings import get_current_settings
+
+    settings = get_current_settings()
+    url = settings.api.url
+    if url:
+        problem = _health_problem(str(url))
+        if problem:
+            raise PrefectBackendError(
+                f"PREFECT_API_URL {url}: {problem}; start that Prefect server, or unset PREFECT_API_URL to run "
+                "with a temporary one")
+        return
+    folders = [("PREFECT_HOME", Path(settings.home).expanduser())]
+    db_url = settings.server.database.connection_url
+    db_url = db_url.get_secret_value() if hasattr(db_url, "get_secret_value") else str(db_url or "")
+    if db_url.startswith("sqlite") and ":memory:" not in db_url and "///" in db_url:
+        db_file = Path(db_url.split("///", 1)[1].split("?", 1)[0]).expanduser()
+        if db_file.parent != folders[0][1]:
+            folders.append(("PREFECT_SERVER_DATABASE_CONNECTION_URL's folder", db_file.parent))
+    for setting, folder in folders:
+        problem = _unwritable(folder)
+        if problem:
+            raise PrefectBackendError(
+                f"{setting} {str(folder)!r} {problem}: Prefect's temporary server keeps its database there; "
+                "point PREFECT_HOME at a writable folder (or PREFECT_API_URL at a running server)")
+
+
+def _unwritable(folder: Path) -> str | None:
+    """None if ``folder`` exists (or can be made) and a file can be created in it; else why not."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".pairsmith-write-check-"):
+            pass
+    except OSError as err:
+        return f"is not writable ({err.strerror or type(err).__name__})"
+    return None
+
+
+def _health_problem(url: str) -> str | None:
+    import httpx
+
+    try:
+        response = httpx.get(url.rstrip("/") + "/health", timeout=HEALTH_SECONDS)
+    except httpx.HTTPError as err:
+        return f"does not answer ({type(err).__name__}: {' '.join(str(err).split()) or 'no response'})"
+    if response.status_code != 200:
+        return f"answers HTTP {response.status_code} to its health check"
+    return None
 
 
 def install() -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from pairsmith.filters.grounding_reward import parse_boxes
 from pairsmith.filters.mcq_answer import parse_choice
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
+from pairsmith.models.failures import failure_reason
 from pairsmith.models.vlm_chat import VlmChat, VlmRequest
 from pairsmith.storage.box_format import BOX_TASKS, BoxFormat
 from pairsmith.storage.ids import stable_id
@@ -56,6 +57,10 @@ def references_of(row: dict[str, Any]) -> list[str]:
     return row.get("references") or [row["answer"]]
 
 
+def _one_line(err: BaseException, limit: int = 500) -> str:
+    return " ".join(str(err).split())[:limit]
+
+
 def read_answer(task: str, prediction: str, options: list[str] | None) -> tuple[Any, Verdict]:
     """What the task's parser reads from an answer (None if nothing), and the verdict on it."""
     if task == "grounding":
@@ -75,8 +80,11 @@ def generate_answers(
     stats: StageStats, chat: VlmChat, db: str, pinned: PinnedTables, rows: list[dict[str, Any]], layout: Layout,
     eval_id: str, box: BoxFormat | None = None,
 ) -> list[EvalPredictionRow]:
-    """One stored prediction per sample the model answered; a sample the model raised for is
-    counted as ``generate_error`` and left for the next run (which resumes by prediction id)."""
+    """One stored prediction per sample: the answer and what was read from it, or, for a sample the
+    model raised for, an empty prediction with its ``reason`` and the message in ``drop_detail``:
+    ``generate_error`` when the error is transient (a timeout, memory: its batch is asked again by the
+    next run) or ``generate_rejected`` when it will repeat (the processor refuses the sample: final,
+    ``pairsmith.models.failures``). A model that cannot load raises ``ModelUnavailable`` instead."""
     box = box or BoxFormat()
     images = PairImages(db, pinned.pairs_version)
     shown: dict[str, tuple[int, int]] = {}  # sample id -> (width, height) of the first picture shown
@@ -90,11 +98,23 @@ def generate_answers(
         shown[row["sample_id"]] = pictures[0].size
         return VlmRequest(tuple(pictures), prompt_text(conversation, layout, boxes_asked))
 
-    answers = call_per_item(lambda part: chat.generate_batch([request(r) for r in part]),
-                            rows, lambda row, err: stats.record(Verdict.drop("generate_error")))
+    failures: dict[str, tuple[str, str]] = {}
+
+    def failed(row: dict[str, Any], err: Exception) -> None:
+        reason = failure_reason("generate", err)
+        failures[row["sample_id"]] = (reason, f"{chat.config.model_id}: {type(err).__name__}: {_one_line(err)}")
+        stats.record(Verdict.drop(reason))
+
+    answers = call_per_item(lambda part: chat.generate_batch([request(r) for r in part]), rows, failed)
     out = []
     for row, answer in zip(rows, answers):
         if answer is None:
+            if row["sample_id"] in failures:
+                reason, detail = failures[row["sample_id"]]
+                out.append(EvalPredictionRow(
+                    prediction_id=stable_id(eval_id, row["sample_id"]), eval_id=eval_id, sample_id=row["sample_id"],
+                    pair_id=row["pair_id"], task=row["task"], subset=row["subset"], category=row["category"],
+                    split=row["split"], prediction="", reason=reason, drop_detail=detail, created_at=utc_now()))
             continue
         parsed, verdict = read_answer(row["task"], answer, row.get("options"))
         if row["task"] in BOX_TASKS and parsed is not None:

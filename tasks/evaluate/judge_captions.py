@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from pairsmith.filters.judge_answer import parse_judge_answer
+from pairsmith.models.failures import failure_reason
 from pairsmith.models.caption_judge import CaptionJudge
 from pairsmith.models.gemini_editor import GeminiAuthError
 from pairsmith.storage.schemas import EvalPredictionRow
@@ -35,12 +36,15 @@ def judge_captions(
 ) -> list[EvalPredictionRow]:
     """``predictions`` with the judge's answer, score and justification on every caption answer."""
     refs = {r["sample_id"]: reference_text(references_of(r)) for r in rows}
-    captions = [p for p in predictions if p.task in CAPTION_TASKS]
+    captions = [p for p in predictions if p.task in CAPTION_TASKS and p.reason is None]  # answered ones
+    failed: dict[str, str] = {}
 
     def on_error(prediction: EvalPredictionRow, err: Exception) -> None:
         if isinstance(err, GeminiAuthError):
             raise err
-        stats.record(Verdict.drop("judge_error"))
+        stats.record(Verdict.drop(failure_reason("judge", err)))  # judge_error (transient) / judge_rejected
+        failed[prediction.prediction_id] = f"judge {judge.config.model_id}: {type(err).__name__}: " + \
+            " ".join(str(err).split())[:500]
 
     replies = call_per_item(lambda part: judge.judge_batch([(refs[p.sample_id], p.prediction) for p in part]),
                             captions, on_error)
@@ -49,7 +53,8 @@ def judge_captions(
         if reply is None:
             continue
         if reply.answer is None:
-            stats.record(Verdict.drop("judge_error"))
+            stats.record(Verdict.drop("judge_error" if reply.transient else "judge_rejected"))
+            failed[prediction.prediction_id] = f"judge {judge.config.model_id}: {reply.error}"
             continue
         verdict = parse_judge_answer(reply.answer)
         stats.record(KEEP if verdict else Verdict.drop("judge_unparseable"))
@@ -57,4 +62,6 @@ def judge_captions(
             "judge_answer": reply.answer, "judge_score": verdict.score if verdict else None,
             "judge_justification": verdict.justification if verdict else None,
         })
+    for key, detail in failed.items():
+        judged[key] = next(p for p in captions if p.prediction_id == key).model_copy(update={"drop_detail": detail})
     return [judged.get(p.prediction_id, p) for p in predictions]

@@ -117,7 +117,8 @@ def score_answers(
     """Metric rows for every task among ``samples`` that has stored answers under ``eval_id``, and
     the metrics that could not be computed (METEOR without Java, SPICE) with the reason."""
     store = open_store(db)
-    stored = store.read("eval_predictions", where=f"eval_id = {sql_literal(eval_id)}",
+    # a sample the model failed on (reason set, message in drop_detail) has no answer to score
+    stored = store.read("eval_predictions", where=f"eval_id = {sql_literal(eval_id)} AND reason IS NULL",
                         columns=["sample_id", "prediction", "parsed", "judge_answer", "judge_score"]).to_pylist()
     answers = {a["sample_id"]: a for a in stored}
     by_task: dict[str, list[dict]] = defaultdict(list)

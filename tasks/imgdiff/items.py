@@ -23,6 +23,7 @@ from typing import Any, Callable, TypeVar
 import numpy as np
 from PIL import Image
 
+from pairsmith.models.failures import failure_reason
 from pairsmith.filters.pipeline import Stage
 from pairsmith.models.blip_itm import ItmScores
 from pairsmith.models.caption_answer import CaptionRewrite
@@ -133,13 +134,15 @@ def model_step(stats: StageStats, todo: list[X], call: Callable[[list[X]], list[
     """``call(todo)``: one batched model call, one result per element of ``todo`` (pairs, or
     (pair, region) tuples), in order. Failures are isolated per element
     (``pairsmith.tasks.stage.call_per_item``): if the batch raises, each element is tried alone, and
-    one that still raises is dropped as ``<stage>_error`` with the model (``model``, a hub id or file)
-    and the error as the detail, its result None; the others go on."""
+    one that still raises is dropped with the model (``model``, a hub id or file) and the error as the
+    detail, its result None, as ``<stage>_error`` if the error is transient (retried by the next run)
+    or ``<stage>_rejected`` if it will repeat (``pairsmith.models.failures``); the others go on. A
+    model that cannot load raises ``ModelUnavailable``: the run stops, naming it."""
 
     def fail(element: X, err: Exception) -> None:
         detail = f"{model}: {type(err).__name__}: {short_error(err, limit=300)}"
         task_logger().warning("%s failed for one item: %s", stats.stage, detail)
-        judge(stats, element[1] if isinstance(element, tuple) else element, Verdict.drop(f"{stats.stage}_error"),
+        judge(stats, element[1] if isinstance(element, tuple) else element, Verdict.drop(failure_reason(stats.stage, err)),
               detail)
 
     return call_per_item(lambda part: list(call(part)), todo, fail)

@@ -4,7 +4,11 @@ Before a request is sent, the ``edits`` table is asked for the same (model, sour
 instruction); a stored result is reused. Each new result is stored the moment its response
 arrives (one small LanceDB commit per paid response: milliseconds against seconds per Gemini
 call), so a run killed mid-batch has kept every edit it paid for. Transient API
-errors are not stored (a re-run tries again); refusals are (a re-run would be refused again).
+errors (``edit_api_error``: 429, 5xx, timeouts) are not stored (a re-run tries again); refusals are,
+deterministic API errors (``edit_rejected``: HTTP 400, e.g. a payload over the limit) included, with
+the service's message in ``detail`` (a re-run would be refused again; ``editor.retry_rejected``
+asks again). A photo re-encoded or scaled to fit the request limit is kept with a note saying so
+in the pair's ``drop_detail`` (and the edit's ``detail``).
 
 The per-run request budget caps the requests of one invocation. When it runs out, the batch
 stops unwritten and the flow ends early; items already edited are in the cache, so the next run
@@ -61,6 +65,8 @@ def edit_images(stats: StageStats, items: list[MedItem], editor: GeminiEditor, d
     ids = {id(i): edit_id(model, i.image, i.edit_instruction) for i in todo}
     cached = {row["edit_id"]: row for row in store.read("edits", where=sql_in("edit_id", list(ids.values())))
               .to_pylist()} if todo else {}
+    if editor.config.retry_rejected:
+        cached = {k: row for k, row in cached.items() if row["reason"] != "edit_rejected"}
     pending = [i for i in todo if ids[id(i)] not in cached]
     granted = budget.take(len(pending))
     sent = pending[:granted]
@@ -80,6 +86,7 @@ def edit_images(stats: StageStats, items: list[MedItem], editor: GeminiEditor, d
             continue
         item.edited, item.edited_mime = row["image"], row["mime_type"] or _mime(row["image"])
         judge(stats, item, KEEP)
+        item.drop_detail = row["detail"]  # kept: a note on what was sent (e.g. re-encoded to fit the limit)
     return False
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
+from pairsmith.models.failures import failure_reason
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 from pairsmith.storage.pair_images import open_image
 from pairsmith.storage.store import short_error
@@ -74,11 +75,12 @@ def keep_if(condition: bool, reason: str) -> Verdict:
 
 def drop_on_error(stats: StageStats, model: str):
     """The ``on_error`` of ``pairsmith.tasks.stage.call_per_item`` for MED stages: the item a model
-    raised for is dropped as ``<stage>_error`` with the model and the message (the run goes on, and
-    the same command retries its batch)."""
+    raised for is dropped with the model and the message, the run goes on: as ``<stage>_error`` if
+    the error is transient (the same command retries its batch), as ``<stage>_rejected`` if it will
+    repeat (a processor refusing the image: final; ``pairsmith.models.failures``)."""
 
     def fail(item: MedItem, err: Exception) -> None:
-        judge(stats, item, Verdict.drop(f"{stats.stage}_error"),
+        judge(stats, item, Verdict.drop(failure_reason(stats.stage, err)),
               detail=f"{model}: {type(err).__name__}: {short_error(err, limit=300)}")
 
     return fail

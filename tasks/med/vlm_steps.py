@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 from pairsmith.models.vlm_chat import OptionScores, VlmChat, VlmRequest
+from pairsmith.models.failures import failure_reason
 from pairsmith.tasks.med.item import MedItem, alive, drop_on_error, judge, keep_if
 from pairsmith.tasks.med.prompts import (
     ACTION_PROMPT,
@@ -153,7 +154,7 @@ def write_mcq_options(stats: StageStats, items: list[MedItem], vlm: VlmChat) -> 
     answers = call_per_item(
         lambda part: vlm.generate_batch([VlmRequest((), DISTRACTOR_PROMPT.format(difference=i.difference))
                                          for i in part]),
-        todo, lambda item, err: stats.record(Verdict.drop("mcq_error")))
+        todo, lambda item, err: stats.record(Verdict.drop(failure_reason("mcq", err))))
     for item, answer in zip(todo, answers):
         if answer is None:
             continue  # counted by the error callback; the pair stays kept, without its MCQ

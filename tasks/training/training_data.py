@@ -6,6 +6,11 @@ version, or a LanceDB tag), optionally tags that version so ``cleanup_old_versio
 reads through a checked-out handle of its own: the shared handle other tasks write through is
 never moved back in time.
 
+Selection also checks each sample's pictures against the model's image processor
+(``ProcessorCheck``): a size the processor refuses (Qwen2-VL: an aspect ratio over 200, e.g. a
+7000x32 image) is a counted ``select_aspect_too_large`` / ``select_image_rejected`` reason, never an
+error that aborts a whole training run halfway through its first epoch.
+
 Only the sample text is held in memory. Images are fetched by key from the pinned ``pairs`` table
 when a trainer asks for an item (``datasets`` calls the transform on access; ``PairStore.take`` reads
 the row at its offset, no scan), with a small cache since a pair serves several samples. A kept
@@ -26,9 +31,11 @@ a training selection (``training=True``) leaves them out in the query itself.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
+import sys
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +43,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from pairsmith.models.runtime import ModelRuntime
 from pairsmith.storage.box_format import BOX_TASKS, BoxFormat
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 from pairsmith.storage.pair_images import IMAGE, open_image, side_by_side, side_by_side_text
@@ -194,6 +202,67 @@ class SelectedSamples:
     mix: MixOutcome | None = None  # what a training mix found and took
 
 
+@dataclass(frozen=True)
+class ProcessorCheck:
+    """Whether the image processor of ``model_id`` (a hub id or folder, read with ``runtime``'s cache
+    and offline settings) accepts pictures of a given size; pickles as its two fields."""
+
+    model_id: str
+    runtime: ModelRuntime = ModelRuntime()
+
+    def problem(self, width: int, height: int) -> tuple[str, str] | None:
+        """``(reason, processor's message)`` if a ``width`` x ``height`` picture is refused, else None.
+        A processor that cannot be read here is not checked (loading the model reports it)."""
+        processor = _image_processor(self.model_id, self.runtime)
+        if processor is None:
+            return None
+        return _size_problem(processor, int(width), int(height))
+
+
+@functools.lru_cache(maxsize=8)
+def _image_processor(model_id: str, runtime: ModelRuntime):
+    try:
+        from transformers import AutoImageProcessor
+
+        return AutoImageProcessor.from_pretrained(model_id, **runtime.hf_kwargs())
+    except Exception as err:  # noqa: BLE001 - no processor to check against; the model load names the cause
+        logging.getLogger(__name__).warning("not checking image sizes against %s's processor: %s", model_id, err)
+        return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _size_problem(processor, width: int, height: int) -> tuple[str, str] | None:
+    """The processor's own verdict on a size: its ``smart_resize`` (Qwen2-VL family: arithmetic only),
+    else the processor run on a blank picture of that size."""
+    if min(width, height) < 1:
+        return "select_image_rejected", f"{width}x{height}: an empty picture"
+    resize = getattr(sys.modules.get(type(processor).__module__), "smart_resize", None)
+    try:
+        size = getattr(processor, "size", None)
+        if resize is not None and getattr(processor, "patch_size", None) and getattr(processor, "merge_size", None):
+            kwargs = {"factor": processor.patch_size * processor.merge_size}
+            low = getattr(processor, "min_pixels", None) or getattr(size, "shortest_edge", None)
+            high = getattr(processor, "max_pixels", None) or getattr(size, "longest_edge", None)
+            kwargs.update({k: v for k, v in (("min_pixels", low), ("max_pixels", high)) if v})
+            resize(height, width, **kwargs)
+        else:
+            from PIL import Image
+
+            processor(images=[Image.new("RGB", (width, height))], return_tensors="pt")
+    except (ValueError, TypeError, RuntimeError) as err:
+        reason = "select_aspect_too_large" if "aspect ratio" in str(err) else "select_image_rejected"
+        return reason, f"{width}x{height}: {type(processor).__name__}: {err}"
+    return None
+
+
+def shown_sizes(width: int, height: int, layout: Layout) -> list[tuple[int, int]]:
+    """The pictures a sample over a ``width`` x ``height`` pair shows the model: the pair's two images,
+    or one side-by-side picture of both (``pairsmith.storage.pair_images.side_by_side``)."""
+    from pairsmith.storage.pair_images import BAR_PX
+
+    return [(width, height)] if layout == "multi" else [(2 * width + BAR_PX, height)]
+
+
 def _check_sample(row: dict[str, Any], has_images: bool) -> Verdict:
     if not has_images:
         return Verdict.drop("select_pair_missing")
@@ -208,13 +277,16 @@ def _check_sample(row: dict[str, Any], has_images: bool) -> Verdict:
 def select_samples(
     store: PairStore, pinned: PinnedTables, selection: DataSelection, subsets: list[str] | None = None,
     stats: StageStats | None = None, *, training: bool = False, mix: TrainingMix | None = None,
+    check: ProcessorCheck | None = None,
 ) -> SelectedSamples:
     """Samples matching the selection at the pinned version whose pair is kept (so has both images).
 
     ``training``: never a ``test`` or ``bench`` sample. ``mix``: of the samples that pass, those
-    the mix takes (``pairsmith.tasks.training.training_mix``). Samples that cannot be shown to a
-    model, and samples a mix leaves out, become counted drop reasons (in ``stats``, a new
-    ``select-samples`` StageStats if None), not errors.
+    the mix takes (``pairsmith.tasks.training.training_mix``). ``check``: the model's image
+    processor, asked about each pair's stored size as the layout shows it (a refused one is
+    ``select_aspect_too_large`` or ``select_image_rejected``, logged with the processor's message).
+    Samples that cannot be shown to a model, and samples a mix leaves out, become counted drop
+    reasons (in ``stats``, a new ``select-samples`` StageStats if None), not errors.
     """
     view = pinned_store(store, {"samples": pinned.samples_version, "pairs": pinned.pairs_version})
     columns = [c for c in SAMPLE_COLUMNS if c in view.table("samples").schema.names]  # older tables lack newer columns
@@ -223,9 +295,21 @@ def select_samples(
     rows.sort(key=lambda r: r["sample_id"])
     if selection.limit:
         rows = rows[: selection.limit]
-    kept_pairs = set(view.read("pairs", where="status = 'kept'", columns=["pair_id"]).column("pair_id").to_pylist())
+    kept_pairs = {r["pair_id"]: (r["width"], r["height"]) for r in view.read(
+        "pairs", where="status = 'kept'", columns=["pair_id", "width", "height"]).to_pylist()}
     stats = stats if stats is not None else StageStats(STAGE)
     verdicts = {row["sample_id"]: _check_sample(row, row["pair_id"] in kept_pairs) for row in rows}
+    if check is not None:
+        logger = logging.getLogger(__name__)
+        for row in rows:
+            if not verdicts[row["sample_id"]].keep:
+                continue
+            for width, height in shown_sizes(*kept_pairs[row["pair_id"]], selection.layout):
+                problem = check.problem(width, height)
+                if problem is not None:
+                    verdicts[row["sample_id"]] = Verdict.drop(problem[0])
+                    logger.warning("sample %s (pair %s) left out: %s", row["sample_id"], row["pair_id"], problem[1])
+                    break
     outcome = mix.take([r for r in rows if verdicts[r["sample_id"]].keep]) if mix is not None else None
     if outcome is not None:
         verdicts.update(outcome.left_out)
@@ -389,7 +473,8 @@ def training_dataset(
 @stage(STAGE)
 def select_samples_task(
     stats: StageStats, db: str, pinned: PinnedTables, selection: DataSelection, subsets: list[str] | None = None,
-    training: bool = False, mix: TrainingMix | None = None,
+    training: bool = False, mix: TrainingMix | None = None, check: ProcessorCheck | None = None,
 ) -> SelectedSamples:
     """``select_samples`` as the flows' ``select-samples`` stage: the kept rows, counted and timed."""
-    return select_samples(open_store(db), pinned, selection, subsets, stats, training=training, mix=mix)
+    return select_samples(open_store(db), pinned, selection, subsets, stats, training=training, mix=mix,
+                          check=check)
