@@ -22,8 +22,11 @@ content is found by recomputing that old id from the sizes its stored batch name
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable, Iterable
 
 from pairsmith.flows.engine.batching import batch_name
@@ -198,3 +201,24 @@ def owner_note(store, run_id: str) -> str | None:
             f"{where}, which made the same pairs again (pair ids do not name the run); use --run "
             f"{candidates[0] if candidates else '<that run>'}")
 
+
+
+# --- inputs whose reason may have gone away -----------------------------------------------------------------
+
+
+def changed_since(path: str | Path | None, when: datetime | None, missing_before: bool = False) -> bool:
+    """Whether the file at ``path`` may differ from when an item's row was written (``when``): it was
+    modified or replaced since (its mtime or ctime is later: a copy, even ``cp -p``, or a move
+    sets the ctime), or it was missing then (``missing_before``) and is there now. A file missing
+    now, or a row without a time, counts as unchanged unless the file appeared."""
+    if path is None:
+        return False
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if missing_before or when is None:
+        return missing_before
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(st.st_mtime, st.st_ctime) > when.timestamp()
