@@ -101,7 +101,8 @@ def render(config_path: str | None, verbose: bool, **opts: Any) -> None:
         f"{summary.pairs_dropped} dropped) and {summary.samples} samples in {summary.db}"
     )
     click.echo(f"run {summary.run_id}: {summary.seconds:.1f} s, {summary.blender_seconds:.1f} s of it in Blender"
-               + (f"; {summary.batches_resumed} of {summary.batches} batches were already stored" if summary.batches_resumed else ""))
+               + (f"; {summary.batches_resumed} of {summary.batches} batches were already stored, "
+                  f"{summary.pairs_rendered} pairs rendered now" if summary.batches_resumed else ""))
     funnel = run_funnel(store, summary.run_id)
     click.echo(format_funnel(funnel))
     from pairsmith.flows.engine.run_outcome import EXIT_ITEM_ERRORS, describe_errors, error_counts
@@ -109,7 +110,7 @@ def render(config_path: str | None, verbose: bool, **opts: Any) -> None:
     if error_counts(funnel):  # items that raised, not filtered: say so, and exit 3 (README "Exit status")
         click.echo(f"pairsmith: warning: run {summary.run_id}: {describe_errors(error_counts(funnel))}", err=True)
         raise click.exceptions.Exit(EXIT_ITEM_ERRORS)
-    if summary.pairs_kept == 0:
+    if not funnel or funnel[-1].n_kept == 0:  # the exit status follows the run's own funnel
         raise click.exceptions.Exit(EXIT_FAILED)
 
 
