@@ -113,8 +113,8 @@ def retry_indices(store, run_id: str, ids: list[str], should_retry: Callable[[di
     """Indices ``i`` whose stored dropped row (``ids[i]`` in ``table``, this run) ``should_retry``."""
     from pairsmith.storage.store import sql_literal
 
-    if not store._exists(table):
-        return set()
+    if not store._exists(table) or not store.count("stage_stats", f"run_id = {sql_literal(run_id)} AND n_dropped > 0"):
+        return set()  # nothing dropped: no row to read
     rows = store.read(table, where=f"run_id = {sql_literal(run_id)} AND status = 'dropped'",
                       columns=list(columns)).to_pylist()
     wanted = {row[key]: row for row in rows if should_retry(row)}
