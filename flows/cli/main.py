@@ -130,6 +130,11 @@ def stats(db: str, run: str | None, list_runs: bool) -> None:
     run_id = pick_run(store, run)
     click.echo(f"run {run_id} in {store.uri}")
     click.echo(format_funnel(run_funnel(store, run_id)))
+    from pairsmith.flows.engine.resume import owner_note
+
+    note = owner_note(store, run_id)  # a run whose pairs a later run re-wrote
+    if note:
+        click.echo(note)
 
 
 @cli.command()
@@ -187,7 +192,9 @@ def export(fmt: str, out: str, db: str, run: str | None, tasks: tuple[str, ...],
                 delete_tag(live, snapshot.tag)
             raise
     except ValueError as err:
-        raise CliError(str(err)) from None
+        from pairsmith.flows.engine.resume import with_owner_note
+
+        raise CliError(with_owner_note(str(err), live, run)) from None
     except OSError as err:  # a disk that fills up or goes away mid-export: --out is left as it was
         click.echo(f"pairsmith: error: export to {out} failed, nothing written: {err}", err=True)
         raise click.exceptions.Exit(EXIT_FAILED) from None
@@ -220,7 +227,9 @@ def contact_sheet(out: str, n: int, db: str, run: str | None, include_dropped: b
     try:
         drawn = draw_contact_sheet(store, Path(out), n=n, run_id=run_id, include_dropped=include_dropped)
     except ValueError as err:
-        raise CliError(str(err)) from None
+        from pairsmith.flows.engine.resume import with_owner_note
+
+        raise CliError(with_owner_note(str(err), store, run_id)) from None
     click.echo(f"Drew {drawn} pairs of run {run_id} to {out}")
 
 

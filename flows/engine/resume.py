@@ -222,3 +222,14 @@ def changed_since(path: str | Path | None, when: datetime | None, missing_before
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     return max(st.st_mtime, st.st_ctime) > when.timestamp()
+
+
+def with_owner_note(message: str, store, run_id: str | None) -> str:
+    """``message`` (why a verb found nothing for ``--run``) followed by ``owner_note``, if any."""
+    if run_id is None:
+        return message
+    try:
+        note = owner_note(store, run_id)
+    except Exception:  # an explanation never hides the error it explains
+        note = None
+    return f"{message}; {note}" if note else message
