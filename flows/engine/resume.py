@@ -195,11 +195,12 @@ def owner_note(store, run_id: str) -> str | None:
         if all(any(s.start >= t.start and s.stop <= t.stop for t in theirs) for s in spans) and \
                 store.count("pairs", f"run_id = {sql_literal(other)}") > 0:
             candidates.append(other)
+    if not candidates:  # e.g. propose-regions: a run that only adds regions never owned pairs
+        return None
     kept = funnel[-1].n_kept
-    where = f"run {', '.join(candidates)}" if candidates else "another run of the same content"
     return (f"run {run_id} counted {kept} kept pair{'s' if kept != 1 else ''}, but its pairs are now stored under "
-            f"{where}, which made the same pairs again (pair ids do not name the run); use --run "
-            f"{candidates[0] if candidates else '<that run>'}")
+            f"run {', '.join(candidates)}, which made the same pairs again (pair ids do not name the run); "
+            f"use --run {candidates[0]}")
 
 
 
