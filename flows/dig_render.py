@@ -3,7 +3,9 @@
 The offline default of pairsmith: no weights, no server. Batches of pairs go through
 plan -> render (with visibility checks) -> records and samples -> one LanceDB commit. A batch whose
 stage stats are already stored is skipped, so re-running the same command resumes a crashed run
-and adds nothing to a finished one (batches with items that failed with an error are redone).
+and adds nothing to a finished one (batches with items that failed with an error are redone); a
+larger ``--pairs`` renders only the pairs the run lacks, and ``--batch-size`` never decides what
+is rendered again (``pairsmith.flows.engine.resume``).
 
 By default each batch runs in the flow's process, one after another. With ``runner.kind == "ray"``
 (``pairsmith render --runner ray``) the render tasks run in parallel on Ray workers while planning,
@@ -24,6 +26,7 @@ from pairsmith.flows.dig_render_config import FLOW_NAME, DigRenderConfig
 from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
 from pairsmith.flows.engine.prefect_compat import install as _install_prefect_compat
 from pairsmith.flows.engine.progress import RunProgress
+from pairsmith.flows.engine.resume import plan_resume, resolve_run_id
 from pairsmith.flows.engine.run_outcome import batches_with_errors, error_counts
 from pairsmith.flows.engine.stages import batch_step
 from pairsmith.flows.engine.task_runners import open_task_runner, submit_batch
@@ -42,6 +45,7 @@ class RenderRunSummary(BaseModel):
     run_id: str
     db: str
     pairs_requested: int
+    pairs_rendered: int = Field(0, description="pairs this invocation planned and rendered (new ones and retried ones)")
     batches: int
     batches_resumed: int
     pairs_kept: int
@@ -58,18 +62,23 @@ def dig_render(config: DigRenderConfig = DigRenderConfig()) -> RenderRunSummary:
     logger = get_run_logger()
     if config.seed_from_schedule:
         config = config.with_schedule_seed(_scheduled_date())
-    run_id, content_key = config.run_id(), config.content_key()
     store = open_store(config.db)
     store.check_reachable()
-    batches = config.batches()
+    # The run is its content: --pairs and --batch-size only say how far it goes and how it is cut.
+    run_id, legacy = resolve_run_id(store, FLOW_NAME, config.run_id(), config.legacy_run_id,
+                                    (config.pairs, config.batch_size))
+    content_key = config.content_key()
     claim_run(run_id)  # a flow run of it killed with -9: marked CRASHED in Prefect
-    done = store.completed_batches(run_id) - batches_with_errors(store, run_id)
-    pending = [b for b in batches if batch_name(b) not in done]
-    if done:
-        logger.info("run %s: %d of %d batches already stored, resuming", run_id, len(batches) - len(pending), len(batches))
+    plan = plan_resume(store, run_id, config.pairs, config.batch_size, redo=batches_with_errors(store, run_id),
+                       legacy=legacy)
+    pending = plan.todo
+    if plan.stored_batches:
+        logger.info("run %s%s: %d of %d pairs already stored; %d to render (%d batch(es) redone for errors)",
+                    run_id, " (stored by pairsmith <= 0.2)" if legacy else "", plan.done_items, config.pairs,
+                    plan.items_to_do, len(plan.redone))
     batch = _BatchSteps(config, run_id, content_key, config.user_scenes())
     with RunProgress(
-        key=f"{FLOW_NAME}-progress", total=config.pairs, done=sum(len(b) for b in batches) - sum(len(b) for b in pending),
+        key=f"{FLOW_NAME}-progress", total=plan.done_items + plan.items_to_do, done=plan.done_items,
         description="rendering pairs", terminal=config.show_progress,
     ) as progress:
         if config.runner.parallel:
@@ -86,8 +95,9 @@ def dig_render(config: DigRenderConfig = DigRenderConfig()) -> RenderRunSummary:
     publish_dropoff(run_id, funnel)
     run_filter = f"run_id = {sql_literal(run_id)}"
     return RenderRunSummary(
-        run_id=run_id, db=config.db, pairs_requested=config.pairs, batches=len(batches),
-        batches_resumed=len(batches) - len(pending),
+        run_id=run_id, db=config.db, pairs_requested=config.pairs, pairs_rendered=plan.items_to_do,
+        batches=plan.stored_batches + len(pending) - len(plan.redone),
+        batches_resumed=plan.stored_batches - len(plan.redone),
         pairs_kept=store.count("pairs", f"{run_filter} AND status = 'kept'"),
         pairs_dropped=store.count("pairs", f"{run_filter} AND status = 'dropped'"),
         pairs_failed=sum(error_counts(funnel).values()),

@@ -72,8 +72,14 @@ class DigRenderConfig(BaseModel):
         return content_key(self, scenes=scenes)
 
     def run_id(self) -> str:
-        """Same command, same run: re-running resumes it instead of starting another."""
-        return f"{FLOW_NAME}-{stable_hash([self.content_key(), self.pairs, self.batch_size], 12)}"
+        """Same content, same run, whatever ``pairs`` and ``batch_size`` are: re-running resumes it, a
+        larger ``pairs`` extends it (``pairsmith.flows.engine.resume``)."""
+        return f"{FLOW_NAME}-{self.content_key()[:12]}"
+
+    def legacy_run_id(self, pairs: int, batch_size: int) -> str:
+        """The id pairsmith <= 0.2 gave this content's run of ``pairs`` pairs cut into ``batch_size``
+        batches (it hashed both); ``resume.find_legacy_run`` finds such a run to continue it."""
+        return f"{FLOW_NAME}-{stable_hash([self.content_key(), pairs, batch_size], 12)}"
 
     def with_schedule_seed(self, scheduled: date) -> "DigRenderConfig":
         """The config a scheduled run renders: same settings, the night's own seed."""

@@ -24,12 +24,13 @@ from pairsmith.flows.evaluate_config import FLOW_NAME, EvaluateConfig
 from pairsmith.flows.engine.batching import batch_name
 from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
 from pairsmith.flows.engine.progress import RunProgress
+from pairsmith.flows.engine.resume import plan_resume, resolve_run_id
 from pairsmith.flows.engine.run_outcome import batches_with_errors
 from pairsmith.flows.engine.stages import batch_step
 from pairsmith.flows.engine.flow_runs import claim_run
 from pairsmith.models.adapted_vlm_chat import AdaptedVlmChat
 from pairsmith.models.caption_judge import CaptionJudge
-from pairsmith.storage.store import open_store
+from pairsmith.storage.store import open_store, sql_literal
 from pairsmith.tasks.evaluate.generate_answers import ask_once_per_pair, generate_answers
 from pairsmith.tasks.evaluate.judge_captions import judge_captions
 from pairsmith.tasks.evaluate.score_answers import score_answers
@@ -98,7 +99,9 @@ def _evaluate(config: EvaluateConfig, made: dict) -> EvaluateSummary:
     store.check_reachable()
     pinned = made["pinned"] = pin_tables(store, config.data, tag_as=FLOW_NAME if config.tag_data else None)
     made["store"] = store
-    eval_id = config.eval_id(pinned)
+    eval_id, legacy = resolve_run_id(store, FLOW_NAME, config.eval_id(pinned),
+                                     lambda n, size: config.eval_id(pinned, limit=n),
+                                     (config.data.limit or 0, config.batch_size))
     selected = batch_step(select_samples_task, SELECT_BATCH)(
         config.db, pinned, config.data, check=ProcessorCheck(config.base_model(), config.runtime))
     rows, [select_stats] = ask_once_per_pair(selected.value.rows), selected.stats
@@ -107,20 +110,24 @@ def _evaluate(config: EvaluateConfig, made: dict) -> EvaluateSummary:
                          f"{pinned.samples_version} ({select_stats.n_dropped} dropped: "
                          f"{dict(select_stats.reasons) or 'none'})")
     claim_run(eval_id)  # a flow run of it killed with -9: marked CRASHED in Prefect
-    done = store.completed_batches(eval_id) - batches_with_errors(store, eval_id)  # answers that raised: asked again
-    if SELECT_BATCH not in done:
+    stored_select = store.read("stage_stats", where=f"run_id = {sql_literal(eval_id)} AND batch = '{SELECT_BATCH}'",
+                               columns=["n_in"]).column("n_in").to_pylist()
+    if stored_select != [select_stats.n_in]:  # new, or another --limit: the selection counts as now
         batch_step(write_batch, SELECT_BATCH)(config.db, eval_id, FLOW_NAME, SELECT_BATCH, {}, selected.stats)
-    spans = [(s, min(s + config.batch_size, len(rows))) for s in range(0, len(rows), config.batch_size)]
-    pending = [span for span in spans if batch_name(range(*span)) not in done]
-    if len(pending) < len(spans):
-        logger.info("evaluation %s: %d of %d batches already stored, resuming", eval_id, len(spans) - len(pending),
-                    len(spans))
+    # Per sample (pairsmith.flows.engine.resume): a larger --limit or batch size asks nothing twice;
+    # batches with answers that raised are asked again.
+    work = plan_resume(store, eval_id, len(rows), config.batch_size, redo=batches_with_errors(store, eval_id),
+                       legacy=legacy)
+    pending = [(r.start, min(r.stop, len(rows))) for r in work.todo]
+    n_batches, n_resumed = work.stored_batches + len(pending) - len(work.redone), work.stored_batches - len(work.redone)
+    if work.stored_batches:
+        logger.info("evaluation %s: %d of %d samples already answered, resuming", eval_id, work.done_items, len(rows))
     chat = AdaptedVlmChat(config.vlm())
     gpu = config.runtime.on_gpu()  # answering takes a `tag:gpu` slot on a GPU worker
     judge = CaptionJudge(config.judge) if config.judge is not None else None
     generated = 0
     with RunProgress(key=f"{FLOW_NAME}-progress", total=len(rows),
-                     done=sum(b - a for a, b in spans) - sum(b - a for a, b in pending),
+                     done=work.done_items,
                      description="answering samples", terminal=config.show_progress) as progress:
         for a, b in pending:
             name = batch_name(range(a, b))
@@ -149,6 +156,6 @@ def _evaluate(config: EvaluateConfig, made: dict) -> EvaluateSummary:
     return EvaluateSummary(
         eval_id=eval_id, model_id=config.base_model(), adapter=config.adapter_path(),
         samples_version=pinned.samples_version,
-        n_samples=len(rows), n_generated=generated, batches=len(spans), batches_resumed=len(spans) - len(pending),
+        n_samples=len(rows), n_generated=generated, batches=n_batches, batches_resumed=n_resumed,
         metrics=results_table(results), unavailable=scored.unavailable, seconds=round(time.perf_counter() - start, 3),
     )

@@ -82,10 +82,14 @@ class EvaluateConfig(BaseModel):
             max_new_tokens=self.max_new_tokens, temperature=0.0, batch_size=self.generation_batch_size,
         )
 
-    def eval_id(self, pinned: PinnedTables) -> str:
-        """Same model weights, same samples, same decoding: same evaluation (it resumes, not repeats)."""
+    def eval_id(self, pinned: PinnedTables, limit: int | None = None) -> str:
+        """Same model weights, same samples, same decoding: same evaluation (it resumes, not repeats).
+
+        ``data.limit`` does not count: a larger limit extends the evaluation (the first samples are
+        the same ones); ``limit`` gives the id pairsmith <= 0.2 made, which counted it."""
         # What it reads is the pinned versions, not the version or tag asked for.
-        asked = self.model_copy(update={"data": self.data.model_copy(update={"table_version": None, "table_tag": None})})
-        key = content_key(asked, model=self.base_model(), adapter=adapter_fingerprint(self.adapter_path()),
+        data = self.data.model_copy(update={"table_version": None, "table_tag": None, "limit": limit})
+        key = content_key(self.model_copy(update={"data": data}), model=self.base_model(),
+                          adapter=adapter_fingerprint(self.adapter_path()),
                           samples_version=pinned.samples_version, pairs_version=pinned.pairs_version)
         return f"{FLOW_NAME}-{key[:12]}"

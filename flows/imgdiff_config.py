@@ -118,7 +118,12 @@ class ImgDiffReplaceConfig(_ImgDiffBase):
         return content_key(self._effective(), captions=self._captions_key())
 
     def run_id(self) -> str:
-        return f"{REPLACE_FLOW}-{stable_hash([self.content_key(), self.pairs, self.batch_size], 12)}"
+        """From the content only: a larger ``pairs`` extends the run, ``batch_size`` never counts."""
+        return f"{REPLACE_FLOW}-{self.content_key()[:12]}"
+
+    def legacy_run_id(self, pairs: int, batch_size: int) -> str:
+        """The id pairsmith <= 0.2 gave this content's run (it hashed the sizes too)."""
+        return f"{REPLACE_FLOW}-{stable_hash([self.content_key(), pairs, batch_size], 12)}"
 
 
 class ImgDiffRemoveConfig(_ImgDiffBase):
@@ -147,4 +152,9 @@ class ImgDiffRemoveConfig(_ImgDiffBase):
         return content_key(self._effective().model_copy(update=made_elsewhere))
 
     def run_id(self) -> str:
-        return f"{REMOVE_FLOW}-{stable_hash([self.content_key(), self.pairs, self.batch_size], 12)}"
+        """From the content only: a larger ``pairs`` extends the run, ``batch_size`` never counts."""
+        return f"{REMOVE_FLOW}-{self.content_key()[:12]}"
+
+    def legacy_run_id(self, pairs: int, batch_size: int) -> str:
+        """The id pairsmith <= 0.2 gave this content's run (it hashed the sizes too)."""
+        return f"{REMOVE_FLOW}-{stable_hash([self.content_key(), pairs, batch_size], 12)}"

@@ -25,7 +25,8 @@ from pydantic import BaseModel, Field
 
 from pairsmith.filters.imgdiff.pipelines import REGIONS, REPLACE
 from pairsmith.filters.pipeline import Pipeline, Stage
-from pairsmith.flows.engine.batching import batch_name, batch_ranges
+from pairsmith.flows.engine.batching import batch_name
+from pairsmith.flows.engine.resume import plan_resume, resolve_run_id
 from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
 from pairsmith.flows.engine.prefect_compat import install as _install_prefect_compat
 from pairsmith.flows.engine.progress import RunProgress
@@ -175,31 +176,28 @@ def summarize(store: PairStore, config: _ImgDiffBase, flow_name: str, run_id: st
     )
 
 
-def pending_batches(store: PairStore, run_id: str, n_items: int, batch_size: int) -> tuple[list[range], list[range]]:
-    """All batches of the run, and those still to do (not stored, or stored with item errors)."""
-    batches = batch_ranges(n_items, batch_size)
-    claim_run(run_id)  # a flow run of it killed with -9: marked CRASHED in Prefect
-    done = store.completed_batches(run_id) - batches_with_errors(store, run_id)
-    return batches, [b for b in batches if batch_name(b) not in done]
-
-
 def run_pipeline(pipeline: Pipeline, config: _ImgDiffBase, store: PairStore, n_items: int,
                  plan: Callable[[range], list[ImgDiffItem]], inputs: StepInputs, model_ids: dict[str, str],
                  description: str, start: float) -> ImgDiffRunSummary:
-    """Run ``pipeline`` over the batches of ``n_items`` candidates not stored yet (``plan`` makes a
-    batch's items), with progress, and summarize the run from what is stored."""
-    run_id = config.run_id()
-    batches, pending = pending_batches(store, run_id, n_items, config.batch_size)
-    if len(pending) < len(batches):
-        get_run_logger().info("run %s: %d of %d batches already stored, resuming", run_id,
-                              len(batches) - len(pending), len(batches))
-    with RunProgress(key=f"{pipeline.method}-progress", total=n_items, done=n_items - sum(len(b) for b in pending),
-                     description=description, terminal=config.show_progress) as progress:
-        for indices in pending:
+    """Run ``pipeline`` over the candidates ``0..n_items-1`` the run has not stored yet (``plan``
+    makes a batch's items; ``pairsmith.flows.engine.resume``), with progress, and summarize the run
+    from what is stored."""
+    run_id, legacy = resolve_run_id(store, pipeline.method, config.run_id(), config.legacy_run_id,
+                                    (n_items, config.batch_size))
+    claim_run(run_id)  # a flow run of it killed with -9: marked CRASHED in Prefect
+    work = plan_resume(store, run_id, n_items, config.batch_size, redo=batches_with_errors(store, run_id),
+                       legacy=legacy)
+    if work.stored_batches:
+        get_run_logger().info("run %s: %d of %d candidates already stored; %d to make", run_id, work.done_items,
+                              n_items, work.items_to_do)
+    with RunProgress(key=f"{pipeline.method}-progress", total=work.done_items + work.items_to_do,
+                     done=work.done_items, description=description, terminal=config.show_progress) as progress:
+        for indices in work.todo:
             run_batch(pipeline, plan(indices), inputs, batch_name(indices), run_id, model_ids, config)
             progress.advance(len(indices))
             progress.flush()
-    return summarize(store, config, pipeline.method, run_id, len(batches), len(pending), n_items, start)
+    n_batches = work.stored_batches + len(work.todo) - len(work.redone)
+    return summarize(store, config, pipeline.method, run_id, n_batches, len(work.todo), n_items, start)
 
 
 @flow(name=REPLACE_FLOW, description="Img-Diff object replacement: P2P pairs, filtered regions, difference captions.")

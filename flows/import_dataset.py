@@ -3,9 +3,10 @@
 The importer lists its entries once (names and text only), the entries are cut into batches of
 ``batch_size`` and each batch is one ``read``/``load``/``samples`` task run
 (``pairsmith.tasks.imports.load_entries``) and one LanceDB commit (``write_batch``), so memory holds
-one batch's images and a crash loses at most one batch. Re-running resumes: a batch whose stage
-stats are stored is skipped, except batches where an image was missing or unreadable, which are
-redone (copy the missing files in and run the same command again). The flow runs under the name
+one batch's images and a crash loses at most one batch. Re-running resumes per entry: entries
+already stored are skipped whatever ``--batch-size`` is, except an entry whose image could not be
+loaded and whose file appeared or changed since (copy the good file in and run the same command
+again), or every such entry with ``--retry-failed``; its stored batch is redone. The flow runs under the name
 ``import-<importer>`` (``import-med-bench``, ``import-spot-the-diff``, ...).
 """
 
@@ -17,9 +18,12 @@ from collections import Counter
 from prefect import flow
 from pydantic import BaseModel
 
-from pairsmith.flows.engine.batching import batch_name, batch_ranges
+from pairsmith.flows.engine.batching import batch_name
 from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
-from pairsmith.flows.engine.run_outcome import batches_with_errors
+from pairsmith.flows.engine.resume import (
+    batches_holding, changed_since, plan_resume, resolve_run_id, retry_indices, stored_spans,
+)
+from pairsmith.flows.engine.run_outcome import batches_with_errors, is_error_reason
 from pairsmith.flows.engine.stages import batch_step
 from pairsmith.flows.engine.flow_runs import claim_run
 from pairsmith.storage.store import open_store, sql_literal
@@ -28,8 +32,28 @@ from pairsmith.tasks.imports.base import ImportConfig
 from pairsmith.tasks.imports.load_entries import load_entries
 from pairsmith.tasks.write_batch import write_batch
 
-# Drops a re-run retries: the files may be there by then.
-RETRY_REASONS = ("load_missing_image", "load_unreadable")
+# Drops of the load stage are about an image file: a re-run retries one whose file appeared or changed
+# since (pairsmith.flows.engine.resume.changed_since), and --retry-failed retries them all.
+LOAD_STAGE = "load"
+
+
+def _may_load_now(importer, config: ImportConfig, listing, ids: list[str]):
+    entry_of = dict(zip(ids, listing.entries))
+
+    def should(row: dict) -> bool:
+        if is_error_reason(row["drop_reason"]):
+            return True
+        if row["drop_stage"] != LOAD_STAGE:
+            return False
+        if config.retry_failed:
+            return True
+        entry = entry_of.get(row["pair_id"])
+        paths = importer.image_paths(config, entry) if entry is not None else []
+        if row["drop_reason"] == "load_missing_image":  # both files there now
+            return bool(paths) and all(p.is_file() for p in paths)
+        return any(changed_since(p, row["created_at"]) for p in paths)
+
+    return should
 
 
 class ImportSummary(BaseModel):
@@ -41,6 +65,7 @@ class ImportSummary(BaseModel):
     duplicates: int  # exact repeats collapsed into an earlier entry
     batches: int
     batches_resumed: int
+    entries_retried: int = 0  # stored as dropped, tried again: an image file changed, or --retry-failed
     pairs_kept: int
     pairs_dropped: int
     samples: int
@@ -53,15 +78,21 @@ class ImportSummary(BaseModel):
 def import_dataset(config: ImportConfig) -> ImportSummary:
     start = time.perf_counter()
     importer = load_importer(config.importer)
-    run_id = importer.run_id(config)
     store = open_store(config.db)
     store.check_reachable()
     listing = importer.listing(config)
-    batches = batch_ranges(len(listing.entries), config.batch_size)
+    n = len(listing.entries)
+    run_id, legacy = resolve_run_id(store, importer.flow_name, importer.run_id(config),
+                                    lambda entries, size: importer.legacy_run_id(config, entries, size),
+                                    (n, config.batch_size))
+    # Per entry (pairsmith.flows.engine.resume): entries already counted are skipped whatever the batch
+    # size; a batch is redone when one of its entries failed with an error or its image may now load.
     claim_run(run_id)  # a flow run of it killed with -9: marked CRASHED in Prefect
-    done = store.completed_batches(run_id) - batches_with_errors(store, run_id, also=RETRY_REASONS)
-    pending = [b for b in batches if batch_name(b) not in done]
-    for indices in pending:
+    ids = importer.item_ids(config, listing)
+    retry = retry_indices(store, run_id, ids, _may_load_now(importer, config, listing, ids))
+    redo = batches_with_errors(store, run_id) | batches_holding(stored_spans(store, run_id), retry)
+    work = plan_resume(store, run_id, n, config.batch_size, redo=redo, legacy=legacy)
+    for indices in work.todo:
         name = batch_name(indices)
         result = batch_step(load_entries, name)(importer, config, [listing.entries[i] for i in indices], run_id)
         pairs, samples = result.value
@@ -75,7 +106,8 @@ def import_dataset(config: ImportConfig) -> ImportSummary:
     return ImportSummary(
         run_id=run_id, db=config.db, dataset=importer.dataset(config), sample_task=importer.sample_task,
         entries=len(listing.entries), duplicates=listing.duplicates,
-        batches=len(batches), batches_resumed=len(batches) - len(pending),
+        batches=work.stored_batches + len(work.todo) - len(work.redone),
+        batches_resumed=work.stored_batches - len(work.redone), entries_retried=len(retry),
         pairs_kept=store.count("pairs", f"{run_filter} AND status = 'kept'"),
         pairs_dropped=store.count("pairs", f"{run_filter} AND status = 'dropped'"),
         samples=len(rows), splits=dict(sorted(Counter(r["split"] for r in rows).items())),

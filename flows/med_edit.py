@@ -14,11 +14,14 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
-from pairsmith.flows.engine.batching import batch_name, batch_ranges
+from pairsmith.flows.engine.batching import batch_name
+from pairsmith.flows.engine.resume import (
+    batches_holding, changed_since, plan_resume, resolve_run_id, retry_indices, stored_spans,
+)
 from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
 from pairsmith.flows.med_edit_config import FLOW_NAME, MedEditConfig
 from pairsmith.flows.engine.progress import RunProgress
-from pairsmith.flows.engine.run_outcome import batches_with_errors
+from pairsmith.flows.engine.run_outcome import batches_with_errors, is_error_reason
 from pairsmith.flows.engine.stages import batch_step
 from pairsmith.flows.engine.flow_runs import claim_run
 from pairsmith.models.clip_scorer import ClipScorer
@@ -51,6 +54,20 @@ class MedRunSummary(BaseModel):
     seconds: float
 
 
+def _source_to_retry(refs, pair_ids: list[str], retry_failed: bool):
+    """Which dropped rows a re-run redoes: a source photo dropped at ``source`` whose file changed or
+    appeared since (``resume.changed_since``), or with ``retry_failed`` any source drop and any error."""
+    path_of = {pid: ref.path for ref, pid in zip(refs, pair_ids)}
+
+    def should(row: dict) -> bool:
+        if retry_failed and (row["drop_stage"] == "source" or is_error_reason(row["drop_reason"])):
+            return True
+        return row["drop_stage"] == "source" and changed_since(
+            path_of.get(row["pair_id"]), row["created_at"], missing_before=row["drop_reason"] == "source_missing")
+
+    return should
+
+
 @task(name="balance-mcq-letters", cache_policy=NO_CACHE)
 def balance_mcq_letters(db_uri: str, run_id: str) -> int:
     """Re-deal the right letters of the run's MCQs, per split, so each letter is right equally often."""
@@ -68,15 +85,20 @@ def balance_mcq_letters(db_uri: str, run_id: str) -> int:
 def med_edit(config: MedEditConfig) -> MedRunSummary:
     start = time.perf_counter()
     logger = get_run_logger()
-    run_id, content_key = config.run_id(), config.content_key()
+    content_key = config.content_key()
     store = open_store(config.db)
     store.check_reachable()
     refs = list_sources(config.sources, store)
+    run_id, legacy = resolve_run_id(store, FLOW_NAME, config.run_id(), config.legacy_run_id,
+                                    (len(refs), config.batch_size))
     pair_ids = [stable_id(FLOW_NAME, content_key, ref.source_id) for ref in refs]
-    batches = batch_ranges(len(refs), config.batch_size)
     claim_run(run_id)  # a flow run of it killed with -9: marked CRASHED in Prefect
-    done = store.completed_batches(run_id) - batches_with_errors(store, run_id)  # errors are retried
-    pending = [b for b in batches if batch_name(b) not in done]
+    # Per item (pairsmith.flows.engine.resume): sources already counted are skipped, whatever the
+    # batch size; batches with errors, or with a source whose file changed since, are redone.
+    redo = batches_with_errors(store, run_id) | batches_holding(
+        stored_spans(store, run_id), retry_indices(store, run_id, pair_ids, _source_to_retry(refs, pair_ids, config.retry_failed)))
+    work = plan_resume(store, run_id, len(refs), config.batch_size, redo=redo, legacy=legacy)
+    pending = work.todo
     vlm, clip, editor = VlmChat(config.vlm), ClipScorer(config.clip), GeminiEditor(config.editor)
     # On a GPU worker the model stages take a slot of the `tag:gpu` concurrency limit.
     vlm_gpu = config.vlm.runtime.on_gpu()
@@ -84,7 +106,7 @@ def med_edit(config: MedEditConfig) -> MedRunSummary:
     model_ids = {"vlm": config.vlm.model_id, "editor": config.editor.model_id, "clip": config.clip.model_name}
     budget = RequestBudget(config.request_budget)
     stopped: str | None = None
-    with RunProgress(key=f"{FLOW_NAME}-progress", total=len(refs), done=len(refs) - sum(len(b) for b in pending),
+    with RunProgress(key=f"{FLOW_NAME}-progress", total=work.done_items + work.items_to_do, done=work.done_items,
                      description="editing photos", terminal=config.show_progress) as progress:
         for indices in pending:
             name = batch_name(indices)
@@ -116,8 +138,8 @@ def med_edit(config: MedEditConfig) -> MedRunSummary:
         publish_dropoff(run_id, funnel)
     run_filter = f"run_id = {sql_literal(run_id)}"
     return MedRunSummary(
-        run_id=run_id, db=config.db, sources=len(refs), batches=len(batches),
-        batches_resumed=len(batches) - len(pending),
+        run_id=run_id, db=config.db, sources=len(refs), batches=work.stored_batches + len(pending) - len(work.redone),
+        batches_resumed=work.stored_batches - len(work.redone),
         pairs_kept=store.count("pairs", f"{run_filter} AND status = 'kept'"),
         pairs_dropped=store.count("pairs", f"{run_filter} AND status = 'dropped'"),
         samples=store.count("samples", run_filter),

@@ -33,6 +33,8 @@ class MedEditConfig(BaseModel):
     splits: SplitFractions = Field(default_factory=SplitFractions)
     image_limits: ImageLimits = Field(default_factory=ImageLimits, description="source images outside these are dropped")
     show_progress: bool = Field(False, json_schema_extra=NOT_CONTENT)
+    retry_failed: bool = Field(False, description="redo every item dropped for a failure (an unreadable source, "
+                               "an error), not only those whose input changed", json_schema_extra=NOT_CONTENT)
 
     @field_validator("db")
     @classmethod
@@ -45,7 +47,12 @@ class MedEditConfig(BaseModel):
         return content_key(self)
 
     def run_id(self) -> str:
-        return f"{FLOW_NAME}-{stable_hash([self.content_key(), self.batch_size], 12)}"
+        """From the content only: ``batch_size`` never decides what is edited again."""
+        return f"{FLOW_NAME}-{self.content_key()[:12]}"
+
+    def legacy_run_id(self, n_items: int, batch_size: int) -> str:
+        """The id pairsmith <= 0.2 gave this content's run (it hashed the batch size too)."""
+        return f"{FLOW_NAME}-{stable_hash([self.content_key(), batch_size], 12)}"
 
     def check_inputs(self) -> None:
         """Problems no item could survive, as one ValueError before the flow starts (``pairsmith run``

@@ -30,7 +30,8 @@ import time
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pairsmith.flows.engine.batching import batch_name, batch_ranges
+from pairsmith.flows.engine.batching import batch_name
+from pairsmith.flows.engine.resume import plan_resume, resolve_run_id
 from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
 from pairsmith.flows.engine.run_outcome import batches_with_errors
 from pairsmith.flows.engine.stages import batch_step
@@ -67,7 +68,8 @@ class ProposeRegionsConfig(BaseModel):
     methods: list[str] = Field(default_factory=lambda: ["med-edit"], description="pairs of these pipelines")
     run_ids: list[str] = Field(default_factory=list, description="only pairs of these runs; empty = all")
     only_kept: bool = True
-    limit: int | None = Field(None, ge=1)
+    limit: int | None = Field(None, ge=1, description="only the first this many pairs (by id); a larger limit "
+                              "extends the same run", json_schema_extra=NOT_CONTENT)
     proposer: PairProposerConfig = Field(default_factory=lambda: PHOTO, description="models/pair_proposer.py settings")
     min_confidence: float = Field(0.3, ge=0.0, le=1.0, description="boxes below this confidence are stored as dropped")
     grounding: GroundingConfig = Field(default_factory=GroundingConfig)
@@ -105,6 +107,10 @@ class ProposeRegionsConfig(BaseModel):
         """A new proposer config is a new run: its regions are stored beside an older run's, never over
         them (``pairsmith.storage.ids.content_key``: defaults count for nothing)."""
         return f"{FLOW_NAME}-{content_key(self)[:12]}"
+
+    def legacy_run_id(self, n_pairs: int, batch_size: int) -> str:
+        """The id pairsmith <= 0.2 gave this run: a ``limit`` counted in it."""
+        return f"{FLOW_NAME}-{content_key(self, limit=n_pairs)[:12]}"
 
 
 class ProposeSummary(BaseModel):
@@ -205,19 +211,20 @@ def _grounding(row: dict, boxes: list[list[float]], run_id: str, config: Groundi
 @flow(name=FLOW_NAME, description="Align stored pairs, judge the edit's extent and propose the regions that changed.")
 def propose_regions(config: ProposeRegionsConfig) -> ProposeSummary:
     start = time.perf_counter()
-    run_id = config.run_id()
     store = open_store(config.db)
     store.check_reachable()
-    ids = sorted(store.read("pairs", where=config.where(), columns=["pair_id"]).column("pair_id").to_pylist())
-    ids = ids[: config.limit] if config.limit else ids
-    batches = batch_ranges(len(ids), config.batch_size)
+    every = sorted(store.read("pairs", where=config.where(), columns=["pair_id"]).column("pair_id").to_pylist())
+    ids = every[: config.limit] if config.limit else every
+    # Per pair (pairsmith.flows.engine.resume): a larger --limit or another batch size redoes nothing.
+    run_id, legacy = resolve_run_id(store, FLOW_NAME, config.run_id(), config.legacy_run_id,
+                                    (len(ids), config.batch_size))
     claim_run(run_id)  # a flow run of it killed with -9: marked CRASHED in Prefect
-    done = store.completed_batches(run_id) - batches_with_errors(store, run_id)
-    for indices in batches:
+    work = plan_resume(store, run_id, len(ids), config.batch_size, redo=batches_with_errors(store, run_id),
+                       legacy=legacy)
+    for indices in work.todo:
         name = batch_name(indices)
-        if name in done:
-            continue
-        proposed = batch_step(align_and_propose, name)([ids[i] for i in indices], config, run_id)
+        # a batch redone whole may reach past a smaller --limit
+        proposed = batch_step(align_and_propose, name)([every[i] for i in indices if i < len(every)], config, run_id)
         pairs, regions, samples = proposed.value
         stages = [s for s in proposed.stats if s.stage != "grounding" or config.grounding.enabled]
         batch_step(write_batch, name)(

@@ -29,17 +29,28 @@ def test_the_id_schema_version_is_the_one_these_pins_were_made_with():
 
 
 def test_default_run_ids_of_every_flow_are_pinned():
-    assert DigRenderConfig().run_id() == "dig-render-7838afb8d68a"
-    assert ImgDiffReplaceConfig().run_id() == "imgdiff-replace-34d240fac4de"
-    assert ImgDiffRemoveConfig().run_id() == "imgdiff-remove-34d240fac4de"
-    assert ImgDiffRemoveConfig(source_run="imgdiff-replace-x").run_id() == "imgdiff-remove-f5241f64bd16"
-    assert MedEditConfig(sources=MED_SOURCES).run_id() == "med-edit-af1d03112eca"
+    """A run id is the flow and its content key: no size, limit or batch size (issue 22, kind 3)."""
+    assert DigRenderConfig().run_id() == "dig-render-45742f76bb08"
+    assert ImgDiffReplaceConfig().run_id() == "imgdiff-replace-45742f76bb08"
+    assert ImgDiffRemoveConfig().run_id() == "imgdiff-remove-45742f76bb08"
+    assert ImgDiffRemoveConfig(source_run="imgdiff-replace-x").run_id() == "imgdiff-remove-f1851cc990cf"
+    assert MedEditConfig(sources=MED_SOURCES).run_id() == "med-edit-d99e42f852b8"
     assert SftFinetuneConfig().run_name() == "finetune-sft-fca9e144cceb"
     assert GrpoFinetuneConfig().run_name() == "finetune-grpo-1a2560719962"
     assert ImgDiffThresholds().content_hash() == "45742f76bb"
     # options added later, left unset, name the same runs
     assert SftFinetuneConfig(mix={}, mix_total=None).run_name() == "finetune-sft-fca9e144cceb"
-    assert DigRenderConfig(caption_style="referring").run_id() == "dig-render-7838afb8d68a"
+    assert DigRenderConfig(caption_style="referring").run_id() == "dig-render-45742f76bb08"
+
+
+def test_the_ids_pairsmith_0_2_gave_runs_are_still_computed():
+    """Runs stored before run ids dropped the sizes are found by these ids (flows/engine/resume.py)."""
+    assert DigRenderConfig().legacy_run_id(20, 10) == "dig-render-7838afb8d68a"
+    assert ImgDiffReplaceConfig().legacy_run_id(ImgDiffReplaceConfig().pairs, 8) == "imgdiff-replace-34d240fac4de"
+    assert ImgDiffRemoveConfig(source_run="imgdiff-replace-x").legacy_run_id(
+        ImgDiffRemoveConfig().pairs, 8) == "imgdiff-remove-f5241f64bd16"
+    assert MedEditConfig(sources=MED_SOURCES).legacy_run_id(0, MedEditConfig(sources=MED_SOURCES).batch_size) \
+        == "med-edit-af1d03112eca"
 
 
 def test_pair_ids_of_fixed_inputs_are_pinned():
@@ -70,7 +81,7 @@ def test_fields_that_change_the_output_change_the_ids():
     assert DigRenderConfig(caption_style="referring").content_key() == base.content_key()  # the default
     assert DigRenderConfig(caption_style="plain").content_key() != base.content_key()
     assert DigRenderConfig(sampling={"change_kinds": ["move"]}).content_key() != base.content_key()
-    assert DigRenderConfig(pairs=21).run_id() != base.run_id()  # the run's size names its batches
+    assert DigRenderConfig(pairs=21, batch_size=3).run_id() == base.run_id()  # a size only says how far it goes
     stricter = ImgDiffReplaceConfig(thresholds=ReplaceThresholds(bitm_min=0.4))
     assert stricter.content_key() != ImgDiffReplaceConfig().content_key()
     assert ImgDiffReplaceConfig(runtime={"dtype": "float16"}).content_key() != ImgDiffReplaceConfig().content_key()

@@ -307,7 +307,7 @@ def test_an_entry_listed_twice_is_stored_once_and_a_conflicting_one_is_a_reason_
 def test_import_run_and_pair_ids_are_pinned(tmp_path, monkeypatch):
     """Ids survive upgrades (tests/test_ids.py's rule, for importers): the run id comes from the
     config's content and the bytes of the files read, the pair id from the entry alone; the
-    database and defaults count for nothing, another batch size is another run."""
+    database, defaults and the batch size count for nothing (0.2 counted a batch size: legacy_run_id)."""
     from pairsmith.tasks.imports.spot_the_diff import SpotTheDiffImporter
 
     monkeypatch.chdir(tmp_path)
@@ -316,7 +316,9 @@ def test_import_run_and_pair_ids_are_pinned(tmp_path, monkeypatch):
     assert importer.run_id(config) == "import-spot-the-diff-fe5a9664e3de"
     assert importer.pair_id(config, importer.listing(config).entries[0]) == "d15d0b74fd5c09b2"
     assert importer.run_id(config.model_copy(update={"db": "/elsewhere.lance"})) == importer.run_id(config)
-    assert importer.run_id(config.model_copy(update={"batch_size": 7})) != importer.run_id(config)
+    assert importer.run_id(config.model_copy(update={"batch_size": 7})) == importer.run_id(config)
+    assert importer.legacy_run_id(config, 1, 32) == importer.run_id(config)
+    assert importer.legacy_run_id(config, 1, 7) != importer.run_id(config)
     Path("test.json").write_text('[{"img_id": "1", "sentences": ["a car left", "and a bus came"]}]')
     assert importer.run_id(config) != "import-spot-the-diff-fe5a9664e3de"
 

@@ -60,6 +60,6 @@ def test_the_test_split_gives_1404_entries_and_2100_captions_and_twice_adds_noth
     again = run_import(config)
     assert again.run_id == summary.run_id and again.batches_resumed == again.batches == 11
     assert (store.count("pairs"), store.count("samples")) == (1404, 2100)
-    rebatched = run_import(config.model_copy(update={"batch_size": 500}))  # another run: same pair ids, upserted
-    assert rebatched.run_id != summary.run_id and rebatched.batches == 3
+    rebatched = run_import(config.model_copy(update={"batch_size": 500}))  # the same run: nothing to redo
+    assert rebatched.run_id == summary.run_id and rebatched.batches_resumed == rebatched.batches == 11
     assert (store.count("pairs"), store.count("samples")) == (1404, 2100)

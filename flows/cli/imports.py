@@ -116,8 +116,15 @@ def _run(importer, config_path: str | None, values: dict[str, Any]) -> None:
     click.echo("splits: " + (", ".join(f"{s} ({n})" for s, n in summary.splits.items()) or "none"))
     if summary.categories:
         click.echo("categories: " + ", ".join(f"{c} ({n})" for c, n in summary.categories.items()))
-    click.echo(format_funnel(run_funnel(store, summary.run_id)))
-    if summary.pairs_kept == 0:
+    if summary.entries_retried:
+        click.echo(f"{summary.entries_retried} dropped entries were tried again (an image file changed, or --retry-failed)")
+    funnel = run_funnel(store, summary.run_id)
+    click.echo(format_funnel(funnel))
+    kept = funnel[-1].n_kept if funnel else 0  # the exit status follows the run's own funnel
+    if kept > summary.pairs_kept:
+        click.echo(f"{kept - summary.pairs_kept} of its kept pairs are now stored under another run: an import of "
+                   "the same entries with other options re-wrote them (see 'pairsmith stats --list')")
+    if kept == 0:
         click.echo(f"pairsmith: error: run {summary.run_id} kept no pair (see the reasons above)", err=True)
         raise click.exceptions.Exit(EXIT_FAILED)
 

@@ -101,7 +101,8 @@ def render(config_path: str | None, verbose: bool, **opts: Any) -> None:
         f"{summary.pairs_dropped} dropped) and {summary.samples} samples in {summary.db}"
     )
     click.echo(f"run {summary.run_id}: {summary.seconds:.1f} s, {summary.blender_seconds:.1f} s of it in Blender"
-               + (f"; {summary.batches_resumed} of {summary.batches} batches were already stored" if summary.batches_resumed else ""))
+               + (f"; {summary.batches_resumed} of {summary.batches} batches were already stored, "
+                  f"{summary.pairs_rendered} pairs rendered now" if summary.batches_resumed else ""))
     funnel = run_funnel(store, summary.run_id)
     click.echo(format_funnel(funnel))
     from pairsmith.flows.engine.run_outcome import EXIT_ITEM_ERRORS, describe_errors, error_counts
@@ -109,7 +110,7 @@ def render(config_path: str | None, verbose: bool, **opts: Any) -> None:
     if error_counts(funnel):  # items that raised, not filtered: say so, and exit 3 (README "Exit status")
         click.echo(f"pairsmith: warning: run {summary.run_id}: {describe_errors(error_counts(funnel))}", err=True)
         raise click.exceptions.Exit(EXIT_ITEM_ERRORS)
-    if summary.pairs_kept == 0:
+    if not funnel or funnel[-1].n_kept == 0:  # the exit status follows the run's own funnel
         raise click.exceptions.Exit(EXIT_FAILED)
 
 
@@ -129,6 +130,11 @@ def stats(db: str, run: str | None, list_runs: bool) -> None:
     run_id = pick_run(store, run)
     click.echo(f"run {run_id} in {store.uri}")
     click.echo(format_funnel(run_funnel(store, run_id)))
+    from pairsmith.flows.engine.resume import owner_note
+
+    note = owner_note(store, run_id)  # a run whose pairs a later run re-wrote
+    if note:
+        click.echo(note)
 
 
 @cli.command()
@@ -188,7 +194,9 @@ def export(fmt: str, out: str, db: str, run: str | None, tasks: tuple[str, ...],
                 delete_tag(live, snapshot.pinning)
             raise
     except ValueError as err:
-        raise CliError(str(err)) from None
+        from pairsmith.flows.engine.resume import with_owner_note
+
+        raise CliError(with_owner_note(str(err), live, run)) from None
     except OSError as err:  # a disk that fills up or goes away mid-export: --out is left as it was
         click.echo(f"pairsmith: error: export to {out} failed, nothing written: {err}", err=True)
         raise click.exceptions.Exit(EXIT_FAILED) from None
@@ -229,7 +237,9 @@ def contact_sheet(out: str, n: int, db: str, run: str | None, include_dropped: b
     try:
         drawn = draw_contact_sheet(store, Path(out), n=n, run_id=run_id, include_dropped=include_dropped)
     except ValueError as err:
-        raise CliError(str(err)) from None
+        from pairsmith.flows.engine.resume import with_owner_note
+
+        raise CliError(with_owner_note(str(err), store, run_id)) from None
     click.echo(f"Drew {drawn} pairs of run {run_id} to {out}")
 
 

@@ -52,10 +52,12 @@ class ImportConfig(BaseModel):
     importer: ClassVar[str]  # the IMPORTERS name of the importer this config belongs to
 
     db: str = Field(DEFAULT_DB, description="LanceDB URI", json_schema_extra=NOT_CONTENT)
-    # Counts in the run id when not the default: batches are named by their entries, so another
-    # size is another set of batches (and of stage-stats rows), never a mix of both.
+    # Never in the run id: a run is its entries; another size cuts only what is still to do
+    # (pairsmith.flows.engine.resume). pairsmith <= 0.2 counted it (see Importer.legacy_run_id).
     batch_size: int = Field(32, ge=1, le=10_000, description="entries per batch: one task run and one LanceDB "
-                            "commit, so memory holds at most this many pairs' images")
+                            "commit, so memory holds at most this many pairs' images", json_schema_extra=NOT_CONTENT)
+    retry_failed: bool = Field(False, description="retry every entry dropped because an image could not be loaded, "
+                               "not only those whose image file changed since", json_schema_extra=NOT_CONTENT)
     image_limits: ImageLimits = Field(default_factory=ImageLimits, description="images outside these are dropped")
 
     @field_validator("db")
@@ -187,9 +189,33 @@ class Importer(Generic[C]):
 
     def run_id(self, config: C) -> str:
         """From the config's content and the bytes of the files read: the same files and settings
-        resume the same run; an edited file is a new run (its unchanged pairs keep their ids)."""
-        inputs = [hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in self.input_files(config)]
-        return f"{self.flow_name}-{content_key(config, inputs=stable_hash(inputs))[:12]}"
+        resume the same run, whatever the batch size; an edited file is a new run (its unchanged
+        pairs keep their ids)."""
+        return f"{self.flow_name}-{content_key(config, inputs=self._inputs_hash(config))[:12]}"
+
+    def legacy_run_id(self, config: C, n_entries: int, batch_size: int) -> str:
+        """The id pairsmith <= 0.2 gave the run: a batch size other than 32 counted in it."""
+        size = batch_size if batch_size != type(config).model_fields["batch_size"].default else None
+        return f"{self.flow_name}-{content_key(config, inputs=self._inputs_hash(config), batch_size=size)[:12]}"
+
+    def _inputs_hash(self, config: C) -> str:
+        return stable_hash([hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in self.input_files(config)])
+
+    def item_ids(self, config: C, listing: "Listing") -> list[str]:
+        """The pair id of every listed entry, in listing order (a bad entry's own id)."""
+        return [self.pair_id(config, e) if isinstance(e, Entry) else
+                stable_id(f"{self.dataset(config)}-entry", e.source, e.index) for e in listing.entries]
+
+    def image_paths(self, config: C, entry: "Entry | BadEntry") -> list[Path]:
+        """Where an entry's images are (or would be: the first root) for a re-run's change check."""
+        if not isinstance(entry, Entry):
+            return []
+        roots = self.image_roots(config)
+        out = []
+        for name in (entry.before, entry.after):
+            found = next((Path(r) / name for r in roots if (Path(r) / name).exists()), None)
+            out.append(found if found is not None else Path(roots[0] if roots else ".") / name)
+        return out
 
     def pair_id(self, config: C, entry: Entry) -> str:
         return stable_id(self.dataset(config), *entry.key)
@@ -221,7 +247,7 @@ class Importer(Generic[C]):
                        drop_stage=stage, drop_reason=reason, drop_detail=detail, created_at=utc_now())
 
     def bad_entry_row(self, config: C, run_id: str, bad: BadEntry) -> PairRow:
-        pair_id = stable_id(f"{self.dataset(config)}-entry", bad.source, bad.index)
+        pair_id = stable_id(f"{self.dataset(config)}-entry", bad.source, bad.index)  # as in item_ids
         return self.dropped_row(config, run_id, pair_id, bad.origin, "read", bad.reason, bad.detail)
 
     def kept_row(self, config: C, run_id: str, pair_id: str, entry: Entry, images: "PairImages") -> PairRow:

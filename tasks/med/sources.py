@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pairsmith.storage.ids import stable_id
+from pairsmith.storage.ids import NOT_CONTENT, stable_id
 from pairsmith.storage.image_folder import load_captions
 from pairsmith.storage.input_files import PATH_OUTSIDE_ROOT, PathOutsideRoot, inside_root
 from pairsmith.storage.store import PairStore, sql_in, sql_literal
@@ -45,7 +45,8 @@ class MedSources(BaseModel):
 
     folder: FolderSource | None = None
     store: StoreSource | None = None
-    limit: int | None = Field(None, ge=1, description="use at most this many sources")
+    limit: int | None = Field(None, ge=1, description="use at most this many sources (a larger limit extends the "
+                              "same run)", json_schema_extra=NOT_CONTENT)
 
     @model_validator(mode="after")
     def _some(self) -> "MedSources":

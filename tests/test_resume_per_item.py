@@ -1,0 +1,170 @@
+"""Issue 22, kinds 3 and 4: a run is its content and resumes per item.
+
+Kind 3 (resume that does not extend): a larger ``--pairs`` renders only the pairs the run lacks,
+another ``--batch-size`` renders nothing again, and a database written by pairsmith 0.2 (whose run
+ids hashed both) is continued, not redone or orphaned.
+
+Kind 4 (a fixed input that is never retried): an import retries an entry whose image file was
+repaired since, ``--retry-failed`` retries all load failures, and a run's exit status follows its
+own funnel even when a later import re-wrote its pairs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pairsmith.flows.cli.main import main
+from pairsmith.flows.dig_render_config import DigRenderConfig
+from pairsmith.flows.engine.funnel import run_funnel
+from pairsmith.flows.engine.resume import plan_resume
+from pairsmith.storage.store import PairStore
+from tests.conftest import render_run
+from tests.public_sets import make_pair_images
+
+TINY = {"render": {"width": 64, "height": 48, "samples": 1}, "sampling": {"max_changes": 1}}
+
+
+def _as_pairsmith_0_2(m: pytest.MonkeyPatch) -> None:
+    """Render as pairsmith 0.2 did: its run id formula, and no look for an earlier run."""
+    m.setattr(DigRenderConfig, "run_id", lambda self: self.legacy_run_id(self.pairs, self.batch_size))
+    m.setattr("pairsmith.flows.dig_render.resolve_run_id", lambda store, flow, run_id, *rest: (run_id, False))
+
+
+def _rows(store: PairStore, run_id: str) -> list[dict]:
+    return store.read("pairs", where=f"run_id = '{run_id}'", columns=["pair_id", "status", "drop_reason"]).to_pylist()
+
+
+def test_a_larger_render_renders_only_the_new_pairs_and_a_batch_size_renders_none(tmp_path):
+    db = tmp_path / "db.lance"
+    first = render_run(db, pairs=8, batch_size=4, **TINY).summary
+    assert first.pairs_rendered == 8
+    grown = render_run(db, pairs=10, batch_size=4, **TINY)
+    assert grown.summary.run_id == first.run_id  # the same run, grown
+    assert grown.summary.pairs_rendered == 2
+    assert len(_rows(grown.store, first.run_id)) == 10
+    funnel = run_funnel(grown.store, first.run_id)
+    assert funnel[0].n_in == 10  # every pair counted once
+    rebatched = render_run(db, pairs=10, batch_size=3, **TINY).summary
+    assert rebatched.run_id == first.run_id and rebatched.pairs_rendered == 0
+    smaller = render_run(db, pairs=5, batch_size=7, **TINY).summary
+    assert smaller.pairs_rendered == 0 and smaller.pairs_kept + smaller.pairs_dropped == 10
+    assert run_funnel(grown.store, first.run_id)[0].n_in == 10
+
+
+def test_a_run_stored_by_pairsmith_0_2_is_continued_under_its_own_id(tmp_path, monkeypatch):
+    """A database made with 0.2's run ids (they hashed --pairs and --batch-size) still resumes."""
+    db = tmp_path / "db.lance"
+    legacy = DigRenderConfig(db=str(db), pairs=4, batch_size=2, **TINY)
+    assert DigRenderConfig(pairs=4, batch_size=2, **TINY).legacy_run_id(4, 2) == "dig-render-c570da61faf8"
+    with monkeypatch.context() as m:  # what pairsmith 0.2 stored: its formula for the run id
+        _as_pairsmith_0_2(m)
+        old = render_run(db, pairs=4, batch_size=2, **TINY).summary
+    assert old.run_id == "dig-render-c570da61faf8" == legacy.legacy_run_id(4, 2)
+    grown = render_run(db, pairs=6, batch_size=3, **TINY)
+    assert grown.summary.run_id == old.run_id and grown.summary.pairs_rendered == 2
+    assert len(_rows(grown.store, old.run_id)) == 6
+    assert [r["run_id"] for r in grown.store.runs()] == [old.run_id]  # nothing orphaned
+
+
+def test_an_older_run_whose_pairs_a_later_run_rewrote_is_explained(tmp_path, monkeypatch, capsys):
+    """0.2 made a second run for --pairs 6 after --pairs 4; the first owns no pairs any more: stats,
+    export --run and contact-sheet --run name the run that holds them."""
+    db = tmp_path / "db.lance"
+    with monkeypatch.context() as m:
+        _as_pairsmith_0_2(m)
+        small = render_run(db, pairs=2, batch_size=2, **TINY).summary
+        large = render_run(db, pairs=3, batch_size=2, **TINY).summary
+    assert small.run_id != large.run_id
+    capsys.readouterr()
+    assert main(["stats", "--db", str(db), "--run", small.run_id]) == 0
+    assert f"now stored under run {large.run_id}" in capsys.readouterr().out
+    assert main(["export", "--format", "llava", "--out", str(tmp_path / "out"), "--db", str(db),
+                 "--run", small.run_id, "--split", "train", "--split", "val", "--split", "test"]) == 2
+    assert f"use --run {large.run_id}" in capsys.readouterr().err
+    assert main(["contact-sheet", "--out", str(tmp_path / "s.png"), "--db", str(db), "--run", small.run_id]) == 2
+    assert f"use --run {large.run_id}" in capsys.readouterr().err
+
+
+def test_batches_are_cut_only_in_the_gaps_and_redone_under_their_own_name():
+    class Stored:
+        def completed_batches(self, run_id):
+            return {"0000000-0000004", "0000004-0000008", "0000010-0000012", "select"}
+
+    plan = plan_resume(Stored(), "r", 15, 3, redo={"0000004-0000008"})
+    assert [(r.start, r.stop) for r in plan.todo] == [(8, 10), (12, 15), (4, 8)]
+    assert plan.redone == ["0000004-0000008"] and plan.done_items == 15 - 9
+    assert plan_resume(Stored(), "r", 6, 100).todo == []  # a smaller run: nothing to do
+
+
+# --- imports -----------------------------------------------------------------------------------------------
+
+
+def _folder(tmp_path: Path, n: int = 3) -> Path:
+    make_pair_images(tmp_path / "img", [(f"{i}.png", f"{i}_b.png") for i in range(n)], size=(64, 48))
+    lines = [json.dumps({"before": f"img/{i}.png", "after": f"img/{i}_b.png", "caption": f"change {i}"})
+             for i in range(n)]
+    (tmp_path / "pairs.jsonl").write_text("\n".join(lines) + "\n")
+    return tmp_path / "pairs.jsonl"
+
+
+def _import(pairs: Path, db: Path, *more: str) -> int:
+    return main(["import", "folder", "--pairs", str(pairs), "--db", str(db), *more])
+
+
+def test_a_truncated_image_replaced_by_a_good_copy_is_imported_on_the_next_run(tmp_path, capsys):
+    pairs, db = _folder(tmp_path), tmp_path / "db.lance"
+    good = (tmp_path / "img" / "1_b.png").read_bytes()
+    (tmp_path / "img" / "1_b.png").write_bytes(good[: len(good) // 2])
+    assert _import(pairs, db) == 0
+    store = PairStore(str(db))
+    (run,) = {r["run_id"] for r in store.runs()}
+    assert sorted(r["drop_reason"] or "" for r in _rows(store, run)) == ["", "", "load_truncated"]
+    assert _import(pairs, db) == 0  # nothing changed: nothing retried
+    assert "tried again" not in capsys.readouterr().out
+    (tmp_path / "img" / "1_b.png").write_bytes(good)  # the good copy
+    assert _import(pairs, db) == 0
+    assert "1 dropped entries were tried again" in capsys.readouterr().out
+    assert [r["status"] for r in _rows(store, run)] == ["kept"] * 3
+    funnel = run_funnel(store, run)
+    assert (funnel[0].n_in, funnel[-1].n_kept) == (3, 3)  # counted once
+
+
+def test_a_missing_image_copied_in_is_retried_and_retry_failed_retries_every_load_failure(tmp_path, capsys):
+    pairs, db = _folder(tmp_path), tmp_path / "db.lance"
+    moved = tmp_path / "kept-aside.png"
+    shutil.move(tmp_path / "img" / "2.png", moved)
+    (tmp_path / "img" / "0_b.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    assert _import(pairs, db) == 0
+    capsys.readouterr()
+    assert _import(pairs, db, "--retry-failed") == 0  # both tried again, neither fixed
+    assert "2 dropped entries were tried again" in capsys.readouterr().out
+    shutil.move(moved, tmp_path / "img" / "2.png")
+    assert _import(pairs, db) == 0
+    assert "1 dropped entries were tried again" in capsys.readouterr().out
+    store = PairStore(str(db))
+    (run,) = {r["run_id"] for r in store.runs()}
+    assert sorted(r["status"] for r in _rows(store, run)) == ["dropped", "kept", "kept"]
+    assert run_funnel(store, run)[0].n_in == 3
+
+
+def test_a_run_whose_pairs_another_import_took_over_exits_by_its_own_funnel(tmp_path, capsys):
+    pairs, db = _folder(tmp_path), tmp_path / "db.lance"
+    assert _import(pairs, db) == 0
+    assert _import(pairs, db, "--split", "val") == 0  # other options: the same pair ids, re-written
+    capsys.readouterr()
+    assert _import(pairs, db) == 0  # its funnel shows 3 kept: not "kept no pair"
+    out = capsys.readouterr()
+    assert "kept no pair" not in out.err
+    assert "3 of its kept pairs are now stored under another run" in out.out
+
+
+def test_another_import_batch_size_redoes_nothing(tmp_path, capsys):
+    pairs, db = _folder(tmp_path, 5), tmp_path / "db.lance"
+    assert _import(pairs, db, "--batch-size", "2") == 0
+    capsys.readouterr()
+    assert _import(pairs, db, "--batch-size", "4") == 0
+    assert "3 of 3 batches were already stored" in capsys.readouterr().out
