@@ -15,7 +15,6 @@ Answers are read by ``pairsmith.filters.judge_answer.parse_judge_answer``; this 
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -108,9 +107,12 @@ class CaptionJudge:
             return [JudgeReply(a) for a in self._llm().generate_batch(prompts)]
         if not prompts:
             return []
+        from pairsmith.flows.engine.interrupts import interruptible_map
+
         client = self._gemini()
-        with ThreadPoolExecutor(max_workers=self.config.gemini.concurrency) as pool:
-            return list(pool.map(lambda p: self._ask_gemini(client, p), prompts))
+        # Abandonable threads, not a pool: Ctrl-C must not wait for requests in the client's backoff.
+        replies = dict(interruptible_map(lambda p: self._ask_gemini(client, p), prompts, self.config.gemini.concurrency))
+        return [replies[i] for i in range(len(prompts))]
 
     def _llm(self) -> ChatLlm:
         c = self.config

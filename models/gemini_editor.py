@@ -20,6 +20,9 @@ inline request limit (``max_request_bytes``; the image travels base64-encoded, 4
 a photo that would exceed it is re-encoded as JPEG, then scaled down until it fits
 (``fit_request``), and the result's ``note`` says what was sent instead.
 
+Requests run on abandonable threads (``interrupts.interruptible_map``): Ctrl-C stops a run at once
+even while requests sit in that backoff.
+
 A rejected API key fails the whole run at once (every item would fail the same way). The key is
 read from the environment or a Prefect Secret block when the client is built and is only ever
 placed in the request header: configs hold the variable's *name*, never its value.
@@ -29,7 +32,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -161,15 +163,12 @@ class GeminiEditor:
         a caller can store every paid response the moment it has it."""
         if not requests:
             return
+        from pairsmith.flows.engine.interrupts import interruptible_map
+
         self.client()  # a missing key fails here, once, before any request
-        with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
-            futures = {pool.submit(self.edit, request): index for index, request in enumerate(requests)}
-            try:
-                for future in as_completed(futures):
-                    yield futures[future], future.result()
-            finally:
-                for future in futures:  # an error or a stopped caller: send nothing more
-                    future.cancel()
+        # Not a ThreadPoolExecutor: a request can sit minutes in the client's backoff (429/5xx) or
+        # its timeout, and a stop must not wait for it. An error or a stopped caller sends nothing more.
+        yield from interruptible_map(self.edit, requests, self.config.concurrency)
 
     def edit(self, request: EditRequest) -> EditResult:
         """One request, sized to fit ``max_request_bytes`` first; a failure is a result with its

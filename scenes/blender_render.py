@@ -8,10 +8,16 @@ Two renders per image:
   object's id (``pass_index``) into the red channel. It costs a few milliseconds and gives the
   per-pixel object ownership that ground-truth boxes are cut from, occlusion included.
 
-bpy holds one Blender session per process, so the renderer builds the static world (ground,
+bpy holds one Blender session per process, so the session builds the static world (ground,
 lights, camera, meshes, materials) once and afterwards only syncs the objects that changed.
 Blender writes progress lines to the C-level stdout; they are silenced during renders so the
 CLI's progress bar stays readable.
+
+Blender runs in a child process (``pairsmith.scenes.render_worker``), never in the caller's: a
+Cycles render holds Python signal handlers off for as long as it takes (minutes at high samples),
+so Ctrl-C could not stop a run. ``BlenderRenderer`` is the caller's handle: every call goes to
+the worker's ``BlenderSession`` and waits for the answer in a way a stop interrupts at once, and
+a stop kills the worker.
 """
 
 from __future__ import annotations
@@ -91,18 +97,59 @@ def _quiet_stdout():
 
 
 class BlenderRenderer:
-    """Cheap to construct and picklable; Blender is set up on the first render in a process."""
+    """Renders through the process's Blender worker; cheap to construct and picklable.
+
+    Blender starts in the worker on the first call. Errors raised in Blender come back as the same
+    exception (a ``RuntimeError`` with its message where it cannot be pickled); a worker that dies
+    (a Blender crash) raises ``RenderWorkerDied`` and the next call starts a new one. A stop
+    (Ctrl-C, SIGTERM) interrupts a call at once and kills the worker.
+    """
 
     def __init__(self, settings: RenderSettings):
         self.settings = settings
         self.timer = RenderTimer()
-        self._ready = False
 
     def __getstate__(self):
         return {"settings": self.settings}
 
     def __setstate__(self, state):
         self.__init__(state["settings"])
+
+    def _call(self, method: str, *args):
+        from pairsmith.scenes.render_worker import call
+
+        value, seconds, renders = call(self.settings, method, *args)
+        self.timer.seconds += seconds
+        self.timer.renders += renders
+        return value
+
+    def prepare(self) -> None:
+        """Start Blender and pick the device now, so a missing GPU fails the run, not each pair."""
+        self._call("prepare")
+
+    def render_color(self, objects: ObjectMap, seed: int, camera: CameraJitter | None = None) -> bytes:
+        """PNG bytes of the scene as the model will see it."""
+        return self._call("render_color", objects, seed, camera)
+
+    def render_index(self, objects: ObjectMap, camera: CameraJitter | None = None) -> np.ndarray:
+        """(H, W) uint8 map: object id + 1 where an object is the first thing a pixel sees, else 0."""
+        return self._call("render_index", objects, camera)
+
+    def image_positions(self, points: list[tuple[float, float, float]],
+                        camera: CameraJitter | None = None) -> list[tuple[float, float, float]]:
+        """Blender's own projection of world points (``world_to_camera_view``): (x 0–1 left to right,
+        y 0–1 top to bottom, depth along the view axis). Renders nothing."""
+        return self._call("image_positions", points, camera)
+
+
+class BlenderSession:
+    """Blender itself (bpy), in this process: what the render worker runs. Use ``BlenderRenderer``
+    everywhere else; a session here keeps Python's signal handlers waiting while Cycles renders."""
+
+    def __init__(self, settings: RenderSettings):
+        self.settings = settings
+        self.timer = RenderTimer()
+        self._ready = False
 
     # -- public ---------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -377,12 +424,22 @@ def cycles_gpu_devices(backend: str) -> list[str]:
     return [d.name for d in prefs.get_devices_for_type(backend) if d.type == backend]
 
 
-_ACTIVE: BlenderRenderer | None = None
+_ACTIVE: BlenderSession | None = None
+_SESSIONS: dict[str, BlenderSession] = {}
 _RENDERERS: dict[str, BlenderRenderer] = {}
 
 
+def get_session(settings: RenderSettings) -> BlenderSession:
+    """One Blender session per process and settings (in the render worker), so Blender's world is
+    built once per worker."""
+    key = settings.model_dump_json()
+    if key not in _SESSIONS:
+        _SESSIONS[key] = BlenderSession(settings)
+    return _SESSIONS[key]
+
+
 def get_renderer(settings: RenderSettings) -> BlenderRenderer:
-    """One renderer per process and settings, so Blender's world is built once per worker."""
+    """The handle for ``settings`` (one per process and settings; they share one worker)."""
     key = settings.model_dump_json()
     if key not in _RENDERERS:
         _RENDERERS[key] = BlenderRenderer(settings)

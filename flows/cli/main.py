@@ -267,7 +267,7 @@ from pairsmith.flows.cli import bench as cli_bench  # noqa: E402  (bench med)
 cli.add_command(cli_bench.bench_group)
 
 
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C (SIGTERM: 143, see interrupts.exit_code)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         return err.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("pairsmith: aborted", err=True)
-        return EXIT_INTERRUPTED
+        return interrupts.exit_code(interrupts.requested()) if interrupts.requested() else EXIT_INTERRUPTED
     except Exception as err:  # a failure no command foresaw: one line too (PAIRSMITH_TRACEBACK=1 re-raises it)
         if os.environ.get("PAIRSMITH_TRACEBACK"):
             raise

@@ -11,7 +11,8 @@ wrong for a command-line tool:
 ``install()`` makes Prefect start that server through this module instead: in a session of its
 own (a terminal's Ctrl-C reaches only the CLI, which then stops the server on its way out), with
 a watchdog thread that ends the server within about a second once the process that started it is
-gone, however it died. Linux's parent-death signal is not used because it fires when the
+gone, however it died. A stop that does not unwind within ``interrupts.STOP_SECONDS`` kills it
+at once (``interrupts.track``). Linux's parent-death signal is not used because it fires when the
 *thread* that started the child exits, and Prefect may start the server from a worker thread.
 
 Run as ``python -m pairsmith.flows.engine.prefect_server --parent PID -- UVICORN_ARGS...``.
@@ -117,11 +118,15 @@ def install() -> None:
             "--app-dir", str(server.prefect.__module_path__.parent), "--factory", "prefect.server.api.server:create_app",
             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "error", "--lifespan", "on",
         ]
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             args=[sys.executable, "-m", __name__, "--parent", str(os.getpid()), "--", *uvicorn_args],
             env={**os.environ, **server_env, **get_current_settings().to_environment_variables(exclude_unset=True)},
             start_new_session=True,
         )
+        from pairsmith.flows.engine import interrupts
+
+        interrupts.track(proc)  # a stop that cannot unwind in time kills the server too
+        return proc
 
     cls._run_uvicorn_command = run_uvicorn_command
     cls._pairsmith_watchdog = True
