@@ -248,10 +248,10 @@ def scan_image_folder(config: ImageFolderConfig) -> Iterator[SourceImage | Sourc
         if config.captions_path and config.require_caption and not texts:
             yield SourceDrop(rel, "source_no_caption", f"no caption in {config.captions_path}")
             continue
-        digest = hashlib.sha256(facts["data"]).hexdigest()
-        data, stored_format = stored_image(facts.pop("data"))
-        yield SourceImage(image_id=stable_id(STAGE, digest), path=rel, captions=texts, data=data,
-                          stored_format=stored_format, **facts)
+        digest = hashlib.sha256(facts["data"]).hexdigest()  # of the stored picture: a --frame choice counts
+        yield SourceImage(image_id=stable_id(STAGE, digest), path=rel, captions=texts, data=facts["data"],
+                          stored_format=facts["stored_format"], width=facts["width"], height=facts["height"],
+                          format=facts["format"])
     for rel in sorted(set(captions) - seen):
         try:
             inside_root(root, rel)
