@@ -108,6 +108,40 @@ def test_a_png_exif_orientation_and_a_med_source_are_upright_too(tmp_path):
     assert Image.open(io.BytesIO(items[0].image)).size == UPRIGHT
 
 
+def test_gemini_answers_are_stored_upright_and_an_unchanged_answer_is_no_sample(tmp_path):
+    """MED's edited image (the third place pixels enter): an answer with EXIF Orientation 6 is stored
+    upright with no tag; an answer that decodes to the source's own pixels is a reason row."""
+    from types import SimpleNamespace
+
+    from pairsmith.models.gemini_editor import EditResult
+    from pairsmith.tasks.med.edit_images import RequestBudget, edit_images
+    from pairsmith.tasks.med.item import MedItem
+    from pairsmith.tasks.med.sources import SourceRef
+
+    source = _phone_jpeg(_scene(False))
+    upright_source = decode_image(source)[2]
+    answers = {"add a blue box": EditResult(_phone_jpeg(_scene(True)), "image/jpeg", None),
+               "change nothing": EditResult(_save(upright_source.image.convert("RGBA"), "PNG"), "image/png", None)}
+
+    class Editor:
+        config = SimpleNamespace(model_id="fake-editor")
+
+        def edit_each(self, requests):
+            for k, request in enumerate(requests):
+                yield k, answers[request.instruction]
+
+    items = [MedItem(ref=SourceRef(source_id=text, caption="a photo"), pair_id=text, image=upright_source.data,
+                     mime_type="image/png", width=UPRIGHT[0], height=UPRIGHT[1], edit_instruction=text)
+             for text in answers]
+    edit_images.fn(items, Editor(), str(tmp_path / "db.lance"), RequestBudget(10))
+    added, same = items
+    assert added.alive and Image.open(io.BytesIO(added.edited)).size == UPRIGHT
+    assert Image.open(io.BytesIO(added.edited)).getexif().get(ORIENTATION) in (None, 1)
+    box = _changed_box(upright_source.image, open_image(added.edited))
+    assert box is not None and all(abs(a - b) <= 3 for a, b in zip(box, OBJECT))
+    assert (same.drop_stage, same.drop_reason) == ("edit", "edit_no_visible_change")
+
+
 # ---- kind 2: decoding that keeps the change -------------------------------------------------------
 
 def _grey16(square: int) -> bytes:
