@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pairsmith.storage.input_files import json_error, parse_json, read_text_file
+from pairsmith.storage.input_files import json_error, parse_json, read_text_file, text_lines
 
 Shape = Literal["cube", "sphere", "cylinder"]
 Color = Literal["blue", "brown", "cyan", "gray", "green", "purple", "red", "yellow"]
@@ -132,7 +132,7 @@ def _raw_scenes(file: Path) -> list[tuple[str, object]]:
     text = read_text_file(file, "--scenes")
     if file.suffix == ".jsonl":
         out = []
-        for n, line in enumerate(text.splitlines(), start=1):
+        for n, line in enumerate(text_lines(text), start=1):
             if line.strip():
                 out.append((f" line {n}", _parse_json(line, f"{file} line {n}")))
         return out

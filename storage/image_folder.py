@@ -12,9 +12,13 @@ image is missing from the folder is a ``source_missing`` drop. No file outside t
 a symlink pointing out, or a caption naming ``../x.jpg`` or an absolute path, is a
 ``path_outside_root`` drop and the file is never opened.
 
-Stored images are PNG or JPEG, whatever the source format: ``stored_image`` re-encodes any other
-format Pillow reads (WebP, BMP, TIFF, GIF) as PNG, losslessly, and the original format name is kept
-beside it, so every export and trainer can read what was stored.
+Every image is decoded as a viewer shows it (``pairsmith.storage.image_decode``: upright, 8-bit,
+alpha over white, one frame; ``source_multiframe`` for an animated or multi-page file unless
+``frame`` picks one), and ``width`` / ``height`` are the upright picture's. Stored images are PNG
+or JPEG, whatever the source format: a PNG or JPEG that already is such a picture is stored as it
+is, anything else (a rotated phone JPEG, 16-bit or transparent PNGs, WebP, BMP, TIFF, GIF) as the
+decoded picture in PNG, losslessly, and the original format name is kept beside it, so every
+export and trainer reads what was stored.
 """
 
 from __future__ import annotations
@@ -23,35 +27,23 @@ import hashlib
 import io
 import json
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from pairsmith.storage.ids import stable_id
+from pairsmith.storage.image_decode import (  # noqa: F401  (ImageLimits, SIGNATURES: imported from here too)
+    JPEG_SIGNATURE, PNG_SIGNATURE, SIGNATURES, ImageLimits, decode_image, encode_png, viewer_image,
+)
 from pairsmith.storage.input_files import PATH_OUTSIDE_ROOT, PathOutsideRoot, inside_root, json_error, parse_json
-from pairsmith.storage.input_files import read_text_file
+from pairsmith.storage.input_files import read_text_file, text_lines
 from pairsmith.storage.schemas import PairRow, utc_now
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 
 STAGE = "source"
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
-# File signatures of those formats: checked before Pillow, whose answer for a non-image depends on
-# which plugins other libraries registered (ultralytics' HEIF hook raises its own errors).
-SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
-PNG_SIGNATURE, JPEG_SIGNATURE = b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff"
-
-
-class ImageLimits(BaseModel):
-    """What makes a source image too big, too small, or not worth decoding."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    max_pixels: int = Field(40_000_000, ge=1, le=1_000_000_000, description="larger images are dropped unread (bombs)")
-    max_bytes: int = Field(64 * 2**20, ge=1, description="larger files are dropped unread")
-    min_side: int = Field(32, ge=1, le=100_000, description="images with a shorter side are dropped")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
 
 class ImageFolderConfig(ImageLimits):
@@ -140,7 +132,7 @@ def _coco_captions(data: dict, path: str) -> dict[str, list[str]]:
 
 def _jsonl_captions(text: str, path: str) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(text_lines(text), 1):
         if not line.strip():
             continue
         try:
@@ -168,38 +160,15 @@ def check_image_file(file: Path, config: ImageLimits) -> tuple[Verdict, str, dic
 
 
 def check_image_bytes(data: bytes, config: ImageLimits) -> tuple[Verdict, str, dict]:
-    """The same checks for an image already in memory (a stored pair's image, a download)."""
-    from PIL import Image
-
-    if not data:
-        return Verdict.drop("source_empty_file"), "0 bytes", {}
-    if len(data) > config.max_bytes:
-        return Verdict.drop("source_too_large"), f"{len(data)} bytes > max_bytes {config.max_bytes}", {}
-    if not data.startswith(SIGNATURES) and not (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
-        return Verdict.drop("source_not_an_image"), "no image file signature (JPEG, PNG, GIF, WebP, BMP, TIFF)", {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(io.BytesIO(data))
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-            return Verdict.drop("source_too_large"), str(err).split(".")[0], {}
-        except Image.UnidentifiedImageError:
-            return Verdict.drop("source_not_an_image"), "not a format Pillow can read", {}
-        except Exception as err:  # a header so broken the format's own parser fails
-            return Verdict.drop("source_corrupt"), f"{type(err).__name__}: {err}", {}
-        width, height = image.size
-        if width * height > config.max_pixels:
-            return Verdict.drop("source_too_large"), f"{width}x{height} = {width * height} pixels > max_pixels {config.max_pixels}", {}
-        if min(width, height) < config.min_side:
-            return Verdict.drop("source_too_small"), f"{width}x{height}, shorter side < min_side {config.min_side}", {}
-        try:
-            image.load()
-        except OSError as err:
-            reason = "source_truncated" if "truncated" in str(err).lower() else "source_corrupt"
-            return Verdict.drop(reason), f"{type(err).__name__}: {err}", {}
-        except Exception as err:  # zlib/struct/syntax errors from a damaged stream
-            return Verdict.drop("source_corrupt"), f"{type(err).__name__}: {err}", {}
-    return KEEP, "", {"width": width, "height": height, "format": image.format, "data": data}
+    """The same checks for an image already in memory (a stored pair's image, a download), through
+    ``pairsmith.storage.image_decode.decode_image``: the kept image's facts are its upright
+    ``width`` / ``height``, the file's ``format``, the bytes to store (``data``, PNG or JPEG, see
+    ``image_decode``), their ``stored_format`` and the decoded ``image`` (RGB or L, 8-bit)."""
+    verdict, detail, decoded = decode_image(data, config)
+    if decoded is None:
+        return verdict, detail, {}
+    return KEEP, "", {"width": decoded.width, "height": decoded.height, "format": decoded.format,
+                      "data": decoded.data, "stored_format": decoded.stored_format, "image": decoded.image}
 
 
 def open_image_in(roots: list[Path], name: str, limits: ImageLimits) -> tuple[Verdict, str, dict]:
@@ -227,8 +196,9 @@ def open_image_in(roots: list[Path], name: str, limits: ImageLimits) -> tuple[Ve
 
 
 def stored_image(data: bytes) -> tuple[bytes, str]:
-    """PNG and JPEG bytes as they are; any other format Pillow reads re-encoded as PNG (first frame,
-    lossless). Returns the bytes to store and their format, ``PNG`` or ``JPEG``."""
+    """PNG and JPEG bytes as they are (``check_image_bytes`` already made them what a viewer shows);
+    any other format Pillow reads decoded as a viewer shows it and encoded as PNG (lossless).
+    Returns the bytes to store and their format, ``PNG`` or ``JPEG``."""
     if data.startswith(PNG_SIGNATURE):
         return data, "PNG"
     if data.startswith(JPEG_SIGNATURE):
@@ -246,14 +216,15 @@ def stored_pair(before: bytes, after: bytes) -> tuple[bytes, bytes, str]:
 
 
 def _as_png(data: bytes) -> bytes:
+    return encode_png(_viewer(data))
+
+
+def _viewer(data: bytes):
     from PIL import Image
 
-    image = Image.open(io.BytesIO(data))
-    if image.mode not in ("1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"):  # e.g. CMYK, YCbCr
-        image = image.convert("RGB")
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        return viewer_image(image)
 
 
 def scan_image_folder(config: ImageFolderConfig) -> Iterator[SourceImage | SourceDrop]:
@@ -277,10 +248,10 @@ def scan_image_folder(config: ImageFolderConfig) -> Iterator[SourceImage | Sourc
         if config.captions_path and config.require_caption and not texts:
             yield SourceDrop(rel, "source_no_caption", f"no caption in {config.captions_path}")
             continue
-        digest = hashlib.sha256(facts["data"]).hexdigest()
-        data, stored_format = stored_image(facts.pop("data"))
-        yield SourceImage(image_id=stable_id(STAGE, digest), path=rel, captions=texts, data=data,
-                          stored_format=stored_format, **facts)
+        digest = hashlib.sha256(facts["data"]).hexdigest()  # of the stored picture: a --frame choice counts
+        yield SourceImage(image_id=stable_id(STAGE, digest), path=rel, captions=texts, data=facts["data"],
+                          stored_format=facts["stored_format"], width=facts["width"], height=facts["height"],
+                          format=facts["format"])
     for rel in sorted(set(captions) - seen):
         try:
             inside_root(root, rel)

@@ -82,9 +82,22 @@ def read_json_file(path: str | Path, label: str) -> Any:
         raise ValueError(f"{label} {str(path)!r}: {json_error(err)}") from None
 
 
+def text_lines(text: str) -> list[str]:
+    """The lines of a JSONL or text file: split at "\n" only (a "\r" before it dropped).
+
+    Not ``str.splitlines()``, which also splits at U+2028, U+2029, U+0085, form feeds and other
+    characters that JSON allows unescaped inside a string: a caption holding one would be cut in two.
+    """
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
 def read_jsonl_file(path: str | Path, label: str) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed value) for every non-blank line; a line that is not JSON is a ValueError."""
-    for number, line in enumerate(read_text_file(path, label).splitlines(), 1):
+    """(line number, parsed value) for every non-blank line (lines end at "\n" only, see
+    ``text_lines``); a line that is not JSON is a ValueError."""
+    for number, line in enumerate(text_lines(read_text_file(path, label)), 1):
         if not line.strip():
             continue
         try:

@@ -15,6 +15,8 @@ import io
 
 from PIL import Image, ImageDraw
 
+from pairsmith.storage.image_decode import open_stored
+
 BAR_PX = 20
 IMAGE = "<image>"
 SIDE_BY_SIDE_NOTE = (
@@ -41,7 +43,9 @@ def image_extension(data: bytes) -> str:
 
 
 def open_image(data: bytes) -> Image.Image:
-    return Image.open(io.BytesIO(data)).convert("RGB")
+    """Stored image bytes as the RGB picture a viewer shows (``image_decode.open_stored``: upright,
+    8-bit, alpha over white), never ``convert("RGB")`` alone, which clips 16-bit grey and drops alpha."""
+    return open_stored(data)
 
 
 def encode_like(image: Image.Image, sources: list[bytes]) -> tuple[bytes, str]:

@@ -62,15 +62,19 @@ def importer_command(name: str) -> click.Command:
     params: list[click.Parameter] = [
         _option(config_class, field_name, field) for field_name, field in own_first if not _nested(field.annotation)
     ]
+    from pairsmith.storage.image_decode import limits_help
+
     params += [
+        click.Option(["--frame"], type=click.IntRange(min=0), help="Frame (0-based) of animated or multi-page "
+                     "images to use (image_limits.frame); without it such an image is a source_multiframe row."),
         click.Option(["--config", "config_path"], help=f"YAML file with {config_class.__name__} fields "
-                     "(e.g. image_limits); options override it."),
+                     f"(e.g. {limits_help()}); options override it."),
         click.Option(["--verbose"], is_flag=True, help="Show Prefect's task-run logs."),
     ]
     module_doc = (inspect.getdoc(sys.modules[type(importer).__module__]) or "").replace("``", "")
 
-    def callback(config_path: str | None, verbose: bool, **values: Any) -> None:
-        _run(importer, config_path, values)
+    def callback(config_path: str | None, verbose: bool, frame: int | None, **values: Any) -> None:
+        _run(importer, config_path, {**values, "image_limits.frame": frame})
 
     return click.Command(name, params=params, callback=callback, short_help=IMPORTERS[name][1],
                          help=_click_help(module_doc))

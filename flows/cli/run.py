@@ -22,6 +22,9 @@ FLOWS: dict[str, tuple[str, str]] = {
     "imgdiff-replace": ("pairsmith.flows.imgdiff_config:ImgDiffReplaceConfig", "pairsmith.flows.imgdiff_replace:imgdiff_replace"),
     "imgdiff-remove": ("pairsmith.flows.imgdiff_config:ImgDiffRemoveConfig", "pairsmith.flows.imgdiff_remove:imgdiff_remove"),
 }
+# Written out so ``--help`` imports no Pillow; tests/test_image_decoding.py checks it is image_decode.limits_help()
+IMAGE_LIMITS_HELP = ("image_limits: max_pixels 40,000,000 (40 MP), max_bytes 67,108,864 (64 MiB), min_side 32 px; "
+                     "transparent pixels are drawn over white")
 EXIT_INCOMPLETE = 75  # EX_TEMPFAIL: the run stopped early on purpose; the same command continues it
 
 
@@ -32,7 +35,9 @@ def _load(path: str) -> Any:
 
 @click.command("run")
 @click.argument("flow_name", metavar="FLOW", type=click.Choice(sorted(FLOWS)))
-@click.option("--config", "config_path", default=None, help="YAML file with the flow's config (default: its defaults).")
+@click.option("--config", "config_path", default=None, help="YAML file with the flow's config (default: its "
+              f"defaults). med-edit's source photos: {IMAGE_LIMITS_HELP}; image_limits.frame picks a frame of "
+              "animated or multi-page images (else source_multiframe).")
 @click.option("--db", default=None, help="LanceDB URI (overrides the config's).")
 @click.option("--pairs", type=click.IntRange(min=1), default=None, help="Number of pairs (overrides the config's).")
 @click.option("--verbose", is_flag=True, help="Show Prefect's task-run logs.")

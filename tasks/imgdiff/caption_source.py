@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pairsmith.storage.input_files import json_error, parse_json, read_text_file
+from pairsmith.storage.input_files import json_error, parse_json, read_text_file, text_lines
 
 BUNDLED_CAPTIONS = Path(__file__).with_name("captions.jsonl")
 
@@ -21,7 +21,7 @@ def load_captions(path: str | None = None) -> list[str]:
     text = read_text_file(file, "captions file")  # missing, unreadable, not UTF-8: one line naming file and line
     captions = []
     as_jsonl = file.suffix.lower() in {".jsonl", ".json"}
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text_lines(text), start=1):
         if not line.strip():
             continue
         caption = line.strip()

@@ -13,6 +13,10 @@ is here or in the ``import`` flow, the same for every importer:
 * an image is looked up inside the entry's folders only: a name that leaves them (``..``, an
   absolute path, a symlink pointing out) is a dropped row ``path_outside_root`` and is never opened;
   a missing, unreadable (any ``OSError``) or broken image is a ``load_*`` row;
+* images are decoded as a viewer shows them (``pairsmith.storage.image_decode``: upright, 8-bit,
+  alpha over white); an animated or multi-page file is a ``source_multiframe`` row unless
+  ``--frame N`` picks a frame, and a pair whose two images then show the same picture is a
+  ``load_no_visible_change`` row;
 * a pair's images are stored as PNG, or JPEG when both are JPEG (``image_format``), whatever format
   the files had (``source_format``);
 * ids come from the entry's content (``Entry.key``), so importing a file twice, or from another
@@ -31,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
 from pairsmith.storage.ids import NOT_CONTENT, content_key, stable_hash, stable_id
+from pairsmith.storage.image_decode import MULTIFRAME, NO_SUCH_FRAME
 from pairsmith.storage.image_folder import ImageLimits
 from pairsmith.storage.input_files import PATH_OUTSIDE_ROOT, read_json_file
 from pairsmith.storage.schemas import PairRow, SampleRow, utc_now
@@ -318,8 +323,10 @@ class AnnotationListImporter(Importer[A]):
 
 
 def load_reason(reason: str) -> str:
-    """An image check's reason as a ``load`` stage reason (``source_missing`` -> ``load_missing_image``)."""
-    if reason == PATH_OUTSIDE_ROOT:
+    """An image check's reason as a ``load`` stage reason (``source_missing`` -> ``load_missing_image``);
+    ``path_outside_root``, ``source_multiframe`` and ``source_no_such_frame`` keep their names (the
+    same row in every flow that reads files)."""
+    if reason in (PATH_OUTSIDE_ROOT, MULTIFRAME, NO_SUCH_FRAME):
         return reason
     if reason == "source_missing":
         return "load_missing_image"

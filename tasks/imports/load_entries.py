@@ -3,15 +3,23 @@
 Three stages, counted per entry: ``read`` (the entry fits the published format), ``load`` (both
 images are inside the dataset's folders, present and sound) and ``samples`` (the kept pair gave its
 samples). Only this batch's images are in memory at once.
+
+Images are decoded as a viewer shows them (``pairsmith.storage.image_decode``: upright, 8-bit,
+alpha over white, one frame), and a pair whose two images then show the same picture is a
+``load_no_visible_change`` row: its captions state a change the stored images do not show (pairs of
+a no-change subset, e.g. CLEVR-Change's distractors, are exempt).
 """
 
 from __future__ import annotations
 
+from pairsmith.storage.image_decode import same_pixels
 from pairsmith.storage.image_folder import open_image_in, stored_pair
 from pairsmith.storage.schemas import PairRow, SampleRow
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 from pairsmith.tasks.imports.base import BadEntry, Entry, ImportConfig, Importer, PairImages, load_reason
 from pairsmith.tasks.stage import stage
+
+NO_VISIBLE_CHANGE = "load_no_visible_change"
 
 
 @stage("read", "load", "samples")
@@ -41,8 +49,16 @@ def load_entries(
             pairs.append(importer.dropped_row(config, run_id, pair_id, entry.origin, "load", *problem,
                                               category=entry.category))
             continue
-        load.record(KEEP)
         before, after = loaded
+        if entry.subset is None and same_pixels(before["image"], after["image"]):
+            # decoded as a viewer shows them, the two images are one picture: the caption's change is not there
+            load.record(Verdict.drop(NO_VISIBLE_CHANGE))
+            pairs.append(importer.dropped_row(
+                config, run_id, pair_id, entry.origin, "load", NO_VISIBLE_CHANGE,
+                f"{entry.before} and {entry.after} decode to the same {before['width']}x{before['height']} picture",
+                category=entry.category))
+            continue
+        load.record(KEEP)
         stored_before, stored_after, stored_format = stored_pair(before["data"], after["data"])
         source_format = before["format"] if before["format"] == after["format"] else f"{before['format']}/{after['format']}"
         images = PairImages(stored_before, stored_after, before["width"], before["height"], stored_format, source_format)

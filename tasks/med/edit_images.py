@@ -13,6 +13,11 @@ in the pair's ``drop_detail`` (and the edit's ``detail``).
 The per-run request budget caps the requests of one invocation. When it runs out, the batch
 stops unwritten and the flow ends early; items already edited are in the cache, so the next run
 picks up without paying for them again.
+
+The edited image is decoded as a viewer shows it (``pairsmith.storage.image_decode``: upright,
+no orientation tag, 8-bit, alpha over white) before it is stored or measured; an answer that does
+not decode is ``edit_bad_image``, one that shows exactly the source's pixels
+``edit_no_visible_change`` (its edit instruction states a change the pair would not show).
 """
 
 from __future__ import annotations
@@ -25,13 +30,18 @@ from prefect import get_run_logger
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 from pairsmith.models.gemini_editor import EditRequest, EditResult, GeminiEditor
 from pairsmith.storage.ids import stable_id
-from pairsmith.storage.pair_images import image_extension
+from pairsmith.storage.image_decode import ImageLimits, decode_image, same_pixels
 from pairsmith.storage.schemas import EditRow, utc_now
 from pairsmith.storage.store import open_store, sql_in
 from pairsmith.tasks.med.item import MedItem, alive, judge
 from pairsmith.tasks.stage import stage
 
 TRANSIENT = frozenset({"edit_api_error"})
+BAD_IMAGE = "edit_bad_image"
+NO_VISIBLE_CHANGE = "edit_no_visible_change"
+MIME = {"JPEG": "image/jpeg", "PNG": "image/png"}
+# Gemini's answers are decoded like every source: upright, 8-bit, alpha over white, one frame
+RESPONSE_LIMITS = ImageLimits(min_side=1, max_bytes=2**31)
 
 
 @dataclass
@@ -48,10 +58,6 @@ class RequestBudget:
 
 def edit_id(model_id: str, image: bytes, instruction: str) -> str:
     return stable_id("edit", model_id, hashlib.sha256(image).hexdigest(), instruction)
-
-
-def _mime(data: bytes) -> str:
-    return "image/png" if image_extension(data) == "png" else "image/jpeg"
 
 
 @stage("edit")
@@ -84,7 +90,15 @@ def edit_images(stats: StageStats, items: list[MedItem], editor: GeminiEditor, d
         if row["reason"]:
             judge(stats, item, Verdict.drop(row["reason"]), detail=row["detail"])
             continue
-        item.edited, item.edited_mime = row["image"], row["mime_type"] or _mime(row["image"])
+        verdict, detail, edited = decode_image(row["image"] or b"", RESPONSE_LIMITS)
+        if edited is None:
+            judge(stats, item, Verdict.drop(BAD_IMAGE), detail=f"{verdict.reason}: {detail}")
+            continue
+        if same_pixels(item.before_image(), edited.image):
+            judge(stats, item, Verdict.drop(NO_VISIBLE_CHANGE), detail="the edited image shows the source's pixels")
+            continue
+        item.edited, item.edited_mime = edited.data, MIME[edited.stored_format]
+        item._pixels["after"] = edited.image.convert("RGB")
         judge(stats, item, KEEP)
         item.drop_detail = row["detail"]  # kept: a note on what was sent (e.g. re-encoded to fit the limit)
     return False

@@ -2,8 +2,11 @@
 
 A file is read only if it lies inside the images folder (checked again here, at the moment of
 reading); one that cannot be read (any ``OSError``, e.g. a name too long for the file system) is
-that item's ``source_unreadable`` row. Photos go to the editor and into the store as PNG or JPEG:
-other formats (WebP, BMP, TIFF, ...) are re-encoded as PNG first.
+that item's ``source_unreadable`` row. Photos are decoded as a viewer shows them
+(``pairsmith.storage.image_decode``: upright, so the editor, the store and every box share the
+frame viewers show; 8-bit; alpha over white; a multi-frame file is ``source_multiframe`` unless
+``image_limits.frame`` picks one) and go to the editor and into the store as PNG or JPEG: a PNG or
+JPEG that already is such a picture as it is, anything else as PNG.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from pairsmith.storage.image_folder import ImageLimits, check_image_bytes, stored_image
+from pairsmith.storage.image_folder import ImageLimits, check_image_bytes
 from pairsmith.storage.input_files import PATH_OUTSIDE_ROOT, PathOutsideRoot, inside_root
 from pairsmith.storage.store import open_store, sql_in
 from pairsmith.storage.verdict import StageStats, Verdict
@@ -55,9 +58,8 @@ def load_sources(
         else:
             data = before.get(ref.pair_id) or b""
         verdict, detail, facts = check_image_bytes(data, limits)
-        if verdict.keep:
-            data, stored_format = stored_image(data)
-            item.image, item.mime_type = data, MIME[stored_format]
+        if verdict.keep:  # decoded as a viewer shows it: upright, 8-bit, alpha over white, one frame
+            item.image, item.mime_type = facts["data"], MIME[facts["stored_format"]]
             item.width, item.height = facts["width"], facts["height"]
         judge(stats, item, verdict, detail=detail or None)
     stats.seconds = time.perf_counter() - start
