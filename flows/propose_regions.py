@@ -125,16 +125,16 @@ class ProposeSummary(BaseModel):
     seconds: float
 
 
-def _pair_columns(row: dict, found: PairProposal | None) -> dict:
+def _pair_columns(row: dict, found: PairProposal | None, run_id: str) -> dict:
     """The alignment and extent columns a run writes on a pair (``found`` None: the proposer failed)."""
     if found is None:
         return dict(row, align_method=None, align_transform=None, align_score=None, align_reason="align_error",
-                    change_extent=None, change_extent_score=None, change_extent_reason=None)
+                    change_extent=None, change_extent_score=None, change_extent_reason=None, verdict_run_id=run_id)
     a, e = found.alignment, found.extent
     return dict(
         row, align_method=a.method, align_transform=[float(v) for v in a.transform], align_score=a.score,
         align_reason=a.reason, change_extent=e.extent if e else None, change_extent_score=e.score if e else None,
-        change_extent_reason=e.reason if e else None,
+        change_extent_reason=e.reason if e else None, verdict_run_id=run_id,
     )
 
 
@@ -160,10 +160,10 @@ def align_and_propose(
             found = proposer.propose(open_image(row["image_before"]), open_image(row["image_after"]))
         except Exception as err:  # a degenerate image: this pair only, retried on a re-run
             get_run_logger().warning("pair %s: proposing failed: %s: %s", pid, type(err).__name__, err)
-            pairs.append(PairRow(**_pair_columns(row, None)))
+            pairs.append(PairRow(**_pair_columns(row, None, run_id)))
             stats["align"].record(Verdict.drop("align_error"))
             continue
-        pairs.append(PairRow(**_pair_columns(row, found)))
+        pairs.append(PairRow(**_pair_columns(row, found, run_id)))
         if found.extent is None:
             stats["align"].record(Verdict.drop(found.alignment.reason or "align_no_transform"))
             continue

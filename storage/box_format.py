@@ -116,14 +116,23 @@ class BoxFormat:
         return [[x1 * sx, y1 * sy, x2 * sx, y2 * sy] for x1, y1, x2, y2 in boxes]
 
     def clause(self, original: tuple[int, int], shown: tuple[int, int], side_by_side: bool = False) -> str:
-        """How a prompt names the coordinate frame: ``original`` is the before image's size, ``shown``
-        the picture's the model sees (the same, or the whole side-by-side picture)."""
-        whole = "the whole picture" if side_by_side else "the first image"
+        """How a prompt names the coordinate frame, in one statement true to the numbers ``to_model`` gives:
+        ``original`` is the before image's size, ``shown`` the picture's the model sees (the same, or the
+        whole side-by-side picture, whose left part at the origin is the before image)."""
+        if side_by_side:
+            whole = f"the whole picture ({shown[0]}x{shown[1]}: both images and the bar between them)"
+            if self.name == "norm1000":
+                return f"coordinates of {whole} normalised to 0-1000 (x by its width, y by its height)"
+            if self.name == "resized-pixels":
+                fw, fh = self.frame(*shown)
+                return f"absolute pixel coordinates of the whole picture as you see it ({fw}x{fh})"
+            return (f"absolute pixel coordinates of {whole}; the first image is its left "
+                    f"{original[0]}x{original[1]} part, at the origin")
         if self.name == "norm1000":
-            return f"coordinates of {whole} normalised to 0-1000 (x by its width, y by its height)"
+            return "coordinates of the first image normalised to 0-1000 (x by its width, y by its height)"
         if self.name == "resized-pixels":
             fw, fh = self.frame(*shown)
-            return f"absolute pixel coordinates of {whole} as you see it ({fw}x{fh})"
+            return f"absolute pixel coordinates of the first image as you see it ({fw}x{fh})"
         return PIXEL_CLAUSE.format(width=original[0], height=original[1])
 
     def prompt(self, text: str, original: tuple[int, int], shown: tuple[int, int], side_by_side: bool = False) -> str:
@@ -136,9 +145,10 @@ class BoxFormat:
         side_by_side: bool = False,
     ) -> tuple[list[tuple[str, str]], list[list[int]]]:
         """A grounding sample's (role, text) turns and stored boxes in this format: user turns name the
-        frame, the assistant's answer is the converted box list (as stored, for ``pixels``)."""
+        frame (side-by-side: the whole picture, in every format), the assistant's answer is the converted
+        box list (as stored, for ``pixels``)."""
         model = self.to_model(boxes, *shown)
-        if self.name == "pixels":
+        if self.name == "pixels" and not side_by_side:
             return turns, model
         answer = json.dumps(model)
         return [(role, answer if role == "assistant" else self.prompt(text, original, shown, side_by_side))

@@ -23,7 +23,6 @@ SIDE_BY_SIDE_NOTE = (
     "The image shows two pictures side by side, separated by a black bar: the first image on the "
     "left and the second image on the right."
 )
-LEFT_PICTURE_NOTE = " Coordinates refer to the left picture."
 JPEG_QUALITY = 95
 _EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif"}
 
@@ -61,13 +60,13 @@ def encode_like(image: Image.Image, sources: list[bytes]) -> tuple[bytes, str]:
 def side_by_side_text(text: str, boxes_asked: bool) -> str:
     """A two-image prompt for the side-by-side picture: one placeholder, and a note on the layout.
 
-    The note says where coordinates live only when the prompt asks for boxes (``boxes_asked``);
-    text with another number of placeholders is returned unchanged.
+    The note says nothing about coordinates: a prompt that asks for boxes (``boxes_asked``) names its
+    frame once, in its own words (``BoxFormat.clause``: the whole picture); text with another number of
+    placeholders is returned unchanged.
     """
     if text.count(IMAGE) != 2:
         return text
-    note = SIDE_BY_SIDE_NOTE + (LEFT_PICTURE_NOTE if boxes_asked else "")
-    return IMAGE + "\n" + note + "\n" + text.replace(IMAGE + "\n", "").replace(IMAGE, "")
+    return IMAGE + "\n" + SIDE_BY_SIDE_NOTE + "\n" + text.replace(IMAGE + "\n", "").replace(IMAGE, "")
 
 
 def side_by_side(before: Image.Image, after: Image.Image, bar_px: int = BAR_PX) -> Image.Image:

@@ -99,6 +99,9 @@ class PairRow(LanceModel):
     change_extent_reason: Optional[str] = Field(
         None, description="why global: extent_reframed | extent_unaligned | extent_redrawn (null when local)"
     )
+    verdict_run_id: Optional[str] = Field(
+        None, description="the propose-regions run whose align / extent verdicts the pair holds (pairsmith inspect)"
+    )
     status: str = Field(description="kept | dropped")
     drop_stage: Optional[str] = None
     drop_reason: Optional[str] = None

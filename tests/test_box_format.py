@@ -72,15 +72,15 @@ def test_prompts_name_the_frame_of_each_format():
     resized, boxes = BoxFormat.named("resized-pixels").grounding(
         [("user", side_by_side_text(turns[0][1], True)), turns[1]], BOXES[:1], (320, 240), side, side_by_side=True)
     assert "of the whole picture as you see it (672x252)" in resized[0][1]
-    assert "Coordinates refer to the left picture." in resized[0][1]
+    assert "left picture" not in resized[0][1] and "first image (" not in resized[0][1]  # one frame, stated once
     assert boxes == [[round(12 * 672 / 660), round(30 * 252 / 240), round(98.5 * 672 / 660), round(141 * 252 / 240)]]
 
 
-def test_the_left_picture_note_only_where_boxes_are_asked_for():
+def test_the_side_by_side_note_states_the_layout_and_leaves_coordinates_to_the_prompt():
     question = "<image>\n<image>\nWhat changed between the first image and the second image?"
-    assert "Coordinates" not in side_by_side_text(question, boxes_asked=False)
-    assert "side by side" in side_by_side_text(question, boxes_asked=False)
-    assert side_by_side_text(question, boxes_asked=True).count("Coordinates refer to the left picture.") == 1
+    for asked in (False, True):
+        assert "oordinates" not in side_by_side_text(question, boxes_asked=asked)
+        assert "side by side" in side_by_side_text(question, boxes_asked=asked)
 
 
 def test_the_parser_reads_a_bare_bbox_object_and_answers_convert_back_to_pixels():
@@ -128,7 +128,8 @@ def test_sft_and_grpo_data_use_the_box_format_in_the_frame_shown(grounding_db):
         side = grpo[i]
         assert side["gt_boxes"] == BoxFormat.named("norm1000").to_model(row["boxes"], 660, 240)  # the whole picture
         text = side["prompt"][0]["content"][-1]["text"]
-        assert "of the whole picture normalised to 0-1000" in text and "Coordinates refer to the left picture." in text
+        assert "of the whole picture (660x240: both images and the bar between them) normalised to 0-1000" in text
+        assert "left picture" not in text
     with pytest.raises(ValueError, match="processor only applies to box_format resized-pixels"):
         DataSelection(processor="x")
 

@@ -192,7 +192,7 @@ def test_hf_loads_with_datasets_as_parquet_from_disk_and_by_folder(mixed_db, tmp
     out = tmp_path / "hf"
     result = export(mixed_db, out, "hf", ExportOptions(splits=["train", "bench"]))
     shards = sorted((out / "data").glob("*.parquet"))
-    assert [p.name for p in shards] == ["bench-00000-of-00001.parquet", "train-00000-of-00001.parquet"]
+    assert [p.name.rsplit("-", 1)[0] for p in shards] == ["bench-00000-of-00001", "train-00000-of-00001"]
     data = load_dataset("parquet", data_files={"train": str(out / "data" / "train-*.parquet"),
                                                "bench": str(out / "data" / "bench-*.parquet")})
     train, bench = data["train"], data["bench"]

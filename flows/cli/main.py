@@ -30,6 +30,7 @@ from pairsmith.storage.db_uri import DEFAULT_DB
 from pairsmith.storage.exports import EXPORT_FORMATS
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="pairsmith", prog_name="pairsmith", message="%(prog)s %(version)s")
 def cli() -> None:
     """pairsmith: image-difference training data for multimodal LLMs."""
 
@@ -117,24 +118,55 @@ def render(config_path: str | None, verbose: bool, **opts: Any) -> None:
 @cli.command()
 @click.option("--db", default=DEFAULT_DB, show_default=True, help="LanceDB URI.")
 @click.option("--run", default=None, help="Run id (default: the newest run).")
-@click.option("--list", "list_runs", is_flag=True, help="List the stored runs instead.")
-def stats(db: str, run: str | None, list_runs: bool) -> None:
-    """Per-stage counts of a run: in, kept, dropped and the top drop reasons."""
-    from pairsmith.flows.engine.funnel import format_funnel, run_funnel
+@click.option("--list", "list_runs", is_flag=True, help="List the stored runs with status and counts instead.")
+@click.option("--all-reasons", is_flag=True, help="Every drop reason of a stage, not the top 3.")
+def stats(db: str, run: str | None, list_runs: bool, all_reasons: bool) -> None:
+    """Per-stage counts of a run: in, kept, dropped and the top drop reasons (`pairsmith inspect`: the rows)."""
+    from pairsmith.flows.engine.funnel import format_funnel, run_funnel, run_status
 
     store = open_store_or_fail(db, read_only=True)
     if list_runs:
         for r in store.runs():
-            click.echo(f"{r['run_id']}  {r['flow']}  {r['created_at']:%Y-%m-%d %H:%M:%S}")
+            funnel = run_funnel(store, r["run_id"])
+            kept = funnel[-1].n_kept if funnel else 0
+            click.echo(f"{r['run_id']}  {r['flow']}  {r['created_at']:%Y-%m-%d %H:%M:%S}  "
+                       f"{run_status(store, r['run_id'])}  in {funnel[0].n_in if funnel else 0}  kept {kept}  "
+                       f"dropped {sum(s.n_dropped for s in funnel)}")
         return
     run_id = pick_run(store, run)
-    click.echo(f"run {run_id} in {store.uri}")
-    click.echo(format_funnel(run_funnel(store, run_id)))
+    click.echo(f"run {run_id} in {store.uri}: {run_status(store, run_id)}")
+    click.echo(format_funnel(run_funnel(store, run_id), reasons=None if all_reasons else 3))
     from pairsmith.flows.engine.resume import owner_note
 
     note = owner_note(store, run_id)  # a run whose pairs a later run re-wrote
     if note:
         click.echo(note)
+
+
+@cli.command()
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="LanceDB URI.")
+@click.option("--run", default=None, help="Run id (default: the newest run).")
+@click.option("--stage", "stages", multiple=True, help="Only rows dropped at this stage (repeat).")
+@click.option("--reason", "reasons", multiple=True, help="Only rows dropped for this reason (repeat).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per row (stage, reason, kind, pair_id, "
+              "region_id, detail) instead of a table.")
+def inspect(db: str, run: str | None, stages: tuple[str, ...], reasons: tuple[str, ...], as_json: bool) -> None:
+    """A run's dropped rows: stage, reason, pair / region and drop_detail (storage/dropped_rows.py)."""
+    import json
+
+    from pairsmith.storage.dropped_rows import dropped_rows, format_table
+
+    store = open_store_or_fail(db, must_exist=True, read_only=True)
+    run_id = pick_run(store, run)
+    rows = dropped_rows(store, run_id, stages, reasons)
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row.as_dict(), ensure_ascii=False))
+        return
+    click.echo(f"run {run_id} in {store.uri}: {len(rows)} dropped rows"
+               + (f" (stage {', '.join(stages)})" if stages else "") + (f" (reason {', '.join(reasons)})" if reasons else ""))
+    if rows:
+        click.echo(format_table(rows))
 
 
 @cli.command()

@@ -38,8 +38,28 @@ def funnel_from_rows(rows: list[dict]) -> list[StageStats]:
     return [total[s] for s in merged_order(sequences)]
 
 
-def _reasons_text(stats: StageStats, n: int = 3, empty: str = "-") -> str:
+def _reasons_text(stats: StageStats, n: int | None = 3, empty: str = "-") -> str:
     return ", ".join(f"{reason} ({count})" for reason, count in stats.top_reasons(n)) or empty
+
+
+def run_status(store: PairStore, run_id: str) -> str:
+    """``complete``, or ``incomplete`` and why: batches whose items failed with errors (the same command
+    retries them), or a gap in the run's numbered batches (it was interrupted; the same command resumes).
+    A run stopped after its last stored batch shows no gap: its funnel is then short of the items asked for."""
+    import re
+
+    from pairsmith.flows.engine.run_outcome import batches_with_errors
+
+    errors = batches_with_errors(store, run_id)
+    batches = set(store.read("stage_stats", where=f"run_id = {sql_literal(run_id)}", columns=["batch"]).column("batch").to_pylist())
+    spans = sorted(tuple(map(int, b.split("-"))) for b in batches if re.fullmatch(r"\d{7}-\d{7}", b))
+    gaps = len(spans) == len(batches) and any(a[1] != b[0] for a, b in zip([(0, 0), *spans], spans))
+    if errors:
+        return (f"incomplete: {len(errors)} of {len(batches)} batches have items that failed with errors "
+                "(the same command retries them)")
+    if gaps:
+        return "incomplete: interrupted, batches missing (the same command resumes it)"
+    return f"complete ({len(batches)} batches)"
 
 
 def dropoff_table(funnel: list[StageStats]) -> list[dict]:
@@ -58,12 +78,12 @@ def dropoff_table(funnel: list[StageStats]) -> list[dict]:
     ]
 
 
-def format_funnel(funnel: list[StageStats]) -> str:
-    """A plain-text table for the terminal."""
+def format_funnel(funnel: list[StageStats], reasons: int | None = 3) -> str:
+    """A plain-text table for the terminal: the top ``reasons`` drop reasons per stage (None: all)."""
     if not funnel:
         return "(no stage stats)"
     header = ("stage", "in", "kept", "dropped", "top reasons")
-    rows = [(s.stage, str(s.n_in), str(s.n_kept), str(s.n_dropped), _reasons_text(s)) for s in funnel]
+    rows = [(s.stage, str(s.n_in), str(s.n_kept), str(s.n_dropped), _reasons_text(s, reasons)) for s in funnel]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
     lines = []
     for r in [header, *rows]:

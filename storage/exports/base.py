@@ -383,6 +383,7 @@ def run_export(store, out: Path, fmt: type[ExportFormat], options: ExportOptions
     folder = open_folder(out, overwrite, db_uri, tag)
     try:
         writer = fmt(folder, out, options)
+        writer.store = store  # the pinned view, for formats that describe their runs (the hf card)
         writer.begin()
         skipped = _stream(store, where, options, boxes, writer)
         writer.finish()

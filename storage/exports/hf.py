@@ -2,10 +2,12 @@
 
 Written with ``datasets`` itself (``Dataset.from_list(...).to_parquet``, ``save_to_disk``), never by hand:
 
-* ``data/<split>-00000-of-0000N.parquet``: shards of about 128 MiB, loadable with
+* ``data/<split>-00000-of-0000N-<key>.parquet``: shards of about 128 MiB, loadable with
   ``load_dataset("parquet", data_files="OUT/data/*.parquet")`` or ``load_dataset("OUT")`` (the
   ``README.md`` card's ``configs`` names the files per split, so the folder is never mistaken for an
-  image folder);
+  image folder). ``<key>`` hashes the exported rows and names the card's config too (``export-<key>``):
+  ``datasets`` caches by those names, so a re-export never loads the previous export's rows;
+* ``README.md``: the dataset card (``hf_card.py``): fields, sources and licences, funnels, config;
 * ``hf_dataset/``: the same rows as ``DatasetDict.save_to_disk``, for ``load_from_disk``.
 
 Columns: ``id``, ``messages`` (``[{"role", "content"}]`` with ``<image>`` placeholders, as TRL's
@@ -17,10 +19,13 @@ the Parquet dataset to a Hub repository (``HF_ENDPOINT`` / ``HF_TOKEN`` as ``hug
 
 from __future__ import annotations
 
+import hashlib
 import shutil
+from collections import Counter
 from pathlib import Path
 
 from pairsmith.storage.exports.base import META_COLUMNS, ExportFormat, ExportItem, inside
+from pairsmith.storage.exports.hf_card import dataset_card
 
 SHARD_BYTES = 128 << 20
 DATA_DIR = "data"
@@ -66,6 +71,9 @@ class HFFormat(ExportFormat):
         self._buffers: dict[str, list[dict]] = {}
         self._bytes: dict[str, int] = {}
         self._shards: dict[str, list[Path]] = {}
+        self._counts: Counter = Counter()  # samples per (split, task, source), for the card
+        self._runs: Counter = Counter()
+        self._box_formats: set[str] = set()
         inside(self.folder, DATA_DIR).mkdir()
 
     def write(self, item: ExportItem) -> None:
@@ -78,6 +86,10 @@ class HFFormat(ExportFormat):
             **{k: None if v is None else str(v) for k, v in item.meta.items()},
         })
         self.n_images += len(item.images)
+        self._counts[(split, item.meta.get("task") or "", item.meta.get("dataset") or item.meta.get("method") or "")] += 1
+        self._runs[item.meta.get("run_id") or ""] += 1
+        if item.box_format:
+            self._box_formats.add(item.box_format)
         self._bytes[split] = self._bytes.get(split, 0) + sum(len(i.data) for i in item.images)
         if self._bytes[split] >= SHARD_BYTES:
             self._flush(split)
@@ -98,10 +110,11 @@ class HFFormat(ExportFormat):
 
         for split in list(self._buffers):
             self._flush(split)
+        self.content_key = _content_key(self._shards)
         files: dict[str, list[str]] = {}
         for split, shards in self._shards.items():
             for k, shard in enumerate(shards):
-                final = shard.with_name(f"{split}-{k:05d}-of-{len(shards):05d}.parquet")
+                final = shard.with_name(f"{split}-{k:05d}-of-{len(shards):05d}-{self.content_key}.parquet")
                 shard.rename(final)
                 files.setdefault(split, []).append(f"{DATA_DIR}/{final.name}")
         self.files += [f for names in files.values() for f in names]
@@ -114,18 +127,25 @@ class HFFormat(ExportFormat):
         del parts
         shutil.rmtree(cache, ignore_errors=True)
         self.files.append(DISK_DIR)
-        inside(self.folder, "README.md").write_text(_card(self.dataset_name, files))
+        inside(self.folder, "README.md").write_text(dataset_card(
+            self.dataset_name, files, self.content_key, self.options, self._counts, self._runs, self._box_formats,
+            getattr(self, "store", None)))
         self.files.append("README.md")
 
 
-def _card(name: str, files: dict[str, list[str]]) -> str:
-    """The dataset card's YAML header: which Parquet files make which split."""
-    lines = ["---", "configs:", "- config_name: default", "  data_files:"]
-    for split, names in files.items():
-        lines += [f"  - split: {split}", "    path:"] + [f"    - {n}" for n in names]
-    lines += ["---", "", f"# {name}", "", "Exported by pairsmith (`pairsmith export --format hf`): image-difference "
-              "samples with their images embedded.", ""]
-    return "\n".join(lines)
+def _content_key(shards: dict[str, list[Path]]) -> str:
+    """12 hex digits of SHA-256 over every shard's split, position and bytes: the same rows give the same
+    key, other rows another one. ``datasets`` caches ``load_dataset(DIR)`` by folder name, config name
+    and data file names, so both carry this key: a re-export (``--overwrite`` or a folder of the same
+    name) never loads the previous export's cached rows."""
+    digest = hashlib.sha256()
+    for split in sorted(shards):
+        for k, shard in enumerate(shards[split]):
+            digest.update(f"{split}/{k}\n".encode())
+            with shard.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()[:12]
 
 
 def push_to_hub(out: Path, repo: str) -> str:

@@ -1,0 +1,120 @@
+"""A run's dropped rows, one per dropped item, with the stage, the reason and ``drop_detail``.
+
+What ``pairsmith inspect`` lists and ``contact-sheet --status dropped`` samples. A run drops items in
+three ways, and each is read from where it is stored (never from image columns):
+
+* **pairs of the run** (``pairs.run_id``) with ``status = 'dropped'``: ``drop_stage``, ``drop_reason``,
+  ``drop_detail`` (renders, imports, Gemini edits, Img-Diff pair filters);
+* **regions of the run** (``regions.run_id``) with ``status = 'dropped'``: ``reason`` and ``drop_detail``;
+  their stage is the funnel stage that counts that reason, else the stage the reason is named after
+  (``confidence_too_low``: ``confidence``), else ``regions``;
+* **verdicts a run wrote on other runs' pairs** (``propose-regions``: ``pairs.verdict_run_id``): a pair
+  with no alignment (stage ``align``, ``align_reason``), a whole-image edit (stage ``extent``,
+  ``change_extent_reason``, the detail gives ``change_extent_score``), a local pair with no region
+  (``propose`` / ``propose_no_regions``) or with no region above the confidence floor (``confidence`` /
+  ``confidence_too_low``). Only the latest run that processed a pair holds its verdict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from pairsmith.storage.store import PairStore, sql_literal
+
+
+@dataclass(frozen=True)
+class DroppedRow:
+    """One dropped item: ``kind`` is ``pair`` or ``region``; ``region_id`` is None for a pair."""
+
+    stage: str
+    reason: str
+    kind: str
+    pair_id: str
+    region_id: str | None
+    detail: str | None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def dropped_rows(store: PairStore, run_id: str, stages: tuple[str, ...] = (), reasons: tuple[str, ...] = ()) -> list[DroppedRow]:
+    """Every dropped row of ``run_id``, ordered by stage (funnel order), reason and id; ``stages`` /
+    ``reasons`` (empty: all) keep only rows of those stages / reasons."""
+    from pairsmith.flows.engine.funnel import run_funnel
+
+    funnel = run_funnel(store, run_id)
+    order = {s.stage: i for i, s in enumerate(funnel)}
+    stage_of = {reason: s.stage for s in reversed(funnel) for reason in s.reasons}
+    in_run = f"run_id = {sql_literal(run_id)}"
+    rows: list[DroppedRow] = []
+    for p in store.read("pairs", where=f"{in_run} AND status = 'dropped'",
+                        columns=["pair_id", "drop_stage", "drop_reason", "drop_detail"]).to_pylist():
+        reason = p["drop_reason"] or "unknown"
+        rows.append(DroppedRow(p["drop_stage"] or stage_of.get(reason, "unknown"), reason, "pair", p["pair_id"],
+                               None, p["drop_detail"]))
+    regions = store.read("regions", where=in_run, columns=["region_id", "pair_id", "status", "reason", "drop_detail"])
+    regions = regions.to_pylist()
+    for r in regions:
+        if r["status"] == "dropped":
+            reason = r["reason"] or "unknown"
+            stage = stage_of.get(reason) or next((s for s in order if reason.startswith(s + "_")), "regions")
+            rows.append(DroppedRow(stage, reason, "region", r["pair_id"], r["region_id"],
+                                   r["drop_detail"]))
+    rows += _verdicts(store, run_id, regions)
+    if stages:
+        rows = [r for r in rows if r.stage in stages]
+    if reasons:
+        rows = [r for r in rows if r.reason in reasons]
+    return sorted(rows, key=lambda r: (order.get(r.stage, len(order)), r.stage, r.reason, r.pair_id, r.region_id or ""))
+
+
+def _verdicts(store: PairStore, run_id: str, regions: list[dict]) -> list[DroppedRow]:
+    """The per-pair verdicts a propose-regions run wrote on pairs it does not own."""
+    if "verdict_run_id" not in store.table("pairs").schema.names:  # a database older than the column
+        return []
+    columns = ["pair_id", "align_reason", "change_extent", "change_extent_reason", "change_extent_score"]
+    pairs = store.read("pairs", where=f"verdict_run_id = {sql_literal(run_id)}", columns=columns).to_pylist()
+    kept_boxes: dict[str, int] = {}
+    for r in regions:
+        kept_boxes[r["pair_id"]] = kept_boxes.get(r["pair_id"], 0) + (r["status"] == "kept")
+    out = []
+    for p in pairs:
+        pid = p["pair_id"]
+        if p["change_extent"] is None:
+            out.append(DroppedRow("align", p["align_reason"] or "align_no_transform", "pair", pid, None, None))
+        elif p["change_extent"] == "global":
+            score = p["change_extent_score"]
+            detail = None if score is None else f"change_extent_score {score:.2f} (share of the before image not shown unchanged)"
+            out.append(DroppedRow("extent", p["change_extent_reason"] or "extent_global", "pair", pid, None, detail))
+        elif pid not in kept_boxes:
+            out.append(DroppedRow("propose", "propose_no_regions", "pair", pid, None, None))
+        elif kept_boxes[pid] == 0:
+            out.append(DroppedRow("confidence", "confidence_too_low", "pair", pid, None, None))
+    return out
+
+
+def dropped_pair_ids(store: PairStore, run_id: str, reasons: tuple[str, ...] = (), stages: tuple[str, ...] = ()) -> list[str]:
+    """The pairs behind ``run_id``'s dropped rows (each once, in listing order), for the contact sheet."""
+    seen: dict[str, None] = {}
+    for r in dropped_rows(store, run_id, stages, reasons):
+        seen.setdefault(r.pair_id, None)
+    return list(seen)
+
+
+def format_table(rows: list[DroppedRow], detail_chars: int = 80) -> str:
+    """A plain-text table (stage, reason, pair, region, detail cut to ``detail_chars``) and a count line."""
+    header = ("stage", "reason", "pair_id", "region_id", "drop_detail")
+    body = [(r.stage, r.reason, r.pair_id, r.region_id or "-", _cut(r.detail, detail_chars)) for r in rows]
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(4)]
+    lines = ["  ".join([*(row[i].ljust(widths[i]) for i in range(4)), row[4]]).rstrip() for row in [header, *body]]
+    return "\n".join(lines)
+
+
+def _cut(text: str | None, n: int) -> str:
+    if not text:
+        return "-"
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+__all__ = ["DroppedRow", "dropped_rows", "dropped_pair_ids", "format_table"]

@@ -1,0 +1,121 @@
+"""Seeing a run without Python: ``pairsmith inspect`` lists dropped rows, ``stats`` every reason and the status."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+from PIL import Image
+
+from pairsmith.flows.cli.main import main
+from pairsmith.flows.propose_regions import ProposeRegionsConfig, propose_regions
+from pairsmith.storage.schemas import PairRow, RegionRow, utc_now
+from pairsmith.storage.store import PairStore
+from pairsmith.storage.verdict import KEEP, StageStats, Verdict
+from pairsmith.tasks.write_batch import stage_rows
+from tests.test_change_regions import edited, jpeg, photo
+from tests.test_propose_regions_flow import _pair
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def proposed(tmp_path_factory) -> tuple[str, str]:
+    """Three edited pairs after propose-regions: one local with boxes, one whole-image, one with no change."""
+    db = str(tmp_path_factory.mktemp("inspect") / "db.lance")
+    local, reframed, other = photo(3), photo(4, size=(400, 300)), photo(8)
+    crop = jpeg(reframed.crop((100, 70, 340, 250)).resize((480, 360), Image.BICUBIC))
+    PairStore(db).upsert("pairs", [_pair("p-local", local, edited(local)), _pair("p-reframed", reframed, crop),
+                                   _pair("p-same", other, jpeg(other, quality=90))])
+    return db, propose_regions(ProposeRegionsConfig(db=db)).run_id
+
+
+def test_inspect_lists_whole_image_and_no_region_pairs_with_their_reasons(proposed, capsys):
+    db, run_id = proposed
+    code, out, _ = run_cli(capsys, "inspect", "--db", db, "--run", run_id, "--json")
+    assert code == 0
+    rows = [json.loads(line) for line in out.splitlines()]
+    by_pair = {r["pair_id"]: r for r in rows if r["kind"] == "pair"}
+    assert set(by_pair) == {"p-reframed", "p-same"}  # the local pair with a kept box is not dropped
+    assert (by_pair["p-reframed"]["stage"], by_pair["p-reframed"]["reason"]) == ("extent", "extent_reframed")
+    assert "change_extent_score 0." in by_pair["p-reframed"]["detail"]
+    assert (by_pair["p-same"]["stage"], by_pair["p-same"]["reason"]) == ("propose", "propose_no_regions")
+    # the counts agree with the funnel stats prints
+    code, out, _ = run_cli(capsys, "stats", "--db", db, "--run", run_id)
+    assert "extent_reframed (1)" in out and "propose_no_regions (1)" in out and "complete" in out
+
+    code, out, _ = run_cli(capsys, "inspect", "--db", db, "--run", run_id, "--stage", "extent")
+    assert code == 0 and "1 dropped rows (stage extent)" in out
+    assert "p-reframed" in out and "p-same" not in out and "extent_reframed" in out
+    code, out, _ = run_cli(capsys, "inspect", "--db", db, "--run", run_id, "--reason", "propose_no_regions", "--json")
+    assert [json.loads(line)["pair_id"] for line in out.splitlines()] == ["p-same"]
+
+
+def _pipeline_run(db: str) -> str:
+    """A run that owns its rows: dropped pairs with details, a dropped region, five reasons at one stage."""
+    run_id = "dig-render-test"
+    reasons = ["visibility_occluded", "visibility_too_small", "visibility_offscreen", "visibility_tiny_change",
+               "render_error"]
+    pairs = [PairRow(pair_id=f"p{i}", run_id=run_id, method="dig-render", width=8, height=8, status="dropped",
+                     drop_stage="render" if r == "render_error" else "visibility", drop_reason=r,
+                     drop_detail="RuntimeError: Cycles ran out of memory\nat frame 1" if r == "render_error" else None,
+                     created_at=utc_now()) for i, r in enumerate(reasons)]
+    pairs.append(PairRow(pair_id="p9", run_id=run_id, method="dig-render", width=8, height=8, status="kept",
+                         created_at=utc_now()))
+    regions = [RegionRow(region_id="r1", pair_id="p9", run_id=run_id, box=[0, 0, 4, 4], proposer="render-gt",
+                         status="dropped", reason="visibility_occluded", created_at=utc_now())]
+    render, visibility = StageStats("render"), StageStats("visibility")
+    for r in reasons:
+        render.record(Verdict.drop(r) if r == "render_error" else KEEP)
+        if r != "render_error":
+            visibility.record(Verdict.drop(r))
+    render.record(KEEP)
+    visibility.record(KEEP)
+    store = PairStore(db)
+    store.upsert("pairs", pairs)
+    store.upsert("regions", regions)
+    store.upsert("stage_stats", stage_rows(run_id, "dig-render", "0000000-0000006", [render, visibility]))
+    # a second run whose batches have a gap: interrupted
+    store.upsert("stage_stats", stage_rows("other-run", "dig-render", "0000000-0000010", [StageStats("render")])
+                 + stage_rows("other-run", "dig-render", "0000020-0000030", [StageStats("render")]))
+    return run_id
+
+
+def test_inspect_of_a_pipeline_run_and_stats_details(tmp_path, capsys):
+    db = str(tmp_path / "db.lance")
+    run_id = _pipeline_run(db)
+    code, out, _ = run_cli(capsys, "inspect", "--db", db, "--run", run_id, "--json")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert Counter((r["stage"], r["kind"]) for r in rows) == {("render", "pair"): 1, ("visibility", "pair"): 4,
+                                                             ("visibility", "region"): 1}
+    error = next(r for r in rows if r["reason"] == "render_error")
+    assert error["pair_id"] == "p4" and error["detail"].startswith("RuntimeError: Cycles ran out of memory")
+    code, out, _ = run_cli(capsys, "inspect", "--db", db, "--run", run_id, "--stage", "render")
+    assert "RuntimeError: Cycles ran out of memory at frame 1" in out  # one line per row in the table
+    assert len(out.splitlines()) == 3  # title, header, the row
+
+    code, out, _ = run_cli(capsys, "stats", "--db", db, "--run", run_id)
+    assert "visibility_offscreen" in out and out.count("visibility_") == 3  # the top 3
+    assert "incomplete: 1 of 1 batches have items that failed with errors" in out
+    code, out, _ = run_cli(capsys, "stats", "--db", db, "--run", run_id, "--all-reasons")
+    assert all(f"{r} (1)" in out for r in ("visibility_occluded", "visibility_too_small", "visibility_offscreen",
+                                           "visibility_tiny_change"))
+    code, out, _ = run_cli(capsys, "stats", "--db", db, "--list")
+    listing = {line.split()[0]: line for line in out.splitlines()}
+    assert "in 6  kept 1  dropped 5" in listing[run_id] and "incomplete" in listing[run_id]
+    assert "incomplete: interrupted" in listing["other-run"]
+
+    code, _, err = run_cli(capsys, "inspect", "--db", db, "--run", "nope")
+    assert code == 2 and "--run 'nope': no such run" in err
+
+
+def test_version(capsys):
+    from importlib.metadata import version
+
+    code, out, _ = run_cli(capsys, "--version")
+    assert code == 0 and out.strip() == f"pairsmith {version('pairsmith')}"
