@@ -109,9 +109,9 @@ def load_parameters(path: Path = PARAMETERS_FILE) -> ParameterList:
     return params
 
 
-def load_preset(preset: Preset, root: Path = ROOT) -> BaseModel:
+def load_preset(preset: Preset, root: Path | None = None) -> BaseModel:
     """The preset file validated by its flow's config model (what ``--config FILE`` would run)."""
-    path = root / preset.file
+    path = (root or ROOT) / preset.file
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except OSError as err:
@@ -196,6 +196,7 @@ class Row:
     assumption: bool
     preset: str
     key: str | None
+    code: str | None
     preset_value: Any
     default_value: Any
     why_default: str | None
@@ -207,11 +208,12 @@ def _missing(_):
     return NOT_CARRIED
 
 
-def table_rows(name: str | None = None, params: ParameterList | None = None, root: Path = ROOT) -> list[Row]:
+def table_rows(name: str | None = None, params: ParameterList | None = None, root: Path | None = None) -> list[Row]:
     """Every parameter of paper ``name`` (all papers if None) with its preset and default values and
     the problems found: a preset value that differs from the paper's, a default that differs with no
     reason given, a key the config does not have, a code constant that differs."""
-    params = params or load_parameters(root / PARAMETERS_FILE.relative_to(ROOT))
+    root = root or ROOT
+    params = params or load_parameters(root / "configs" / "papers" / "parameters.yaml")
     if name is not None and name not in params.papers:
         raise PapersError(f"unknown paper {name!r}; known: {', '.join(params.papers)}")
     presets: dict[tuple[str, str], BaseModel] = {}
@@ -240,17 +242,19 @@ def table_rows(name: str | None = None, params: ParameterList | None = None, roo
                     problems.append(f"{p.key}: the default {_plain(default_value)!r} differs and why_default is empty")
         if p.code is not None:
             actual = code_value(p.code)
+            if p.key is None:
+                preset_value = default_value = actual  # a constant: every run uses it
             if not same(p.value, actual):
                 problems.append(f"{p.code} is {_plain(actual)!r}, the paper's is {p.value!r}")
         rows.append(Row(
             paper=p.paper, name=p.name, where=p.where, paper_value=p.value, assumption=p.assumption,
-            preset=p.preset, key=p.key, preset_value=preset_value, default_value=default_value,
+            preset=p.preset, key=p.key, code=p.code, preset_value=preset_value, default_value=default_value,
             why_default=p.why_default, note=p.note, problems=problems,
         ))
     return rows
 
 
-def check(name: str | None = None, root: Path = ROOT) -> list[str]:
+def check(name: str | None = None, root: Path | None = None) -> list[str]:
     """Every problem of every row: empty when each preset carries its paper's values."""
     return [f"{r.paper}: {r.name}: {problem}" for r in table_rows(name, root=root) for problem in r.problems]
 
@@ -274,9 +278,10 @@ def _cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
-def render_markdown(params: ParameterList | None = None, root: Path = ROOT) -> str:
+def render_markdown(params: ParameterList | None = None, root: Path | None = None) -> str:
     """The text of ``docs/papers.md``: per paper, its presets and one table row per parameter."""
-    params = params or load_parameters(root / PARAMETERS_FILE.relative_to(ROOT))
+    root = root or ROOT
+    params = params or load_parameters(root / "configs" / "papers" / "parameters.yaml")
     out = [
         "# The papers, parameter by parameter",
         "",
@@ -284,7 +289,8 @@ def render_markdown(params: ParameterList | None = None, root: Path = ROOT) -> s
         "(`tests/test_papers.py` fails when this file is stale). *Paper* is the paper's value, *preset* the",
         "value the preset runs with, *default* pairsmith's default for the same key. Rows marked",
         "**assumed** are values the paper does not state: pairsmith's choice, not the paper's. A dash in",
-        "*key* means no config key carries the value; the note says where it lives or what is missing.",
+        "*key* means no config key carries the value; the note says where it lives or what is missing. A",
+        "`module:NAME` key is a constant of the code, the same for every run.",
         "",
     ]
     for name, paper in params.papers.items():
@@ -295,7 +301,8 @@ def render_markdown(params: ParameterList | None = None, root: Path = ROOT) -> s
         for r in table_rows(name, params, root):
             paper_cell = f"{fmt(r.paper_value)} (**assumed**)" if r.assumption else fmt(r.paper_value)
             notes = "; ".join(t for t in (r.why_default, r.note) if t)
-            cells = [r.name, r.where, paper_cell, r.preset, f"`{r.key}`" if r.key else "–",
+            key = f"`{r.key}`" if r.key else f"`{r.code}`" if r.code else "–"
+            cells = [r.name, r.where, paper_cell, r.preset, key,
                      fmt(r.preset_value), fmt(r.default_value), notes]
             out.append("| " + " | ".join(_cell(c) for c in cells) + " |")
         out.append("")

@@ -37,7 +37,7 @@ def papers(name: str | None, check_only: bool, markdown: bool) -> None:
                     mark = " (assumed: the paper does not state it)" if r.assumption else ""
                     click.echo(f"{r.name}{mark}  [{r.where}]")
                     click.echo(f"    {'assumed' if r.assumption else 'paper'} {fmt(r.paper_value)} | preset {r.preset}: {fmt(r.preset_value)}"
-                               f" | default {fmt(r.default_value)}" + (f" | key {r.key}" if r.key else " | no key"))
+                               f" | default {fmt(r.default_value)}" + (f" | key {r.key}" if r.key else f" | constant {r.code}" if r.code else " | no key"))
                     for text in (r.why_default, r.note):
                         if text:
                             click.echo(f"    {' '.join(text.split())}")
