@@ -105,3 +105,74 @@ def test_the_dig_preset_picks_the_papers_prompt_and_the_default_stays_pairsmiths
     assert DigRenderConfig(grounding_prompt="dig").run_id() != DigRenderConfig().run_id()
     rows = _samples(_plan(), "run", [[1.0, 2.0, 3.0, 4.0]], ["x"], "color", "single", 320, 240, SplitFractions())
     assert "(320x240)" in rows[0].conversation[0].content  # pairsmith's prompt unless asked
+
+
+# ------------------------------------------------------------------ DiG's three disjoint subsets
+
+def test_dig_subsets_are_equal_and_each_has_its_k():
+    from collections import Counter
+
+    from pairsmith.scenes.pair_plan import PairSampling, plan_pair
+
+    sampling = PairSampling(subsets="dig", min_changes=1, max_changes=4)
+    plans = [plan_pair(i, f"pair-{i}", 0, sampling, None) for i in range(30)]
+    assert Counter(p.subset for p in plans) == {"single": 10, "double": 10, "mixed": 10}
+    assert {p.n_changes for p in plans if p.subset == "single"} == {1}
+    assert {p.n_changes for p in plans if p.subset == "double"} == {2}
+    assert {p.n_changes for p in plans if p.subset == "mixed"} <= {1, 2, 3, 4}
+    assert len({p.n_changes for p in plans if p.subset == "mixed"}) > 1
+    # 31 pairs: as equal as 31 allows; the default keeps drawing K for every pair
+    assert Counter(plan_pair(i, "x", 0, sampling, None).subset for i in range(31))["single"] == 11
+    assert {plan_pair(i, "x", 0, PairSampling(), None).subset for i in range(10)} == {None}
+    with pytest.raises(ValueError, match="no pairs without a change"):
+        PairSampling(subsets="dig", distractor_fraction=0.1)
+
+
+@pytest.mark.parametrize("subset, n_boxes, count", [("single", 1, True), ("double", 2, True), ("mixed", 3, False)])
+def test_a_dig_subset_pair_gives_only_its_own_grounding_sample(subset, n_boxes, count):
+    plan = PairPlan(index=0, pair_id="pair-0", seed=1, n_changes=n_boxes, distractor=False, scene=None,
+                    user_scene=False, subset=subset)
+    boxes = [[10.0 * k, 10.0, 10.0 * k + 8, 20.0] for k in range(1, n_boxes + 1)]
+    rows = _samples(plan, "run", boxes, ["a change"], "color", subset, 320, 240, SplitFractions(), "dig")
+    grounding = [r for r in rows if r.task == "grounding"]
+    assert [r.subset for r in grounding] == [subset]
+    prompt = grounding[0].conversation[0].content
+    assert prompt == TWO_IMAGES + DIG_GROUNDING_PROMPT + ("\n" + count_sentence(n_boxes) if count else "")
+
+
+@pytest.mark.slow
+def test_the_dig_corpus_preset_renders_disjoint_subsets_and_each_curriculum_stage_reads_its_own(tmp_path):
+    """`pairsmith render --config configs/papers/dig/corpus.yaml --pairs 6`: 2 / 2 / 2 pairs, and the
+    GRPO preset's stages select only their own subset's samples (with the count in stages 1-2)."""
+    import yaml
+
+    from pairsmith.flows.dig_render import dig_render
+    from pairsmith.flows.finetune_config import FinetuneConfig
+    from pairsmith.storage.store import PairStore
+    from pairsmith.tasks.training.training_data import pin_tables, select_samples
+
+    data = yaml.safe_load((ROOT / "configs/papers/dig/corpus.yaml").read_text())
+    data.update(db=str(tmp_path / "db.lance"), pairs=6, render={"samples": 2, "width": 160, "height": 120})
+    dig_render(DigRenderConfig.model_validate(data))
+    store = PairStore(str(tmp_path / "db.lance"))
+    kept = store.read("pairs", where="status = 'kept'").to_pylist()
+    by_subset = {s: [p["n_changes"] for p in kept if p["subset"] == s] for s in ("single", "double", "mixed")}
+    assert len(kept) >= 5, "at most one of 6 pairs may be dropped"
+    assert set(by_subset["single"]) <= {1} and set(by_subset["double"]) <= {2}
+    assert all(1 <= k <= 4 for k in by_subset["mixed"])
+    assert sum(map(len, by_subset.values())) == len(kept)
+
+    grpo = FinetuneConfig.model_validate(yaml.safe_load((ROOT / "configs/papers/dig/grpo.yaml").read_text())).root
+    grpo = grpo.model_copy(update={"data": grpo.data.model_copy(update={"splits": ["train", "val", "test"]})})
+    pinned = pin_tables(store, grpo.data)
+    seen: dict[str, set[str]] = {}
+    for stage in grpo.stages:
+        rows = select_samples(store, pinned, grpo.data, stage.subsets).rows
+        seen[stage.name] = {r["pair_id"] for r in rows}
+        assert {r["subset"] for r in rows} <= set(stage.subsets)
+        assert len(rows) == len(by_subset[stage.subsets[0]])  # one grounding sample per pair of the subset
+        for r in rows:
+            stated = "between the two images." in r["conversation"][0]["content"]
+            assert stated == (stage.name != "mixed")
+    assert not (seen["single"] & seen["double"]) and not (seen["single"] & seen["mixed"])
+    assert not (seen["double"] & seen["mixed"])

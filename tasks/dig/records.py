@@ -82,7 +82,7 @@ def build_dig_records(
         else:
             sentences = [c.text for c in referring_captions(pair.changes, pair.before, pair.after, w, h, plan.seed)]
         kept = pair.verdict.keep
-        subset = subset_for(len(pair.changes)) if kept else None
+        subset = (plan.subset or subset_for(len(pair.changes))) if kept else None
         out.pairs.append(PairRow(
             pair_id=plan.pair_id, run_id=run_id, method=METHOD,
             image_before=pair.png_before, image_after=pair.png_after, width=w, height=h,
@@ -135,11 +135,15 @@ def _samples(plan: PairPlan, run_id: str, boxes, sentences, kinds, subset, w, h,
     split = split_for(plan.pair_id, splits)
     common = dict(pair_id=plan.pair_id, run_id=run_id, method=METHOD, split=split, category=kinds)
     rows = []
-    if subset in ("single", "double"):
+    if plan.subset is not None:  # DiG's disjoint subsets: the pair's own subset only, the count in stages 1-2
+        rows.append(grounding_sample(**common, boxes=boxes, width=w, height=h, subset=subset,
+                                     state_count=subset != "mixed", prompt_name=prompt_name))
+    elif subset in ("single", "double"):
         rows.append(grounding_sample(**common, boxes=boxes, width=w, height=h, subset=subset, state_count=True,
                                     prompt_name=prompt_name))
-    rows.append(grounding_sample(**common, boxes=boxes, width=w, height=h, subset="mixed", state_count=False,
-                                prompt_name=prompt_name))
+    if plan.subset is None:
+        rows.append(grounding_sample(**common, boxes=boxes, width=w, height=h, subset="mixed", state_count=False,
+                                    prompt_name=prompt_name))
     rows.append(diff_caption_sample(
         **common, sentences=sentences or [DISTRACTOR_CAPTION], boxes=boxes, subset=subset,
     ))
