@@ -126,7 +126,8 @@ class _BatchSteps:
         pairs, seconds = rendered.value
         self.blender_seconds += seconds
         built = batch_step(build_dig_records, name)(
-            planned.value, pairs, self.run_id, config.render, config.visibility, config.splits, config.caption_style
+            planned.value, pairs, self.run_id, config.render, config.visibility, config.splits, config.caption_style,
+            config.grounding_prompt,
         )
         records = built.value
         batch_step(write_batch, name)(

@@ -16,6 +16,7 @@ from pairsmith.scenes.pair_plan import PairSampling
 from pairsmith.scenes.scene_config import Scene, load_scenes
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
 from pairsmith.storage.ids import NOT_CONTENT, content_key, stable_hash
+from pairsmith.tasks.dig.prompts import GroundingPromptName
 from pairsmith.tasks.sample_builders import SplitFractions
 
 FLOW_NAME = "dig-render"
@@ -38,6 +39,10 @@ class DigRenderConfig(BaseModel):
     caption_style: CaptionStyle = Field(
         "referring", description="difference captions: 'referring' (OmniDiff-style: the object located by a "
         "neighbour or an image region, several phrasings) or 'plain' (pairsmith 0.1's sentences)",
+    )
+    grounding_prompt: GroundingPromptName = Field(
+        "pairsmith", description="grounding samples' prompt: 'dig' (DiG's, verbatim) or 'pairsmith' (names the image "
+        "size, asks for [] when nothing changed); pairsmith.tasks.dig.prompts",
     )
     show_progress: bool = Field(False, description="draw a progress bar on stderr (CLI runs)", json_schema_extra=NOT_CONTENT)
     runner: RunnerSettings = Field(default_factory=RunnerSettings, description="inline or Ray; not part of the run id", json_schema_extra=NOT_CONTENT)

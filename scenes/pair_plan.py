@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import Literal
+
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -36,6 +38,12 @@ class PairSampling(BaseModel):
     camera_shift: float = Field(0.3, ge=0.0, le=2.0, description="distractor camera move, scene units")
     camera_degrees: float = Field(3.0, ge=0.0, le=30.0, description="distractor camera yaw, degrees")
     max_attempts: int = Field(6, ge=1, le=50, description="renders tried per pair before it is dropped")
+    subsets: Literal["by-k", "dig"] = Field(
+        "by-k", description="'by-k': K drawn from [min_changes, max_changes] for every pair, a pair files under "
+        "single/double/mixed by its K and every pair also gives a mixed grounding sample; 'dig': DiG's three "
+        "disjoint subsets of equal size (DiG supp. §6): pair i is single (K = 1), double (K = 2) or mixed "
+        "(K in [min_changes, max_changes]) by i mod 3, and gives that subset's grounding sample only",
+    )
 
     @model_validator(mode="after")
     def _ranges(self) -> "PairSampling":
@@ -43,6 +51,8 @@ class PairSampling(BaseModel):
             raise ValueError(f"min_objects {self.min_objects} > max_objects {self.max_objects}")
         if self.min_changes > self.max_changes:
             raise ValueError(f"min_changes {self.min_changes} > max_changes {self.max_changes}")
+        if self.subsets == "dig" and self.distractor_fraction > 0:
+            raise ValueError("subsets 'dig' has no pairs without a change: set distractor_fraction to 0")
         return self
 
 
@@ -57,6 +67,10 @@ class PairPlan:
     user_scene: bool
     drop_reason: str | None = None
     drop_detail: str | None = None
+    subset: str | None = None  # DiG's subset the pair was planned for (sampling.subsets 'dig'), else None
+
+
+DIG_SUBSETS = ("single", "double", "mixed")
 
 
 SCENE_TRIES = 20
@@ -77,7 +91,11 @@ def plan_pair(
     seed = int(rng.integers(2**31 - 1))
     distractor = bool(rng.random() < sampling.distractor_fraction)
     n_changes = 0 if distractor else int(rng.integers(sampling.min_changes, sampling.max_changes + 1))
-    common = dict(index=index, pair_id=pair_id, seed=seed, n_changes=n_changes, distractor=distractor)
+    subset = None
+    if sampling.subsets == "dig":  # same draws as 'by-k', so the scene of pair i is the same either way
+        subset = DIG_SUBSETS[index % 3]
+        n_changes = {"single": 1, "double": 2}.get(subset, n_changes)
+    common = dict(index=index, pair_id=pair_id, seed=seed, n_changes=n_changes, distractor=distractor, subset=subset)
     if user_scenes:
         return PairPlan(**common, scene=user_scenes[index % len(user_scenes)], user_scene=True)
     for _ in range(SCENE_TRIES):

@@ -13,16 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pairsmith.storage.ids import stable_hash, stable_id
 from pairsmith.storage.schemas import Message, SampleRow, utc_now
+from pairsmith.tasks.dig.prompts import PAIRSMITH_GROUNDING_PROMPT, GroundingPromptName, grounding_prompt
 
 TWO_IMAGES = "<image>\n<image>\n"
 
-GROUNDING_PROMPT = (
-    "The first image is the original scene and the second image is the same scene after some "
-    "changes.{count} Find every region that differs between them. Answer with a JSON list of "
-    "[x1, y1, x2, y2] boxes in absolute pixel coordinates of the first image ({width}x{height}). "
-    "Box an object that changed or disappeared where it is in the first image, and a new object "
-    "at the empty spot in the first image where it appears. Answer [] if nothing changed."
-)
+GROUNDING_PROMPT = PAIRSMITH_GROUNDING_PROMPT  # the prompts by name: pairsmith.tasks.dig.prompts
 
 DIFF_CAPTION_QUESTIONS = (
     "What changed between the first image and the second image?",
@@ -59,17 +54,13 @@ def boxes_answer(boxes: list[list[float]]) -> str:
     return json.dumps([[round(v) for v in box] for box in boxes])
 
 
-def _count_clause(n: int) -> str:
-    return f" There {'is exactly 1 difference' if n == 1 else f'are exactly {n} differences'}."
-
-
 def grounding_sample(
     *, pair_id: str, run_id: str, method: str, boxes: list[list[float]], width: int, height: int,
-    subset: str, state_count: bool, split: str, category: str | None,
+    subset: str, state_count: bool, split: str, category: str | None, prompt_name: GroundingPromptName = "pairsmith",
 ) -> SampleRow:
-    prompt = GROUNDING_PROMPT.format(
-        count=_count_clause(len(boxes)) if state_count else "", width=width, height=height
-    )
+    """A grounding sample; ``prompt_name`` picks the prompt (``pairsmith.tasks.dig.prompts``) and
+    ``state_count`` whether it states the number of boxes (DiG's curriculum stages 1-2)."""
+    prompt = grounding_prompt(prompt_name, len(boxes) if state_count else None, width, height)
     answer = boxes_answer(boxes)
     return SampleRow(
         sample_id=stable_id(pair_id, "grounding", subset),

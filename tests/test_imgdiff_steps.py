@@ -157,7 +157,7 @@ def test_object_presence_question_shows_the_original_on_the_recorded_side():
         left_is_original = (picture[20, 20] == np.asarray(original)[20, 20]).all() and picture[20, 20].any()
         assert sample.object_side == object_side(region_id) == ("left" if left_is_original else "right")
         assert sample.answer == ("A" if sample.object_side == "left" else "B")
-        assert sample.conversation[1].content == sample.answer and 'object "a red mug"' in sample.conversation[0].content
+        assert sample.conversation[1].content == sample.answer and 'object related to "a red mug" within the red bounding box' in sample.conversation[0].content
         assert sample.conversation[0].content.count("<image>") == 1 and sample.boxes == [[10, 10, 30, 30]]
         sides.add(sample.object_side)
     assert sides == {"left", "right"}  # drawn per region, both sides occur

@@ -297,6 +297,9 @@ cli.add_command(cli_import.import_group)
 from pairsmith.flows.cli import bench as cli_bench  # noqa: E402  (bench med)
 
 cli.add_command(cli_bench.bench_group)
+from pairsmith.flows.cli import papers as cli_papers  # noqa: E402  (papers: the parity table)
+
+cli.add_command(cli_papers.papers)
 
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C (SIGTERM: 143, see interrupts.exit_code)

@@ -21,6 +21,7 @@ from pairsmith.scenes.pair_plan import PairPlan
 from pairsmith.scenes.scene_sampler import ObjectMap, subset_for
 from pairsmith.storage.ids import stable_id
 from pairsmith.storage.schemas import PairRow, RegionRow, SampleRow, utc_now
+from pairsmith.tasks.dig.prompts import GroundingPromptName
 from pairsmith.tasks.dig.render_pairs import RenderedPair
 from pairsmith.tasks.sample_builders import SplitFractions, diff_caption_sample, grounding_sample, split_for
 from pairsmith.tasks.stage import stage
@@ -62,6 +63,7 @@ def build_dig_records(
     visibility: VisibilityThresholds,
     splits: SplitFractions,
     caption_style: CaptionStyle = "referring",
+    grounding_prompt: GroundingPromptName = "pairsmith",
 ) -> BatchRecords:
     """The batch's pairs, regions and samples; counts the ``samples`` stage (one verdict per pair
     that reached it). A ``move`` gives two regions (its old place, then its new one), each boxed
@@ -80,7 +82,7 @@ def build_dig_records(
         else:
             sentences = [c.text for c in referring_captions(pair.changes, pair.before, pair.after, w, h, plan.seed)]
         kept = pair.verdict.keep
-        subset = subset_for(len(pair.changes)) if kept else None
+        subset = (plan.subset or subset_for(len(pair.changes))) if kept else None
         out.pairs.append(PairRow(
             pair_id=plan.pair_id, run_id=run_id, method=METHOD,
             image_before=pair.png_before, image_after=pair.png_after, width=w, height=h,
@@ -121,19 +123,27 @@ def build_dig_records(
                 boxes.append(m.box)
         if not kept:
             continue
-        out.samples += _samples(plan, run_id, boxes, sentences, kinds, subset, w, h, splits)
+        out.samples += _samples(plan, run_id, boxes, sentences, kinds, subset, w, h, splits, grounding_prompt)
         stats.record(KEEP)
     return out
 
 
-def _samples(plan: PairPlan, run_id: str, boxes, sentences, kinds, subset, w, h, splits) -> list[SampleRow]:
-    """Grounding with the count stated (single/double) and without it (mixed), plus a caption."""
+def _samples(plan: PairPlan, run_id: str, boxes, sentences, kinds, subset, w, h, splits,
+             prompt_name: GroundingPromptName = "pairsmith") -> list[SampleRow]:
+    """Grounding with the count stated (single/double) and without it (mixed), plus a caption;
+    ``prompt_name`` picks the grounding prompt (``pairsmith.tasks.dig.prompts``)."""
     split = split_for(plan.pair_id, splits)
     common = dict(pair_id=plan.pair_id, run_id=run_id, method=METHOD, split=split, category=kinds)
     rows = []
-    if subset in ("single", "double"):
-        rows.append(grounding_sample(**common, boxes=boxes, width=w, height=h, subset=subset, state_count=True))
-    rows.append(grounding_sample(**common, boxes=boxes, width=w, height=h, subset="mixed", state_count=False))
+    if plan.subset is not None:  # DiG's disjoint subsets: the pair's own subset only, the count in stages 1-2
+        rows.append(grounding_sample(**common, boxes=boxes, width=w, height=h, subset=subset,
+                                     state_count=subset != "mixed", prompt_name=prompt_name))
+    elif subset in ("single", "double"):
+        rows.append(grounding_sample(**common, boxes=boxes, width=w, height=h, subset=subset, state_count=True,
+                                    prompt_name=prompt_name))
+    if plan.subset is None:
+        rows.append(grounding_sample(**common, boxes=boxes, width=w, height=h, subset="mixed", state_count=False,
+                                    prompt_name=prompt_name))
     rows.append(diff_caption_sample(
         **common, sentences=sentences or [DISTRACTOR_CAPTION], boxes=boxes, subset=subset,
     ))

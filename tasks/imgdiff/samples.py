@@ -3,8 +3,9 @@
 * ``diff-caption`` (replacement): both images with the region boxed in red, side by side with a
   20 px black bar, and the VLM's difference caption as the answer.
 * ``object-presence-mcq`` (removal): the original and the inpainted image, each with the region
-  boxed in red, side by side in an order drawn from the region id; "which image has the object ...
-  within the red box?", answer A (left) or B (right). The side showing the object is stored in
+  boxed in red, side by side in an order drawn from the region id; Img-Diff's question verbatim
+  ("Analyse the left image and the right image ... Which image has the object related to ... within
+  the red bounding box?", supplementary Fig. 10), answer A (left) or B (right). The side showing the object is stored in
   ``object_side``, so the order can be checked and balanced.
 """
 
@@ -22,7 +23,11 @@ DIFF_QUESTION = (
     "The image shows two pictures side by side, separated by a black bar. What is the difference between "
     "the left and the right picture within the red box?"
 )
-PRESENCE_QUESTION = 'Which image has the object "{description}" within the red box?'
+# Img-Diff supplementary Fig. 10 ("object removal" data), verbatim: question, options, instruction, one a line.
+PRESENCE_QUESTION = (
+    "Analyse the left image and the right image (separated by the black vertical bar). "
+    'Which image has the object related to "{description}" within the red bounding box?'
+)
 PRESENCE_OPTIONS = ("A. the left image", "B. the right image")
 MCQ_INSTRUCTION = "Answer with the option's letter from the given choices directly."
 

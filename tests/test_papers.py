@@ -1,0 +1,190 @@
+"""The papers' presets against configs/papers/parameters.yaml, docs/papers.md, ``pairsmith papers``,
+and Img-Diff's printed prompts against the paper text in ../shared/papers (skipped where absent)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from pairsmith.flows import papers
+from pairsmith.flows.cli.main import cli
+from pairsmith.flows.dig_render_config import DigRenderConfig
+from pairsmith.flows.evaluate_config import EvaluateConfig
+from pairsmith.flows.finetune_config import GrpoFinetuneConfig
+from pairsmith.flows.imgdiff_config import ImgDiffRemoveConfig, ImgDiffReplaceConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPERS_TEXTS = ROOT.parent / "shared" / "papers"
+MODELS = {"dig-render": DigRenderConfig, "finetune": GrpoFinetuneConfig, "evaluate": EvaluateConfig,
+          "imgdiff-replace": ImgDiffReplaceConfig, "imgdiff-remove": ImgDiffRemoveConfig}
+
+
+def _copy_repo_configs(tmp_path: Path) -> Path:
+    shutil.copytree(ROOT / "configs" / "papers", tmp_path / "configs" / "papers")
+    return tmp_path
+
+
+def _edit_yaml(path: Path, dotted: str, value) -> None:
+    data = yaml.safe_load(path.read_text())
+    node = data
+    *parents, last = dotted.split(".")
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    node[last] = value
+    path.write_text(yaml.safe_dump(data))
+
+
+def test_every_preset_loads_through_its_flows_config_model():
+    params = papers.load_parameters()
+    assert set(params.papers) >= {"dig", "imgdiff"}
+    assert set(params.papers["dig"].presets) == {"corpus", "grpo", "evaluate"}
+    assert set(params.papers["imgdiff"].presets) == {"replace", "remove", "evaluate"}
+    for paper in params.papers.values():
+        for preset in paper.presets.values():
+            config = papers.load_preset(preset)
+            assert isinstance(config, MODELS[preset.flow]), preset.file
+            assert preset.file in preset.command
+
+
+def test_every_preset_carries_its_papers_values():
+    assert papers.check() == []
+
+
+def test_every_preset_has_parameters_and_every_key_resolves():
+    rows = papers.table_rows()
+    params = papers.load_parameters()
+    for name, paper in params.papers.items():
+        for preset in paper.presets:
+            assert any(r.paper == name and r.preset == preset for r in rows), f"{name}/{preset} has no parameter"
+    keyed = [r for r in rows if r.key]
+    assert len(keyed) >= 40
+    assert all(r.preset_value != papers.NOT_CARRIED for r in keyed)
+
+
+@pytest.mark.parametrize("preset, key, value, expected", [
+    ("dig/grpo.yaml", "grpo.beta", 0.02, "grpo.beta is 0.02, the paper's is 0.01"),
+    ("dig/grpo.yaml", "stages.1.steps", 25, "stages.1.steps is 25, the paper's is 20"),
+    ("dig/corpus.yaml", "sampling.max_changes", 3, "sampling.max_changes is 3, the paper's is 4"),
+    ("imgdiff/replace.yaml", "thresholds.citm_min", 0.3, "thresholds.citm_min is 0.3, the paper's is 0.4"),
+    ("imgdiff/remove.yaml", "inpaint.prompt", "background, nothing, 8k", "inpaint.prompt is 'background, nothing, 8k'"),
+])
+def test_a_changed_preset_value_fails_the_check(tmp_path, preset, key, value, expected):
+    root = _copy_repo_configs(tmp_path)
+    _edit_yaml(root / "configs" / "papers" / preset, key, value)
+    problems = papers.check(root=root)
+    assert len(problems) == 1 and expected in problems[0], problems
+
+
+def test_a_default_that_differs_needs_its_reason(tmp_path):
+    root = _copy_repo_configs(tmp_path)
+    path = root / "configs" / "papers" / "parameters.yaml"
+    data = yaml.safe_load(path.read_text())
+    entry = next(p for p in data["parameters"] if p.get("key") == "grpo.gradient_checkpointing")
+    del entry["why_default"]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    problems = papers.check("dig", root=root)
+    assert problems == ["dig: gradient checkpointing: grpo.gradient_checkpointing: the default False differs and "
+                        "why_default is empty"]
+
+
+def test_a_code_constant_that_differs_fails(monkeypatch):
+    from pairsmith.storage import pair_images
+
+    monkeypatch.setattr(pair_images, "BAR_PX", 16)
+    assert papers.check("imgdiff") == [
+        "imgdiff: black bar between the side-by-side images (pixels): pairsmith.storage.pair_images:BAR_PX is 16, "
+        "the paper's is 20"]
+
+
+def test_values_the_papers_leave_open_are_listed_as_assumptions():
+    rows = {r.key: r for r in papers.table_rows("dig") if r.key}
+    for key in ("reward.lambda_f1", "reward.lambda_iou", "reward.iou_threshold", "sampling.min_objects"):
+        assert rows[key].assumption, key
+    assert not rows["grpo.beta"].assumption
+
+
+def test_docs_papers_md_is_generated_from_the_list():
+    expected = papers.render_markdown()
+    assert (ROOT / "docs" / "papers.md").read_text() == expected, (
+        "docs/papers.md is stale: run `pairsmith papers --markdown > docs/papers.md`")
+    assert "| KL coefficient beta | DiG supp. Table 5 | 0.01 | grpo | `grpo.beta` | 0.01 | 0.01 |" in expected
+
+
+def test_cli_prints_the_table_and_checks():
+    runner = CliRunner()
+    out = runner.invoke(cli, ["papers", "dig"])
+    assert out.exit_code == 0, out.output
+    assert "KL coefficient beta  [DiG supp. Table 5]" in out.output
+    assert "paper 0.01 | preset grpo: 0.01 | default 0.01 | key grpo.beta" in out.output
+    assert "== imgdiff" not in out.output
+    ok = runner.invoke(cli, ["papers", "--check"])
+    assert ok.exit_code == 0 and "carries the paper's values" in ok.output
+    bad = runner.invoke(cli, ["papers", "nope"])
+    assert bad.exit_code == 2 and "unknown paper 'nope'; known: dig, imgdiff" in bad.output
+    md = runner.invoke(cli, ["papers", "--markdown"])
+    assert md.exit_code == 0 and md.output == papers.render_markdown()
+
+
+def test_cli_check_fails_on_a_drifted_preset(tmp_path, monkeypatch):
+    root = _copy_repo_configs(tmp_path)
+    _edit_yaml(root / "configs" / "papers" / "dig" / "grpo.yaml", "reward.alpha", 0.2)
+    monkeypatch.setattr(papers, "ROOT", root)
+    out = CliRunner().invoke(cli, ["papers", "dig", "--check"])
+    assert out.exit_code == 1
+    assert "reward.alpha is 0.2, the paper's is 0.1" in out.output
+
+
+# ------------------------------------------------------------------ Img-Diff prompts as printed
+
+def _paper_text(marker: str) -> str:
+    if not PAPERS_TEXTS.is_dir():
+        pytest.skip(f"the papers' texts are not at {PAPERS_TEXTS} (../shared/papers); prompt comparison skipped")
+    for path in sorted(PAPERS_TEXTS.glob("*.txt")):
+        text = path.read_text()
+        if marker in text:
+            return text
+    pytest.skip(f"no paper text in {PAPERS_TEXTS} holds {marker!r}; prompt comparison skipped")
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_removal_question_is_img_diffs_fig_10_verbatim():
+    from PIL import Image
+
+    from pairsmith.tasks.imgdiff.samples import ONE_IMAGE, object_presence_sample
+
+    text = _paper_text('"object removal" data, including the image pair')
+    printed = json.loads("{" + re.search(r'"conversations": (\[\{"from": "human".*?\}\])', text).group(0) + "}")
+    question = printed["conversations"][0]["value"]
+    description = re.search(r'related to "(.*?)" within', question).group(1)
+    img = Image.new("RGB", (64, 48), "white")
+    sample = object_presence_sample(pair_id="p", region_id="r", run_id="run", method="imgdiff-remove",
+                                    original=img, inpainted=img, box=[4.0, 4.0, 20.0, 20.0],
+                                    description=description, split="train")
+    sent = sample.conversation[0].content
+    assert sent.startswith(ONE_IMAGE)
+    assert sent.removeprefix(ONE_IMAGE) == question  # line breaks included: Fig. 10 prints them as \n
+    assert printed["conversations"][1]["value"] in ("A", "B")
+
+
+def test_removal_inpainting_prompt_is_as_printed():
+    text = _paper_text("background, nothing, 8k")
+    printed = re.search(r'The prompt is "([^"]+)"', text).group(1)
+    remove = papers.load_preset(papers.load_parameters().papers["imgdiff"].presets["remove"])
+    assert remove.inpaint.prompt == printed == "background, nothing, 8k."
+
+
+def test_cocot_and_lexicon_categories_match_the_text():
+    text = _paper_text("Contrastive Chain-of-Thought")
+    rows = {r.name: r for r in papers.table_rows("imgdiff")}
+    assert _norm(rows["CoCoT instruction"].paper_value) in _norm(text)
+    categories = rows["lexicon categories (11)"].paper_value
+    assert all(f'"{c}' in text for c in categories) and len(categories) == 11
