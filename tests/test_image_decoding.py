@@ -124,7 +124,7 @@ def test_gemini_answers_are_stored_upright_and_an_unchanged_answer_is_no_sample(
                "change nothing": EditResult(_save(upright_source.image.convert("RGBA"), "PNG"), "image/png", None)}
 
     class Editor:
-        config = SimpleNamespace(model_id="fake-editor")
+        config = SimpleNamespace(model_id="fake-editor", retry_rejected=False)
 
         def edit_each(self, requests):
             for k, request in enumerate(requests):
