@@ -262,4 +262,6 @@ def same_pixels(first: Image.Image, second: Image.Image) -> bool:
     """Whether two decoded pictures show the same thing: same size and not one pixel different."""
     if first.size != second.size:
         return False
-    return ImageChops.difference(first.convert("RGB"), second.convert("RGB")).getbbox() is None
+    if first.mode != second.mode:  # grey beside colour: compared as colour
+        first, second = first.convert("RGB"), second.convert("RGB")
+    return ImageChops.difference(first, second).getbbox() is None
