@@ -358,13 +358,12 @@ def run(truth_pairs: list[TruthPair], propose: ProposeFn, batch_size: int = 8) -
 
 
 def run_marked(items: Sequence[MarkedItem], propose: ProposeFn) -> MarkedReport:
-    from PIL import Image
+    from pairsmith.storage.pair_images import open_image
 
     found, sizes = [], []
     start, cpu = time.perf_counter(), time.process_time()
-    for item in items:
-        with Image.open(item.before) as before, Image.open(item.after) as after:
-            pair = (before.convert("RGB"), after.convert("RGB"))
+    for item in items:  # decoded as a viewer (and pairsmith's import) shows them: upright, 8-bit, alpha over white
+        pair = (open_image(Path(item.before).read_bytes()), open_image(Path(item.after).read_bytes()))
         sizes.append(pair[0].size)
         found += propose([pair])
     report = score_marked(items, found, sizes)
@@ -389,7 +388,7 @@ def _sheet_order(is_global: Sequence[bool], n: int) -> list[int]:
 
 
 def marked_sheet(items: Sequence[MarkedItem], report: MarkedReport, out: Path, n: int) -> None:
-    from PIL import Image
+    from pairsmith.storage.pair_images import open_image
 
     SheetPair, draw_sheet = _sheet_parts()
 
@@ -397,8 +396,7 @@ def marked_sheet(items: Sequence[MarkedItem], report: MarkedReport, out: Path, n
     pairs = []
     for i in order:
         item, f = items[i], report.results[i]
-        with Image.open(item.before) as b, Image.open(item.after) as a:
-            before, after = b.convert("RGB"), a.convert("RGB")
+        before, after = open_image(Path(item.before).read_bytes()), open_image(Path(item.after).read_bytes())
         w, h = before.size
         marks = [] if item.is_global else [[x1 * w, y1 * h, x2 * w, y2 * h] for x1, y1, x2, y2 in item.marks]
         pairs.append(SheetPair(f"item {item.index} ({item.note})" if item.note else f"item {item.index}", before, after,

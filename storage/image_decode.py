@@ -23,7 +23,8 @@ measured on it share one frame, the one image viewers, ``datasets.Image`` and tr
   main picture is used.
 
 The stored bytes are the file's own when they already are such a picture (PNG or JPEG, 8-bit grey
-or RGB, no alpha, no orientation to apply, one frame); otherwise the decoded picture encoded as
+or RGB, no alpha or an alpha channel that is opaque everywhere, e.g. CLEVR's renders, no
+orientation to apply, one frame); otherwise the decoded picture encoded as
 PNG (lossless), so a rotated phone JPEG is stored as PNG.
 
 ``ImageLimits.max_pixels`` is the pixel limit, for every format: Pillow's own decompression-bomb
@@ -196,7 +197,8 @@ def _orientation(image: Image.Image) -> int:
 def _as_is(data: bytes, image: Image.Image) -> bool:
     """Whether the file's own bytes already are what a viewer shows (see the module docstring)."""
     if image.format == "PNG" and data.startswith(PNG_SIGNATURE):
-        plain = image.mode in ("L", "RGB") and "transparency" not in image.info
+        plain = ((image.mode in ("L", "RGB") and "transparency" not in image.info)
+                 or (image.mode in ("LA", "RGBA") and image.getchannel("A").getextrema() == (255, 255)))  # opaque
     elif image.format == "JPEG" and data.startswith(JPEG_SIGNATURE):
         plain = image.mode in ("L", "RGB")  # CMYK JPEGs are converted
     else:
@@ -260,4 +262,6 @@ def same_pixels(first: Image.Image, second: Image.Image) -> bool:
     """Whether two decoded pictures show the same thing: same size and not one pixel different."""
     if first.size != second.size:
         return False
-    return ImageChops.difference(first.convert("RGB"), second.convert("RGB")).getbbox() is None
+    if first.mode != second.mode:  # grey beside colour: compared as colour
+        first, second = first.convert("RGB"), second.convert("RGB")
+    return ImageChops.difference(first, second).getbbox() is None
