@@ -763,8 +763,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.cpu and not torch.cuda.is_available():
         print("gpu_smoke: error: torch sees no CUDA GPU; run with --cpu to check the paths on the CPU", file=sys.stderr)
         return 2
-    out = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    from pairsmith.storage.work_folder import claim_work_folder
+
+    try:  # it deletes and rewrites fixed names inside --out: only in a folder it made
+        out = claim_work_folder(args.out, ".pairsmith-gpu-smoke", "--out").resolve()
+    except ValueError as err:
+        print(f"gpu_smoke: error: {err}", file=sys.stderr)
+        return 2
     _set_environment(out, out / "cache" / ("prefect-render" if args.render_child else "prefect"))
     smoke = Smoke(out, device, args.dtype)
 

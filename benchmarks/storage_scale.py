@@ -281,10 +281,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the write benchmark")
     parser.add_argument("--no-reference", action="store_true", help="skip the one-commit reference database")
     parser.add_argument("--import-gib", type=float, default=2.0, help="GiB of photos to import (0: skip)")
-    parser.add_argument("--workdir", type=Path, default=None, help="where databases go (default: a temp folder)")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="where databases go (default: a temp folder); a new or empty folder, or one an earlier "
+                        "run of this benchmark made: it deletes and rewrites fixed names inside it")
     args = parser.parse_args()
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="storage-scale-"))
-    workdir.mkdir(parents=True, exist_ok=True)
+    from pairsmith.storage.work_folder import claim_work_folder
+
+    try:
+        workdir = claim_work_folder(args.workdir or Path(tempfile.mkdtemp(prefix="storage-scale-")),
+                                    ".pairsmith-storage-scale", "--workdir")
+    except ValueError as err:
+        parser.exit(2, f"storage_scale: error: {err}\n")
     try:
         if args.import_gib:
             photo_import(workdir, args.import_gib)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from pairsmith.storage.exports import export
 from pairsmith.storage.exports.base import ExportOptions
 from pairsmith.storage.schemas import PairRow, RegionRow, utc_now
 from pairsmith.storage.store import PairStore
-from pairsmith.storage.versions import pin_for_export
+from pairsmith.storage.versions import finish_export, pin_for_export
 from pairsmith.tasks.sample_builders import grounding_sample
 from tests.synthetic_db import SyntheticRun, build
 
@@ -52,16 +53,21 @@ def _grounding(pair_id: str, split: str = "train"):
                             width=32, height=24, subset="single", state_count=True, split=split, category="shape")
 
 
-def test_a_non_empty_out_is_refused_and_overwrite_replaces_it_whole(small_db, tmp_path):
+def test_a_non_empty_out_is_refused_and_overwrite_replaces_only_an_earlier_export_whole(small_db, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "images").mkdir()
     (out / "images" / "stale.png").write_bytes(b"the user's own file")
-    with pytest.raises(ValueError, match="is not empty; pass --overwrite"):
-        export(small_db, out, "llava")
+    for overwrite in (False, True):  # the user's files: never replaced (issue 22, kind 1)
+        with pytest.raises(ValueError, match="is not a pairsmith export"):
+            export(small_db, out, "llava", overwrite=overwrite)
     assert _files(out) == {"images/stale.png"}
+    shutil.rmtree(out)
+    export(small_db, out, "sharegpt", ExportOptions(layout="side-by-side"))
+    with pytest.raises(ValueError, match="holds an earlier export; pass --overwrite"):
+        export(small_db, out, "llava")
     result = export(small_db, out, "llava", overwrite=True)
-    assert "images/stale.png" not in _files(out) and (out / "llava.json").is_file()
+    assert "sharegpt.json" not in _files(out) and (out / "llava.json").is_file()
     records = json.loads((out / "llava.json").read_text())
     referenced = {p for r in records for p in r["image"]}
     assert referenced == {f for f in _files(out) if f.startswith("images/")}  # nothing stale, nothing missing
@@ -76,7 +82,7 @@ def test_exporting_twice_to_one_folder_refuses_the_second(small_db, tmp_path, ca
     capsys.readouterr()
     assert main(["export", "--db", small_db.uri, "--format", "sharegpt", "--out", str(out), "--split", "val"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "is not empty; pass --overwrite" in err
+    assert err.count("\n") == 1 and "holds an earlier export; pass --overwrite" in err
     assert (out / "sharegpt.json").read_text() == before
 
 
@@ -141,16 +147,15 @@ def test_ids_never_write_outside_out(tmp_path):
     assert record["id"] == "/tmp/abs" and record["pair_id"] == evil  # the ids themselves are kept as data
 
 
-def test_an_out_that_is_a_symlink_is_replaced_not_followed(small_db, tmp_path):
+def test_an_out_that_is_a_symlink_is_neither_replaced_nor_followed(small_db, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     link = tmp_path / "link"
     link.symlink_to(elsewhere)
-    with pytest.raises(ValueError, match="exists and is not a folder"):
-        export(small_db, link, "llava")
-    export(small_db, link, "llava", overwrite=True)
-    assert link.is_dir() and not link.is_symlink() and (link / "llava.json").is_file()
-    assert list(elsewhere.iterdir()) == []  # nothing written through the link
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match="is a symbolic link"):
+            export(small_db, link, "llava", overwrite=overwrite)
+    assert link.is_symlink() and list(elsewhere.iterdir()) == []  # nothing written through the link
 
 
 def test_webp_and_other_pil_images_export_with_their_extension_and_bad_ones_are_counted(tmp_path):
@@ -188,6 +193,7 @@ def test_an_export_at_a_tag_ignores_a_table_created_after_it(small_db, tmp_path,
     store.upsert("pairs", [_pair("p", _encoded("PNG"), _encoded("PNG"))])
     store.upsert("samples", [_grounding("p")])
     snapshot = pin_for_export(store)[1]
+    finish_export(store, snapshot)
     store.upsert("regions", [RegionRow(region_id="r", pair_id="p", run_id="later", box=[0, 0, 4, 4],
                                        proposer="fastsam", status="kept", created_at=utc_now())])
     store.upsert("samples", [_grounding("p").model_copy(update={"sample_id": "later"})])

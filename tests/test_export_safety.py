@@ -250,3 +250,22 @@ def test_a_database_on_a_read_only_mount_is_inspected_and_exported_but_not_writt
     for write in ("maintain", "delete"):
         assert results[write][0] == 2 and "not writable" in results[write][1], results[write]
     assert list(list_tags(PairStore("data/pairsmith.lance"))) == [tag]  # nothing was written
+
+
+def test_benchmarks_work_only_in_folders_they_made(tmp_path, capsys):
+    from pairsmith.storage.work_folder import claim_work_folder
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_smoke.py"
+
+    user = tmp_path / "mine"
+    (user / "models").mkdir(parents=True)  # a name gpu_smoke deletes and rewrites
+    (user / "models" / "weights.bin").write_bytes(b"precious")
+    done = subprocess.run([sys.executable, str(script), "--out", str(user), "--cpu", "--only", "clip"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "not empty and was not made by this command" in done.stderr, done.stderr
+    assert (user / "models" / "weights.bin").read_bytes() == b"precious"
+    with pytest.raises(ValueError, match="inside a LanceDB database"):
+        claim_work_folder(tmp_path / "db.lance" / "work", ".m", "--workdir")
+    made = claim_work_folder(tmp_path / "new", ".m", "--workdir")
+    (made / "db-10.lance").mkdir()
+    assert claim_work_folder(made, ".m", "--workdir") == made  # its own folder, again

@@ -100,3 +100,44 @@ def test_a_flow_run_left_running_by_a_killed_process_is_marked_crashed_by_the_ne
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def _gone_within(pids: list[int], seconds: float) -> bool:
+    import time
+
+    from pairsmith.storage.process_owner import process_started
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if all(process_started(p) is None for p in pids):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_the_watchdog_ends_every_process_the_cli_started_when_the_cli_is_killed(tmp_path):
+    """A stand-in for a local Ray: a child that ignores SIGTERM and a grandchild, like raylet's workers."""
+    import json
+    import os
+    import signal
+
+    import psutil
+
+    program = (
+        "import subprocess, sys, time, json\n"
+        "from pairsmith.flows.engine.task_runners import _start_watchdog\n"
+        "dog = _start_watchdog()\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import signal, subprocess, sys, time; "
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "subprocess.Popen([sys.executable, \"-c\", \"import time; time.sleep(120)\"]); time.sleep(120)'])\n"
+        "time.sleep(1.5)\n"
+        "print(json.dumps({'dog': dog.pid}), flush=True)\n"
+        "time.sleep(120)\n")
+    cli = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True)
+    dog = json.loads(cli.stdout.readline())["dog"]
+    below = [p.pid for p in psutil.Process(cli.pid).children(recursive=True) if p.pid != dog]
+    assert len(below) == 2  # the child and the grandchild
+    os.kill(cli.pid, signal.SIGKILL)
+    cli.wait()
+    assert _gone_within(below, 10)  # SIGTERM ignored: SIGKILL after the grace period
+    assert _gone_within([dog], 5)  # and the watchdog itself ends

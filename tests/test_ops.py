@@ -25,7 +25,7 @@ from pairsmith.storage.compaction import compaction_plan
 from pairsmith.storage.ids import stable_id
 from pairsmith.storage.schemas import StageStatsRow, utc_now
 from pairsmith.storage.store import PairStore
-from pairsmith.storage.versions import list_tags, pin_for_export, pinned_store
+from pairsmith.storage.versions import finish_export, list_tags, pin_for_export, pinned_store
 from tests.conftest import render_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -219,6 +219,7 @@ def test_maintenance_compacts_cleans_outside_the_window_and_keeps_tagged_version
     for i in range(4):
         store.upsert("stage_stats", [_stat(i)])
     view, snapshot = pin_for_export(store)
+    finish_export(store, snapshot)  # the export is in place: its running tag becomes export-...
     for i in range(4, 8):
         store.upsert("stage_stats", [_stat(i), _stat(0)])  # new rows and a rewritten one
 
