@@ -48,7 +48,7 @@ def measure(samples: int, width: int, height: int, sig: str, after: float, cap: 
         for pid in left:
             os.kill(pid, signal.SIGKILL)
         return {"seconds": seconds, "code": cli.returncode, "said_stopping": "stopping" in err,
-                "children_left": len(left)}
+                "children_left": len(left), "forced": "stopped (" in err, "stderr": err}
 
 
 def main() -> None:
@@ -58,12 +58,15 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=320)
     parser.add_argument("--signal", choices=["INT", "TERM"], default="INT")
     parser.add_argument("--after", type=float, default=30.0, help="seconds between start and the signal")
+    parser.add_argument("--verbose", action="store_true", help="print the end of the CLI's stderr")
     parser.add_argument("--cap", type=float, default=300.0, help="seconds to wait for the CLI to exit")
     args = parser.parse_args()
     result = measure(args.samples, args.width, args.height, args.signal, args.after, args.cap)
     print(f"render --samples {args.samples} {args.width}x{args.height}, SIG{args.signal} after {args.after:.0f} s: "
           f"exited in {result['seconds']} s, code {result['code']}, said stopping: {result['said_stopping']}, "
-          f"children left: {result['children_left']}")
+          f"forced after the bound: {result['forced']}, children left: {result['children_left']}")
+    if args.verbose:
+        print(result["stderr"][-3000:])
 
 
 if __name__ == "__main__":

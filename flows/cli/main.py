@@ -306,7 +306,8 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C (SIGTERM: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: click's usage errors and ours become one line and exit code 2; Ctrl-C exits 130."""
+    """Entry point: click's usage errors and ours become one line and exit code 2; Ctrl-C exits 130
+    and SIGTERM 143, within seconds (``pairsmith.flows.engine.interrupts``)."""
     from pairsmith.flows.engine import interrupts
 
     previous = interrupts.install()  # Ctrl-C / SIGTERM: a clean stop (see flows/engine/interrupts.py)
@@ -319,13 +320,18 @@ def main(argv: list[str] | None = None) -> int:
         return err.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("pairsmith: aborted", err=True)
-        return interrupts.exit_code(interrupts.requested()) if interrupts.requested() else EXIT_INTERRUPTED
+        return EXIT_INTERRUPTED
     except Exception as err:  # a failure no command foresaw: one line too (PAIRSMITH_TRACEBACK=1 re-raises it)
+        if interrupts.requested():  # the stop surfaced wrapped in a library's error
+            click.echo("pairsmith: aborted", err=True)
+            return EXIT_INTERRUPTED
         if os.environ.get("PAIRSMITH_TRACEBACK"):
             raise
         click.echo(f"pairsmith: error: {describe_failure(err)} (PAIRSMITH_TRACEBACK=1 shows where)", err=True)
         return EXIT_FAILED
     finally:
+        if interrupts.requested():  # a real SIGINT/SIGTERM, however the command ended: 130/143, now, no child left
+            interrupts.exit_now(interrupts.exit_code(interrupts.requested()))
         interrupts.restore(previous)  # main() called in-process (tests): leave no trace
     return result if isinstance(result, int) else 0
 

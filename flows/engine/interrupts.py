@@ -5,7 +5,8 @@ The CLI installs ``install()``'s handlers. On the first SIGINT or SIGTERM:
 1. ``pairsmith: stopping (SIGINT) ...`` goes to stderr at once;
 2. KeyboardInterrupt is raised in the main thread, so the command unwinds: the flow run is marked
    crashed, a Blender worker (``pairsmith.scenes.render_worker``) or a Ray runtime is shut down,
-   Prefect's server is stopped, and the CLI exits ``128 + signal``: 130 for SIGINT, 143 for SIGTERM;
+   and ``exit_now`` ends every child process (Prefect's server included: SIGTERM, then SIGKILL
+   after ``CHILD_GRACE_SECONDS``); the CLI exits ``128 + signal``: 130 for SIGINT, 143 for SIGTERM;
 3. if the process has not exited ``STOP_SECONDS`` later (a thread stuck in a request, a library
    that holds the signal), every child process is killed and the process exits with that code.
    A batch commit in progress (a ``deferred()`` section) gets up to ``COMMIT_GRACE_SECONDS`` more.
@@ -43,6 +44,7 @@ R = TypeVar("R")
 
 STOP_SECONDS = 5.0  # from the first signal to a forced exit (children killed)
 COMMIT_GRACE_SECONDS = 30.0  # more time for a batch commit that is under way when that comes
+CHILD_GRACE_SECONDS = 1.5  # from SIGTERM to SIGKILL for the children of a stopped CLI
 
 _requested: str | None = None
 _signals_seen = 0  # by the Python handler
@@ -93,6 +95,25 @@ def _force_later() -> None:
         time.sleep(0.1)
     if not _disarmed.is_set():
         force_exit(f"did not stop within {STOP_SECONDS:.0f} s")
+
+
+def exit_now(code: int) -> None:
+    """End a stopped CLI at once: stdout and stderr flushed, every child process asked to end
+    (SIGTERM: Prefect's server shuts down cleanly) and killed if it has not within
+    ``CHILD_GRACE_SECONDS``, then the process ends, skipping ``atexit`` hooks (logging's flush
+    to an API server already gone can block), worker threads still blocked in a request and the
+    interpreter's teardown (seconds of CPU with torch, pyarrow and Prefect loaded)."""
+    import sys
+
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        end_children(CHILD_GRACE_SECONDS)
+    finally:
+        os._exit(code)
 
 
 def force_exit(why: str) -> None:
@@ -304,6 +325,51 @@ def descendants(pid: int | None = None) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
+
+
+def _signal_all(pids: list[int], signum: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def end_children(grace: float) -> None:
+    """SIGTERM every child process (tracked ones with their process groups, and every other
+    descendant), SIGKILL what is left after ``grace`` seconds."""
+    groups = []
+    for proc in list(_children.values()):
+        try:
+            if os.getpgid(proc.pid) == proc.pid:
+                groups.append(proc.pid)
+        except (ProcessLookupError, PermissionError):
+            pass
+    for group in groups:
+        try:
+            os.killpg(group, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+    _signal_all(descendants(), signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        for proc in list(_children.values()):
+            try:
+                proc.poll()  # reap a tracked child that ended
+            except Exception:
+                pass
+        if not [pid for pid in descendants() if not _is_zombie(pid)]:
+            return
+        time.sleep(0.05)
+    kill_children()
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 def kill_children() -> None:
