@@ -168,3 +168,27 @@ def test_another_import_batch_size_redoes_nothing(tmp_path, capsys):
     capsys.readouterr()
     assert _import(pairs, db, "--batch-size", "4") == 0
     assert "3 of 3 batches were already stored" in capsys.readouterr().out
+
+
+def test_a_pair_that_failed_with_an_error_is_rendered_again_alone(tmp_path, monkeypatch):
+    """The retry does that pair only, not its batch-mates, and the funnel still counts it once."""
+    from pairsmith.scenes.blender_render import BlenderRenderer
+
+    real, calls = BlenderRenderer.render_color, {"n": 0}
+
+    def third_fails(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return real(self, *args, **kwargs)
+
+    db = tmp_path / "db.lance"
+    with monkeypatch.context() as m:
+        m.setattr(BlenderRenderer, "render_color", third_fails)
+        first = render_run(db, pairs=4, batch_size=4, **TINY)
+    assert first.summary.pairs_failed == 1
+    again = render_run(db, pairs=4, batch_size=4, **TINY)
+    assert again.summary.pairs_rendered == 1 and again.summary.pairs_failed == 0
+    funnel = run_funnel(again.store, first.summary.run_id)
+    assert [s.n_in for s in funnel][:1] == [4] and again.store.count("stage_stats", None) == len(funnel)
+    assert [r["drop_reason"] for r in _rows(again.store, first.summary.run_id) if r["drop_reason"]] == []
