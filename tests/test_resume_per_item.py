@@ -192,3 +192,31 @@ def test_a_pair_that_failed_with_an_error_is_rendered_again_alone(tmp_path, monk
     funnel = run_funnel(again.store, first.summary.run_id)
     assert [s.n_in for s in funnel][:1] == [4] and again.store.count("stage_stats", None) == len(funnel)
     assert [r["drop_reason"] for r in _rows(again.store, first.summary.run_id) if r["drop_reason"]] == []
+
+
+def test_propose_regions_grows_with_its_limit_and_redoes_a_pair_written_again(tmp_path):
+    """Kind 3: --limit is a size, not the run; kind 4: a pair re-imported since (new images) is
+    proposed again, the others are not."""
+    from pairsmith.flows.propose_regions import ProposeRegionsConfig, propose_regions
+    from pairsmith.storage.schemas import utc_now
+    from tests.test_change_regions import edited, photo
+    from tests.test_propose_regions_flow import _pair
+
+    db = str(tmp_path / "db.lance")
+    store = PairStore(db)
+    store.upsert("pairs", [_pair(f"p{i}", photo(i), edited(photo(i))) for i in range(3)])
+    first = propose_regions(ProposeRegionsConfig(db=db, limit=2, batch_size=1))
+    assert first.pairs == 2 and run_funnel(store, first.run_id)[0].n_in == 2
+    grown = propose_regions(ProposeRegionsConfig(db=db, limit=3, batch_size=2))
+    assert grown.run_id == first.run_id and run_funnel(store, first.run_id)[0].n_in == 3
+    batches = {r["batch"]: r["created_at"] for r in store.read("stage_stats", where=f"run_id = '{first.run_id}'"
+                                                                 " AND stage = 'align'").to_pylist()}
+    assert sorted(batches) == ["0000000-0000001", "0000001-0000002", "0000002-0000003"]
+    row = store.read("pairs", where="pair_id = 'p1'").to_pylist()[0]
+    store.upsert("pairs", [type(_pair("p1", photo(1), photo(1)))(**{**row, "created_at": utc_now()})])
+    propose_regions(ProposeRegionsConfig(db=db, limit=3, batch_size=2))
+    after = {r["batch"]: r["created_at"] for r in store.read("stage_stats", where=f"run_id = '{first.run_id}'"
+                                                               " AND stage = 'align'").to_pylist()}
+    assert after["0000001-0000002"] > batches["0000001-0000002"]  # redone
+    assert after["0000000-0000001"] == batches["0000000-0000001"] and after["0000002-0000003"] == batches["0000002-0000003"]
+    assert run_funnel(store, first.run_id)[0].n_in == 3
