@@ -218,5 +218,6 @@ def test_propose_regions_grows_with_its_limit_and_redoes_a_pair_written_again(tm
     after = {r["batch"]: r["created_at"] for r in store.read("stage_stats", where=f"run_id = '{first.run_id}'"
                                                                " AND stage = 'align'").to_pylist()}
     assert after["0000001-0000002"] > batches["0000001-0000002"]  # redone
-    assert after["0000000-0000001"] == batches["0000000-0000001"] and after["0000002-0000003"] == batches["0000002-0000003"]
+    for untouched in ("0000000-0000001", "0000002-0000003"):
+        assert after[untouched] == batches[untouched]
     assert run_funnel(store, first.run_id)[0].n_in == 3
