@@ -26,14 +26,14 @@ from pairsmith.flows.dig_render_config import FLOW_NAME, DigRenderConfig
 from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
 from pairsmith.flows.engine.prefect_compat import install as _install_prefect_compat
 from pairsmith.flows.engine.progress import RunProgress
-from pairsmith.flows.engine.resume import plan_resume, resolve_run_id
-from pairsmith.flows.engine.run_outcome import batches_with_errors, error_counts
+from pairsmith.flows.engine.resume import ItemRedo, plan_item_redos, plan_resume, resolve_run_id
+from pairsmith.flows.engine.run_outcome import batches_with_errors, error_counts, is_error_reason
 from pairsmith.flows.engine.stages import batch_step
 from pairsmith.flows.engine.task_runners import open_task_runner, submit_batch
 from pairsmith.flows.engine.flow_runs import claim_run
 from pairsmith.storage.store import open_store, sql_literal
 from pairsmith.tasks.dig.records import build_dig_records
-from pairsmith.tasks.dig.plan_scenes import plan_scene_pairs
+from pairsmith.tasks.dig.plan_scenes import dig_pair_id, plan_scene_pairs
 from pairsmith.tasks.dig.render_pairs import render_scene_pairs
 from pairsmith.tasks.stage import StageResult
 from pairsmith.tasks.write_batch import write_batch
@@ -69,16 +69,20 @@ def dig_render(config: DigRenderConfig = DigRenderConfig()) -> RenderRunSummary:
                                     (config.pairs, config.batch_size))
     content_key = config.content_key()
     claim_run(run_id)  # a flow run of it killed with -9: marked CRASHED in Prefect
-    plan = plan_resume(store, run_id, config.pairs, config.batch_size, redo=batches_with_errors(store, run_id),
-                       legacy=legacy)
+    # Pairs that failed with an error are rendered again alone, in their stored batch (resume.ItemRedo).
+    redos, whole = plan_item_redos(store, run_id, batches_with_errors(store, run_id),
+                                   lambda span: [dig_pair_id(content_key, i) for i in span],
+                                   lambda row: is_error_reason(row["drop_reason"]))
+    plan = plan_resume(store, run_id, config.pairs, config.batch_size, redo=whole, legacy=legacy)
     pending = plan.todo
+    retried = sum(len(r.indices) for r in redos)
     if plan.stored_batches:
-        logger.info("run %s%s: %d of %d pairs already stored; %d to render (%d batch(es) redone for errors)",
+        logger.info("run %s%s: %d of %d pairs already stored; %d to render, %d to render again",
                     run_id, " (stored by pairsmith <= 0.2)" if legacy else "", plan.done_items, config.pairs,
-                    plan.items_to_do, len(plan.redone))
+                    plan.new_items, retried + plan.items_to_do - plan.new_items)
     batch = _BatchSteps(config, run_id, content_key, config.user_scenes())
     with RunProgress(
-        key=f"{FLOW_NAME}-progress", total=plan.done_items + plan.items_to_do, done=plan.done_items,
+        key=f"{FLOW_NAME}-progress", total=plan.done_items + plan.items_to_do + retried, done=plan.done_items,
         description="rendering pairs", terminal=config.show_progress,
     ) as progress:
         if config.runner.parallel:
@@ -91,13 +95,20 @@ def dig_render(config: DigRenderConfig = DigRenderConfig()) -> RenderRunSummary:
                                   on_pair_done=progress.advance)
                 batch.commit(indices, planned, rendered)
                 progress.flush()
+        for redo in redos:  # inline with either runner: a few pairs each
+            planned = batch.plan(redo.indices, progress, redo.batch)
+            render = batch_step(render_scene_pairs, redo.batch, config.render.device == "gpu")
+            rendered = render(planned.value, config.render, config.sampling, config.visibility,
+                              on_pair_done=progress.advance)
+            batch.commit(redo.indices, planned, rendered, redo)
+            progress.flush()
     funnel = run_funnel(store, run_id)
     publish_dropoff(run_id, funnel)
     run_filter = f"run_id = {sql_literal(run_id)}"
     return RenderRunSummary(
-        run_id=run_id, db=config.db, pairs_requested=config.pairs, pairs_rendered=plan.items_to_do,
+        run_id=run_id, db=config.db, pairs_requested=config.pairs, pairs_rendered=plan.items_to_do + retried,
         batches=plan.stored_batches + len(pending) - len(plan.redone),
-        batches_resumed=plan.stored_batches - len(plan.redone),
+        batches_resumed=plan.stored_batches - len(plan.redone) - len(redos),
         pairs_kept=store.count("pairs", f"{run_filter} AND status = 'kept'"),
         pairs_dropped=store.count("pairs", f"{run_filter} AND status = 'dropped'"),
         pairs_failed=sum(error_counts(funnel).values()),
@@ -113,16 +124,18 @@ class _BatchSteps:
         self.config, self.run_id, self.content_key, self.scenes = config, run_id, content_key, scenes
         self.blender_seconds = 0.0
 
-    def plan(self, indices: range, progress: RunProgress) -> StageResult:
-        planned = batch_step(plan_scene_pairs, batch_name(indices))(
+    def plan(self, indices: range | list[int], progress: RunProgress, name: str | None = None) -> StageResult:
+        planned = batch_step(plan_scene_pairs, name or batch_name(indices))(
             indices, self.content_key, self.config.seed, self.config.sampling, self.scenes
         )
         progress.advance(planned.stats[0].n_dropped)
         return planned
 
-    def commit(self, indices: range, planned: StageResult, rendered: StageResult) -> None:
-        """Build the batch's rows and hand them to the single writer (always from the flow)."""
-        name, config = batch_name(indices), self.config
+    def commit(self, indices: range | list[int], planned: StageResult, rendered: StageResult,
+               redo: ItemRedo | None = None) -> None:
+        """Build the batch's rows and hand them to the single writer (always from the flow); items
+        redone alone (``redo``) are written with their stored batch's stats restated."""
+        name, config = (redo.batch if redo else batch_name(indices)), self.config
         pairs, seconds = rendered.value
         self.blender_seconds += seconds
         built = batch_step(build_dig_records, name)(
@@ -130,10 +143,11 @@ class _BatchSteps:
             config.grounding_prompt,
         )
         records = built.value
+        stats = [*planned.stats, *rendered.stats, *built.stats]
         batch_step(write_batch, name)(
             config.db, self.run_id, FLOW_NAME, name,
             {"pairs": records.pairs, "regions": records.regions, "samples": records.samples},
-            [*planned.stats, *rendered.stats, *built.stats],
+            redo.restated(stats) if redo else stats,
         )
 
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from pairsmith.flows.engine.batching import batch_name
 from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
 from pairsmith.flows.engine.resume import (
-    batches_holding, changed_since, plan_resume, resolve_run_id, retry_indices, stored_spans,
+    batches_holding, changed_since, plan_item_redos, plan_resume, resolve_run_id, retry_indices, stored_spans,
 )
 from pairsmith.flows.engine.run_outcome import batches_with_errors, is_error_reason
 from pairsmith.flows.engine.stages import batch_step
@@ -89,15 +89,18 @@ def import_dataset(config: ImportConfig) -> ImportSummary:
     # size; a batch is redone when one of its entries failed with an error or its image may now load.
     claim_run(run_id)  # a flow run of it killed with -9: marked CRASHED in Prefect
     ids = importer.item_ids(config, listing)
-    retry = retry_indices(store, run_id, ids, _may_load_now(importer, config, listing, ids))
-    redo = batches_with_errors(store, run_id) | batches_holding(stored_spans(store, run_id), retry)
-    work = plan_resume(store, run_id, n, config.batch_size, redo=redo, legacy=legacy)
-    for indices in work.todo:
-        name = batch_name(indices)
+    should_retry = _may_load_now(importer, config, listing, ids)
+    retry = retry_indices(store, run_id, ids, should_retry)
+    redos, whole = plan_item_redos(store, run_id, batches_with_errors(store, run_id) | batches_holding(
+        stored_spans(store, run_id), retry), lambda span: ids[span.start:span.stop], should_retry)
+    work = plan_resume(store, run_id, n, config.batch_size, redo=whole, legacy=legacy)
+    steps = [(batch_name(r), list(r), None) for r in work.todo] + [(r.batch, r.indices, r) for r in redos]
+    for name, indices, redo in steps:
         result = batch_step(load_entries, name)(importer, config, [listing.entries[i] for i in indices], run_id)
         pairs, samples = result.value
         write_batch.with_options(task_run_name=f"write-batch-{name}")(
-            config.db, run_id, importer.flow_name, name, {"pairs": pairs, "samples": samples}, result.stats)
+            config.db, run_id, importer.flow_name, name, {"pairs": pairs, "samples": samples},
+            redo.restated(result.stats) if redo else result.stats)
     funnel = run_funnel(store, run_id)
     if funnel:
         publish_dropoff(run_id, funnel)
@@ -107,7 +110,8 @@ def import_dataset(config: ImportConfig) -> ImportSummary:
         run_id=run_id, db=config.db, dataset=importer.dataset(config), sample_task=importer.sample_task,
         entries=len(listing.entries), duplicates=listing.duplicates,
         batches=work.stored_batches + len(work.todo) - len(work.redone),
-        batches_resumed=work.stored_batches - len(work.redone), entries_retried=len(retry),
+        batches_resumed=work.stored_batches - len(work.redone) - len(redos),
+        entries_retried=len(set(retry).union(*(r.indices for r in redos))),
         pairs_kept=store.count("pairs", f"{run_filter} AND status = 'kept'"),
         pairs_dropped=store.count("pairs", f"{run_filter} AND status = 'dropped'"),
         samples=len(rows), splits=dict(sorted(Counter(r["split"] for r in rows).items())),

@@ -95,8 +95,8 @@ def med_edit(config: MedEditConfig) -> MedRunSummary:
     claim_run(run_id)  # a flow run of it killed with -9: marked CRASHED in Prefect
     # Per item (pairsmith.flows.engine.resume): sources already counted are skipped, whatever the
     # batch size; batches with errors, or with a source whose file changed since, are redone.
-    redo = batches_with_errors(store, run_id) | batches_holding(
-        stored_spans(store, run_id), retry_indices(store, run_id, pair_ids, _source_to_retry(refs, pair_ids, config.retry_failed)))
+    retry = retry_indices(store, run_id, pair_ids, _source_to_retry(refs, pair_ids, config.retry_failed))
+    redo = batches_with_errors(store, run_id) | batches_holding(stored_spans(store, run_id), retry)
     work = plan_resume(store, run_id, len(refs), config.batch_size, redo=redo, legacy=legacy)
     pending = work.todo
     vlm, clip, editor = VlmChat(config.vlm), ClipScorer(config.clip), GeminiEditor(config.editor)

@@ -208,19 +208,35 @@ def _grounding(row: dict, boxes: list[list[float]], run_id: str, config: Groundi
     return sample.model_copy(update={"sample_id": stable_id(pid, "grounding", GROUNDING_METHOD, run_id)})
 
 
+def _batches_with_rewritten_pairs(store, run_id: str, every: list[str], written: dict) -> set[str]:
+    """Stored batches of the run holding a pair whose row was written after the batch (an import or
+    render that made it again): its images may have changed, so its proposal is redone."""
+    from pairsmith.flows.engine.resume import stored_spans
+
+    when: dict[str, object] = {}
+    for row in store.read("stage_stats", where=f"run_id = {sql_literal(run_id)}",
+                          columns=["batch", "created_at"]).to_pylist():
+        when[row["batch"]] = min(when.get(row["batch"], row["created_at"]), row["created_at"])
+    return {name for name, span in stored_spans(store, run_id).items()
+            if any(i < len(every) and written[every[i]] > when[name] for i in span)}
+
+
 @flow(name=FLOW_NAME, description="Align stored pairs, judge the edit's extent and propose the regions that changed.")
 def propose_regions(config: ProposeRegionsConfig) -> ProposeSummary:
     start = time.perf_counter()
     store = open_store(config.db)
     store.check_reachable()
-    every = sorted(store.read("pairs", where=config.where(), columns=["pair_id"]).column("pair_id").to_pylist())
+    written = {r["pair_id"]: r["created_at"] for r in store.read("pairs", where=config.where(),
+                                                                 columns=["pair_id", "created_at"]).to_pylist()}
+    every = sorted(written)
     ids = every[: config.limit] if config.limit else every
-    # Per pair (pairsmith.flows.engine.resume): a larger --limit or another batch size redoes nothing.
+    # Per pair (pairsmith.flows.engine.resume): a larger --limit or another batch size redoes nothing;
+    # a batch with an error, or with a pair written again since (new images), is redone.
     run_id, legacy = resolve_run_id(store, FLOW_NAME, config.run_id(), config.legacy_run_id,
                                     (len(ids), config.batch_size))
     claim_run(run_id)  # a flow run of it killed with -9: marked CRASHED in Prefect
-    work = plan_resume(store, run_id, len(ids), config.batch_size, redo=batches_with_errors(store, run_id),
-                       legacy=legacy)
+    redo = batches_with_errors(store, run_id) | _batches_with_rewritten_pairs(store, run_id, every, written)
+    work = plan_resume(store, run_id, len(ids), config.batch_size, redo=redo, legacy=legacy)
     for indices in work.todo:
         name = batch_name(indices)
         # a batch redone whole may reach past a smaller --limit

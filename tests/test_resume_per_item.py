@@ -168,3 +168,56 @@ def test_another_import_batch_size_redoes_nothing(tmp_path, capsys):
     capsys.readouterr()
     assert _import(pairs, db, "--batch-size", "4") == 0
     assert "3 of 3 batches were already stored" in capsys.readouterr().out
+
+
+def test_a_pair_that_failed_with_an_error_is_rendered_again_alone(tmp_path, monkeypatch):
+    """The retry does that pair only, not its batch-mates, and the funnel still counts it once."""
+    from pairsmith.scenes.blender_render import BlenderRenderer
+
+    real, calls = BlenderRenderer.render_color, {"n": 0}
+
+    def third_fails(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return real(self, *args, **kwargs)
+
+    db = tmp_path / "db.lance"
+    with monkeypatch.context() as m:
+        m.setattr(BlenderRenderer, "render_color", third_fails)
+        first = render_run(db, pairs=4, batch_size=4, **TINY)
+    assert first.summary.pairs_failed == 1
+    again = render_run(db, pairs=4, batch_size=4, **TINY)
+    assert again.summary.pairs_rendered == 1 and again.summary.pairs_failed == 0
+    funnel = run_funnel(again.store, first.summary.run_id)
+    assert [s.n_in for s in funnel][:1] == [4] and again.store.count("stage_stats", None) == len(funnel)
+    assert [r["drop_reason"] for r in _rows(again.store, first.summary.run_id) if r["drop_reason"]] == []
+
+
+def test_propose_regions_grows_with_its_limit_and_redoes_a_pair_written_again(tmp_path):
+    """Kind 3: --limit is a size, not the run; kind 4: a pair re-imported since (new images) is
+    proposed again, the others are not."""
+    from pairsmith.flows.propose_regions import ProposeRegionsConfig, propose_regions
+    from pairsmith.storage.schemas import utc_now
+    from tests.test_change_regions import edited, photo
+    from tests.test_propose_regions_flow import _pair
+
+    db = str(tmp_path / "db.lance")
+    store = PairStore(db)
+    store.upsert("pairs", [_pair(f"p{i}", photo(i), edited(photo(i))) for i in range(3)])
+    first = propose_regions(ProposeRegionsConfig(db=db, limit=2, batch_size=1))
+    assert first.pairs == 2 and run_funnel(store, first.run_id)[0].n_in == 2
+    grown = propose_regions(ProposeRegionsConfig(db=db, limit=3, batch_size=2))
+    assert grown.run_id == first.run_id and run_funnel(store, first.run_id)[0].n_in == 3
+    batches = {r["batch"]: r["created_at"] for r in store.read("stage_stats", where=f"run_id = '{first.run_id}'"
+                                                                 " AND stage = 'align'").to_pylist()}
+    assert sorted(batches) == ["0000000-0000001", "0000001-0000002", "0000002-0000003"]
+    row = store.read("pairs", where="pair_id = 'p1'").to_pylist()[0]
+    store.upsert("pairs", [type(_pair("p1", photo(1), photo(1)))(**{**row, "created_at": utc_now()})])
+    propose_regions(ProposeRegionsConfig(db=db, limit=3, batch_size=2))
+    after = {r["batch"]: r["created_at"] for r in store.read("stage_stats", where=f"run_id = '{first.run_id}'"
+                                                               " AND stage = 'align'").to_pylist()}
+    assert after["0000001-0000002"] > batches["0000001-0000002"]  # redone
+    for untouched in ("0000000-0000001", "0000002-0000003"):
+        assert after[untouched] == batches[untouched]
+    assert run_funnel(store, first.run_id)[0].n_in == 3

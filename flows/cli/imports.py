@@ -121,7 +121,8 @@ def _run(importer, config_path: str | None, values: dict[str, Any]) -> None:
     if summary.categories:
         click.echo("categories: " + ", ".join(f"{c} ({n})" for c, n in summary.categories.items()))
     if summary.entries_retried:
-        click.echo(f"{summary.entries_retried} dropped entries were tried again (an image file changed, or --retry-failed)")
+        click.echo(f"{summary.entries_retried} dropped entries were tried again "
+                   "(an image file changed, or --retry-failed)")
     funnel = run_funnel(store, summary.run_id)
     click.echo(format_funnel(funnel))
     kept = funnel[-1].n_kept if funnel else 0  # the exit status follows the run's own funnel

@@ -1,7 +1,8 @@
 """Fixed batches of a run's items, named by their index range.
 
-A batch's name is part of its stage-stats key; the same run always cuts the same batches, which is
-what lets a re-run recognise the batches it already committed.
+A batch's name is part of its stage-stats key and says which items it counted (``start-stop``), which
+is what lets a re-run recognise the items it already committed, whatever batch size it uses now
+(``pairsmith.flows.engine.resume`` cuts new batches only where no stored one reaches).
 """
 
 from __future__ import annotations

@@ -234,3 +234,83 @@ def with_owner_note(message: str, store, run_id: str | None) -> str:
     except Exception:  # an explanation never hides the error it explains
         note = None
     return f"{message}; {note}" if note else message
+
+
+# --- redoing single items of a stored batch -----------------------------------------------------------------
+
+
+@dataclass
+class ItemRedo:
+    """Items of one stored batch to run again; the batch keeps its name, and its stage stats become
+    ``base`` (the stored stats less those items' old outcomes) plus what the items do now."""
+
+    batch: str
+    indices: list[int]
+    base: list  # list[StageStats]
+
+    def restated(self, new: list) -> list:
+        """``base`` plus the stats of the items' new run, stage by stage, in the stored order."""
+        from pairsmith.storage.verdict import StageStats
+
+        by_stage = {s.stage: s for s in self.base}
+        for s in new:
+            by_stage[s.stage] = by_stage[s.stage] + s if s.stage in by_stage else s
+        order = [s.stage for s in self.base] + [s.stage for s in new if s.stage not in {b.stage for b in self.base}]
+        return [by_stage.get(name, StageStats(name)) for name in order]
+
+
+def plan_item_redos(store, run_id: str, batches: Iterable[str], ids_of: Callable[[range], list[str]],
+                    should_retry: Callable[[dict], bool]) -> tuple[list[ItemRedo], set[str]]:
+    """For each stored batch in ``batches``: its dropped items that ``should_retry`` (by their pair
+    rows), to be redone alone (``ItemRedo``); or, when its stats cannot be told apart item by item
+    (no such row, a row whose stage the batch did not count), the batch's name, to be redone whole."""
+    from pairsmith.flows.engine.funnel import funnel_from_rows
+    from pairsmith.storage.store import sql_in, sql_literal
+
+    spans = stored_spans(store, run_id)
+    redos, whole = [], set()
+    for name in sorted(set(batches)):
+        span = spans.get(name)
+        if span is None:
+            continue
+        ids = ids_of(span)
+        index_of = {pid: span.start + k for k, pid in enumerate(ids)}
+        rows = store.read("pairs", where=f"run_id = {sql_literal(run_id)} AND status = 'dropped' AND "
+                          f"{sql_in('pair_id', ids)}", columns=["pair_id", "status", "drop_stage", "drop_reason",
+                                                                 "created_at"]).to_pylist() if ids else []
+        chosen = [r for r in rows if should_retry(r)]
+        stats = store.read("stage_stats", where=f"run_id = {sql_literal(run_id)} AND batch = {sql_literal(name)}"
+                           ).to_pylist()
+        base = _less(funnel_from_rows(stats), chosen)
+        if not chosen or base is None:
+            whole.add(name)
+            continue
+        redos.append(ItemRedo(name, sorted(index_of[r["pair_id"]] for r in chosen), base))
+    return redos, whole
+
+
+def _less(stages: list, rows: list[dict]) -> list | None:
+    """``stages`` (one batch's, in order) with the outcome of every dropped row taken out; None if a
+    row's stage or reason is not counted there (then only a whole redo keeps the stats right)."""
+    import copy
+
+    out = [copy.deepcopy(s) for s in stages]
+    names = [s.stage for s in out]
+    for row in rows:
+        if row["drop_stage"] not in names:
+            return None
+        at = names.index(row["drop_stage"])
+        dropped_at = out[at]
+        if dropped_at.reasons.get(row["drop_reason"], 0) <= 0:
+            return None
+        for s in out[:at]:
+            s.n_in -= 1
+            s.n_kept -= 1
+        dropped_at.n_in -= 1
+        dropped_at.n_dropped -= 1
+        dropped_at.reasons[row["drop_reason"]] -= 1
+        if not dropped_at.reasons[row["drop_reason"]]:
+            del dropped_at.reasons[row["drop_reason"]]
+    if any(s.n_in < 0 or s.n_kept < 0 or s.n_dropped < 0 for s in out):
+        return None
+    return out

@@ -5,10 +5,13 @@ raised: the item is stored as a dropped row with the exception in ``drop_detail`
 on. Any other reason is a filter's verdict. The CLI exits
 
 * 0 when the run finished and no item failed with an error;
-* 1 when the run itself failed (what was committed stays; the same command resumes it) or kept nothing;
+* 1 when the run itself failed (what was committed stays; the same command resumes it) or its
+  funnel (read back from its stored stage stats, never from the pair rows another run may have
+  re-written) kept nothing;
 * 2 on bad input, before anything is written;
-* 3 when the run finished but some items failed with errors. Their batches do not count as done, so
-  running the same command again retries exactly those batches (and adds nothing else).
+* 3 when the run finished but some items failed with errors. Running the same command again retries
+  those items (``pairsmith.flows.engine.resume``: alone where their rows tell them apart, else
+  their batch) and adds nothing else.
 """
 
 from __future__ import annotations
