@@ -99,11 +99,11 @@ def model_source_problem(model_id: str, cache_dir: str | None, offline: bool) ->
         return None
     where = cache_dir or _hub_cache()
     if offline:
-        return (f"model {model_id!r}: no such folder and not in the Hugging Face cache {where}; offline mode "
+        return (f"model {model_id!r}: not a local folder and not in the Hugging Face cache {where}; offline mode "
                 "(HF_HUB_OFFLINE or runtime.offline) forbids downloading it")
     unreachable = _hub_unreachable()
     if unreachable:
-        return (f"model {model_id!r}: no such folder, not in the Hugging Face cache {where}, and it cannot be "
+        return (f"model {model_id!r}: not a local folder, not in the Hugging Face cache {where}, and it cannot be "
                 f"downloaded: {unreachable}; download it where there is a network or give a local folder")
     return None
 
