@@ -403,3 +403,30 @@ def test_an_unreachable_prefect_api_url_is_exit_2_in_seconds_naming_it(tmp_path)
     assert code == 2, err
     assert len(err.splitlines()) == 1 and f"PREFECT_API_URL {url}: does not answer" in err
     assert seconds < 60
+
+
+@pytest.mark.slow
+def test_finetune_with_a_sample_the_processor_refuses_trains_on_the_rest_and_counts_it(tmp_path, monkeypatch):
+    """The issue's example end to end: SFT over samples one of which shows a 7000x32 pair. Before,
+    the trainer raised mid-epoch without naming the sample; now the run finishes and its run card
+    counts ``select_aspect_too_large``."""
+    import json
+
+    from pairsmith.flows.finetune import finetune
+    from pairsmith.flows.finetune_config import SftFinetuneConfig
+    from pairsmith.models.tiny.qwen2_vl import build_tiny_qwen2_vl
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    vlm = build_tiny_qwen2_vl(tmp_path / "vlm")
+    store = PairStore(str(tmp_path / "train.lance"))
+    sizes = {"a": (64, 48), "b": (56, 56), "sliver": (7000, 32)}
+    store.upsert("pairs", [_pair(pid, w, h, images=True) for pid, (w, h) in sizes.items()])
+    store.upsert("samples", [_sample(f"s-{pid}", pid) for pid in sizes])
+    config = SftFinetuneConfig(
+        db=store.uri, model_id=str(vlm), runtime={"device": "cpu"}, output_dir=str(tmp_path / "runs"),
+        data={"tasks": ["diff-caption"]},
+        train={"max_steps": 1, "per_device_batch_size": 3, "gradient_accumulation_steps": 1},
+    )
+    summary = finetune(config)
+    card = json.loads(Path(summary.run_card).read_text())
+    assert card["data"]["n_samples"] == 2 and card["data"]["drop_reasons"] == {"select_aspect_too_large": 1}
