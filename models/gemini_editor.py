@@ -178,12 +178,13 @@ class GeminiEditor:
             request, note = fit_request(request, self.config.max_request_bytes)
         except RequestTooLarge as err:
             return EditResult(None, None, None, "edit_request_too_large", str(err))
+        import httpx
+        from google.genai import errors
+
         try:
             response = self._send(request)
-        except GeminiAuthError:
-            raise
-        except Exception as err:  # noqa: BLE001 - classified below by its status / type, never swallowed blindly
-            reason, detail = classify_edit_error(err)
+        except (errors.APIError, httpx.HTTPError, OSError) as err:  # the service's or the network's answer;
+            reason, detail = classify_edit_error(err)  # anything else is a bug and stops the run loudly
             return EditResult(None, None, None, reason, detail if not note else f"{detail} ({note})", note)
         result = parse_edit_response(response)
         if note:

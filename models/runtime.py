@@ -27,7 +27,7 @@ class ModelRuntime(BaseModel):
         "auto", description="auto: bfloat16 on GPUs that support it, else float16 on GPU, float32 on CPU"
     )
     cache_dir: str | None = Field(None, description="model cache folder; default: HF_HOME's hub cache", json_schema_extra=NOT_CONTENT)
-    offline: bool | None = Field(None, description="load from the cache only; default: HF_HUB_OFFLINE", json_schema_extra=NOT_CONTENT)
+    offline: bool | None = Field(None, description="load from the cache only; default: HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE)", json_schema_extra=NOT_CONTENT)
 
     def torch_device(self):
         import torch
@@ -55,7 +55,8 @@ class ModelRuntime(BaseModel):
     def is_offline(self) -> bool:
         if self.offline is not None:
             return self.offline
-        return os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes", "on"}
+        return any(os.environ.get(name, "0").lower() in {"1", "true", "yes", "on"}
+                   for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
     def hf_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``from_pretrained`` that honour the cache folder and offline mode."""
@@ -99,11 +100,11 @@ def model_source_problem(model_id: str, cache_dir: str | None, offline: bool) ->
         return None
     where = cache_dir or _hub_cache()
     if offline:
-        return (f"model {model_id!r}: no such folder and not in the Hugging Face cache {where}; offline mode "
+        return (f"model {model_id!r}: not a local folder and not in the Hugging Face cache {where}; offline mode "
                 "(HF_HUB_OFFLINE or runtime.offline) forbids downloading it")
     unreachable = _hub_unreachable()
     if unreachable:
-        return (f"model {model_id!r}: no such folder, not in the Hugging Face cache {where}, and it cannot be "
+        return (f"model {model_id!r}: not a local folder, not in the Hugging Face cache {where}, and it cannot be "
                 f"downloaded: {unreachable}; download it where there is a network or give a local folder")
     return None
 

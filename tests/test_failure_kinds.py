@@ -157,9 +157,16 @@ def test_the_kind_of_an_error_is_read_from_the_error():
     assert not is_error_reason("edit_rejected") and is_error_reason("edit_api_error")  # batches retried: errors only
 
 
-def _pair(pair_id: str, width: int, height: int) -> PairRow:
+def _png(width: int, height: int, colour: str) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _pair(pair_id: str, width: int, height: int, images: bool = False) -> PairRow:
+    pictures = dict(image_before=_png(width, height, "red"), image_after=_png(width, height, "blue")) if images else {}
     return PairRow(pair_id=pair_id, run_id="r", method="dig-render", width=width, height=height, status="kept",
-                   created_at=utc_now())
+                   created_at=utc_now(), **pictures)
 
 
 def _sample(sample_id: str, pair_id: str, split: str = "train") -> SampleRow:
@@ -207,6 +214,51 @@ def test_a_sample_the_processor_refuses_is_a_counted_select_reason_not_an_abort(
         assert picked.stats.reasons.get("select_aspect_too_large", 0) == expected, layout
 
 
+def test_evaluate_stores_why_a_sample_got_no_answer_and_only_a_transient_failure_is_retried(tmp_path):
+    """Another case of kind 5: `evaluate` used to count every failed answer as ``generate_error``
+    (worth retrying) and store nothing. Now a sample the model refuses (a processor's ValueError) is
+    a ``generate_rejected`` row with the message, final; a timeout is ``generate_error`` (its batch is
+    asked again); both keep their message in ``eval_predictions.drop_detail``, and neither is scored."""
+    from pairsmith.flows.engine.run_outcome import is_error_reason
+    from pairsmith.tasks.evaluate.generate_answers import generate_answers
+    from pairsmith.tasks.evaluate.score_answers import score_answers
+    from pairsmith.tasks.training.training_data import DataSelection, pin_tables, select_samples
+
+    class Chat:  # answers "A", refuses sample 1's prompt for good, times out on sample 2's
+        class config:
+            model_id = "fake-vlm"
+
+        def generate_batch(self, requests):
+            for r in requests:
+                if "refuse me" in r.prompt:
+                    raise ValueError("absolute aspect ratio must be smaller than 200, got 218.75")
+                if "time out" in r.prompt:
+                    raise TimeoutError("the model server did not answer in 60 s")
+            return ["A"] * len(requests)
+
+    db = _mcq_db(tmp_path)
+    store = PairStore(db)
+    rows = [r.model_copy(update={"conversation": [
+        Message(role="user", content=r.conversation[0].content + {1: " refuse me", 2: " time out"}.get(i, "")),
+        r.conversation[1]]}) for i, r in enumerate(SampleRow(**x) for x in store.read("samples").to_pylist())]
+    store.upsert("samples", rows)
+    selection = DataSelection(tasks=["med-mcq"], splits=["test"])
+    pinned = pin_tables(store, selection)
+    picked = sorted(select_samples(store, pinned, selection).rows, key=lambda r: r["sample_id"])
+    result = generate_answers(Chat(), db, pinned, picked, "multi", "eval-1")
+    by_sample = {p.sample_id: p for p in result.value}
+    assert len(by_sample) == 4 and dict(result.stats[0].reasons).get("generate_rejected") == 1
+    assert (by_sample["mcq-1"].reason, by_sample["mcq-2"].reason) == ("generate_rejected", "generate_error")
+    assert by_sample["mcq-1"].drop_detail == ("fake-vlm: ValueError: absolute aspect ratio must be smaller than 200, "
+                                              "got 218.75")
+    assert "TimeoutError: the model server did not answer" in by_sample["mcq-2"].drop_detail
+    assert not is_error_reason("generate_rejected") and is_error_reason("generate_error")
+    store.upsert("eval_predictions", result.value)
+    scored = score_answers.fn(db, "eval-1", picked, model_id="fake-vlm", adapter=None,
+                              samples_version=pinned.samples_version)
+    assert {r.n for r in scored.rows if r.group == "all" and r.metric == "accuracy"} == {2}  # the two answered
+
+
 # --- kind 6: a failure says why, in seconds when the cause is local ------------------------------
 
 
@@ -214,7 +266,7 @@ def _mcq_db(tmp_path: Path) -> str:
     """Four held-out MED MCQ samples on two small pairs: enough for `evaluate` / `bench med` to start."""
     db = str(tmp_path / "eval.lance")
     store = PairStore(db)
-    store.upsert("pairs", [_pair(f"p{i}", 64, 48) for i in range(2)])
+    store.upsert("pairs", [_pair(f"p{i}", 64, 48, images=True) for i in range(2)])
     rows = []
     for i in range(4):
         options = [f"{letter}. option {letter.lower()}" for letter in "ABCD"]
@@ -351,3 +403,30 @@ def test_an_unreachable_prefect_api_url_is_exit_2_in_seconds_naming_it(tmp_path)
     assert code == 2, err
     assert len(err.splitlines()) == 1 and f"PREFECT_API_URL {url}: does not answer" in err
     assert seconds < 60
+
+
+@pytest.mark.slow
+def test_finetune_with_a_sample_the_processor_refuses_trains_on_the_rest_and_counts_it(tmp_path, monkeypatch):
+    """The issue's example end to end: SFT over samples one of which shows a 7000x32 pair. Before,
+    the trainer raised mid-epoch without naming the sample; now the run finishes and its run card
+    counts ``select_aspect_too_large``."""
+    import json
+
+    from pairsmith.flows.finetune import finetune
+    from pairsmith.flows.finetune_config import SftFinetuneConfig
+    from pairsmith.models.tiny.qwen2_vl import build_tiny_qwen2_vl
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    vlm = build_tiny_qwen2_vl(tmp_path / "vlm")
+    store = PairStore(str(tmp_path / "train.lance"))
+    sizes = {"a": (64, 48), "b": (56, 56), "sliver": (7000, 32)}
+    store.upsert("pairs", [_pair(pid, w, h, images=True) for pid, (w, h) in sizes.items()])
+    store.upsert("samples", [_sample(f"s-{pid}", pid) for pid in sizes])
+    config = SftFinetuneConfig(
+        db=store.uri, model_id=str(vlm), runtime={"device": "cpu"}, output_dir=str(tmp_path / "runs"),
+        data={"tasks": ["diff-caption"]},
+        train={"max_steps": 1, "per_device_batch_size": 3, "gradient_accumulation_steps": 1},
+    )
+    summary = finetune(config)
+    card = json.loads(Path(summary.run_card).read_text())
+    assert card["data"]["n_samples"] == 2 and card["data"]["drop_reasons"] == {"select_aspect_too_large": 1}

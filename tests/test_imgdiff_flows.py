@@ -383,7 +383,7 @@ def test_the_defaults_run_from_the_command_line_and_a_missing_model_stops_the_ru
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     db = tmp_path / "db.lance"
     assert main(["run", "imgdiff-replace", "--pairs", "2", "--db", str(db)]) == 1
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "ModelUnavailable" in err
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # (after the progress bar)
+    assert err.startswith("pairsmith: error: run imgdiff-replace-") and "ModelUnavailable" in err
     assert "'lmsys/vicuna-7b-v1.5'" in err and "not in the Hugging Face cache" in err
     assert not PairStore(str(db)).exists() or PairStore(str(db)).count("pairs", "drop_reason = 'rewrite_error'") == 0

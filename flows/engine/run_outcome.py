@@ -58,7 +58,11 @@ def exit_on_item_errors(store, run_id: str) -> None:
 
     from pairsmith.flows.engine.funnel import run_funnel
 
-    errors = error_counts(run_funnel(store, run_id))
+    funnel = run_funnel(store, run_id)
+    rejected = rejected_counts(funnel)
+    if rejected:  # final, not retried: said once, it is no reason to exit non-zero
+        click.echo(f"pairsmith: note: run {run_id}: {describe_rejected(rejected)}", err=True)
+    errors = error_counts(funnel)
     if errors:
         click.echo(f"pairsmith: warning: run {run_id}: {describe_errors(errors)}", err=True)
         raise click.exceptions.Exit(EXIT_ITEM_ERRORS)
@@ -70,3 +74,22 @@ def describe_errors(errors: Counter[str]) -> str:
     reasons = ", ".join(f"{r} ({c})" for r, c in errors.most_common())
     return (f"{total} item{'s' if total != 1 else ''} failed with errors ({reasons}); "
             "the messages are in drop_detail; run the same command again to retry them")
+
+
+def rejected_counts(funnel: list[StageStats]) -> Counter[str]:
+    """Items refused for good (a reason ending in ``_rejected``: a deterministic error, see
+    ``pairsmith.models.failures``), by reason, over a run's funnel."""
+    from pairsmith.models.failures import is_rejected_reason
+
+    out: Counter[str] = Counter()
+    for stage in funnel:
+        out.update({r: c for r, c in stage.reasons.items() if is_rejected_reason(r)})
+    return out
+
+
+def describe_rejected(rejected: Counter[str]) -> str:
+    total = sum(rejected.values())
+    reasons = ", ".join(f"{r} ({c})" for r, c in rejected.most_common())
+    return (f"{total} item{'s were' if total != 1 else ' was'} refused for good ({reasons}): the same input would "
+            "fail the same way, so a re-run does not retry " + ("them" if total != 1 else "it") + "; the messages are in "
+            "drop_detail")
