@@ -26,6 +26,7 @@ from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
 from pairsmith.flows.engine.progress import RunProgress
 from pairsmith.flows.engine.run_outcome import batches_with_errors
 from pairsmith.flows.engine.stages import batch_step
+from pairsmith.flows.engine.run_name import pairsmith_run_name
 from pairsmith.models.adapted_vlm_chat import AdaptedVlmChat
 from pairsmith.models.caption_judge import CaptionJudge
 from pairsmith.storage.store import open_store
@@ -73,7 +74,7 @@ def _publish(eval_id: str, config: EvaluateConfig, rows, unavailable: dict[str, 
     )
 
 
-@flow(name=FLOW_NAME, description="Score a VLM (optionally with a LoRA adapter) on held-out samples.")
+@flow(flow_run_name=pairsmith_run_name, name=FLOW_NAME, description="Score a VLM (optionally with a LoRA adapter) on held-out samples.")
 def evaluate(config: EvaluateConfig) -> EvaluateSummary:
     start = time.perf_counter()
     logger = get_run_logger()

@@ -31,6 +31,7 @@ from pairsmith.flows.engine.prefect_compat import install as _install_prefect_co
 from pairsmith.flows.engine.progress import RunProgress
 from pairsmith.flows.engine.run_outcome import batches_with_errors, error_counts
 from pairsmith.flows.engine.stages import batch_step
+from pairsmith.flows.engine.run_name import pairsmith_run_name
 from pairsmith.flows.imgdiff_config import REPLACE_FLOW, ImgDiffReplaceConfig, _ImgDiffBase
 from pairsmith.models.blip_itm import BlipItmScorer
 from pairsmith.models.caption_rewriter import CaptionRewriter
@@ -200,7 +201,7 @@ def run_pipeline(pipeline: Pipeline, config: _ImgDiffBase, store: PairStore, n_i
     return summarize(store, config, pipeline.method, run_id, len(batches), len(pending), n_items, start)
 
 
-@flow(name=REPLACE_FLOW, description="Img-Diff object replacement: P2P pairs, filtered regions, difference captions.")
+@flow(flow_run_name=pairsmith_run_name, name=REPLACE_FLOW, description="Img-Diff object replacement: P2P pairs, filtered regions, difference captions.")
 def imgdiff_replace(config: ImgDiffReplaceConfig = ImgDiffReplaceConfig()) -> ImgDiffRunSummary:
     start = time.perf_counter()
     store = open_store(config.db)

@@ -21,6 +21,7 @@ from pairsmith.flows.engine.batching import batch_name, batch_ranges
 from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
 from pairsmith.flows.engine.run_outcome import batches_with_errors
 from pairsmith.flows.engine.stages import batch_step
+from pairsmith.flows.engine.run_name import pairsmith_run_name
 from pairsmith.storage.store import open_store, sql_literal
 from pairsmith.tasks.imports import load_importer
 from pairsmith.tasks.imports.base import ImportConfig
@@ -48,7 +49,7 @@ class ImportSummary(BaseModel):
     seconds: float
 
 
-@flow(name="import", description="Store a published image-difference dataset's pairs and samples.")
+@flow(flow_run_name=pairsmith_run_name, name="import", description="Store a published image-difference dataset's pairs and samples.")
 def import_dataset(config: ImportConfig) -> ImportSummary:
     start = time.perf_counter()
     importer = load_importer(config.importer)

@@ -38,6 +38,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pairsmith.flows.engine.prefect_compat import install as _install_prefect_compat
+from pairsmith.flows.engine.run_name import pairsmith_run_name
 from pairsmith.storage.compaction import TARGET_FRAGMENT_MB, compact_small_fragments
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri, is_object_store
 from pairsmith.storage.schemas import TABLES
@@ -155,7 +156,7 @@ def optimize_table(config: MaintenanceConfig, name: str) -> TableReport:
     return maintain_table(open_store(config.db), name, config)
 
 
-@flow(name=FLOW_NAME, description="Compact LanceDB tables and remove versions outside the safety window; keep tagged versions.")
+@flow(flow_run_name=pairsmith_run_name, name=FLOW_NAME, description="Compact LanceDB tables and remove versions outside the safety window; keep tagged versions.")
 def maintenance(config: MaintenanceConfig = MaintenanceConfig()) -> MaintenanceSummary:
     start = time.perf_counter()
     logger = get_run_logger()

@@ -34,6 +34,7 @@ from pairsmith.flows.engine.batching import batch_name, batch_ranges
 from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
 from pairsmith.flows.engine.run_outcome import batches_with_errors
 from pairsmith.flows.engine.stages import batch_step
+from pairsmith.flows.engine.run_name import pairsmith_run_name
 from pairsmith.models.pair_proposer import PHOTO, PairProposal, PairProposer, PairProposerConfig
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
 from pairsmith.storage.ids import NOT_CONTENT, content_key, stable_id
@@ -201,7 +202,7 @@ def _grounding(row: dict, boxes: list[list[float]], run_id: str, config: Groundi
     return sample.model_copy(update={"sample_id": stable_id(pid, "grounding", GROUNDING_METHOD, run_id)})
 
 
-@flow(name=FLOW_NAME, description="Align stored pairs, judge the edit's extent and propose the regions that changed.")
+@flow(flow_run_name=pairsmith_run_name, name=FLOW_NAME, description="Align stored pairs, judge the edit's extent and propose the regions that changed.")
 def propose_regions(config: ProposeRegionsConfig) -> ProposeSummary:
     start = time.perf_counter()
     run_id = config.run_id()
