@@ -21,6 +21,7 @@ from pairsmith.flows.engine.batching import batch_name, batch_ranges
 from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
 from pairsmith.flows.engine.run_outcome import batches_with_errors
 from pairsmith.flows.engine.stages import batch_step
+from pairsmith.flows.engine.progress import tracked
 from pairsmith.flows.engine.run_name import pairsmith_run_name
 from pairsmith.storage.store import open_store, sql_literal
 from pairsmith.tasks.imports import load_importer
@@ -60,7 +61,7 @@ def import_dataset(config: ImportConfig) -> ImportSummary:
     batches = batch_ranges(len(listing.entries), config.batch_size)
     done = store.completed_batches(run_id) - batches_with_errors(store, run_id, also=RETRY_REASONS)
     pending = [b for b in batches if batch_name(b) not in done]
-    for indices in pending:
+    for indices in tracked(pending, len(listing.entries), f"{importer.flow_name}-progress", f"importing {importer.name}"):
         name = batch_name(indices)
         result = batch_step(load_entries, name)(importer, config, [listing.entries[i] for i in indices], run_id)
         pairs, samples = result.value

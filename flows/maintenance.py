@@ -38,6 +38,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pairsmith.flows.engine.prefect_compat import install as _install_prefect_compat
+from pairsmith.flows.engine.progress import tracked
 from pairsmith.flows.engine.run_name import pairsmith_run_name
 from pairsmith.storage.compaction import TARGET_FRAGMENT_MB, compact_small_fragments
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri, is_object_store
@@ -164,9 +165,8 @@ def maintenance(config: MaintenanceConfig = MaintenanceConfig()) -> MaintenanceS
     store.check_reachable()
     present = set(store.table_names())
     reports = []
-    for name in config.tables:
-        if name not in present:
-            continue  # nothing written yet; do not create an empty table
+    tables = [name for name in config.tables if name in present]  # nothing written yet: no empty table made
+    for (name,) in tracked([[t] for t in tables], len(tables), f"{FLOW_NAME}-progress", "maintaining tables"):
         report = optimize_table.with_options(task_run_name=f"optimize-table-{name}")(config, name)
         logger.info(
             "%s: versions %d -> %d, fragments %d -> %d (%d small ones merged, %.1f MB rewritten), %.1f MB freed, "

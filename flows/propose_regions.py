@@ -34,6 +34,7 @@ from pairsmith.flows.engine.batching import batch_name, batch_ranges
 from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
 from pairsmith.flows.engine.run_outcome import batches_with_errors
 from pairsmith.flows.engine.stages import batch_step
+from pairsmith.flows.engine.progress import tracked
 from pairsmith.flows.engine.run_name import pairsmith_run_name
 from pairsmith.models.pair_proposer import PHOTO, PairProposal, PairProposer, PairProposerConfig
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
@@ -212,10 +213,9 @@ def propose_regions(config: ProposeRegionsConfig) -> ProposeSummary:
     ids = ids[: config.limit] if config.limit else ids
     batches = batch_ranges(len(ids), config.batch_size)
     done = store.completed_batches(run_id) - batches_with_errors(store, run_id)
-    for indices in batches:
+    for indices in tracked([b for b in batches if batch_name(b) not in done], len(ids), f"{FLOW_NAME}-progress",
+                           "proposing regions"):
         name = batch_name(indices)
-        if name in done:
-            continue
         proposed = batch_step(align_and_propose, name)([ids[i] for i in indices], config, run_id)
         pairs, regions, samples = proposed.value
         stages = [s for s in proposed.stats if s.stage != "grounding" or config.grounding.enabled]

@@ -148,3 +148,21 @@ def test_the_prefect_flow_run_is_named_by_the_pairsmith_run_id(proposed, tmp_pat
     (tmp_path / "MED.json").write_text("[]")
     config = MedBenchConfig(db=str(tmp_path / "db"), json_path=str(tmp_path / "MED.json"))
     assert run_id_of(config).startswith("import-med-bench-")
+
+
+@pytest.fixture
+def bars():
+    from pairsmith.flows.engine.progress import show_in_terminal
+
+    was = show_in_terminal(True)  # what `pairsmith` does when stderr is a terminal
+    yield
+    show_in_terminal(was)
+
+
+def test_export_and_maintain_draw_progress_bars(proposed, tmp_path, capsys, bars):
+    db, _ = proposed
+    code, _, err = run_cli(capsys, "maintain", "--db", db)
+    assert code == 0 and "maintaining tables" in err and "3/3" in err  # pairs, regions, stage_stats
+    # the propose-regions run made no samples: export refuses in one line before any bar
+    code, _, err = run_cli(capsys, "export", "--format", "llava", "--db", db, "--out", str(tmp_path / "x"))
+    assert code == 2 and "exporting" not in err

@@ -286,7 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: click's usage errors and ours become one line and exit code 2; Ctrl-C exits 130."""
     from pairsmith.flows.engine import interrupts
 
+    from pairsmith.flows.engine.progress import show_in_terminal
+
     previous = interrupts.install()  # Ctrl-C / SIGTERM: a clean stop (see flows/engine/interrupts.py)
+    bars = show_in_terminal(True) if sys.stderr.isatty() else None  # bars of imports, propose-regions, export, maintain
     try:
         result = cli.main(args=argv, prog_name="pairsmith", standalone_mode=False)
     except click.exceptions.Exit as exit_:
@@ -304,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     finally:
         interrupts.restore(previous)  # main() called in-process (tests): leave no trace
+        if bars is not None:
+            show_in_terminal(bars)
     return result if isinstance(result, int) else 0
 
 

@@ -260,14 +260,18 @@ def run_export(store, out: Path, fmt: type[ExportFormat], options: ExportOptions
     options = _for_format(options, fmt)
     where = options.where()
     boxes = options.boxes()
-    if store.count("samples", where) == 0:
+    total = store.count("samples", where)
+    if total == 0:
         raise ValueError(f"no samples match {where} in {store.uri!r}")
     folder = open_folder(out, overwrite)
     try:
         writer = fmt(folder, out, options)
         writer.store = store  # the pinned view, for formats that describe their runs (the hf card)
         writer.begin()
-        skipped = _stream(store, where, options, boxes, writer)
+        from pairsmith.flows.engine.progress import RunProgress  # a bar when the CLI draws bars; no Prefect
+
+        with RunProgress("export", total, description=f"exporting {fmt.name}", terminal=None, artifact=False) as bar:
+            skipped = _stream(store, where, options, boxes, writer, bar.advance)
         writer.finish()
         n = writer.n_samples
         if n == 0:
@@ -293,8 +297,10 @@ def _for_format(options: ExportOptions, fmt: type[ExportFormat]) -> ExportOption
     return options.model_copy(update=update) if update else options
 
 
-def _stream(store, where: str, options: ExportOptions, boxes: BoxFormat, writer: ExportFormat) -> Counter:
-    """The one pass: sample batches, their pairs' images by key, items to the writer; returns skip counts."""
+def _stream(store, where: str, options: ExportOptions, boxes: BoxFormat, writer: ExportFormat,
+            advance=lambda n: None) -> Counter:
+    """The one pass: sample batches, their pairs' images by key, items to the writer (``advance``: samples
+    done, per batch); returns skip counts."""
     skipped: Counter = Counter()
     kept = {r["pair_id"] for r in store.read("pairs", where="status = 'kept'", columns=["pair_id"]).to_pylist()}
     present = set(store.table("samples").schema.names)
@@ -314,6 +320,7 @@ def _stream(store, where: str, options: ExportOptions, boxes: BoxFormat, writer:
                 _write_pair(writer, pair, by_pair.pop(pair["pair_id"]), options, boxes, skipped)
         for samples in by_pair.values():  # kept pairs missing from the pinned table
             skipped["pair_missing"] += len(samples)
+        advance(len(batch))
     return skipped
 
 
