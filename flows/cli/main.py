@@ -212,7 +212,9 @@ def export(fmt: str, out: str, db: str, run: str | None, tasks: tuple[str, ...],
         try:
             if run is not None:
                 pick_run(store, run)
-            result = run_export(store, Path(out), fmt, options, overwrite=overwrite)
+            from pairsmith.flows.engine.progress import terminal_bars
+
+            result = run_export(store, Path(out), fmt, options, overwrite=overwrite, progress=terminal_bars())
         except BaseException:
             if at_tag is None:  # the new tag would name an export that does not exist
                 delete_tag(live, snapshot.tag)

@@ -4,9 +4,8 @@ The terminal bar (rich, on stderr) is for ad-hoc CLI runs; the Prefect progress 
 deployment someone watches in the UI. Both advance per finished item.
 
 Flows whose config has no ``show_progress`` (imports, propose-regions, maintenance) and the export,
-which is no flow, pass ``terminal=None``: the bar is then drawn when the CLI asked for bars
-(``show_in_terminal``, which ``pairsmith`` calls when stderr is a terminal). ``artifact=False`` draws
-the bar only, for work outside a flow run (no Prefect API is contacted).
+which is no flow, draw their bar when the CLI asked for bars (``show_in_terminal``, which ``pairsmith``
+calls when stderr is a terminal): flows with ``terminal=None``, the export by ``terminal_bars()``.
 """
 
 from __future__ import annotations
@@ -27,25 +26,27 @@ def show_in_terminal(on: bool = True) -> bool:
     return was
 
 
+def terminal_bars() -> bool:
+    """Whether the CLI asked for bars (``show_in_terminal``): what work outside a flow, such as export, draws."""
+    return _TERMINAL
+
+
 class RunProgress:
-    def __init__(self, key: str, total: int, done: int = 0, description: str = "", terminal: bool | None = False,
-                 artifact: bool = True):
+    def __init__(self, key: str, total: int, done: int = 0, description: str = "", terminal: bool | None = False):
         self.key, self.total, self.done = key, max(total, 1), done
         self.description = description
         self._terminal = _TERMINAL if terminal is None else terminal
-        self._with_artifact = artifact
         self._bar = None
         self._task_id = None
         self._artifact: UUID | None = None
         self._reported = -1.0
 
     def __enter__(self) -> "RunProgress":
-        if self._with_artifact:
-            from prefect.artifacts import create_progress_artifact
+        from prefect.artifacts import create_progress_artifact
 
-            self._artifact = create_progress_artifact(
-                progress=self.percent, key=self.key, description=self.description or None
-            )
+        self._artifact = create_progress_artifact(
+            progress=self.percent, key=self.key, description=self.description or None
+        )
         if self._terminal:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

@@ -33,6 +33,7 @@ import re
 import shutil
 import tempfile
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -251,8 +252,27 @@ def _commit(folder: Path, out: Path) -> None:
         os.replace(folder, out)
 
 
-def run_export(store, out: Path, fmt: type[ExportFormat], options: ExportOptions, overwrite: bool = False) -> ExportResult:
-    """Export the kept samples ``options`` select from ``store`` (a ``PairStore``) into ``out``.
+@contextmanager
+def _progress_bar(total: int, description: str, on: bool):
+    """A rich progress bar on stderr over ``total`` samples when ``on``; yields ``advance(n)``."""
+    if not on:
+        yield lambda n: None
+        return
+    import sys
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=Console(file=sys.stderr)) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def run_export(store, out: Path, fmt: type[ExportFormat], options: ExportOptions, overwrite: bool = False,
+               progress: bool = False) -> ExportResult:
+    """Export the kept samples ``options`` select from ``store`` (a ``PairStore``) into ``out``
+    (``progress``: a bar over the samples on stderr).
 
     Raises ValueError (one line) for an unusable ``--out`` or when nothing matches; ``out`` is then
     untouched. The work happens in a temporary folder beside ``out``, renamed into place at the end.
@@ -268,10 +288,8 @@ def run_export(store, out: Path, fmt: type[ExportFormat], options: ExportOptions
         writer = fmt(folder, out, options)
         writer.store = store  # the pinned view, for formats that describe their runs (the hf card)
         writer.begin()
-        from pairsmith.flows.engine.progress import RunProgress  # a bar when the CLI draws bars; no Prefect
-
-        with RunProgress("export", total, description=f"exporting {fmt.name}", terminal=None, artifact=False) as bar:
-            skipped = _stream(store, where, options, boxes, writer, bar.advance)
+        with _progress_bar(total, f"exporting {fmt.name}", progress) as advance:
+            skipped = _stream(store, where, options, boxes, writer, advance)
         writer.finish()
         n = writer.n_samples
         if n == 0:
