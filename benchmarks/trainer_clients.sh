@@ -13,7 +13,7 @@ WORK=${WORK:-$(mktemp -d /tmp/pairsmith-trainer-clients.XXXXXX)}
 LF_VENV=${LF_VENV:-$WORK/llamafactory-venv}
 PAIRSMITH=${PAIRSMITH:-$ROOT/.venv/bin/pairsmith}
 PY=$(dirname "$PAIRSMITH")/python
-MED=${MED:-$ROOT/../shared/data/med_bench_sample}
+MED=${MED:-${PAIRSMITH_SHARED_DATA:-$ROOT/../shared/data}/med_bench_sample}
 DB=$WORK/db.lance
 mkdir -p "$WORK"
 echo "== work folder: $WORK"

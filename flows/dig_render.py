@@ -31,6 +31,7 @@ from pairsmith.flows.engine.run_outcome import batches_with_errors, error_counts
 from pairsmith.flows.engine.stages import batch_step
 from pairsmith.flows.engine.task_runners import open_task_runner, submit_batch
 from pairsmith.flows.engine.flow_runs import claim_run
+from pairsmith.flows.engine.run_name import pairsmith_run_name
 from pairsmith.storage.store import open_store, sql_literal
 from pairsmith.tasks.dig.records import build_dig_records
 from pairsmith.tasks.dig.plan_scenes import dig_pair_id, plan_scene_pairs
@@ -56,7 +57,7 @@ class RenderRunSummary(BaseModel):
     blender_seconds: float
 
 
-@flow(name=FLOW_NAME, description="Render before/after scene pairs with Blender and store them with exact boxes.")
+@flow(flow_run_name=pairsmith_run_name, name=FLOW_NAME, description="Render before/after scene pairs with Blender and store them with exact boxes.")
 def dig_render(config: DigRenderConfig = DigRenderConfig()) -> RenderRunSummary:
     start = time.perf_counter()
     logger = get_run_logger()

@@ -28,6 +28,7 @@ from pairsmith.flows.engine.resume import plan_resume, resolve_run_id
 from pairsmith.flows.engine.run_outcome import batches_with_errors
 from pairsmith.flows.engine.stages import batch_step
 from pairsmith.flows.engine.flow_runs import claim_run
+from pairsmith.flows.engine.run_name import pairsmith_run_name
 from pairsmith.models.adapted_vlm_chat import AdaptedVlmChat
 from pairsmith.models.caption_judge import CaptionJudge
 from pairsmith.storage.store import open_store, sql_literal
@@ -75,7 +76,7 @@ def _publish(eval_id: str, config: EvaluateConfig, rows, unavailable: dict[str, 
     )
 
 
-@flow(name=FLOW_NAME, description="Score a VLM (optionally with a LoRA adapter) on held-out samples.")
+@flow(flow_run_name=pairsmith_run_name, name=FLOW_NAME, description="Score a VLM (optionally with a LoRA adapter) on held-out samples.")
 def evaluate(config: EvaluateConfig) -> EvaluateSummary:
     """Score; an evaluation that fails (or is interrupted), or answers nothing (every item failed: a
     model that cannot load), deletes the ``evaluate-*`` tag it made."""

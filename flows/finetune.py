@@ -23,6 +23,7 @@ from pairsmith.flows.engine.task_runners import gpu_task
 from pairsmith.storage.verdict import StageStats
 from pairsmith.flows.finetune_config import FLOW_NAME, GrpoFinetuneConfig, SftFinetuneConfig
 from pairsmith.flows.engine.run_card import RUN_CARD, RunCard
+from pairsmith.flows.engine.run_name import pairsmith_run_name
 from pairsmith.storage.schemas import utc_now
 from pairsmith.storage.store import open_store
 from pairsmith.tasks.training.train_vlm import StagePlan, TrainedAdapter, train_grpo, train_sft
@@ -106,7 +107,7 @@ def _publish(card: RunCard) -> None:
     )
 
 
-@flow(name=FLOW_NAME, description="LoRA SFT or GRPO of a VLM on stored samples; saves the adapter and a run card.")
+@flow(flow_run_name=pairsmith_run_name, name=FLOW_NAME, description="LoRA SFT or GRPO of a VLM on stored samples; saves the adapter and a run card.")
 def finetune(config: SftFinetuneConfig | GrpoFinetuneConfig) -> FinetuneSummary:
     """Train; a run that fails (or is interrupted) deletes the ``finetune-*`` tag it made and the run
     folders it created if they hold no file, so nothing of it pins versions or clutters ``runs/``."""

@@ -21,6 +21,7 @@ from prefect import flow
 
 from pairsmith.filters.imgdiff.pipelines import LOAD, MAKE_PAIRS, REMOVE
 from pairsmith.flows.engine.prefect_compat import install as _install_prefect_compat
+from pairsmith.flows.engine.run_name import pairsmith_run_name
 from pairsmith.flows.imgdiff_config import REMOVE_FLOW, ImgDiffRemoveConfig
 from pairsmith.flows.imgdiff_replace import ImgDiffModels, ImgDiffRunSummary, StepInputs, run_pipeline
 from pairsmith.storage.store import open_store
@@ -31,7 +32,7 @@ from pairsmith.tasks.imgdiff.sources import list_source_pairs, plan_caption_item
 _install_prefect_compat()
 
 
-@flow(name=REMOVE_FLOW, description="Img-Diff object removal: inpainted objects and which-image-has-it questions.")
+@flow(flow_run_name=pairsmith_run_name, name=REMOVE_FLOW, description="Img-Diff object removal: inpainted objects and which-image-has-it questions.")
 def imgdiff_remove(config: ImgDiffRemoveConfig = ImgDiffRemoveConfig()) -> ImgDiffRunSummary:
     start = time.perf_counter()
     content_key = config.content_key()

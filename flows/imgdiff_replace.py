@@ -33,6 +33,7 @@ from pairsmith.flows.engine.progress import RunProgress
 from pairsmith.flows.engine.run_outcome import batches_with_errors, error_counts
 from pairsmith.flows.engine.stages import batch_step
 from pairsmith.flows.engine.flow_runs import claim_run
+from pairsmith.flows.engine.run_name import pairsmith_run_name
 from pairsmith.flows.imgdiff_config import REPLACE_FLOW, ImgDiffReplaceConfig, _ImgDiffBase
 from pairsmith.models.blip_itm import BlipItmScorer
 from pairsmith.models.caption_rewriter import CaptionRewriter
@@ -200,7 +201,7 @@ def run_pipeline(pipeline: Pipeline, config: _ImgDiffBase, store: PairStore, n_i
     return summarize(store, config, pipeline.method, run_id, n_batches, len(work.todo), n_items, start)
 
 
-@flow(name=REPLACE_FLOW, description="Img-Diff object replacement: P2P pairs, filtered regions, difference captions.")
+@flow(flow_run_name=pairsmith_run_name, name=REPLACE_FLOW, description="Img-Diff object replacement: P2P pairs, filtered regions, difference captions.")
 def imgdiff_replace(config: ImgDiffReplaceConfig = ImgDiffReplaceConfig()) -> ImgDiffRunSummary:
     start = time.perf_counter()
     store = open_store(config.db)

@@ -26,6 +26,8 @@ from pairsmith.flows.engine.resume import (
 from pairsmith.flows.engine.run_outcome import batches_with_errors, is_error_reason
 from pairsmith.flows.engine.stages import batch_step
 from pairsmith.flows.engine.flow_runs import claim_run
+from pairsmith.flows.engine.progress import tracked
+from pairsmith.flows.engine.run_name import pairsmith_run_name
 from pairsmith.storage.store import open_store, sql_literal
 from pairsmith.tasks.imports import load_importer
 from pairsmith.tasks.imports.base import ImportConfig
@@ -74,7 +76,7 @@ class ImportSummary(BaseModel):
     seconds: float
 
 
-@flow(name="import", description="Store a published image-difference dataset's pairs and samples.")
+@flow(flow_run_name=pairsmith_run_name, name="import", description="Store a published image-difference dataset's pairs and samples.")
 def import_dataset(config: ImportConfig) -> ImportSummary:
     start = time.perf_counter()
     importer = load_importer(config.importer)
@@ -95,7 +97,7 @@ def import_dataset(config: ImportConfig) -> ImportSummary:
         stored_spans(store, run_id), retry), lambda span: ids[span.start:span.stop], should_retry)
     work = plan_resume(store, run_id, n, config.batch_size, redo=whole, legacy=legacy)
     steps = [(batch_name(r), list(r), None) for r in work.todo] + [(r.batch, r.indices, r) for r in redos]
-    for name, indices, redo in steps:
+    for name, indices, redo in tracked(steps, n, f"{importer.flow_name}-progress", f"importing {importer.name}"):
         result = batch_step(load_entries, name)(importer, config, [listing.entries[i] for i in indices], run_id)
         pairs, samples = result.value
         write_batch.with_options(task_run_name=f"write-batch-{name}")(

@@ -41,6 +41,8 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pairsmith.flows.engine.prefect_compat import install as _install_prefect_compat
+from pairsmith.flows.engine.progress import tracked
+from pairsmith.flows.engine.run_name import pairsmith_run_name
 from pairsmith.storage.compaction import TARGET_FRAGMENT_MB, compact_small_fragments
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri, is_object_store
 from pairsmith.storage.schemas import TABLES
@@ -159,7 +161,7 @@ def optimize_table(config: MaintenanceConfig, name: str) -> TableReport:
     return maintain_table(open_store(config.db), name, config)
 
 
-@flow(name=FLOW_NAME, description="Compact LanceDB tables and remove versions outside the safety window; keep tagged versions.")
+@flow(flow_run_name=pairsmith_run_name, name=FLOW_NAME, description="Compact LanceDB tables and remove versions outside the safety window; keep tagged versions.")
 def maintenance(config: MaintenanceConfig = MaintenanceConfig()) -> MaintenanceSummary:
     start = time.perf_counter()
     logger = get_run_logger()
@@ -170,9 +172,8 @@ def maintenance(config: MaintenanceConfig = MaintenanceConfig()) -> MaintenanceS
     if swept:
         logger.info("deleted %d tag(s) left by exports that died: %s", len(swept), ", ".join(swept))
     reports = []
-    for name in config.tables:
-        if name not in present:
-            continue  # nothing written yet; do not create an empty table
+    tables = [name for name in config.tables if name in present]  # nothing written yet: no empty table made
+    for (name,) in tracked([[t] for t in tables], len(tables), f"{FLOW_NAME}-progress", "maintaining tables"):
         report = optimize_table.with_options(task_run_name=f"optimize-table-{name}")(config, name)
         logger.info(
             "%s: versions %d -> %d, fragments %d -> %d (%d small ones merged, %.1f MB rewritten), %.1f MB freed, "

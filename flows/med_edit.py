@@ -24,6 +24,7 @@ from pairsmith.flows.engine.progress import RunProgress
 from pairsmith.flows.engine.run_outcome import batches_with_errors, is_error_reason
 from pairsmith.flows.engine.stages import batch_step
 from pairsmith.flows.engine.flow_runs import claim_run
+from pairsmith.flows.engine.run_name import pairsmith_run_name
 from pairsmith.models.clip_scorer import ClipScorer
 from pairsmith.models.gemini_editor import GeminiEditor
 from pairsmith.models.vlm_chat import VlmChat
@@ -81,7 +82,7 @@ def balance_mcq_letters(db_uri: str, run_id: str) -> int:
     return len(balanced)
 
 
-@flow(name=FLOW_NAME, description="Gemini micro-edits of photos with aligned captions, QA and MCQ samples.")
+@flow(flow_run_name=pairsmith_run_name, name=FLOW_NAME, description="Gemini micro-edits of photos with aligned captions, QA and MCQ samples.")
 def med_edit(config: MedEditConfig) -> MedRunSummary:
     start = time.perf_counter()
     logger = get_run_logger()

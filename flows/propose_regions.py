@@ -36,6 +36,8 @@ from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
 from pairsmith.flows.engine.run_outcome import batches_with_errors
 from pairsmith.flows.engine.stages import batch_step
 from pairsmith.flows.engine.flow_runs import claim_run
+from pairsmith.flows.engine.progress import tracked
+from pairsmith.flows.engine.run_name import pairsmith_run_name
 from pairsmith.models.pair_proposer import PHOTO, PairProposal, PairProposer, PairProposerConfig
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
 from pairsmith.storage.ids import NOT_CONTENT, content_key, stable_id
@@ -221,7 +223,7 @@ def _batches_with_rewritten_pairs(store, run_id: str, every: list[str], written:
             if any(i < len(every) and written[every[i]] > when[name] for i in span)}
 
 
-@flow(name=FLOW_NAME, description="Align stored pairs, judge the edit's extent and propose the regions that changed.")
+@flow(flow_run_name=pairsmith_run_name, name=FLOW_NAME, description="Align stored pairs, judge the edit's extent and propose the regions that changed.")
 def propose_regions(config: ProposeRegionsConfig) -> ProposeSummary:
     start = time.perf_counter()
     store = open_store(config.db)
@@ -237,7 +239,7 @@ def propose_regions(config: ProposeRegionsConfig) -> ProposeSummary:
     claim_run(run_id)  # a flow run of it killed with -9: marked CRASHED in Prefect
     redo = batches_with_errors(store, run_id) | _batches_with_rewritten_pairs(store, run_id, every, written)
     work = plan_resume(store, run_id, len(ids), config.batch_size, redo=redo, legacy=legacy)
-    for indices in work.todo:
+    for indices in tracked(work.todo, len(ids), f"{FLOW_NAME}-progress", "proposing regions"):
         name = batch_name(indices)
         # a batch redone whole may reach past a smaller --limit
         proposed = batch_step(align_and_propose, name)([every[i] for i in indices if i < len(every)], config, run_id)

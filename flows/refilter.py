@@ -26,6 +26,7 @@ from pairsmith.filters.imgdiff.pipelines import METHODS, ImgDiffThresholds
 from pairsmith.filters.imgdiff.rejudge import RejudgeResult, pair_columns, region_columns, rejudge_pairs
 from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
 from pairsmith.flows.engine.stages import batch_step
+from pairsmith.flows.engine.run_name import pairsmith_run_name
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
 from pairsmith.storage.store import PairStore, open_store, sql_in, sql_literal
 from pairsmith.tasks.write_batch import write_batch
@@ -113,7 +114,7 @@ def _verdicts(table: str, updates: dict[str, dict], detail: str) -> list[dict]:
     return rows
 
 
-@flow(name=FLOW_NAME, description="Re-apply Img-Diff thresholds to a run's stored scores; no model runs.")
+@flow(flow_run_name=pairsmith_run_name, name=FLOW_NAME, description="Re-apply Img-Diff thresholds to a run's stored scores; no model runs.")
 def refilter(config: RefilterConfig) -> RefilterSummary:
     start = time.perf_counter()
     logger = get_run_logger()

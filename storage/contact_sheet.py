@@ -1,43 +1,109 @@
-"""A contact sheet: pairs of a run side by side with their boxes, to look at what was made.
+"""A contact sheet: pairs of a run side by side with their boxes, to look at what was made or thrown away.
 
 Each cell is before | black bar | after, the kept boxes drawn in red (dropped boxes in yellow) on
-the before image, and on the after image too when both share a frame (a real edit that came back
-at another size is shown resized, unboxed). Below it: the difference captions or the drop reason.
+the before image, with each box's ``confidence`` written at its corner where a proposer gave one, and
+on the after image too when both share a frame (a real edit that came back at another size is shown
+resized, unboxed). A pair judged a whole-image edit (``change_extent = global``) gets an orange frame.
+Below it, in a proportional font: the difference captions (each distinct caption once: a ``move``'s
+two regions share one), the pair's question where a sample asks one (MED), the whole-image verdict,
+or, for a dropped pair, its stage, reason and ``drop_detail``.
 
-It reads what it draws and no more: the run's pair ids and verdicts without image bytes (a filter
-on an image column would read every image of the table), then the images of the ``n`` pairs it
-picks by key (``PairStore.take``), so its cost does not grow with the database.
+Which pairs (``pick_pairs``): the run's own pairs (``pairs.run_id``), or, for a run that annotates
+other runs' pairs (``propose-regions``), the pairs it judged (``pairs.verdict_run_id``); ``status``
+``kept`` (default), ``dropped`` (optionally of some stages / reasons: what a filter throws away,
+from ``storage/dropped_rows.py``) or ``all``. Which boxes: those of ``regions_run`` when given, else
+the run's own regions, else every run's regions of the pair.
+
+It reads what it draws and no more: ids and verdicts without image bytes, then the images of the
+``n`` pairs it picks by key (``PairStore.take``), so its cost does not grow with the database.
 """
 
 from __future__ import annotations
 
 import os
-import textwrap
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
-from pairsmith.storage.pair_images import draw_boxes, open_image, side_by_side
+from pairsmith.storage.dropped_rows import dropped_rows
+from pairsmith.storage.pair_images import IMAGE, draw_boxes, open_image, side_by_side
 from pairsmith.storage.store import PairStore, sql_in, sql_literal
 
 COLUMNS = 2
 MARGIN = 10
-TEXT_LINES = 3
-LINE_PX = 14
+TEXT_LINES = 5
+FONT_PX = 13
+LINE_PX = 16
 MAX_SIDE = 480
+STATUSES = ("kept", "dropped", "all")
+GLOBAL_FRAME = (255, 140, 0)
 
 
 def _line(scale: float) -> int:
     return max(2, round(2 / scale))
 
 
-def draw_contact_sheet(store: PairStore, out: Path, n: int, run_id: str, include_dropped: bool = False) -> int:
-    """Draw up to ``n`` pairs of ``run_id`` (kept first, by id) into a PNG; returns how many were drawn."""
-    where = f"run_id = {sql_literal(run_id)}" + ("" if include_dropped else " AND status = 'kept'")
-    listing = store.read("pairs", where=where, columns=["pair_id", "status"]).to_pylist()
-    order = [p["pair_id"] for p in sorted(listing, key=lambda p: (p["status"] != "kept", p["pair_id"]))]
+def _font(size: int = FONT_PX):
+    """Pillow's bundled proportional font (FreeType), readable word spacing; the bitmap font without FreeType."""
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, ImportError, OSError):
+        return ImageFont.load_default()
+
+
+def _owned(store: PairStore, run_id: str) -> bool:
+    return store.count("pairs", f"run_id = {sql_literal(run_id)}") > 0
+
+
+def _judged(store: PairStore, run_id: str) -> list[str]:
+    if "verdict_run_id" not in store.table("pairs").schema.names:
+        return []
+    rows = store.read("pairs", where=f"verdict_run_id = {sql_literal(run_id)}", columns=["pair_id"])
+    return sorted(rows.column("pair_id").to_pylist())
+
+
+def pick_pairs(store: PairStore, run_id: str, status: str = "kept", stages: tuple[str, ...] = (),
+               reasons: tuple[str, ...] = ()) -> list[str]:
+    """The pair ids a sheet of ``run_id`` draws, in order (kept by id first, then dropped by stage and reason)."""
+    if status not in STATUSES:
+        raise ValueError(f"status {status!r}: use {', '.join(STATUSES)}")
+    dropped: list[str] = []
+    if status != "kept" or stages or reasons:
+        for row in dropped_rows(store, run_id, stages, reasons):
+            if row.kind == "pair" and row.pair_id not in dropped:
+                dropped.append(row.pair_id)
+    if status == "dropped":
+        return dropped
+    if _owned(store, run_id):
+        kept = sorted(store.read("pairs", where=f"run_id = {sql_literal(run_id)} AND status = 'kept'",
+                                 columns=["pair_id"]).column("pair_id").to_pylist())
+    else:
+        not_kept = {r.pair_id for r in dropped_rows(store, run_id) if r.kind == "pair"}
+        kept = [p for p in _judged(store, run_id) if p not in not_kept]
+    return kept + ([p for p in dropped if p not in kept] if status == "all" else [])
+
+
+def newest_drawable_run(store: PairStore) -> str | None:
+    """The newest run that has pairs to draw (its own, or pairs it judged), or None."""
+    for run in store.runs():
+        if _owned(store, run["run_id"]) or _judged(store, run["run_id"]):
+            return run["run_id"]
+    return None
+
+
+def draw_contact_sheet(store: PairStore, out: Path, n: int, run_id: str, include_dropped: bool = False,
+                       status: str | None = None, stages: tuple[str, ...] = (), reasons: tuple[str, ...] = (),
+                       regions_run: str | None = None) -> int:
+    """Draw up to ``n`` pairs of ``run_id`` into a PNG; returns how many were drawn. ``status`` defaults to
+    ``dropped`` when ``stages`` / ``reasons`` are given, ``all`` with ``include_dropped``, else ``kept``.
+    Raises ValueError (one line) when no pair with images matches."""
+    status = status or ("dropped" if stages or reasons else "all" if include_dropped else "kept")
+    order = pick_pairs(store, run_id, status, stages, reasons)
+    verdicts = {r.pair_id: r for r in dropped_rows(store, run_id) if r.kind == "pair"}
     pairs: list[dict] = []
-    columns = ["image_before", "image_after", "status", "drop_reason", "difference"]
+    columns = ["image_before", "image_after", "status", "drop_reason", "drop_stage", "drop_detail", "difference"]
+    columns += [c for c in ("change_extent", "change_extent_reason", "change_extent_score")
+                if c in store.table("pairs").schema.names]
     for start in range(0, len(order), n):  # pairs dropped before rendering have no images: read on until n
         wanted = order[start:start + n]
         found = {r["pair_id"]: r for chunk in store.take("pairs", wanted, columns) for r in chunk}
@@ -46,13 +112,15 @@ def draw_contact_sheet(store: PairStore, out: Path, n: int, run_id: str, include
             break
     pairs = pairs[:n]
     if not pairs:
-        raise ValueError(f"run {run_id!r} has no {'' if include_dropped else 'kept '}pairs with images to draw "
-                         "(a run that only adds regions owns no pairs: pass the --run that made them)")
-    regions = store.read(
-        "regions", where=sql_in("pair_id", [p["pair_id"] for p in pairs]),
-        columns=["pair_id", "box", "status", "difference_caption"],
-    ).to_pylist()
-    cells = [_cell(p, [r for r in regions if r["pair_id"] == p["pair_id"]]) for p in pairs]
+        what = {"kept": "kept ", "dropped": "dropped ", "all": ""}[status]
+        raise ValueError(f"run {run_id!r} has no {what}pairs with images to draw"
+                         + (f" (stage {', '.join(stages)})" if stages else "")
+                         + (f" (reason {', '.join(reasons)})" if reasons else ""))
+    ids = [p["pair_id"] for p in pairs]
+    regions = _regions(store, ids, regions_run or run_id, explicit=regions_run is not None)
+    questions = _questions(store, ids)
+    cells = [_cell(p, [r for r in regions if r["pair_id"] == p["pair_id"]], questions.get(p["pair_id"]),
+                   verdicts.get(p["pair_id"])) for p in pairs]
     cell_w = max(c.width for c in cells)
     cell_h = max(c.height for c in cells)
     rows = (len(cells) + COLUMNS - 1) // COLUMNS
@@ -100,29 +168,100 @@ def check_sheet_out(out: Path, db_uri: str | None = None) -> Path:
     return out
 
 
-def _cell(pair: dict, regions: list[dict]) -> Image.Image:
+def _regions(store: PairStore, ids: list[str], run_id: str, explicit: bool) -> list[dict]:
+    columns = ["pair_id", "run_id", "box", "status", "difference_caption", "confidence"]
+    rows = store.read("regions", where=sql_in("pair_id", ids), columns=columns).to_pylist()
+    own = [r for r in rows if r["run_id"] == run_id]
+    if explicit or own:
+        return own
+    return rows
+
+
+def _questions(store: PairStore, ids: list[str]) -> dict[str, str]:
+    """The question a sample asks about each pair (MED's multiple choice, a QA), placeholders removed."""
+    rows = store.read("samples", where=sql_in("pair_id", ids) + " AND " + sql_in("task", ["med-mcq", "med-diff-qa"]),
+                      columns=["pair_id", "conversation"]).to_pylist()
+    out: dict[str, str] = {}
+    for r in rows:
+        users = [m["content"] for m in r["conversation"] if m["role"] == "user"]
+        if users and r["pair_id"] not in out:
+            out[r["pair_id"]] = " ".join(users[0].replace(IMAGE, " ").split())
+    return out
+
+
+def caption_text(regions: list[dict]) -> str:
+    """The kept regions' difference captions, each distinct one once, in region order."""
+    seen: dict[str, None] = {}
+    for r in regions:
+        if r["status"] == "kept" and r.get("difference_caption"):
+            seen.setdefault(r["difference_caption"].strip(), None)
+    return " ".join(seen)
+
+
+def cell_text(pair: dict, regions: list[dict], question: str | None, verdict=None) -> list[str]:
+    """The paragraphs under a cell: what changed (or why the pair was dropped), the verdict, the question."""
+    parts = []
+    if pair["status"] != "kept" or verdict is not None:
+        stage = verdict.stage if verdict is not None else pair.get("drop_stage")
+        reason = verdict.reason if verdict is not None else pair.get("drop_reason")
+        detail = verdict.detail if verdict is not None else pair.get("drop_detail")
+        parts.append(f"dropped at {stage or '?'}: {reason}" + (f" ({' '.join(detail.split())})" if detail else ""))
+    elif pair.get("change_extent") == "global":
+        score = pair.get("change_extent_score")
+        parts.append(f"whole image changed ({pair.get('change_extent_reason') or 'global'}"
+                     + (f", score {score:.2f}" if score is not None else "") + ")")
+    else:
+        confidences = [r.get("confidence") for r in regions if r["status"] == "kept" and r.get("confidence") is not None]
+        parts.append(caption_text(regions) or pair.get("difference")
+                     or (f"{len(confidences)} box{'es' if len(confidences) != 1 else ''}, confidence " + ", ".join(f"{c:.2f}" for c in confidences)
+                         if confidences else "(no change)" if not regions else ""))
+    if question:
+        parts.append(f"Q: {question}")
+    return [p for p in parts if p]
+
+
+def _wrap(text: str, font, width: int) -> list[str]:
+    lines, line = [], ""
+    for word in text.split():
+        candidate = f"{line} {word}" if line else word
+        if line and font.getlength(candidate) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = candidate
+    return lines + ([line] if line else [])
+
+
+def _cell(pair: dict, regions: list[dict], question: str | None = None, verdict=None) -> Image.Image:
     before, after = open_image(pair["image_before"]), open_image(pair["image_after"])
-    kept = [r["box"] for r in regions if r["status"] == "kept"]
+    kept = [r for r in regions if r["status"] == "kept"]
     dropped = [r["box"] for r in regions if r["status"] != "kept"]
     same_frame = before.size == after.size
     scale = min(1.0, MAX_SIDE / max(before.size))  # real photos are large: draw them at a readable size
-    before = draw_boxes(draw_boxes(before, dropped, "yellow", width=_line(scale)), kept, width=_line(scale))
+    before = draw_boxes(draw_boxes(before, dropped, "yellow", width=_line(scale)), [r["box"] for r in kept],
+                        width=_line(scale))
     if same_frame:  # boxes are in before-image pixels: on another frame they would point elsewhere
-        after = draw_boxes(draw_boxes(after, dropped, "yellow", width=_line(scale)), kept, width=_line(scale))
+        after = draw_boxes(draw_boxes(after, dropped, "yellow", width=_line(scale)), [r["box"] for r in kept],
+                           width=_line(scale))
     else:
         after = after.resize(before.size)
     if scale < 1.0:
         size = (round(before.width * scale), round(before.height * scale))
         before, after = before.resize(size), after.resize(size)
+    font = _font()
+    draw = ImageDraw.Draw(before)
+    for r in kept:  # each box's confidence at its top-left corner, where the proposer gave one
+        if r.get("confidence") is not None:
+            x, y = r["box"][0] * scale + 3, r["box"][1] * scale + 2
+            draw.text((x, y), f"{r['confidence']:.2f}", fill="red", font=_font(11), stroke_width=2, stroke_fill="white")
+    if pair.get("change_extent") == "global":
+        ImageDraw.Draw(before).rectangle([0, 0, before.width - 1, before.height - 1], outline=GLOBAL_FRAME, width=6)
     pair_img = side_by_side(before, after)
-    if pair["status"] == "kept":
-        text = " ".join(r["difference_caption"] or "" for r in regions if r["status"] == "kept") \
-        or pair.get("difference") or ("" if kept else "(no change)")
-    else:
-        text = f"dropped: {pair['drop_reason']}"
-    font = ImageFont.load_default()
-    chars = max(20, pair_img.width // 6)
-    lines = textwrap.wrap(text, chars)[:TEXT_LINES]
+    lines: list[str] = []
+    for paragraph in cell_text(pair, regions, question, verdict):
+        lines += _wrap(paragraph, font, pair_img.width - 4)
+    if len(lines) > TEXT_LINES:
+        lines = lines[:TEXT_LINES - 1] + [lines[TEXT_LINES - 1] + " …"]
     cell = Image.new("RGB", (pair_img.width, pair_img.height + TEXT_LINES * LINE_PX + 4), "white")
     cell.paste(pair_img, (0, 0))
     draw = ImageDraw.Draw(cell)

@@ -1,6 +1,7 @@
 """A run's dropped rows, one per dropped item, with the stage, the reason and ``drop_detail``.
 
-What ``pairsmith inspect`` lists and ``contact-sheet --status dropped`` samples. A run drops items in
+What ``pairsmith inspect`` lists and ``contact-sheet --status dropped`` samples; also a run's stage
+totals read from ``stage_stats`` (``stage_totals``), for readers in ``storage``. A run drops items in
 three ways, and each is read from where it is stored (never from image columns):
 
 * **pairs of the run** (``pairs.run_id``) with ``status = 'dropped'``: ``drop_stage``, ``drop_reason``,
@@ -20,6 +21,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from pairsmith.storage.store import PairStore, sql_literal
+from pairsmith.storage.verdict import StageStats
 
 
 @dataclass(frozen=True)
@@ -40,9 +42,7 @@ class DroppedRow:
 def dropped_rows(store: PairStore, run_id: str, stages: tuple[str, ...] = (), reasons: tuple[str, ...] = ()) -> list[DroppedRow]:
     """Every dropped row of ``run_id``, ordered by stage (funnel order), reason and id; ``stages`` /
     ``reasons`` (empty: all) keep only rows of those stages / reasons."""
-    from pairsmith.flows.engine.funnel import run_funnel
-
-    funnel = run_funnel(store, run_id)
+    funnel = stage_totals(store, run_id)
     order = {s.stage: i for i, s in enumerate(funnel)}
     stage_of = {reason: s.stage for s in reversed(funnel) for reason in s.reasons}
     in_run = f"run_id = {sql_literal(run_id)}"
@@ -66,6 +66,31 @@ def dropped_rows(store: PairStore, run_id: str, stages: tuple[str, ...] = (), re
     if reasons:
         rows = [r for r in rows if r.reason in reasons]
     return sorted(rows, key=lambda r: (order.get(r.stage, len(order)), r.stage, r.reason, r.pair_id, r.region_id or ""))
+
+
+def stage_totals(store: PairStore, run_id: str) -> list[StageStats]:
+    """A run's stage stats summed over its batches, in stage order (the order ``pairsmith stats`` prints
+    them in, for runs whose batches agree on it)."""
+    from collections import Counter
+
+    total: dict[str, StageStats] = {}
+    position: dict[str, int] = {}
+    for row in store.read("stage_stats", where=f"run_id = {sql_literal(run_id)}").to_pylist():
+        part = StageStats(row["stage"], row["n_in"], row["n_kept"], row["n_dropped"],
+                          Counter({r["reason"]: r["count"] for r in row["drop_reasons"] or []}), row["seconds"])
+        total[row["stage"]] = total[row["stage"]] + part if row["stage"] in total else part
+        position[row["stage"]] = min(position.get(row["stage"], row["stage_order"]), row["stage_order"])
+    return sorted(total.values(), key=lambda s: (position[s.stage], s.stage))
+
+
+def format_stage_totals(stages: list[StageStats], reasons: int | None = 3) -> str:
+    """A plain-text funnel: stage, in, kept, dropped and the top ``reasons`` (None: all)."""
+    header = ("stage", "in", "kept", "dropped", "reasons")
+    rows = [(s.stage, str(s.n_in), str(s.n_kept), str(s.n_dropped),
+             ", ".join(f"{r} ({c})" for r, c in s.top_reasons(reasons)) or "-") for s in stages]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    return "\n".join("  ".join([r[0].ljust(widths[0]), *(r[i].rjust(widths[i]) for i in (1, 2, 3)), r[4]])
+                     for r in [header, *rows])
 
 
 def _verdicts(store: PairStore, run_id: str, regions: list[dict]) -> list[DroppedRow]:
@@ -93,14 +118,6 @@ def _verdicts(store: PairStore, run_id: str, regions: list[dict]) -> list[Droppe
     return out
 
 
-def dropped_pair_ids(store: PairStore, run_id: str, reasons: tuple[str, ...] = (), stages: tuple[str, ...] = ()) -> list[str]:
-    """The pairs behind ``run_id``'s dropped rows (each once, in listing order), for the contact sheet."""
-    seen: dict[str, None] = {}
-    for r in dropped_rows(store, run_id, stages, reasons):
-        seen.setdefault(r.pair_id, None)
-    return list(seen)
-
-
 def format_table(rows: list[DroppedRow], detail_chars: int = 80) -> str:
     """A plain-text table (stage, reason, pair, region, detail cut to ``detail_chars``) and a count line."""
     header = ("stage", "reason", "pair_id", "region_id", "drop_detail")
@@ -117,4 +134,4 @@ def _cut(text: str | None, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-__all__ = ["DroppedRow", "dropped_rows", "dropped_pair_ids", "format_table"]
+__all__ = ["DroppedRow", "dropped_rows", "format_stage_totals", "format_table", "stage_totals"]

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel
 
 ID_SCHEMA_VERSION = 2
-"""Version of what content keys hash. 2: defaults and NOT_CONTENT fields are left out (pairsmith 0.2)."""
+"""Version of what content keys hash. 2: defaults and NOT_CONTENT fields are left out (1 hashed them too)."""
 
 NOT_CONTENT: dict[str, Any] = {"content": False}
 """``json_schema_extra`` of a config field that never changes what a run writes (marker, see above)."""

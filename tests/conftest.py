@@ -18,8 +18,11 @@ from pairsmith.flows.dig_render import RenderRunSummary, dig_render
 from pairsmith.flows.dig_render_config import DigRenderConfig
 from pairsmith.storage.store import PairStore
 
-# ../shared/data beside the checkout; PAIRSMITH_SHARED_DATA points elsewhere (e.g. from a git worktree).
+# Real data the repository does not ship (docs/shared-data.md): $PAIRSMITH_SHARED_DATA, else ../shared/data
+# beside the checkout. Tests that need it skip with SHARED_DATA_HELP, which says where to get it.
 SHARED_DATA = Path(os.environ.get("PAIRSMITH_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+SHARED_DATA_HELP = ("set PAIRSMITH_SHARED_DATA to a folder holding med_bench_sample/ and spot_the_diff/; "
+                    "docs/shared-data.md says where each comes from")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ stores, and what a killed command leaves behind.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess

@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 
 from pairsmith.models.failures import failure_reason, is_transient
-from pairsmith.models.gemini_editor import EditRequest, GeminiEditConfig, GeminiEditor
+from pairsmith.models.gemini_editor import GeminiEditConfig, GeminiEditor
 from pairsmith.storage.schemas import Message, PairRow, SampleRow, utc_now
 from pairsmith.storage.store import PairStore
 from pairsmith.storage.verdict import StageStats

@@ -9,6 +9,7 @@ import pytest
 from pairsmith.flows.cli.main import main
 from pairsmith.storage.store import PairStore
 from tests.synthetic_db import SyntheticRun, build
+from tests.test_run_inspect import bars  # noqa: F401  (fixture)
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +86,10 @@ def test_the_card_describes_fields_sources_funnels_and_config(two_runs, tmp_path
     contents = _section(card, "Contents")
     counted = sum(int(line.rsplit("|", 2)[1]) for line in contents.splitlines() if line.startswith("| train"))
     assert counted == len(_expected(two_runs, "small")) + len(_expected(two_runs, "large"))
+
+
+def test_export_draws_a_progress_bar_over_the_samples(two_runs, tmp_path, capsys, bars):
+    _export(two_runs, tmp_path / "x", "--run", "large")
+    err = capsys.readouterr().err
+    n = len(_expected(two_runs, "large"))
+    assert "exporting hf" in err and f"{n}/{n}" in err

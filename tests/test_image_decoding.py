@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import io
 import json
-import re
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image, ImageChops, ImageDraw
 
 from pairsmith.flows.cli.main import main

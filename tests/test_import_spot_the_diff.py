@@ -9,19 +9,19 @@ import pytest
 from pairsmith.flows.import_dataset import run_import
 from pairsmith.storage.store import PairStore
 from pairsmith.tasks.imports.spot_the_diff import SpotTheDiffConfig
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, SHARED_DATA_HELP
 from tests.public_sets import spot_the_diff_images
 
 TEST_JSON = SHARED_DATA / "spot_the_diff" / "test.json"
 needs_annotations = pytest.mark.skipif(
-    not TEST_JSON.is_file(), reason=f"the shared Spot-the-Diff annotations are not at {TEST_JSON} (never copied into the repo)"
+    not TEST_JSON.is_file(), reason=f"the Spot-the-Diff annotations are not at {TEST_JSON}: {SHARED_DATA_HELP}"
 )
 
 
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory):
     if not TEST_JSON.is_file():
-        pytest.skip(f"the shared Spot-the-Diff annotations are not at {TEST_JSON}")
+        pytest.skip(f"the Spot-the-Diff annotations are not at {TEST_JSON}: {SHARED_DATA_HELP}")
     root = tmp_path_factory.mktemp("spot")
     spot_the_diff_images(json.loads(TEST_JSON.read_text()), root / "resized_images")
     config = SpotTheDiffConfig(db=str(root / "db.lance"), annotations=str(TEST_JSON), images_dir=str(root / "resized_images"),

@@ -17,12 +17,12 @@ from pairsmith.models.pair_alignment import AlignConfig, align_pair, warp_onto_b
 from pairsmith.storage.store import PairStore
 from pairsmith.tasks.imports.med_bench import MedBenchConfig
 from pairsmith.tasks.med.prompts import CATEGORIES
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, SHARED_DATA_HELP
 
 SAMPLE = SHARED_DATA / "med_bench_sample"
 JSON = SAMPLE / "MED_bench_sample.json"
 needs_sample = pytest.mark.skipif(
-    not JSON.is_file(), reason=f"the shared MED benchmark sample is not at {SAMPLE} (it is never copied into the repo)"
+    not JSON.is_file(), reason=f"the MED benchmark sample is not at {SAMPLE}: {SHARED_DATA_HELP}"
 )
 
 
@@ -59,7 +59,7 @@ def test_unrelated_images_cannot_be_aligned():
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory):
     if not JSON.is_file():
-        pytest.skip(f"the shared MED benchmark sample is not at {SAMPLE}")
+        pytest.skip(f"the MED benchmark sample is not at {SAMPLE}: {SHARED_DATA_HELP}")
     db = str(tmp_path_factory.mktemp("medbench") / "bench.lance")
     return run_import(MedBenchConfig(db=db, json_path=str(JSON))), db
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 
 import pytest
@@ -119,3 +120,49 @@ def test_version(capsys):
 
     code, out, _ = run_cli(capsys, "--version")
     assert code == 0 and out.strip() == f"pairsmith {version('pairsmith')}"
+
+
+def _flow_run_names(flow_name: str) -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    from pairsmith.flows.engine.prefect_compat import install
+
+    install()
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])), limit=50)
+    return [r.name for r in runs]
+
+
+def test_the_prefect_flow_run_is_named_by_the_pairsmith_run_id(proposed, tmp_path):
+    from pairsmith.flows.engine.run_name import run_id_of
+    from pairsmith.flows.maintenance import MaintenanceConfig, maintenance
+    from pairsmith.tasks.imports.med_bench import MedBenchConfig
+
+    _, run_id = proposed
+    assert run_id in _flow_run_names("propose-regions")
+    # another flow: maintenance has no run id of its own and gets flow name + time
+    maintenance(MaintenanceConfig(db=proposed[0]))
+    assert any(re.fullmatch(r"maintenance-\d{8}T\d{6}Z", n) for n in _flow_run_names("maintenance"))
+    # an import is named by its importer's run id
+    (tmp_path / "MED.json").write_text("[]")
+    config = MedBenchConfig(db=str(tmp_path / "db"), json_path=str(tmp_path / "MED.json"))
+    assert run_id_of(config).startswith("import-med-bench-")
+
+
+@pytest.fixture
+def bars():
+    from pairsmith.flows.engine.progress import show_in_terminal
+
+    was = show_in_terminal(True)  # what `pairsmith` does when stderr is a terminal
+    yield
+    show_in_terminal(was)
+
+
+def test_export_and_maintain_draw_progress_bars(proposed, tmp_path, capsys, bars):
+    db, _ = proposed
+    code, _, err = run_cli(capsys, "maintain", "--db", db)
+    assert code == 0 and "maintaining tables" in err and "3/3" in err  # pairs, regions, stage_stats
+    # the propose-regions run made no samples: export refuses in one line before any bar
+    code, _, err = run_cli(capsys, "export", "--format", "llava", "--db", db, "--out", str(tmp_path / "x"))
+    assert code == 2 and "exporting" not in err

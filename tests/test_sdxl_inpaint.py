@@ -11,7 +11,6 @@ import pickle
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image, ImageDraw
 
 from pairsmith.models.lazy import clear_loaded

@@ -219,7 +219,10 @@ def export(fmt: str, out: str, db: str, run: str | None, tasks: tuple[str, ...],
         try:
             if run is not None:
                 pick_run(store, run)
-            result = run_export(store, Path(out), fmt, options, overwrite=overwrite, tag=snapshot.tag)
+            from pairsmith.flows.engine.progress import terminal_bars
+
+            result = run_export(store, Path(out), fmt, options, overwrite=overwrite, tag=snapshot.tag,
+                                progress=terminal_bars())
             finish_export(live, snapshot)
         except BaseException:
             if snapshot.pinning is not None:  # the running tag names an export that does not exist
@@ -254,20 +257,30 @@ def export(fmt: str, out: str, db: str, run: str | None, tasks: tuple[str, ...],
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
 @click.option("--n", type=click.IntRange(1, 200), default=12, show_default=True, help="Pairs to draw.")
 @click.option("--db", default=DEFAULT_DB, show_default=True, help="LanceDB URI.")
-@click.option("--run", default=None, help="Run id (default: the newest run).")
-@click.option("--include-dropped", is_flag=True, help="Draw dropped pairs too, with their reasons.")
-def contact_sheet(out: str, n: int, db: str, run: str | None, include_dropped: bool) -> None:
-    """Draw pairs side by side with their difference boxes."""
-    from pairsmith.storage.contact_sheet import check_sheet_out, draw_contact_sheet
+@click.option("--run", default=None, help="Run id (default: the newest run with pairs to draw).")
+@click.option("--regions-run", default=None, help="Draw this run's boxes, e.g. a propose-regions run over an "
+              "import (default: the drawn run's own boxes, else every run's).")
+@click.option("--status", type=click.Choice(["kept", "dropped", "all"]), default=None,
+              help="Which pairs: kept (default), dropped (default with --stage / --reason), or all.")
+@click.option("--stage", "stages", multiple=True, help="Dropped pairs of this stage only (repeat).")
+@click.option("--reason", "reasons", multiple=True, help="Dropped pairs with this reason only (repeat).")
+@click.option("--include-dropped", is_flag=True, help="Same as --status all.")
+def contact_sheet(out: str, n: int, db: str, run: str | None, regions_run: str | None, status: str | None,
+                  stages: tuple[str, ...], reasons: tuple[str, ...], include_dropped: bool) -> None:
+    """Draw pairs side by side with their boxes, confidences, captions, verdicts and questions."""
+    from pairsmith.storage.contact_sheet import check_sheet_out, draw_contact_sheet, newest_drawable_run
 
     store = open_store_or_fail(db, read_only=True)
     try:
         check_sheet_out(Path(out), store.uri)
     except ValueError as err:
         raise CliError(str(err)) from None
-    run_id = pick_run(store, run)
+    run_id = pick_run(store, run) if run else (newest_drawable_run(store) or pick_run(store, None))
+    if regions_run is not None:
+        pick_run(store, regions_run)
     try:
-        drawn = draw_contact_sheet(store, Path(out), n=n, run_id=run_id, include_dropped=include_dropped)
+        drawn = draw_contact_sheet(store, Path(out), n=n, run_id=run_id, include_dropped=include_dropped,
+                                   status=status, stages=stages, reasons=reasons, regions_run=regions_run)
     except ValueError as err:
         from pairsmith.flows.engine.resume import with_owner_note
 
@@ -310,7 +323,10 @@ def main(argv: list[str] | None = None) -> int:
     and SIGTERM 143, within seconds (``pairsmith.flows.engine.interrupts``)."""
     from pairsmith.flows.engine import interrupts
 
+    from pairsmith.flows.engine.progress import show_in_terminal
+
     previous = interrupts.install()  # Ctrl-C / SIGTERM: a clean stop (see flows/engine/interrupts.py)
+    bars = show_in_terminal(True) if sys.stderr.isatty() else None  # bars of imports, propose-regions, export, maintain
     try:
         result = cli.main(args=argv, prog_name="pairsmith", standalone_mode=False)
     except click.exceptions.Exit as exit_:
@@ -333,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         if interrupts.requested():  # a real SIGINT/SIGTERM, however the command ended: 130/143, now, no child left
             interrupts.exit_now(interrupts.exit_code(interrupts.requested()))
         interrupts.restore(previous)  # main() called in-process (tests): leave no trace
+        if bars is not None:
+            show_in_terminal(bars)
     return result if isinstance(result, int) else 0
 
 

@@ -2,6 +2,10 @@
 
 The terminal bar (rich, on stderr) is for ad-hoc CLI runs; the Prefect progress artifact is for a
 deployment someone watches in the UI. Both advance per finished item.
+
+Flows whose config has no ``show_progress`` (imports, propose-regions, maintenance) and the export,
+which is no flow, draw their bar when the CLI asked for bars (``show_in_terminal``, which ``pairsmith``
+calls when stderr is a terminal): flows with ``terminal=None``, the export by ``terminal_bars()``.
 """
 
 from __future__ import annotations
@@ -12,11 +16,26 @@ from uuid import UUID
 from pairsmith.flows.engine.interrupts import check
 
 
+_TERMINAL = False
+
+
+def show_in_terminal(on: bool = True) -> bool:
+    """Draw bars of ``RunProgress(terminal=None)`` on stderr from now on (or not); returns the old setting."""
+    global _TERMINAL
+    was, _TERMINAL = _TERMINAL, on
+    return was
+
+
+def terminal_bars() -> bool:
+    """Whether the CLI asked for bars (``show_in_terminal``): what work outside a flow, such as export, draws."""
+    return _TERMINAL
+
+
 class RunProgress:
-    def __init__(self, key: str, total: int, done: int = 0, description: str = "", terminal: bool = False):
+    def __init__(self, key: str, total: int, done: int = 0, description: str = "", terminal: bool | None = False):
         self.key, self.total, self.done = key, max(total, 1), done
         self.description = description
-        self._terminal = terminal
+        self._terminal = _TERMINAL if terminal is None else terminal
         self._bar = None
         self._task_id = None
         self._artifact: UUID | None = None
@@ -53,9 +72,9 @@ class RunProgress:
 
     def flush(self) -> None:
         """Send the percentage to the Prefect API (once per batch, not per item: it is a request)."""
-        from prefect.artifacts import update_progress_artifact
-
         if self._artifact is not None and self.percent != self._reported:
+            from prefect.artifacts import update_progress_artifact
+
             update_progress_artifact(self._artifact, self.percent)
             self._reported = self.percent
 
@@ -63,3 +82,14 @@ class RunProgress:
         self.flush()
         if self._bar is not None:
             self._bar.stop()
+
+
+def tracked(batches: list[range], total: int, key: str, description: str, terminal: bool | None = None):
+    """Iterate a run's pending ``batches`` (index ranges) under a progress bar over ``total`` items: the
+    items of batches not pending count as done; each batch advances the bar once its loop body ends."""
+    done = total - sum(len(b) for b in batches)
+    with RunProgress(key=key, total=total, done=done, description=description, terminal=terminal) as progress:
+        for batch in batches:
+            yield batch
+            progress.advance(len(batch))
+            progress.flush()

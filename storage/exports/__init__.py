@@ -27,9 +27,10 @@ def format_class(name: str):
     return getattr(importlib.import_module(module), cls)
 
 
-def export(store, out: Path, fmt: str, options=None, overwrite: bool = False, tag: str | None = None):
+def export(store, out: Path, fmt: str, options=None, overwrite: bool = False, tag: str | None = None,
+           progress: bool = False):
     """Export the kept samples of ``store`` (a ``PairStore``) selected by ``options`` (an ``ExportOptions``,
-    default: the train split) as ``fmt`` into ``out``; returns an ``ExportResult``."""
+    default: the train split) as ``fmt`` into ``out`` (``progress``: a bar on stderr); returns an ``ExportResult``."""
     from pairsmith.storage.exports.base import ExportOptions, run_export
 
-    return run_export(store, Path(out), format_class(fmt), options or ExportOptions(), overwrite, tag)
+    return run_export(store, Path(out), format_class(fmt), options or ExportOptions(), overwrite, tag, progress)

@@ -37,6 +37,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -364,9 +365,27 @@ def _commit(folder: Path, out: Path, overwrite: bool, db_uri: str | None) -> Non
         os.replace(folder, out)
 
 
+@contextmanager
+def _progress_bar(total: int, description: str, on: bool):
+    """A rich progress bar on stderr over ``total`` samples when ``on``; yields ``advance(n)``."""
+    if not on:
+        yield lambda n: None
+        return
+    import sys
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=Console(file=sys.stderr)) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
 def run_export(store, out: Path, fmt: type[ExportFormat], options: ExportOptions, overwrite: bool = False,
-               tag: str | None = None) -> ExportResult:
-    """Export the kept samples ``options`` select from ``store`` (a ``PairStore``) into ``out``.
+               tag: str | None = None, progress: bool = False) -> ExportResult:
+    """Export the kept samples ``options`` select from ``store`` (a ``PairStore``) into ``out``
+    (``progress``: a bar over the samples on stderr).
 
     Raises ValueError (one line) for an unusable ``--out`` (``check_out``: never the database, never a
     folder pairsmith did not export to) or when nothing matches; ``out`` is then untouched. The work
@@ -376,7 +395,8 @@ def run_export(store, out: Path, fmt: type[ExportFormat], options: ExportOptions
     options = _for_format(options, fmt)
     where = options.where()
     boxes = options.boxes()
-    if store.count("samples", where) == 0:
+    total = store.count("samples", where)
+    if total == 0:
         raise ValueError(f"no samples match {where} in {store.uri!r}")
     out = export_path(out)
     db_uri = getattr(store, "uri", None)
@@ -385,7 +405,8 @@ def run_export(store, out: Path, fmt: type[ExportFormat], options: ExportOptions
         writer = fmt(folder, out, options)
         writer.store = store  # the pinned view, for formats that describe their runs (the hf card)
         writer.begin()
-        skipped = _stream(store, where, options, boxes, writer)
+        with _progress_bar(total, f"exporting {fmt.name}", progress) as advance:
+            skipped = _stream(store, where, options, boxes, writer, advance)
         writer.finish()
         n = writer.n_samples
         if n == 0:
@@ -413,8 +434,10 @@ def _for_format(options: ExportOptions, fmt: type[ExportFormat]) -> ExportOption
     return options.model_copy(update=update) if update else options
 
 
-def _stream(store, where: str, options: ExportOptions, boxes: BoxFormat, writer: ExportFormat) -> Counter:
-    """The one pass: sample batches, their pairs' images by key, items to the writer; returns skip counts."""
+def _stream(store, where: str, options: ExportOptions, boxes: BoxFormat, writer: ExportFormat,
+            advance=lambda n: None) -> Counter:
+    """The one pass: sample batches, their pairs' images by key, items to the writer (``advance``: samples
+    done, per batch); returns skip counts."""
     skipped: Counter = Counter()
     kept = {r["pair_id"] for r in store.read("pairs", where="status = 'kept'", columns=["pair_id"]).to_pylist()}
     present = set(store.table("samples").schema.names)
@@ -434,6 +457,7 @@ def _stream(store, where: str, options: ExportOptions, boxes: BoxFormat, writer:
                 _write_pair(writer, pair, by_pair.pop(pair["pair_id"]), options, boxes, skipped)
         for samples in by_pair.values():  # kept pairs missing from the pinned table
             skipped["pair_missing"] += len(samples)
+        advance(len(batch))
     return skipped
 
 

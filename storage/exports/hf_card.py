@@ -96,11 +96,11 @@ def dataset_card(name: str, files: dict[str, list[str]], key: str, options, coun
         lines += ["", "## Runs and their funnels", "",
                   "Per run: the items each stage received, kept and dropped, with the top reasons "
                   "(`pairsmith inspect --run RUN` lists the dropped rows)."]
-        from pairsmith.flows.engine.funnel import format_funnel, run_funnel
+        from pairsmith.storage.dropped_rows import format_stage_totals, stage_totals
 
         for run_id, n in sorted(runs.items()):
             lines += ["", f"### {run_id} ({n} samples in this export)", "", "```",
-                      format_funnel(run_funnel(store, run_id)), "```"]
+                      format_stage_totals(stage_totals(store, run_id)), "```"]
     lines += ["", "## Export config", "", "```yaml"]
     config = options.model_dump(exclude={"batch_bytes"})
     lines += [f"{k}: {json.dumps(v)}" + ("  # all" if v in (None, []) and k in ("tasks", "run_id") else "")
