@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pairsmith.models.runtime import ModelRuntime
@@ -38,6 +40,14 @@ class GrpoSettings(BaseModel):
     gradient_checkpointing: bool = False
     logging_steps: int = Field(1, ge=1)
     seed: int = Field(0, ge=0)
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="AdamW weight decay (DiG: 1e-2; TRL's default 0)")
+    max_grad_norm: float = Field(1.0, gt=0.0, le=1e6, description="gradient clipping (DiG: 1.0)")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling of rollouts (DiG: 1.0)")
+    epsilon: float = Field(0.2, gt=0.0, le=1.0, description="clip range of the ratio, Eq. 5 (DiG: not stated; TRL's 0.2)")
+    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = Field(
+        "dapo", description="how token losses are averaged: 'grpo' = DiG's Eq. 6 (each completion's tokens "
+        "averaged, then the completions), 'dapo' = TRL's default (over every token of the batch, no length bias)",
+    )
 
     @model_validator(mode="after")
     def _groups_fit(self) -> "GrpoSettings":
@@ -63,6 +73,11 @@ def run_grpo_stage(
         num_generations=settings.num_generations,
         temperature=settings.temperature,
         max_completion_length=settings.max_completion_length,
+        top_p=settings.top_p,
+        epsilon=settings.epsilon,
+        loss_type=settings.loss_type,
+        weight_decay=settings.weight_decay,
+        max_grad_norm=settings.max_grad_norm,
         max_steps=steps,
         **trainer_args(settings, runtime, work_dir, show_progress),
     )

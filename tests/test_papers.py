@@ -188,3 +188,31 @@ def test_cocot_and_lexicon_categories_match_the_text():
     assert _norm(rows["CoCoT instruction"].paper_value) in _norm(text)
     categories = rows["lexicon categories (11)"].paper_value
     assert all(f'"{c}' in text for c in categories) and len(categories) == 11
+
+
+def test_the_grpo_presets_table_5_settings_reach_trls_config(monkeypatch, tmp_path):
+    """What run_grpo_stage hands TRL, captured at the trainer boundary (no model is loaded)."""
+    import trl
+
+    from pairsmith.models.runtime import ModelRuntime
+    from pairsmith.models.vlm_grpo import run_grpo_stage
+
+    grpo = papers.load_preset(papers.load_parameters().papers["dig"].presets["grpo"]).grpo
+    captured = {}
+
+    class Stop(Exception):
+        pass
+
+    class FakeTrainer:
+        def __init__(self, *, args, **kwargs):
+            captured["args"] = args
+            raise Stop
+
+    monkeypatch.setattr(trl, "GRPOTrainer", FakeTrainer)
+    with pytest.raises(Stop):
+        run_grpo_stage(None, None, [], [], grpo, 60, ModelRuntime(device="cpu"), tmp_path)
+    args = captured["args"]
+    assert (args.weight_decay, args.max_grad_norm, args.beta, args.learning_rate) == (0.01, 1.0, 0.01, 1e-6)
+    assert (args.temperature, args.top_p, args.num_generations, args.epsilon) == (1.0, 1.0, 5, 0.2)
+    assert args.loss_type == "grpo" and args.max_completion_length == 4096 and args.max_steps == 60
+    assert args.gradient_checkpointing is True
