@@ -214,3 +214,31 @@ def test_the_dig_preset_boxes_on_the_before_image_and_the_default_stays_union():
 
     preset = DigRenderConfig.model_validate(yaml.safe_load((ROOT / "configs/papers/dig/corpus.yaml").read_text()))
     assert preset.sampling.boxes == "before" and DigRenderConfig().sampling.boxes == "union"
+
+
+# ------------------------------------------------------------------ Think-Then-Answer (DiG supp. §6)
+
+@pytest.mark.parametrize("reply, boxes", [
+    ("<think>maybe [[1, 2, 3, 4]]</think>\n[[5, 6, 7, 8]]", [[5.0, 6.0, 7.0, 8.0]]),  # reasoning is not read
+    ("I compared them.</think><answer>[[10, 20, 30, 40]]</answer>", [[10.0, 20.0, 30.0, 40.0]]),
+    ("<think>the red cube [[1, 2, 3, 4]] moved", None),  # cut inside its reasoning: no answer, not a guess
+    ("<think>a</think>[]", []),
+    ("[[1, 2, 3, 4]]", [[1.0, 2.0, 3.0, 4.0]]),  # a non-thinking model: all of it is the answer
+])
+def test_grounding_answers_are_read_after_think(reply, boxes):
+    from pairsmith.filters.grounding_reward import parse_boxes
+
+    assert parse_boxes(reply) == boxes
+
+
+def test_mcq_and_caption_answers_are_read_after_think_in_evaluation():
+    from pairsmith.filters.mcq_answer import parse_choice
+    from pairsmith.tasks.evaluate.generate_answers import read_answer
+
+    assert parse_choice("<think>A looks right... no</think>B") == "B"
+    assert parse_choice("<think>A looks right") is None
+    assert read_answer("med-mcq", "<think>A? </think>The answer is C.", ["A. x", "B. y", "C. z"])[0] == "C"
+    text, verdict = read_answer("diff-caption", "<think>hmm</think> The cube turned red. ", None)
+    assert text == "The cube turned red." and verdict.keep
+    text, verdict = read_answer("diff-caption", "<think>the cube turned", None)
+    assert text is None and verdict.reason == "parse_unfinished_think"
