@@ -60,15 +60,11 @@ class GrpoSettings(BaseModel):
         return self
 
 
-def run_grpo_stage(
-    model, processor, dataset, reward_funcs: list[Callable], settings: GrpoSettings, steps: int,
-    runtime: ModelRuntime, work_dir: str | Path, lora: LoraSettings | None = None, show_progress: bool = False,
-    callbacks: list | None = None,
-):
-    """``steps`` GRPO steps on ``dataset``; ``lora`` adds an adapter (first stage), None continues one."""
-    from trl import GRPOConfig, GRPOTrainer
-
-    args = GRPOConfig(
+def grpo_args(settings: GrpoSettings, steps: int, runtime: ModelRuntime, work_dir: str | Path,
+              show_progress: bool = False) -> dict:
+    """The keyword arguments of TRL's ``GRPOConfig`` for one stage of ``steps`` steps (what
+    ``pairsmith finetune --print-args`` shows)."""
+    return dict(
         beta=settings.beta,
         num_generations=settings.num_generations,
         temperature=settings.temperature,
@@ -81,6 +77,17 @@ def run_grpo_stage(
         max_steps=steps,
         **trainer_args(settings, runtime, work_dir, show_progress),
     )
+
+
+def run_grpo_stage(
+    model, processor, dataset, reward_funcs: list[Callable], settings: GrpoSettings, steps: int,
+    runtime: ModelRuntime, work_dir: str | Path, lora: LoraSettings | None = None, show_progress: bool = False,
+    callbacks: list | None = None,
+):
+    """``steps`` GRPO steps on ``dataset``; ``lora`` adds an adapter (first stage), None continues one."""
+    from trl import GRPOConfig, GRPOTrainer
+
+    args = GRPOConfig(**grpo_args(settings, steps, runtime, work_dir, show_progress))
     trainer = GRPOTrainer(
         model=model, reward_funcs=reward_funcs, args=args, train_dataset=dataset, processing_class=processor,
         peft_config=lora.peft_config() if lora is not None else None, callbacks=callbacks,

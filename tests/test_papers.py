@@ -216,3 +216,20 @@ def test_the_grpo_presets_table_5_settings_reach_trls_config(monkeypatch, tmp_pa
     assert (args.temperature, args.top_p, args.num_generations, args.epsilon) == (1.0, 1.0, 5, 0.2)
     assert args.loss_type == "grpo" and args.max_completion_length == 4096 and args.max_steps == 60
     assert args.gradient_checkpointing is True
+
+
+def test_finetune_print_args_shows_the_presets_trainer_arguments_without_a_gpu(tmp_path):
+    out = CliRunner().invoke(cli, ["finetune", "--config", str(ROOT / "configs/papers/dig/grpo.yaml"), "--print-args",
+                                   "--db", str(tmp_path / "none.lance")])
+    assert out.exit_code == 0, out.output
+    printed = json.loads(out.output)
+    assert printed["model_id"] == "Qwen/Qwen3-VL-8B-Thinking"
+    assert [(s["name"], s["subsets"], s["trl_grpo_config"]["max_steps"]) for s in printed["stages"]] == [
+        ("single", ["single"], 60), ("double", ["double"], 20), ("mixed", ["mixed"], 30)]
+    trl_args = printed["stages"][0]["trl_grpo_config"]
+    assert trl_args["weight_decay"] == 0.01 and trl_args["activation_checkpointing"] is True
+    assert trl_args["loss_type"] == "grpo" and trl_args["beta"] == 0.01 and trl_args["top_p"] == 1.0
+    assert printed["reward"]["alpha"] == 0.1
+    assert not (tmp_path / "none.lance").exists()  # nothing is opened or created
+    sft = CliRunner().invoke(cli, ["finetune", "--config", str(ROOT / "configs/sft.yaml"), "--print-args"])
+    assert sft.exit_code == 0 and json.loads(sft.output)["method"] == "sft"
