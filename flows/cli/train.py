@@ -76,6 +76,7 @@ def trainer_arguments(config) -> dict[str, Any]:
         from pairsmith.models.vlm_grpo import grpo_args
 
         out["reward"] = config.reward.model_dump(mode="json")
+        out["online_filter"] = list(config.grpo.filter_range) if config.grpo.filter_range else None
         out["stages"] = [{"name": s.name, "subsets": s.subsets,
                           "trl_grpo_config": grpo_args(config.grpo, s.steps, config.runtime, work_dir)}
                          for s in config.stages]
