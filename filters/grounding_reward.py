@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pairsmith.filters.answer_text import final_answer
+
 Box = list[float]
 
 _ANSWER = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.S | re.I)
@@ -147,8 +149,10 @@ def _last_box_list(text: str) -> list[Box] | None:
 
 
 def parse_boxes(completion: str) -> list[Box] | None:
-    """The box list a model answered with; ``[]`` for an explicit empty answer, None if none is found."""
-    if not isinstance(completion, str):
+    """The box list a model answered with; ``[]`` for an explicit empty answer, None if none is found.
+    Reads the answer after ``</think>`` (``pairsmith.filters.answer_text``): reasoning is never parsed."""
+    completion = final_answer(completion)
+    if completion is None:
         return None
     answers = _ANSWER.findall(completion)
     return _last_box_list(answers[-1] if answers else completion)

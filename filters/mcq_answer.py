@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from pairsmith.filters.answer_text import final_answer
+
 LETTERS = ("A", "B", "C", "D")
 
 # A letter, or a list of letters ("A or B", "A/B", "A, B"): a list is no choice at all.
@@ -30,7 +32,9 @@ def option_text(option: str) -> str:
 
 
 def parse_choice(answer: str, options: list[str] | None = None, letters: tuple[str, ...] = LETTERS) -> str | None:
-    """The chosen letter, or None when the answer does not name exactly one option."""
+    """The chosen letter, or None when the answer does not name exactly one option. Reads the answer
+    after ``</think>`` (``pairsmith.filters.answer_text``); an unfinished ``<think>`` chooses nothing."""
+    answer = final_answer(answer)
     if not answer or not answer.strip():
         return None
     text = answer.strip()

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pairsmith.models.runtime import ModelRuntime
@@ -38,9 +40,24 @@ class GrpoSettings(BaseModel):
     gradient_checkpointing: bool = False
     logging_steps: int = Field(1, ge=1)
     seed: int = Field(0, ge=0)
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="AdamW weight decay (DiG: 1e-2; TRL's default 0)")
+    max_grad_norm: float = Field(1.0, gt=0.0, le=1e6, description="gradient clipping (DiG: 1.0)")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling of rollouts (DiG: 1.0)")
+    epsilon: float = Field(0.2, gt=0.0, le=1.0, description="clip range of the ratio, Eq. 5 (DiG: not stated; TRL's 0.2)")
+    filter_range: tuple[float, float] | None = Field(
+        None, description="online filter (DiG: [0.01, 0.99], EasyR1's on the overall reward): a group whose mean "
+        "reward lies outside [low, high] (every rollout right, or every one wrong) is masked out of the loss; "
+        "None: no filter (TRL's behaviour)",
+    )
+    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = Field(
+        "dapo", description="how token losses are averaged: 'grpo' = DiG's Eq. 6 (each completion's tokens "
+        "averaged, then the completions), 'dapo' = TRL's default (over every token of the batch, no length bias)",
+    )
 
     @model_validator(mode="after")
     def _groups_fit(self) -> "GrpoSettings":
+        if self.filter_range is not None and not 0.0 <= self.filter_range[0] <= self.filter_range[1] <= 1.0:
+            raise ValueError(f"filter_range {list(self.filter_range)} must be [low, high] with 0 <= low <= high <= 1")
         batch = self.per_device_batch_size * self.gradient_accumulation_steps
         if batch % self.num_generations:
             raise ValueError(
@@ -50,23 +67,77 @@ class GrpoSettings(BaseModel):
         return self
 
 
+def grpo_args(settings: GrpoSettings, steps: int, runtime: ModelRuntime, work_dir: str | Path,
+              show_progress: bool = False) -> dict:
+    """The keyword arguments of TRL's ``GRPOConfig`` for one stage of ``steps`` steps (what
+    ``pairsmith finetune --print-args`` shows)."""
+    return dict(
+        beta=settings.beta,
+        num_generations=settings.num_generations,
+        temperature=settings.temperature,
+        max_completion_length=settings.max_completion_length,
+        top_p=settings.top_p,
+        epsilon=settings.epsilon,
+        loss_type=settings.loss_type,
+        weight_decay=settings.weight_decay,
+        max_grad_norm=settings.max_grad_norm,
+        max_steps=steps,
+        **trainer_args(settings, runtime, work_dir, show_progress),
+    )
+
+
+FILTER_METRIC = "filter/dropped_groups_frac"
+
+
+def filtering_trainer(filter_range: tuple[float, float] | None):
+    """TRL's ``GRPOTrainer``, or a subclass with DiG's online filter (``GrpoSettings.filter_range``).
+
+    The filter reads each group's rewards (all reward functions, weighted as TRL sums them) and zeroes
+    the completion mask of the groups whose mean lies outside the range, so their tokens add nothing
+    to the loss (policy term and KL alike); the share of groups dropped per step is logged as
+    ``filter/dropped_groups_frac``. EasyR1 removes such groups from the batch instead, so with
+    ``loss_type: grpo`` a dropped group still counts in the 1/G of Eq. 6 here."""
+    from trl import GRPOTrainer
+
+    if filter_range is None:
+        return GRPOTrainer
+    low, high = filter_range
+
+    class FilteringGRPOTrainer(GRPOTrainer):
+        def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+            rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+            self._pairsmith_rewards = rewards  # every process's rows, as TRL groups them
+            return rewards
+
+        def _generate_and_score_completions(self, inputs):
+            out = super()._generate_and_score_completions(inputs)
+            if not self.model.training:
+                return out
+            rewards = self._pairsmith_rewards
+            overall = (rewards * self.reward_weights.to(rewards.device).unsqueeze(0)).nansum(dim=1)
+            group_mean = overall.view(-1, self.num_generations).mean(dim=1)
+            keep = (group_mean >= low) & (group_mean <= high)
+            rows = keep.repeat_interleave(self.num_generations)
+            n_local = out["completion_mask"].shape[0]
+            start = self.accelerator.process_index * n_local
+            local = rows[start:start + n_local].to(out["completion_mask"].device)
+            out["completion_mask"] = out["completion_mask"] * local.unsqueeze(1).to(out["completion_mask"].dtype)
+            self._metrics["train"][FILTER_METRIC].append(float((~keep).float().mean().item()))
+            return out
+
+    return FilteringGRPOTrainer
+
+
 def run_grpo_stage(
     model, processor, dataset, reward_funcs: list[Callable], settings: GrpoSettings, steps: int,
     runtime: ModelRuntime, work_dir: str | Path, lora: LoraSettings | None = None, show_progress: bool = False,
     callbacks: list | None = None,
 ):
     """``steps`` GRPO steps on ``dataset``; ``lora`` adds an adapter (first stage), None continues one."""
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOConfig
 
-    args = GRPOConfig(
-        beta=settings.beta,
-        num_generations=settings.num_generations,
-        temperature=settings.temperature,
-        max_completion_length=settings.max_completion_length,
-        max_steps=steps,
-        **trainer_args(settings, runtime, work_dir, show_progress),
-    )
-    trainer = GRPOTrainer(
+    args = GRPOConfig(**grpo_args(settings, steps, runtime, work_dir, show_progress))
+    trainer = filtering_trainer(settings.filter_range)(
         model=model, reward_funcs=reward_funcs, args=args, train_dataset=dataset, processing_class=processor,
         peft_config=lora.peft_config() if lora is not None else None, callbacks=callbacks,
     )

@@ -11,6 +11,11 @@ A ``move`` has two regions, following DiG's rules (design.md §4.1): where the o
 pixels in the after image, the empty spot of the before image that it fills). Each is measured on
 its own, so the visibility filter judges both places.
 
+``frame`` picks which pixels of a non-move change make its box: ``union`` (the default) those of
+both images, as above; ``before``, DiG's prompt's rule (DiG supplementary §6, "Prompt for DiG
+Task"): an item that is missing or looks different is boxed where it is on the before image, and a
+new item at the empty area of the before image it fills (its pixels in the after image).
+
 Boxes are ``[x1, y1, x2, y2]`` in pixel-edge coordinates: a mask spanning columns 3..7 gives
 x1 = 3, x2 = 8, so ``x2 - x1`` is the width in pixels.
 """
@@ -19,11 +24,14 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from PIL import Image
 
 from pairsmith.scenes.scene_sampler import Change
+
+BoxFrame = Literal["union", "before"]
 
 
 @dataclass(frozen=True)
@@ -45,11 +53,15 @@ def box_from_mask(mask: np.ndarray) -> list[float] | None:
     return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
 
 
-def change_mask(change: Change, index_before: np.ndarray, index_after: np.ndarray) -> np.ndarray:
-    """Pixels that show the changed object in either image (ids in the maps are object id + 1)."""
+def change_mask(change: Change, index_before: np.ndarray, index_after: np.ndarray,
+                frame: BoxFrame = "union") -> np.ndarray:
+    """Pixels that show the changed object in either image (``union``), or on the before image where
+    it was, a new object where it appears (``before``); ids in the maps are object id + 1."""
     value = change.object_id + 1
     in_before = index_before == value if change.before is not None else np.zeros_like(index_before, bool)
     in_after = index_after == value if change.after is not None else np.zeros_like(index_after, bool)
+    if frame == "before":
+        return in_before if change.before is not None else in_after
     return in_before | in_after
 
 
@@ -71,13 +83,14 @@ def measure_change(
     index_before: np.ndarray,
     index_after: np.ndarray,
     changed_pixels: np.ndarray | None,
+    frame: BoxFrame = "union",
 ) -> ChangeMeasure:
-    """Measure one change's region (all its pixels, before and after). Pass ``changed_pixels`` =
+    """Measure one change's region (its pixels as ``frame`` says). Pass ``changed_pixels`` =
     None before the color render exists."""
     value = change.object_id + 1
     seen_before = int((index_before == value).sum()) if change.before is not None else 0
     seen_after = int((index_after == value).sum()) if change.after is not None else 0
-    return _measure(change_mask(change, index_before, index_after), seen_before, seen_after, changed_pixels)
+    return _measure(change_mask(change, index_before, index_after, frame), seen_before, seen_after, changed_pixels)
 
 
 def measure_regions(
@@ -85,10 +98,11 @@ def measure_regions(
     index_before: np.ndarray,
     index_after: np.ndarray,
     changed_pixels: np.ndarray | None,
+    frame: BoxFrame = "union",
 ) -> list[ChangeMeasure]:
     """A change's regions: one, or for a ``move`` its old place and its new place (see above)."""
     if change.kind != "move":
-        return [measure_change(change, index_before, index_after, changed_pixels)]
+        return [measure_change(change, index_before, index_after, changed_pixels, frame)]
     value = change.object_id + 1
     was, now = index_before == value, index_after == value
     seen_before, seen_after = int(was.sum()), int(now.sum())

@@ -15,6 +15,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from pairsmith.scenes.ground_truth import BoxFrame
 from pairsmith.scenes.scene_config import MAX_OBJECTS, Scene
 from pairsmith.scenes.scene_sampler import DEFAULT_CHANGE_KINDS, ChangeKind, PlacementError, sample_scene
 
@@ -38,6 +39,10 @@ class PairSampling(BaseModel):
     camera_shift: float = Field(0.3, ge=0.0, le=2.0, description="distractor camera move, scene units")
     camera_degrees: float = Field(3.0, ge=0.0, le=30.0, description="distractor camera yaw, degrees")
     max_attempts: int = Field(6, ge=1, le=50, description="renders tried per pair before it is dropped")
+    boxes: BoxFrame = Field(
+        "union", description="a changed object's box: 'union' of its pixels in both images, or 'before': where "
+        "it is on the before image, a new object at the empty spot it fills (DiG's prompt's rule)",
+    )
     subsets: Literal["by-k", "dig"] = Field(
         "by-k", description="'by-k': K drawn from [min_changes, max_changes] for every pair, a pair files under "
         "single/double/mixed by its K and every pair also gives a mixed grounding sample; 'dig': DiG's three "

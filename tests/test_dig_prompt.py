@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pairsmith.flows.dig_render_config import DigRenderConfig
@@ -176,3 +177,68 @@ def test_the_dig_corpus_preset_renders_disjoint_subsets_and_each_curriculum_stag
             assert stated == (stage.name != "mixed")
     assert not (seen["single"] & seen["double"]) and not (seen["single"] & seen["mixed"])
     assert not (seen["double"] & seen["mixed"])
+
+
+# ------------------------------------------------------------------ boxes as the prompt defines them
+
+def _maps():
+    before = np.zeros((20, 30), np.uint8)
+    after = np.zeros((20, 30), np.uint8)
+    before[5:9, 5:9] = 1  # object 0: a small cube that grows
+    after[4:12, 4:12] = 1
+    before[2:6, 20:24] = 2  # object 1: removed
+    after[14:18, 20:26] = 3  # object 2: added
+    return before, after
+
+
+def test_before_frame_boxes_changed_items_where_they_were_and_new_ones_at_their_spot():
+    from pairsmith.scenes.ground_truth import measure_regions
+    from pairsmith.scenes.scene_config import SceneObject
+    from pairsmith.scenes.scene_sampler import Change
+
+    before, after = _maps()
+    small = SceneObject(shape="cube", color="red", size="small", material="metal", position=(0.0, 0.0))
+    large = small.model_copy(update={"size": "large"})
+    grow = Change(kind="size", object_id=0, before=small, after=large)
+    removed = Change(kind="remove", object_id=1, before=small, after=None)
+    added = Change(kind="add", object_id=2, before=None, after=small)
+    box = lambda change, frame: measure_regions(change, before, after, None, frame)[0].box  # noqa: E731
+    assert box(grow, "before") == [5.0, 5.0, 9.0, 9.0]  # the original item on the before image
+    assert box(grow, "union") == [4.0, 4.0, 12.0, 12.0]  # pairsmith's default: both images' pixels
+    assert box(removed, "before") == box(removed, "union") == [20.0, 2.0, 24.0, 6.0]
+    assert box(added, "before") == box(added, "union") == [20.0, 14.0, 26.0, 18.0]  # the empty spot it fills
+
+
+def test_the_dig_preset_boxes_on_the_before_image_and_the_default_stays_union():
+    import yaml
+
+    preset = DigRenderConfig.model_validate(yaml.safe_load((ROOT / "configs/papers/dig/corpus.yaml").read_text()))
+    assert preset.sampling.boxes == "before" and DigRenderConfig().sampling.boxes == "union"
+
+
+# ------------------------------------------------------------------ Think-Then-Answer (DiG supp. §6)
+
+@pytest.mark.parametrize("reply, boxes", [
+    ("<think>maybe [[1, 2, 3, 4]]</think>\n[[5, 6, 7, 8]]", [[5.0, 6.0, 7.0, 8.0]]),  # reasoning is not read
+    ("I compared them.</think><answer>[[10, 20, 30, 40]]</answer>", [[10.0, 20.0, 30.0, 40.0]]),
+    ("<think>the red cube [[1, 2, 3, 4]] moved", None),  # cut inside its reasoning: no answer, not a guess
+    ("<think>a</think>[]", []),
+    ("[[1, 2, 3, 4]]", [[1.0, 2.0, 3.0, 4.0]]),  # a non-thinking model: all of it is the answer
+])
+def test_grounding_answers_are_read_after_think(reply, boxes):
+    from pairsmith.filters.grounding_reward import parse_boxes
+
+    assert parse_boxes(reply) == boxes
+
+
+def test_mcq_and_caption_answers_are_read_after_think_in_evaluation():
+    from pairsmith.filters.mcq_answer import parse_choice
+    from pairsmith.tasks.evaluate.generate_answers import read_answer
+
+    assert parse_choice("<think>A looks right... no</think>B") == "B"
+    assert parse_choice("<think>A looks right") is None
+    assert read_answer("med-mcq", "<think>A? </think>The answer is C.", ["A. x", "B. y", "C. z"])[0] == "C"
+    text, verdict = read_answer("diff-caption", "<think>hmm</think> The cube turned red. ", None)
+    assert text == "The cube turned red." and verdict.keep
+    text, verdict = read_answer("diff-caption", "<think>the cube turned", None)
+    assert text is None and verdict.reason == "parse_unfinished_think"

@@ -188,3 +188,48 @@ def test_cocot_and_lexicon_categories_match_the_text():
     assert _norm(rows["CoCoT instruction"].paper_value) in _norm(text)
     categories = rows["lexicon categories (11)"].paper_value
     assert all(f'"{c}' in text for c in categories) and len(categories) == 11
+
+
+def test_the_grpo_presets_table_5_settings_reach_trls_config(monkeypatch, tmp_path):
+    """What run_grpo_stage hands TRL, captured at the trainer boundary (no model is loaded)."""
+    import trl
+
+    from pairsmith.models.runtime import ModelRuntime
+    from pairsmith.models.vlm_grpo import run_grpo_stage
+
+    grpo = papers.load_preset(papers.load_parameters().papers["dig"].presets["grpo"]).grpo
+    captured = {}
+
+    class Stop(Exception):
+        pass
+
+    class FakeTrainer:
+        def __init__(self, *, args, **kwargs):
+            captured["args"] = args
+            raise Stop
+
+    monkeypatch.setattr(trl, "GRPOTrainer", FakeTrainer)
+    with pytest.raises(Stop):
+        run_grpo_stage(None, None, [], [], grpo, 60, ModelRuntime(device="cpu"), tmp_path)
+    args = captured["args"]
+    assert (args.weight_decay, args.max_grad_norm, args.beta, args.learning_rate) == (0.01, 1.0, 0.01, 1e-6)
+    assert (args.temperature, args.top_p, args.num_generations, args.epsilon) == (1.0, 1.0, 5, 0.2)
+    assert args.loss_type == "grpo" and args.max_completion_length == 4096 and args.max_steps == 60
+    assert args.gradient_checkpointing is True
+
+
+def test_finetune_print_args_shows_the_presets_trainer_arguments_without_a_gpu(tmp_path):
+    out = CliRunner().invoke(cli, ["finetune", "--config", str(ROOT / "configs/papers/dig/grpo.yaml"), "--print-args",
+                                   "--db", str(tmp_path / "none.lance")])
+    assert out.exit_code == 0, out.output
+    printed = json.loads(out.output)
+    assert printed["model_id"] == "Qwen/Qwen3-VL-8B-Thinking"
+    assert [(s["name"], s["subsets"], s["trl_grpo_config"]["max_steps"]) for s in printed["stages"]] == [
+        ("single", ["single"], 60), ("double", ["double"], 20), ("mixed", ["mixed"], 30)]
+    trl_args = printed["stages"][0]["trl_grpo_config"]
+    assert trl_args["weight_decay"] == 0.01 and trl_args["activation_checkpointing"] is True
+    assert trl_args["loss_type"] == "grpo" and trl_args["beta"] == 0.01 and trl_args["top_p"] == 1.0
+    assert printed["reward"]["alpha"] == 0.1
+    assert not (tmp_path / "none.lance").exists()  # nothing is opened or created
+    sft = CliRunner().invoke(cli, ["finetune", "--config", str(ROOT / "configs/sft.yaml"), "--print-args"])
+    assert sft.exit_code == 0 and json.loads(sft.output)["method"] == "sft"

@@ -27,9 +27,10 @@ def _check_samples(db: str, where: str, hint: str) -> None:
 @click.option("--output-dir", default=None, help="Runs folder (default ./runs); the run goes to a sub-folder.")
 @click.option("--overwrite", is_flag=True, help="Train again even if this run already finished.")
 @click.option("--verbose", is_flag=True, help="Show Prefect's task-run logs and the trainer's progress.")
-def finetune(config_path: str, verbose: bool, **opts: Any) -> None:
+@click.option("--print-args", is_flag=True, help="Print, as JSON, the trainer arguments that would be passed "
+              "(TRL's config per stage, LoRA, reward) and exit: no database, model or GPU is touched.")
+def finetune(config_path: str, verbose: bool, print_args: bool, **opts: Any) -> None:
     """Train LoRA adapters on stored samples (SFT or GRPO) and save them with a run card."""
-    quiet_prefect(verbose)  # before anything imports prefect: it reads its settings once
     from pairsmith.flows.finetune_config import FinetuneConfig
 
     data = load_yaml(config_path)
@@ -38,6 +39,12 @@ def finetune(config_path: str, verbose: bool, **opts: Any) -> None:
     set_option(data, "overwrite", opts["overwrite"] or None)  # absent flag: the config decides
     data.setdefault("show_progress", verbose)
     config = validate_config(FinetuneConfig, data, config_path).root
+    if print_args:
+        import json
+
+        click.echo(json.dumps(trainer_arguments(config), indent=2, default=str))
+        return
+    quiet_prefect(verbose)  # before anything imports prefect: it reads its settings once
     _check_samples(config.db, config.data.where(training=True), "check data.tasks / splits / methods in the config")
     from pairsmith.flows.finetune import finetune as finetune_flow
 
@@ -55,6 +62,30 @@ def finetune(config_path: str, verbose: bool, **opts: Any) -> None:
         reward = f", final reward {s['final_reward']:.4f}" if s["final_reward"] is not None else ""
         loss = f"{s['final_loss']:.4f}" if s["final_loss"] is not None else "-"
         click.echo(f"stage {s['name']}: {s['n_samples']} samples, {s['steps']} steps, final loss {loss}{reward}")
+
+
+def trainer_arguments(config) -> dict[str, Any]:
+    """What ``finetune`` would hand the trainers: per stage TRL's config arguments, plus LoRA and
+    (GRPO) the reward; built from the config alone (``--print-args``)."""
+    from pairsmith.models.vlm_training import trainer_args
+
+    work_dir = str(config.run_dir())
+    out: dict[str, Any] = {"method": config.method, "model_id": config.model_id, "run_name": config.run_name(),
+                           "lora": config.lora.model_dump(mode="json")}
+    if config.method == "grpo":
+        from pairsmith.models.vlm_grpo import grpo_args
+
+        out["reward"] = config.reward.model_dump(mode="json")
+        out["online_filter"] = list(config.grpo.filter_range) if config.grpo.filter_range else None
+        out["stages"] = [{"name": s.name, "subsets": s.subsets,
+                          "trl_grpo_config": grpo_args(config.grpo, s.steps, config.runtime, work_dir)}
+                         for s in config.stages]
+    else:
+        t = config.train
+        out["trl_sft_config"] = {"warmup_steps": t.warmup_ratio, "num_train_epochs": t.epochs,
+                                 "max_steps": t.max_steps or -1, "max_length": t.max_length,
+                                 **trainer_args(t, config.runtime, work_dir, False)}
+    return out
 
 
 def format_metrics(rows: list[dict]) -> str:

@@ -98,7 +98,7 @@ class _PairRenderer:
                 out.verdict, out.drop_detail = Verdict.drop("render_no_free_spot"), str(err)
                 continue
             index_after = self.renderer.render_index(after, camera)
-            measures = [measure_regions(c, index_before, index_after, None) for c in changes]
+            measures = [measure_regions(c, index_before, index_after, None, self.sampling.boxes) for c in changes]
             verdict = self._judge(changes, measures, with_pixels=False)
             out.before, out.after, out.changes, out.measures, out.camera = before, after, changes, measures, camera
             out.index_before, out.index_after = index_before, index_after
@@ -109,7 +109,7 @@ class _PairRenderer:
                 png_before = self.renderer.render_color(before, self.plan.seed)
             png_after = self.renderer.render_color(after, self.plan.seed, camera)
             changed = pixel_change(decode_png(png_before), decode_png(png_after), self.vis.pixel_delta)
-            out.measures = [measure_regions(c, index_before, index_after, changed) for c in changes]
+            out.measures = [measure_regions(c, index_before, index_after, changed, self.sampling.boxes) for c in changes]
             out.png_before, out.png_after = png_before, png_after
             out.verdict = self._judge(changes, out.measures, with_pixels=True)
             if out.verdict.keep:

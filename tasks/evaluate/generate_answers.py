@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pairsmith.filters.answer_text import final_answer
 from pairsmith.filters.grounding_reward import parse_boxes
 from pairsmith.filters.mcq_answer import parse_choice
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
@@ -70,7 +71,10 @@ def read_answer(task: str, prediction: str, options: list[str] | None) -> tuple[
         letter = parse_choice(prediction, options)
         return letter, KEEP if letter is not None else Verdict.drop("parse_no_single_choice")
     if task in CAPTION_TASKS:
-        text = prediction.strip()
+        final = final_answer(prediction)
+        if final is None:
+            return None, Verdict.drop("parse_unfinished_think")
+        text = final.strip()
         return text, KEEP if text else Verdict.drop("parse_empty_caption")
     raise ValueError(f"task {task!r} has no answer parser; scored tasks are {', '.join(SCORED_TASKS)}")
 

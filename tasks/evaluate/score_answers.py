@@ -25,6 +25,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from pairsmith.filters.answer_text import final_answer
 from pairsmith.storage.ids import stable_id
 from pairsmith.storage.schemas import EvalResultRow, utc_now
 from pairsmith.storage.store import open_store, sql_literal
@@ -63,7 +64,7 @@ def _mcq(samples: list[dict], answers: dict[str, dict]) -> list[Metric]:
 
 
 def _captions(samples: list[dict], answers: dict[str, dict], unavailable: dict[str, str]) -> list[Metric]:
-    preds = {s["sample_id"]: answers[s["sample_id"]]["prediction"] for s in samples}
+    preds = {s["sample_id"]: (final_answer(answers[s["sample_id"]]["prediction"]) or "").strip() for s in samples}
     refs = {s["sample_id"]: references_of(s) for s in samples}
     scores = caption_metrics(preds, refs)
     unavailable.update(scores.unavailable)
