@@ -24,6 +24,7 @@ from pairsmith.flows.engine.resume import plan_resume
 from pairsmith.storage.store import PairStore
 from tests.conftest import render_run
 from tests.public_sets import make_pair_images
+from tests.test_evaluate import eval_db, tiny_vlm  # noqa: F401  (fixtures)
 from tests.test_med_edit import models, source_folder  # noqa: F401  (fixtures)
 
 TINY = {"render": {"width": 64, "height": 48, "samples": 1}, "sampling": {"max_changes": 1}}
@@ -256,3 +257,21 @@ def test_med_edit_grows_with_its_limit_and_retries_a_source_photo_copied_in(tmp_
     row = store.read("pairs", where=f"pair_id = '{missing[0]['pair_id']}'").to_pylist()[0]
     assert row["drop_reason"] != "source_missing"
     assert run_funnel(store, small.run_id)[0].n_in == 11
+
+
+@pytest.mark.slow
+def test_evaluate_with_a_larger_limit_asks_only_the_new_samples(eval_db, tiny_vlm):
+    from pairsmith.flows.evaluate import evaluate
+    from pairsmith.flows.evaluate_config import EvaluateConfig
+
+    def config(limit: int, batch_size: int) -> EvaluateConfig:
+        return EvaluateConfig(db=eval_db, model_id=str(tiny_vlm), runtime={"device": "cpu"}, max_new_tokens=4,
+                              batch_size=batch_size, tag_data=False,
+                              data={"tasks": ["med-mcq"], "splits": ["test"], "limit": limit})
+
+    first = evaluate(config(2, 1))
+    grown = evaluate(config(4, 3))
+    assert grown.eval_id == first.eval_id and (first.n_generated, grown.n_generated) == (2, 2)
+    assert evaluate(config(4, 2)).n_generated == 0
+    store = PairStore(eval_db)
+    assert store.count("eval_predictions", f"eval_id = '{first.eval_id}'") == 4
