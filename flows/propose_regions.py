@@ -17,7 +17,7 @@ Stages (the run's funnel): ``align`` (align_no_transform, align_error), ``extent
 extent_unaligned, extent_redrawn), ``propose`` (propose_no_regions), ``confidence``
 (confidence_too_low: no box of the pair passed), and ``grounding`` when enabled.
 
-The run id hashes every setting that changes the output (not ``db`` or ``batch_size``), and region
+The run id hashes every setting that changes the output (not ``db``, ``limit`` or ``batch_size``), and region
 and sample ids include it, so a second proposer config writes a second run next to the first, and
 ``pairsmith stats --run`` compares them. The pair's alignment and extent columns hold the verdicts
 of the latest run that processed it.

@@ -24,6 +24,8 @@ from pairsmith.flows.engine.resume import plan_resume
 from pairsmith.storage.store import PairStore
 from tests.conftest import render_run
 from tests.public_sets import make_pair_images
+from tests.test_evaluate import eval_db, tiny_vlm  # noqa: F401  (fixtures)
+from tests.test_med_edit import models, source_folder  # noqa: F401  (fixtures)
 
 TINY = {"render": {"width": 64, "height": 48, "samples": 1}, "sampling": {"max_changes": 1}}
 
@@ -221,3 +223,55 @@ def test_propose_regions_grows_with_its_limit_and_redoes_a_pair_written_again(tm
     for untouched in ("0000000-0000001", "0000002-0000003"):
         assert after[untouched] == batches[untouched]
     assert run_funnel(store, first.run_id)[0].n_in == 3
+
+
+@pytest.mark.slow
+def test_med_edit_grows_with_its_limit_and_retries_a_source_photo_copied_in(tmp_path, models, source_folder,
+                                                                           monkeypatch):
+    """Kind 3: a larger sources limit is the same run, nothing paid twice; kind 4: a photo that was
+    missing and has been copied in is edited on the next run."""
+    from PIL import Image
+
+    from pairsmith.flows.med_edit import med_edit
+    from tests.fake_gemini import FakeGemini
+    from tests.test_med_edit import API_KEY, _config
+
+    monkeypatch.setenv("GEMINI_API_KEY", API_KEY)
+    folder, captions = source_folder
+
+    def sources(limit: int) -> dict:
+        return {"folder": {"images_dir": str(folder), "captions": str(captions)}, "limit": limit}
+
+    with FakeGemini() as server:
+        small = med_edit(_config(tmp_path, models, server, folder, captions, sources=sources(4)))
+        grown = med_edit(_config(tmp_path, models, server, folder, captions, sources=sources(11), batch_size=3))
+        assert grown.run_id == small.run_id and grown.batches_resumed == 1
+        store = PairStore(str(tmp_path / "med.lance"))
+        assert run_funnel(store, small.run_id)[0].n_in == 11
+        missing = store.read("pairs", where="drop_reason = 'source_missing'", columns=["pair_id"]).to_pylist()
+        assert len(missing) == 1
+        Image.new("RGB", (160, 120), (200, 30, 30)).save(folder / "missing.jpg")
+        med_edit(_config(tmp_path, models, server, folder, captions, sources=sources(11), batch_size=3))
+        shas = [r.image_sha for r in server.log]
+    assert len(shas) == len(set(shas)), "an already edited photo was sent to Gemini again"
+    row = store.read("pairs", where=f"pair_id = '{missing[0]['pair_id']}'").to_pylist()[0]
+    assert row["drop_reason"] != "source_missing"
+    assert run_funnel(store, small.run_id)[0].n_in == 11
+
+
+@pytest.mark.slow
+def test_evaluate_with_a_larger_limit_asks_only_the_new_samples(eval_db, tiny_vlm):
+    from pairsmith.flows.evaluate import evaluate
+    from pairsmith.flows.evaluate_config import EvaluateConfig
+
+    def config(limit: int, batch_size: int) -> EvaluateConfig:
+        return EvaluateConfig(db=eval_db, model_id=str(tiny_vlm), runtime={"device": "cpu"}, max_new_tokens=4,
+                              batch_size=batch_size, tag_data=False,
+                              data={"tasks": ["med-mcq"], "splits": ["test"], "limit": limit})
+
+    first = evaluate(config(2, 1))
+    grown = evaluate(config(4, 3))
+    assert grown.eval_id == first.eval_id and (first.n_generated, grown.n_generated) == (2, 2)
+    assert evaluate(config(4, 2)).n_generated == 0
+    store = PairStore(eval_db)
+    assert store.count("eval_predictions", f"eval_id = '{first.eval_id}'") == 4
