@@ -68,6 +68,11 @@ def dropped_rows(store: PairStore, run_id: str, stages: tuple[str, ...] = (), re
     return sorted(rows, key=lambda r: (order.get(r.stage, len(order)), r.stage, r.reason, r.pair_id, r.region_id or ""))
 
 
+def has_column(store: PairStore, table: str, column: str) -> bool:
+    """Whether ``table`` exists with ``column`` (never creates the table: readers write nothing)."""
+    return table in store.table_names() and column in store.table(table).schema.names
+
+
 def stage_totals(store: PairStore, run_id: str) -> list[StageStats]:
     """A run's stage stats summed over its batches, in stage order (the order ``pairsmith stats`` prints
     them in, for runs whose batches agree on it)."""
@@ -95,7 +100,7 @@ def format_stage_totals(stages: list[StageStats], reasons: int | None = 3) -> st
 
 def _verdicts(store: PairStore, run_id: str, regions: list[dict]) -> list[DroppedRow]:
     """The per-pair verdicts a propose-regions run wrote on pairs it does not own."""
-    if "verdict_run_id" not in store.table("pairs").schema.names:  # a database older than the column
+    if not has_column(store, "pairs", "verdict_run_id"):  # no pairs yet, or a pinned version older than the column
         return []
     columns = ["pair_id", "align_reason", "change_extent", "change_extent_reason", "change_extent_score"]
     pairs = store.read("pairs", where=f"verdict_run_id = {sql_literal(run_id)}", columns=columns).to_pylist()
@@ -134,4 +139,4 @@ def _cut(text: str | None, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-__all__ = ["DroppedRow", "dropped_rows", "format_stage_totals", "format_table", "stage_totals"]
+__all__ = ["DroppedRow", "dropped_rows", "format_stage_totals", "format_table", "has_column", "stage_totals"]
