@@ -297,7 +297,6 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 def main(argv: list[str] | None = None) -> int:
     """Entry point: click's usage errors and ours become one line and exit code 2; Ctrl-C exits 130."""
     from pairsmith.flows.engine import interrupts
-
     from pairsmith.flows.engine.progress import show_in_terminal
 
     previous = interrupts.install()  # Ctrl-C / SIGTERM: a clean stop (see flows/engine/interrupts.py)
