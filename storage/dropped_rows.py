@@ -9,6 +9,7 @@ three ways, and each is read from where it is stored (never from image columns):
 * **regions of the run** (``regions.run_id``) with ``status = 'dropped'``: ``reason`` and ``drop_detail``;
   their stage is the funnel stage that counts that reason, else the stage the reason is named after
   (``confidence_too_low``: ``confidence``), else ``regions``;
+* **pairs a ``refilter`` run dropped** in another run (``drop_detail = 'refilter <run id>'``);
 * **verdicts a run wrote on other runs' pairs** (``propose-regions``: ``pairs.verdict_run_id``): a pair
   with no alignment (stage ``align``, ``align_reason``), a whole-image edit (stage ``extent``,
   ``change_extent_reason``, the detail gives ``change_extent_score``), a local pair with no region
@@ -60,6 +61,11 @@ def dropped_rows(store: PairStore, run_id: str, stages: tuple[str, ...] = (), re
             stage = stage_of.get(reason) or next((s for s in order if reason.startswith(s + "_")), "regions")
             rows.append(DroppedRow(stage, reason, "region", r["pair_id"], r["region_id"],
                                    r["drop_detail"]))
+    for p in store.read("pairs", where=f"status = 'dropped' AND drop_detail = {sql_literal('refilter ' + run_id)}",
+                        columns=["pair_id", "drop_stage", "drop_reason", "drop_detail"]).to_pylist():
+        reason = p["drop_reason"] or "unknown"  # a refilter run re-judged another run's pair and dropped it
+        rows.append(DroppedRow(p["drop_stage"] or stage_of.get(reason, "unknown"), reason, "pair", p["pair_id"],
+                               None, p["drop_detail"]))
     rows += _verdicts(store, run_id, regions)
     if stages:
         rows = [r for r in rows if r.stage in stages]
