@@ -25,7 +25,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
-from pairsmith.storage.dropped_rows import dropped_rows
+from pairsmith.storage.dropped_rows import dropped_rows, has_column
 from pairsmith.storage.pair_images import IMAGE, draw_boxes, open_image, side_by_side
 from pairsmith.storage.store import PairStore, sql_in, sql_literal
 
@@ -56,7 +56,7 @@ def _owned(store: PairStore, run_id: str) -> bool:
 
 
 def _judged(store: PairStore, run_id: str) -> list[str]:
-    if "verdict_run_id" not in store.table("pairs").schema.names:
+    if not has_column(store, "pairs", "verdict_run_id"):
         return []
     rows = store.read("pairs", where=f"verdict_run_id = {sql_literal(run_id)}", columns=["pair_id"])
     return sorted(rows.column("pair_id").to_pylist())
@@ -102,8 +102,7 @@ def draw_contact_sheet(store: PairStore, out: Path, n: int, run_id: str, include
     verdicts = {r.pair_id: r for r in dropped_rows(store, run_id) if r.kind == "pair"}
     pairs: list[dict] = []
     columns = ["image_before", "image_after", "status", "drop_reason", "drop_stage", "drop_detail", "difference"]
-    columns += [c for c in ("change_extent", "change_extent_reason", "change_extent_score")
-                if c in store.table("pairs").schema.names]
+    columns += [c for c in ("change_extent", "change_extent_reason", "change_extent_score") if has_column(store, "pairs", c)]
     for start in range(0, len(order), n):  # pairs dropped before rendering have no images: read on until n
         wanted = order[start:start + n]
         found = {r["pair_id"]: r for chunk in store.take("pairs", wanted, columns) for r in chunk}

@@ -9,6 +9,7 @@ three ways, and each is read from where it is stored (never from image columns):
 * **regions of the run** (``regions.run_id``) with ``status = 'dropped'``: ``reason`` and ``drop_detail``;
   their stage is the funnel stage that counts that reason, else the stage the reason is named after
   (``confidence_too_low``: ``confidence``), else ``regions``;
+* **pairs a ``refilter`` run dropped** in another run (``drop_detail = 'refilter <run id>'``);
 * **verdicts a run wrote on other runs' pairs** (``propose-regions``: ``pairs.verdict_run_id``): a pair
   with no alignment (stage ``align``, ``align_reason``), a whole-image edit (stage ``extent``,
   ``change_extent_reason``, the detail gives ``change_extent_score``), a local pair with no region
@@ -60,12 +61,22 @@ def dropped_rows(store: PairStore, run_id: str, stages: tuple[str, ...] = (), re
             stage = stage_of.get(reason) or next((s for s in order if reason.startswith(s + "_")), "regions")
             rows.append(DroppedRow(stage, reason, "region", r["pair_id"], r["region_id"],
                                    r["drop_detail"]))
+    for p in store.read("pairs", where=f"status = 'dropped' AND drop_detail = {sql_literal('refilter ' + run_id)}",
+                        columns=["pair_id", "drop_stage", "drop_reason", "drop_detail"]).to_pylist():
+        reason = p["drop_reason"] or "unknown"  # a refilter run re-judged another run's pair and dropped it
+        rows.append(DroppedRow(p["drop_stage"] or stage_of.get(reason, "unknown"), reason, "pair", p["pair_id"],
+                               None, p["drop_detail"]))
     rows += _verdicts(store, run_id, regions)
     if stages:
         rows = [r for r in rows if r.stage in stages]
     if reasons:
         rows = [r for r in rows if r.reason in reasons]
     return sorted(rows, key=lambda r: (order.get(r.stage, len(order)), r.stage, r.reason, r.pair_id, r.region_id or ""))
+
+
+def has_column(store: PairStore, table: str, column: str) -> bool:
+    """Whether ``table`` exists with ``column`` (never creates the table: readers write nothing)."""
+    return table in store.table_names() and column in store.table(table).schema.names
 
 
 def stage_totals(store: PairStore, run_id: str) -> list[StageStats]:
@@ -95,7 +106,7 @@ def format_stage_totals(stages: list[StageStats], reasons: int | None = 3) -> st
 
 def _verdicts(store: PairStore, run_id: str, regions: list[dict]) -> list[DroppedRow]:
     """The per-pair verdicts a propose-regions run wrote on pairs it does not own."""
-    if "verdict_run_id" not in store.table("pairs").schema.names:  # a database older than the column
+    if not has_column(store, "pairs", "verdict_run_id"):  # no pairs yet, or a pinned version older than the column
         return []
     columns = ["pair_id", "align_reason", "change_extent", "change_extent_reason", "change_extent_score"]
     pairs = store.read("pairs", where=f"verdict_run_id = {sql_literal(run_id)}", columns=columns).to_pylist()
@@ -134,4 +145,4 @@ def _cut(text: str | None, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-__all__ = ["DroppedRow", "dropped_rows", "format_stage_totals", "format_table", "stage_totals"]
+__all__ = ["DroppedRow", "dropped_rows", "format_stage_totals", "format_table", "has_column", "stage_totals"]

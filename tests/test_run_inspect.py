@@ -111,6 +111,14 @@ def test_inspect_of_a_pipeline_run_and_stats_details(tmp_path, capsys):
     assert "in 6  kept 1  dropped 5" in listing[run_id] and "incomplete" in listing[run_id]
     assert "incomplete: interrupted" in listing["other-run"]
 
+    # a refilter run that dropped one of this run's kept pairs lists it under its own id
+    store = PairStore(db)
+    store.update("pairs", [{"pair_id": "p9", "status": "dropped", "drop_stage": "crop_filter",
+                            "drop_reason": "crop_too_similar", "drop_detail": "refilter refilter-x"}])
+    store.upsert("stage_stats", stage_rows("refilter-x", "refilter", "0000000-0000001", [StageStats("crop_filter")]))
+    code, out, _ = run_cli(capsys, "inspect", "--db", db, "--run", "refilter-x", "--json")
+    assert [(r["pair_id"], r["reason"]) for r in map(json.loads, out.splitlines())] == [("p9", "crop_too_similar")]
+
     code, _, err = run_cli(capsys, "inspect", "--db", db, "--run", "nope")
     assert code == 2 and "--run 'nope': no such run" in err
 

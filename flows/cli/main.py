@@ -322,7 +322,6 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: click's usage errors and ours become one line and exit code 2; Ctrl-C exits 130
     and SIGTERM 143, within seconds (``pairsmith.flows.engine.interrupts``)."""
     from pairsmith.flows.engine import interrupts
-
     from pairsmith.flows.engine.progress import show_in_terminal
 
     previous = interrupts.install()  # Ctrl-C / SIGTERM: a clean stop (see flows/engine/interrupts.py)

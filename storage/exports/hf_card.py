@@ -49,7 +49,7 @@ FIELDS = [
     ("images", "list of Image", "the pictures, bytes embedded as stored (PNG renders, JPEG photos): before and "
      "after image, or one side-by-side picture (before | 20 px black bar | after)"),
     ("boxes", "list of [x1, y1, x2, y2] (int64)", "grounding answers only (empty otherwise): one box per "
-     "difference, x to the right and y down from the top-left corner, x2/y2 exclusive, in `box_format`"),
+     "difference, pixel edges from the top-left corner (x2 - x1 is the width), in `box_format`"),
     ("box_format", "string", "the frame of `boxes` and of the prompt's coordinates (empty for tasks without boxes)"),
     ("task", "string", "diff-caption | grounding | med-mcq | med-diff-qa | object-presence-mcq"),
     ("split", "string", "train | val | test | bench (benchmark items, exported only when asked for)"),
