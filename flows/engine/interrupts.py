@@ -12,7 +12,7 @@ The CLI installs ``install()``'s handlers. On the first SIGINT or SIGTERM:
    A batch commit in progress (a ``deferred()`` section) gets up to ``COMMIT_GRACE_SECONDS`` more.
 
 A second signal stops at once (children killed). Waits that can last (a Blender render, a
-Gemini backoff) wait in a way a signal interrupts (``wait()`` here, or a socket poll), and child
+Gemini backoff) wait in a way a stop interrupts (a socket poll, ``interruptible_map``), and child
 processes that pairsmith starts are registered with ``track()`` so a forced stop kills them too.
 
 Committed batches stay; the same command resumes. A commit (``tasks/write_batch.py``) is one
@@ -50,7 +50,7 @@ _requested: str | None = None
 _signals_seen = 0  # by the Python handler
 _bytes_seen = 0  # by the wakeup-fd watcher
 _deferring = 0  # critical sections open (any thread): a signal is recorded, raised when the last ends
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: the handler may run while the main thread holds it (deferred())
 _stop_started = threading.Event()  # set by the first signal
 _disarmed = threading.Event()  # set by restore() when no stop was asked for (main() called in-process)
 _children: dict[int, object] = {}  # pid -> Popen-like: killed (their process group) on a forced stop
@@ -199,13 +199,6 @@ def restore(previous: dict) -> None:
 def check() -> None:
     """Raise KeyboardInterrupt if a stop was asked for (a safe point in a long loop)."""
     if _requested is not None:
-        raise KeyboardInterrupt(_requested)
-
-
-def wait(seconds: float) -> None:
-    """Sleep ``seconds`` (a retry's backoff), or raise KeyboardInterrupt as soon as a stop is asked
-    for, in any thread (``time.sleep`` in a worker thread would sleep on)."""
-    if _stop_started.wait(max(0.0, seconds)) or _requested is not None:
         raise KeyboardInterrupt(_requested)
 
 
