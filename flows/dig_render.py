@@ -79,7 +79,7 @@ def dig_render(config: DigRenderConfig = DigRenderConfig()) -> RenderRunSummary:
     retried = sum(len(r.indices) for r in redos)
     if plan.stored_batches:
         logger.info("run %s%s: %d of %d pairs already stored; %d to render, %d to render again",
-                    run_id, " (stored by pairsmith <= 0.2)" if legacy else "", plan.done_items, config.pairs,
+                    run_id, " (stored under a sized id)" if legacy else "", plan.done_items, config.pairs,
                     plan.new_items, retried + plan.items_to_do - plan.new_items)
     batch = _BatchSteps(config, run_id, content_key, config.user_scenes())
     with RunProgress(

@@ -82,7 +82,7 @@ class DigRenderConfig(BaseModel):
         return f"{FLOW_NAME}-{self.content_key()[:12]}"
 
     def legacy_run_id(self, pairs: int, batch_size: int) -> str:
-        """The id pairsmith <= 0.2 gave this content's run of ``pairs`` pairs cut into ``batch_size``
+        """The id pairsmith before per-item resume gave this content's run of ``pairs`` pairs cut into ``batch_size``
         batches (it hashed both); ``resume.find_legacy_run`` finds such a run to continue it."""
         return f"{FLOW_NAME}-{stable_hash([self.content_key(), pairs, batch_size], 12)}"
 

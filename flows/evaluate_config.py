@@ -86,7 +86,7 @@ class EvaluateConfig(BaseModel):
         """Same model weights, same samples, same decoding: same evaluation (it resumes, not repeats).
 
         ``data.limit`` does not count: a larger limit extends the evaluation (the first samples are
-        the same ones); ``limit`` gives the id pairsmith <= 0.2 made, which counted it."""
+        the same ones); ``limit`` gives the id pairsmith before per-item resume made, which counted it."""
         # What it reads is the pinned versions, not the version or tag asked for.
         data = self.data.model_copy(update={"table_version": None, "table_tag": None, "limit": limit})
         key = content_key(self.model_copy(update={"data": data}), model=self.base_model(),

@@ -122,7 +122,7 @@ class ImgDiffReplaceConfig(_ImgDiffBase):
         return f"{REPLACE_FLOW}-{self.content_key()[:12]}"
 
     def legacy_run_id(self, pairs: int, batch_size: int) -> str:
-        """The id pairsmith <= 0.2 gave this content's run (it hashed the sizes too)."""
+        """The id pairsmith before per-item resume gave this content's run (it hashed the sizes too)."""
         return f"{REPLACE_FLOW}-{stable_hash([self.content_key(), pairs, batch_size], 12)}"
 
 
@@ -156,5 +156,5 @@ class ImgDiffRemoveConfig(_ImgDiffBase):
         return f"{REMOVE_FLOW}-{self.content_key()[:12]}"
 
     def legacy_run_id(self, pairs: int, batch_size: int) -> str:
-        """The id pairsmith <= 0.2 gave this content's run (it hashed the sizes too)."""
+        """The id pairsmith before per-item resume gave this content's run (it hashed the sizes too)."""
         return f"{REMOVE_FLOW}-{stable_hash([self.content_key(), pairs, batch_size], 12)}"

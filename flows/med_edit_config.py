@@ -51,7 +51,7 @@ class MedEditConfig(BaseModel):
         return f"{FLOW_NAME}-{self.content_key()[:12]}"
 
     def legacy_run_id(self, n_items: int, batch_size: int) -> str:
-        """The id pairsmith <= 0.2 gave this content's run (it hashed the batch size too)."""
+        """The id pairsmith before per-item resume gave this content's run (it hashed the batch size too)."""
         return f"{FLOW_NAME}-{stable_hash([self.content_key(), batch_size], 12)}"
 
     def check_inputs(self) -> None:

@@ -111,7 +111,7 @@ class ProposeRegionsConfig(BaseModel):
         return f"{FLOW_NAME}-{content_key(self)[:12]}"
 
     def legacy_run_id(self, n_pairs: int, batch_size: int) -> str:
-        """The id pairsmith <= 0.2 gave this run: a ``limit`` counted in it."""
+        """The id pairsmith before per-item resume gave this run: a ``limit`` counted in it."""
         return f"{FLOW_NAME}-{content_key(self, limit=n_pairs)[:12]}"
 
 

@@ -1,7 +1,7 @@
 """Issue 22, kinds 3 and 4: a run is its content and resumes per item.
 
 Kind 3 (resume that does not extend): a larger ``--pairs`` renders only the pairs the run lacks,
-another ``--batch-size`` renders nothing again, and a database written by pairsmith 0.2 (whose run
+another ``--batch-size`` renders nothing again, and a database written by pairsmith before per-item resume (whose run
 ids hashed both) is continued, not redone or orphaned.
 
 Kind 4 (a fixed input that is never retried): an import retries an entry whose image file was
@@ -31,7 +31,7 @@ TINY = {"render": {"width": 64, "height": 48, "samples": 1}, "sampling": {"max_c
 
 
 def _as_pairsmith_0_2(m: pytest.MonkeyPatch) -> None:
-    """Render as pairsmith 0.2 did: its run id formula, and no look for an earlier run."""
+    """Render as pairsmith before per-item resume did: its run id formula, and no look for an earlier run."""
     m.setattr(DigRenderConfig, "run_id", lambda self: self.legacy_run_id(self.pairs, self.batch_size))
     m.setattr("pairsmith.flows.dig_render.resolve_run_id", lambda store, flow, run_id, *rest: (run_id, False))
 
@@ -62,7 +62,7 @@ def test_a_run_stored_by_pairsmith_0_2_is_continued_under_its_own_id(tmp_path, m
     db = tmp_path / "db.lance"
     legacy = DigRenderConfig(db=str(db), pairs=4, batch_size=2, **TINY)
     assert DigRenderConfig(pairs=4, batch_size=2, **TINY).legacy_run_id(4, 2) == "dig-render-c570da61faf8"
-    with monkeypatch.context() as m:  # what pairsmith 0.2 stored: its formula for the run id
+    with monkeypatch.context() as m:  # what pairsmith before per-item resume stored: its formula for the run id
         _as_pairsmith_0_2(m)
         old = render_run(db, pairs=4, batch_size=2, **TINY).summary
     assert old.run_id == "dig-render-c570da61faf8" == legacy.legacy_run_id(4, 2)
@@ -73,7 +73,7 @@ def test_a_run_stored_by_pairsmith_0_2_is_continued_under_its_own_id(tmp_path, m
 
 
 def test_an_older_run_whose_pairs_a_later_run_rewrote_is_explained(tmp_path, monkeypatch, capsys):
-    """0.2 made a second run for --pairs 6 after --pairs 4; the first owns no pairs any more: stats,
+    """An earlier pairsmith made a second run for --pairs 6 after --pairs 4; the first owns no pairs any more: stats,
     export --run and contact-sheet --run name the run that holds them."""
     db = tmp_path / "db.lance"
     with monkeypatch.context() as m:

@@ -15,7 +15,7 @@ retry (an item that failed with an error, or one whose reason may have gone away
 file that changed since) is redone under its own name, so its stats replace themselves and the
 funnel never counts an item twice.
 
-Runs stored by pairsmith <= 0.2 have ids that hashed the size and batch size too. A run of the same
+Runs stored under a sized id have ids that hashed the size and batch size too. A run of the same
 content is found by recomputing that old id from the sizes its stored batch names show
 (``find_legacy_run``); it is then continued under its old id, so nothing is redone or orphaned.
 """
@@ -58,7 +58,7 @@ class ResumePlan:
     redone: list[str] = field(default_factory=list)  # stored batches run again (an item to retry)
     stored_items: int = 0  # items of [0, n_items) already counted before this invocation
     stored_batches: int = 0  # batches of the run already stored (any range)
-    legacy: bool = False  # the run id is a pairsmith <= 0.2 one, found by its content
+    legacy: bool = False  # the run id is a pairsmith before per-item resume one, found by its content
 
     @property
     def new_items(self) -> int:
@@ -123,12 +123,12 @@ def retry_indices(store, run_id: str, ids: list[str], should_retry: Callable[[di
     return {i for i, item in enumerate(ids) if item in wanted}
 
 
-# --- runs stored by pairsmith <= 0.2 ------------------------------------------------------------------------
+# --- runs stored under a sized id ------------------------------------------------------------------------
 
 
 def find_legacy_run(store, flow_prefix: str, run_id: str, legacy_id: Callable[[int, int], str],
                     requested: tuple[int, int]) -> str | None:
-    """The id of a run stored by pairsmith <= 0.2 with the same content as ``run_id``, or None.
+    """The id of a run stored under a sized id with the same content as ``run_id``, or None.
 
     ``legacy_id(n_items, batch_size)`` is that version's formula for this config. The candidates
     are the stored runs whose id starts with ``flow_prefix``; for each, the sizes are read back from
@@ -160,7 +160,7 @@ def find_legacy_run(store, flow_prefix: str, run_id: str, legacy_id: Callable[[i
 
 def resolve_run_id(store, flow_prefix: str, run_id: str, legacy_id: Callable[[int, int], str] | None,
                    requested: tuple[int, int]) -> tuple[str, bool]:
-    """``run_id``, or the id of the same content's run stored by pairsmith <= 0.2 (then True)."""
+    """``run_id``, or the id of the same content's run stored under a sized id (then True)."""
     if legacy_id is None:
         return run_id, False
     found = find_legacy_run(store, flow_prefix, run_id, legacy_id, requested)
@@ -172,7 +172,7 @@ def owner_note(store, run_id: str) -> str | None:
     it owns some (or never kept any). Read-only.
 
     Pairs are keyed by ids that do not name the run (the same content gives the same ids), so a
-    later run over the same items re-writes them under its own run id: pairsmith <= 0.2 made a
+    later run over the same items re-writes them under its own run id: pairsmith before per-item resume made a
     second run for ``--pairs 10`` after ``--pairs 8``; an import of the same files with other
     options does the same today."""
     from pairsmith.flows.engine.funnel import run_funnel

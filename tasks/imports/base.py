@@ -58,7 +58,7 @@ class ImportConfig(BaseModel):
 
     db: str = Field(DEFAULT_DB, description="LanceDB URI", json_schema_extra=NOT_CONTENT)
     # Never in the run id: a run is its entries; another size cuts only what is still to do
-    # (pairsmith.flows.engine.resume). pairsmith <= 0.2 counted it (see Importer.legacy_run_id).
+    # (pairsmith.flows.engine.resume). pairsmith before per-item resume counted it (see Importer.legacy_run_id).
     batch_size: int = Field(32, ge=1, le=10_000, description="entries per batch: one task run and one LanceDB "
                             "commit, so memory holds at most this many pairs' images", json_schema_extra=NOT_CONTENT)
     retry_failed: bool = Field(False, description="retry every entry dropped because an image could not be loaded, "
@@ -199,7 +199,7 @@ class Importer(Generic[C]):
         return f"{self.flow_name}-{content_key(config, inputs=self._inputs_hash(config))[:12]}"
 
     def legacy_run_id(self, config: C, n_entries: int, batch_size: int) -> str:
-        """The id pairsmith <= 0.2 gave the run: a batch size other than 32 counted in it."""
+        """The id pairsmith before per-item resume gave the run: a batch size other than 32 counted in it."""
         size = batch_size if batch_size != type(config).model_fields["batch_size"].default else None
         return f"{self.flow_name}-{content_key(config, inputs=self._inputs_hash(config), batch_size=size)[:12]}"
 
