@@ -12,7 +12,6 @@ stores, and what a killed command leaves behind.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -27,7 +26,7 @@ from pairsmith.flows.cli.main import main
 from pairsmith.storage.exports.base import MARKER
 from pairsmith.storage.process_owner import host_name
 from pairsmith.storage.store import PairStore
-from pairsmith.storage.versions import RUNNING, list_tags, tag_versions, current_versions
+from pairsmith.storage.versions import RUNNING, current_versions, list_tags, tag_versions
 from tests.synthetic_db import SyntheticRun, build
 
 PAIRSMITH = str(Path(sys.executable).with_name("pairsmith"))
@@ -139,11 +138,9 @@ def test_contact_sheet_replaces_only_its_own_sheet_and_never_writes_in_the_datab
 
 
 def _leftovers(project: Path, pid: int, made_at: float) -> tuple[Path, str]:
-    partial = project / f".exp.partial-{pid}"
+    partial = project / f".exp.partial-{host_name()}.{pid}.{int(made_at)}.abc_12"  # as the export names it
     partial.mkdir()
     (partial / "llava.json").write_text("[")
-    (partial / MARKER).write_text(json.dumps({"pairsmith_export": 1, "host": host_name(), "pid": pid,
-                                              "made_at": made_at, "state": "writing"}))
     store = PairStore("data/pairsmith.lance")
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(made_at))
     tag = f"export-{stamp}{RUNNING}{host_name()}.{pid}"
