@@ -266,3 +266,11 @@ def test_benchmarks_work_only_in_folders_they_made(tmp_path, capsys):
     made = claim_work_folder(tmp_path / "new", ".m", "--workdir")
     (made / "db-10.lance").mkdir()
     assert claim_work_folder(made, ".m", "--workdir") == made  # its own folder, again
+
+
+def test_a_contact_sheet_killed_mid_write_leaves_a_file_the_next_sheet_sweeps(project):
+    left = project / f".sheet.png.partial-{host_name()}.{_dead_pid()}.{int(time.time())}.png"
+    left.write_bytes(b"\x89PNG half")
+    assert main(["contact-sheet", "--out", "sheet.png", "--n", "2"]) == 0
+    assert not left.exists() and (project / "sheet.png").exists()
+    assert not [p for p in project.iterdir() if p.name.startswith(".")]

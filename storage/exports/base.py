@@ -317,11 +317,14 @@ def sweep_leftovers(parent: Path) -> list[Path]:
     except OSError:
         return removed
     for folder in candidates:
-        if folder.is_symlink() or not folder.is_dir():
+        if folder.is_symlink():
             continue  # not ours: never touched
         owner = _LEFTOVER.fullmatch(folder.name)
         if owner_is_gone(owner["host"], int(owner["pid"]), float(owner["made"])):
-            shutil.rmtree(folder, ignore_errors=True)
+            if folder.is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
+            else:  # a contact sheet's half-written file
+                folder.unlink(missing_ok=True)
             removed.append(folder)
     return removed
 
