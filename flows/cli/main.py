@@ -154,7 +154,7 @@ def stats(db: str, run: str | None, list_runs: bool) -> None:
               "(default: pairsmith_<out folder name>).")
 @click.option("--absolute-paths", is_flag=True, help="Absolute image and file paths, so the dataset_info.json entry "
               "works from any LLaMA-Factory dataset_dir.")
-@click.option("--overwrite", is_flag=True, help="Replace a non-empty --out (default: refuse).")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier pairsmith export in --out (never a folder with other files, nor one holding the database).")
 @click.option("--at", "at_tag", default=None, help="Export the database as it was at this tag (e.g. export-20261123T020000Z).")
 @click.option("--push-to-hub", "hub_repo", default=None, help="--format hf: also upload to this Hub repository.")
 def export(fmt: str, out: str, db: str, run: str | None, tasks: tuple[str, ...], splits: tuple[str, ...], layout: str,
