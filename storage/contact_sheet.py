@@ -21,6 +21,7 @@ It reads what it draws and no more: ids and verdicts without image bytes, then t
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
@@ -131,7 +132,11 @@ def draw_contact_sheet(store: PairStore, out: Path, n: int, run_id: str, include
     out.parent.mkdir(parents=True, exist_ok=True)
     info = PngImagePlugin.PngInfo()
     info.add_text(SHEET_MARK[0], SHEET_MARK[1])
-    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    from pairsmith.storage.exports.base import sweep_leftovers
+    from pairsmith.storage.process_owner import host_name
+
+    sweep_leftovers(out.parent)  # what a sheet killed mid-write left
+    partial = out.with_name(f".{out.name}.partial-{host_name()}.{os.getpid()}.{int(time.time())}.png")
     try:
         sheet.save(partial, format="PNG", pnginfo=info)
         os.replace(partial, out)  # a kill mid-write never leaves half a sheet under --out

@@ -26,7 +26,7 @@ from pairsmith.flows.cli.main import main
 from pairsmith.storage.exports.base import MARKER
 from pairsmith.storage.process_owner import host_name
 from pairsmith.storage.store import PairStore
-from pairsmith.storage.versions import RUNNING, list_tags, tag_versions, current_versions
+from pairsmith.storage.versions import RUNNING, current_versions, list_tags, tag_versions
 from tests.synthetic_db import SyntheticRun, build
 
 PAIRSMITH = str(Path(sys.executable).with_name("pairsmith"))
@@ -138,11 +138,9 @@ def test_contact_sheet_replaces_only_its_own_sheet_and_never_writes_in_the_datab
 
 
 def _leftovers(project: Path, pid: int, made_at: float) -> tuple[Path, str]:
-    partial = project / f".exp.partial-{pid}"
+    partial = project / f".exp.partial-{host_name()}.{pid}.{int(made_at)}.abc_12"  # as the export names it
     partial.mkdir()
     (partial / "llava.json").write_text("[")
-    (partial / MARKER).write_text(json.dumps({"pairsmith_export": 1, "host": host_name(), "pid": pid,
-                                              "made_at": made_at, "state": "writing"}))
     store = PairStore("data/pairsmith.lance")
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(made_at))
     tag = f"export-{stamp}{RUNNING}{host_name()}.{pid}"
@@ -268,3 +266,11 @@ def test_benchmarks_work_only_in_folders_they_made(tmp_path, capsys):
     made = claim_work_folder(tmp_path / "new", ".m", "--workdir")
     (made / "db-10.lance").mkdir()
     assert claim_work_folder(made, ".m", "--workdir") == made  # its own folder, again
+
+
+def test_a_contact_sheet_killed_mid_write_leaves_a_file_the_next_sheet_sweeps(project):
+    left = project / f".sheet.png.partial-{host_name()}.{_dead_pid()}.{int(time.time())}.png"
+    left.write_bytes(b"\x89PNG half")
+    assert main(["contact-sheet", "--out", "sheet.png", "--n", "2"]) == 0
+    assert not left.exists() and (project / "sheet.png").exists()
+    assert not [p for p in project.iterdir() if p.name.startswith(".")]

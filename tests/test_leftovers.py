@@ -141,3 +141,21 @@ def test_the_watchdog_ends_every_process_the_cli_started_when_the_cli_is_killed(
     cli.wait()
     assert _gone_within(below, 10)  # SIGTERM ignored: SIGKILL after the grace period
     assert _gone_within([dog], 5)  # and the watchdog itself ends
+
+
+def test_a_bench_run_on_a_temporary_database_leaves_no_folder(broken_model, tmp_path, capsys, monkeypatch):
+    import tempfile
+
+    from tests.conftest import SHARED_DATA
+
+    bench_json = SHARED_DATA / "med_bench_sample" / "MED_bench_sample.json"
+    if not bench_json.exists():
+        pytest.skip("no MED sample in the shared data")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    code = main(["bench", "med", "--json", str(bench_json), "--model", str(broken_model), "--device", "cpu",
+                 "--limit", "2"])
+    assert code != 0  # the model cannot load
+    assert not list(scratch.glob("pairsmith-bench-*"))  # the temporary database went with the run

@@ -9,6 +9,7 @@ and scored wrong, never guessed.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -43,13 +44,14 @@ def med(model_id, adapter, json_path, images_dir, db, split, run_id, limit, devi
         raise CliError("--images needs --json")
     if json_path and run_id:
         raise CliError("--run selects stored samples; with --json the imported run is used")
-    run_ids = [run_id] if run_id else []
+    run_ids, given_db = ([run_id] if run_id else []), db
     if json_path:
         db, imported = _import(json_path, images_dir, db)
         run_ids, split = [imported.run_id], "bench"
         if imported.pairs_dropped:
-            click.echo(f"{imported.pairs_dropped} of {imported.entries} entries could not be loaded "
-                       "(see 'pairsmith stats --run " + imported.run_id + f" --db {db}')")
+            click.echo(f"{imported.pairs_dropped} of {imported.entries} entries could not be loaded"
+                       + (f" (see 'pairsmith stats --run {imported.run_id} --db {db}')" if given_db else
+                          " (import with --db DB to keep the database and see why)"))
     from pairsmith.storage.store import sql_literal
 
     db = db or DEFAULT_DB
@@ -88,7 +90,9 @@ def _import(json_path: str, images_dir: str | None, db: str | None):
     except ValueError as err:
         raise CliError(str(err)) from None
     if not db:
-        config = config.model_copy(update={"db": str(Path(tempfile.mkdtemp(prefix="pairsmith-bench-")) / "bench.lance")})
+        temporary = tempfile.mkdtemp(prefix="pairsmith-bench-")
+        click.get_current_context().call_on_close(lambda: shutil.rmtree(temporary, ignore_errors=True))  # never left behind
+        config = config.model_copy(update={"db": str(Path(temporary) / "bench.lance")})
     return config.db, run_import(config)
 
 

@@ -192,7 +192,7 @@ def inspect(db: str, run: str | None, stages: tuple[str, ...], reasons: tuple[st
               "(default: pairsmith_<out folder name>).")
 @click.option("--absolute-paths", is_flag=True, help="Absolute image and file paths, so the dataset_info.json entry "
               "works from any LLaMA-Factory dataset_dir.")
-@click.option("--overwrite", is_flag=True, help="Replace a non-empty --out (default: refuse).")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier pairsmith export in --out (never a folder with other files, nor one holding the database).")
 @click.option("--at", "at_tag", default=None, help="Export the database as it was at this tag (e.g. export-20261123T020000Z).")
 @click.option("--push-to-hub", "hub_repo", default=None, help="--format hf: also upload to this Hub repository.")
 def export(fmt: str, out: str, db: str, run: str | None, tasks: tuple[str, ...], splits: tuple[str, ...], layout: str,

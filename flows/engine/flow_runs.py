@@ -10,7 +10,8 @@ flow calls ``claim_run(run_id)`` when it starts: its flow run gets two tags,
 and every *other* flow run with the same ``pairsmith-run`` tag still in state RUNNING whose owner is
 gone (``storage/process_owner.py``: its pid is gone or reused on this host; from another host, a
 day old) is set to CRASHED, with a message naming the run that found it. A predecessor still
-running (another terminal) is left alone. Nothing here ever fails a run: Prefect errors are logged.
+running (another terminal) is left alone. Nothing here ever fails a run: a Prefect error is logged
+(at debug level) and the run goes on.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def claim_run(run_id: str) -> list[str]:
             return []
         return _claim(context.flow_run, run_id)
     except Exception as err:  # bookkeeping only: never the reason a run fails
-        log.warning("could not check earlier flow runs of %s in Prefect: %s", run_id, err)
+        log.debug("could not check earlier flow runs of %s in Prefect: %s", run_id, err)
         return []
 
 
@@ -66,6 +67,7 @@ def _claim(me, run_id: str) -> list[str]:
         FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType, FlowRunFilterTags,
     )
     from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
     from prefect.states import Crashed
 
     from pairsmith.storage.process_owner import owner_is_gone
@@ -77,7 +79,8 @@ def _claim(me, run_id: str) -> list[str]:
         client.update_flow_run(me.id, tags=sorted({*mine, key, owner_tag()}))
         running = client.read_flow_runs(flow_run_filter=FlowRunFilter(
             tags=FlowRunFilterTags(all_=[key]),
-            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))))
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))),
+            sort=FlowRunSort.START_TIME_DESC, limit=200)
         for run in running:
             if run.id == me.id:
                 continue
@@ -88,7 +91,7 @@ def _claim(me, run_id: str) -> list[str]:
             client.set_flow_run_state(run.id, Crashed(
                 message=f"process {pid} on {host} is gone (killed?); found by flow run {me.name} of the same "
                         f"pairsmith run {run_id}"), force=True)
-            log.warning("flow run %s of %s was left RUNNING by process %d on %s, which is gone: marked CRASHED",
+            log.info("flow run %s of %s was left RUNNING by process %d on %s, which is gone: marked CRASHED",
                         run.name, run_id, pid, host)
             marked.append(str(run.id))
     return marked

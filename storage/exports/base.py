@@ -220,7 +220,8 @@ def safe_stem(identifier: str) -> str:
 
 MARKER = ".pairsmith-export"
 """The file in every folder pairsmith wrote as an export (JSON: format, tag, database, the entries it
-wrote, and while it is being written the host and pid writing it). ``--overwrite`` replaces only a
+wrote). While it is written, the export's temporary folder beside ``--out`` is named after the host
+and process writing it, so the sweep of a later export can tell a dead writer's folder. ``--overwrite`` replaces only a
 folder that has it and nothing else beside what it lists."""
 PARTIAL, OLD = ".partial-", ".old-"
 
@@ -289,10 +290,20 @@ def read_marker(folder: Path) -> dict | None:
 
 
 def write_marker(folder: Path, **fields: Any) -> None:
+    record = {"pairsmith_export": 1, "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **fields}
+    (folder / MARKER).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+
+
+_LEFTOVER = re.compile(r"\..+\.(?:partial|old)-(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.(?P<made>\d+)\.[A-Za-z0-9_]+")
+
+
+def _temporary(parent: Path, out: Path, kind: str) -> Path:
+    """A new hidden folder beside ``out`` whose name says who made it and when
+    (``.<name>.partial-<host>.<pid>.<unix time>.<random>``), so a kill at any moment leaves a
+    folder the sweep can judge."""
     from pairsmith.storage.process_owner import host_name
 
-    record = {"pairsmith_export": 1, "host": host_name(), "pid": os.getpid(), "made_at": time.time(), **fields}
-    (folder / MARKER).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    return Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}{kind}{host_name()}.{os.getpid()}.{int(time.time())}."))
 
 
 def sweep_leftovers(parent: Path) -> list[Path]:
@@ -303,24 +314,23 @@ def sweep_leftovers(parent: Path) -> list[Path]:
 
     removed = []
     try:
-        candidates = [p for p in parent.iterdir() if p.name.startswith(".") and (PARTIAL in p.name or OLD in p.name)]
+        candidates = [p for p in parent.iterdir() if _LEFTOVER.fullmatch(p.name)]
     except OSError:
         return removed
     for folder in candidates:
-        marker = read_marker(folder)
-        if marker is None or folder.is_symlink() or not folder.is_dir():
+        if folder.is_symlink():
             continue  # not ours: never touched
-        try:
-            gone = owner_is_gone(str(marker["host"]), int(marker["pid"]), float(marker["made_at"]))
-        except (KeyError, TypeError, ValueError):
-            continue
-        if gone:
-            shutil.rmtree(folder, ignore_errors=True)
+        owner = _LEFTOVER.fullmatch(folder.name)
+        if owner_is_gone(owner["host"], int(owner["pid"]), float(owner["made"])):
+            if folder.is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
+            else:  # a contact sheet's half-written file
+                folder.unlink(missing_ok=True)
             removed.append(folder)
     return removed
 
 
-def open_folder(out: Path, overwrite: bool, db_uri: str | None = None, tag: str | None = None) -> Path:
+def open_folder(out: Path, overwrite: bool, db_uri: str | None = None) -> Path:
     """The temporary folder beside ``out`` to write into, after ``check_out`` and sweeping what dead
     exports left beside it; ValueError (one line) when ``out`` cannot be used or its folder cannot be written."""
     out = check_out(out, overwrite, db_uri)
@@ -328,9 +338,8 @@ def open_folder(out: Path, overwrite: bool, db_uri: str | None = None, tag: str 
     try:
         parent.mkdir(parents=True, exist_ok=True)
         sweep_leftovers(parent)
-        folder = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}{PARTIAL}"))
+        folder = _temporary(parent, out, PARTIAL)
         folder.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700; the export is a folder like any other
-        write_marker(folder, tag=tag, db=db_uri, entries=[], state="writing")
         return folder
     except OSError as err:
         raise ValueError(f"--out {str(out)!r}: cannot write in {str(parent)!r} ({err.strerror or err})") from None
@@ -349,9 +358,9 @@ def _commit(folder: Path, out: Path, overwrite: bool, db_uri: str | None) -> Non
     if out.is_dir() and not any(out.iterdir()):
         out.rmdir()
     if out.exists():
-        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}{OLD}"))
+        old = _temporary(out.parent, out, OLD)
         try:
-            write_marker(old, state="replaced")  # a kill between the renames leaves a folder the next export sweeps
+            # a kill between the renames leaves a folder the next export sweeps (its name says whose)
             os.replace(out, old / "replaced")
             try:
                 os.replace(folder, out)
@@ -400,7 +409,7 @@ def run_export(store, out: Path, fmt: type[ExportFormat], options: ExportOptions
         raise ValueError(f"no samples match {where} in {store.uri!r}")
     out = export_path(out)
     db_uri = getattr(store, "uri", None)
-    folder = open_folder(out, overwrite, db_uri, tag)
+    folder = open_folder(out, overwrite, db_uri)
     try:
         writer = fmt(folder, out, options)
         writer.store = store  # the pinned view, for formats that describe their runs (the hf card)
@@ -412,7 +421,7 @@ def run_export(store, out: Path, fmt: type[ExportFormat], options: ExportOptions
         if n == 0:
             reasons = ", ".join(f"{r}: {c}" for r, c in skipped.most_common()) or "none"
             raise ValueError(f"no kept samples to export among those matching {where} (skipped: {reasons})")
-        write_marker(folder, format=fmt.name, tag=tag, db=db_uri, state="complete",
+        write_marker(folder, format=fmt.name, tag=tag, db=db_uri,
                      entries=sorted(p.name for p in folder.iterdir() if p.name != MARKER))
         _commit(folder, out, overwrite, db_uri)
     except BaseException:
