@@ -26,10 +26,10 @@ import psutil
 PAIRSMITH = str(Path(sys.executable).with_name("pairsmith"))
 
 
-def measure(samples: int, width: int, height: int, sig: str, after: float, cap: float) -> dict:
+def measure(samples: int, width: int, height: int, sig: str, after: float, cap: float, runner: str = "inline") -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [PAIRSMITH, "render", "--pairs", "4", "--batch-size", "2", "--samples", str(samples),
-               "--width", str(width), "--height", str(height), "--db", f"{tmp}/db"]
+               "--width", str(width), "--height", str(height), "--db", f"{tmp}/db", "--runner", runner]
         cli = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True, cwd=tmp)
         time.sleep(after)
@@ -58,11 +58,12 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=320)
     parser.add_argument("--signal", choices=["INT", "TERM"], default="INT")
     parser.add_argument("--after", type=float, default=30.0, help="seconds between start and the signal")
+    parser.add_argument("--runner", choices=["inline", "ray"], default="inline")
     parser.add_argument("--verbose", action="store_true", help="print the end of the CLI's stderr")
     parser.add_argument("--cap", type=float, default=300.0, help="seconds to wait for the CLI to exit")
     args = parser.parse_args()
-    result = measure(args.samples, args.width, args.height, args.signal, args.after, args.cap)
-    print(f"render --samples {args.samples} {args.width}x{args.height}, SIG{args.signal} after {args.after:.0f} s: "
+    result = measure(args.samples, args.width, args.height, args.signal, args.after, args.cap, args.runner)
+    print(f"render --runner {args.runner} --samples {args.samples} {args.width}x{args.height}, SIG{args.signal} after {args.after:.0f} s: "
           f"exited in {result['seconds']} s, code {result['code']}, said stopping: {result['said_stopping']}, "
           f"forced after the bound: {result['forced']}, children left: {result['children_left']}")
     if args.verbose:

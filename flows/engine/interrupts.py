@@ -83,7 +83,7 @@ def _begin_stop(name: str) -> None:
         _requested = name
         _stop_started.set()
     _say(f"pairsmith: stopping ({name}); committed batches are kept, the same command resumes. "
-         f"Press Ctrl-C again to stop at once.\n")
+         f"A second Ctrl-C or SIGTERM stops at once.\n")
     threading.Thread(target=_force_later, name="pairsmith-stop", daemon=True).start()
 
 
