@@ -73,7 +73,9 @@ def med_edit(config: MedEditConfig) -> MedRunSummary:
     refs = list_sources(config.sources, store)
     pair_ids = [stable_id(FLOW_NAME, content_key, ref.source_id) for ref in refs]
     batches = batch_ranges(len(refs), config.batch_size)
-    done = store.completed_batches(run_id) - batches_with_errors(store, run_id)  # errors are retried
+    # transient errors are retried; refused edits only when asked (editor.retry_rejected)
+    refused = ("edit_rejected",) if config.editor.retry_rejected else ()
+    done = store.completed_batches(run_id) - batches_with_errors(store, run_id, also=refused)
     pending = [b for b in batches if batch_name(b) not in done]
     vlm, clip, editor = VlmChat(config.vlm), ClipScorer(config.clip), GeminiEditor(config.editor)
     # On a GPU worker the model stages take a slot of the `tag:gpu` concurrency limit.
