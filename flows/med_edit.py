@@ -97,7 +97,9 @@ def med_edit(config: MedEditConfig) -> MedRunSummary:
     # Per item (pairsmith.flows.engine.resume): sources already counted are skipped, whatever the
     # batch size; batches with errors, or with a source whose file changed since, are redone.
     retry = retry_indices(store, run_id, pair_ids, _source_to_retry(refs, pair_ids, config.retry_failed))
-    redo = batches_with_errors(store, run_id) | batches_holding(stored_spans(store, run_id), retry)
+    # transient errors are retried; refused edits only when asked (editor.retry_rejected)
+    refused = ("edit_rejected",) if config.editor.retry_rejected else ()
+    redo = batches_with_errors(store, run_id, also=refused) | batches_holding(stored_spans(store, run_id), retry)
     work = plan_resume(store, run_id, len(refs), config.batch_size, redo=redo, legacy=legacy)
     pending = work.todo
     vlm, clip, editor = VlmChat(config.vlm), ClipScorer(config.clip), GeminiEditor(config.editor)

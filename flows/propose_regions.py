@@ -13,7 +13,7 @@ merged change regions with a confidence each. The flow stores:
 * with ``grounding.enabled``: a DiG-style ``grounding`` sample (method ``med-edit``) for each local
   ``med-edit`` pair with at least one kept box — real-photo grounding data.
 
-Stages (the run's funnel): ``align`` (align_no_transform, align_error), ``extent`` (extent_reframed,
+Stages (the run's funnel): ``align`` (align_no_transform, align_error, align_rejected), ``extent`` (extent_reframed,
 extent_unaligned, extent_redrawn), ``propose`` (propose_no_regions), ``confidence``
 (confidence_too_low: no box of the pair passed), and ``grounding`` when enabled.
 
@@ -34,6 +34,7 @@ from pairsmith.flows.engine.batching import batch_name
 from pairsmith.flows.engine.resume import plan_resume, resolve_run_id
 from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
 from pairsmith.flows.engine.run_outcome import batches_with_errors
+from pairsmith.models.failures import failure_reason
 from pairsmith.flows.engine.stages import batch_step
 from pairsmith.flows.engine.flow_runs import claim_run
 from pairsmith.flows.engine.progress import tracked
@@ -127,10 +128,11 @@ class ProposeSummary(BaseModel):
     seconds: float
 
 
-def _pair_columns(row: dict, found: PairProposal | None, run_id: str) -> dict:
-    """The alignment and extent columns a run writes on a pair (``found`` None: the proposer failed)."""
+def _pair_columns(row: dict, found: PairProposal | None, run_id: str, failed: str = "align_error") -> dict:
+    """The alignment and extent columns a run writes on a pair (``found`` None: the proposer failed,
+    for the reason ``failed``)."""
     if found is None:
-        return dict(row, align_method=None, align_transform=None, align_score=None, align_reason="align_error",
+        return dict(row, align_method=None, align_transform=None, align_score=None, align_reason=failed,
                     change_extent=None, change_extent_score=None, change_extent_reason=None, verdict_run_id=run_id)
     a, e = found.alignment, found.extent
     return dict(
@@ -160,10 +162,12 @@ def align_and_propose(
             continue
         try:
             found = proposer.propose(open_image(row["image_before"]), open_image(row["image_after"]))
-        except Exception as err:  # a degenerate image: this pair only, retried on a re-run
-            get_run_logger().warning("pair %s: proposing failed: %s: %s", pid, type(err).__name__, err)
-            pairs.append(PairRow(**_pair_columns(row, None, run_id)))
-            stats["align"].record(Verdict.drop("align_error"))
+        except Exception as err:  # this pair only: align_error (transient) is retried on a re-run,
+            # align_rejected (a degenerate image: it would fail the same way) is not
+            reason = failure_reason("align", err)
+            get_run_logger().warning("pair %s: proposing failed (%s): %s: %s", pid, reason, type(err).__name__, err)
+            pairs.append(PairRow(**_pair_columns(row, None, run_id, reason)))
+            stats["align"].record(Verdict.drop(reason))
             continue
         pairs.append(PairRow(**_pair_columns(row, found, run_id)))
         if found.extent is None:

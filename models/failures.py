@@ -11,8 +11,9 @@ after the answer (``failure_reason``):
   not pay for it again, and ``drop_detail`` keeps the message so the user can fix the input.
 
 The kind is read from the error itself (its HTTP status or exception type), never guessed from
-the message. A model that cannot load at all is neither: it is ``ModelUnavailable`` and stops the
-whole run, naming the model (every item would fail the same way).
+the message. A model that cannot load at all is neither: it is ``ModelUnavailable`` (or the
+loader's own error, marked by ``mark_model_unavailable``) and stops the whole run, naming the model
+(every item would fail the same way).
 """
 
 from __future__ import annotations
@@ -30,6 +31,25 @@ class ModelUnavailable(OSError):
 
     Raised once for the whole run instead of once per item: its message names the model and why.
     An ``OSError``, as transformers' own "can't load" errors are."""
+
+
+MARK = "_pairsmith_model_unavailable"
+
+
+def mark_model_unavailable(err: BaseException) -> BaseException:
+    """Mark ``err``, raised while loading a model, as the run's failure rather than an item's (its
+    type and message stay the loader's own: ``FileNotFoundError: CLIP weights ... not found``)."""
+    try:
+        setattr(err, MARK, True)
+    except AttributeError:  # an exception type with __slots__: cannot be marked
+        pass
+    return err
+
+
+def is_model_unavailable(err: BaseException) -> bool:
+    """Whether ``err`` says a model cannot be loaded (``ModelUnavailable``, or marked so by
+    ``pairsmith.models.lazy``): every item would fail the same way, so the run stops."""
+    return isinstance(err, ModelUnavailable) or bool(getattr(err, MARK, False))
 
 
 def _status(err: BaseException) -> int | None:
@@ -63,7 +83,7 @@ def is_transient(err: BaseException) -> bool:
     network error, out of memory. Any other HTTP status (400 invalid argument, 404, 413 too large)
     and any other exception (``ValueError`` from a processor, ``TypeError``, a decoding error) is
     deterministic. google-genai's ``ServerError`` carries a 5xx code, ``ClientError`` a 4xx one."""
-    if isinstance(err, ModelUnavailable):
+    if is_model_unavailable(err):
         return False  # not an item's failure at all: the run stops
     status = _status(err)
     if status is not None and type(err).__module__.split(".")[0] in {"google", "httpx", "requests", "huggingface_hub"}:
@@ -71,7 +91,7 @@ def is_transient(err: BaseException) -> bool:
     if isinstance(err, _transient_types()):
         return True
     cause = err.__cause__ or err.__context__
-    return cause is not None and cause is not err and not isinstance(cause, ModelUnavailable) and (
+    return cause is not None and cause is not err and not is_model_unavailable(cause) and (
         isinstance(cause, _transient_types()) or (_status(cause) in TRANSIENT_HTTP))
 
 

@@ -10,9 +10,9 @@ load again. Without ``HF_HUB_OFFLINE`` and without a network, one ``from_pretrai
 about 2.5 minutes in the hub client's retries; a run of 40 batches would have spent 100 minutes.
 Hugging Face loaders first ask ``ModelRuntime.check_model_source``, which answers in seconds.
 
-Any load failure reaches the caller as ``pairsmith.models.failures.ModelUnavailable`` naming the
-adapter and model: ``pairsmith.tasks.stage.call_per_item`` lets it stop the run (every item would
-fail the same way) instead of counting it against each item.
+Any load failure reaches the caller marked as the run's failure
+(``pairsmith.models.failures.is_model_unavailable``): ``pairsmith.tasks.stage.call_per_item`` lets it
+stop the run (every item would fail the same way) instead of counting it against each item.
 """
 
 from __future__ import annotations
@@ -50,10 +50,13 @@ def cached_load(key: tuple[str, str], load: Callable[[], Any]) -> Any:
 
 def _bare(err: BaseException) -> BaseException:
     """The same error without its traceback, whose frames would hold a half-loaded model alive."""
+    from pairsmith.models.failures import is_model_unavailable, mark_model_unavailable
+
     try:
-        return type(err)(*err.args)
+        bare = type(err)(*err.args)
     except Exception:  # an exception type whose constructor wants other arguments
-        return RuntimeError(f"{type(err).__name__}: {err}")
+        bare = RuntimeError(f"{type(err).__name__}: {err}")
+    return mark_model_unavailable(bare) if is_model_unavailable(err) else bare
 
 
 def clear_loaded() -> None:
@@ -71,26 +74,16 @@ class LazyModel(Generic[ConfigT]):
         raise NotImplementedError(f"{type(self).__name__} must implement _load()")
 
     def loaded(self) -> Any:
-        """The loaded model; raises ``ModelUnavailable`` (one line: adapter, model id, cause) if it
-        cannot be loaded."""
+        """The loaded model; if it cannot be loaded, the loader's error (``ModelUnavailable`` from
+        ``ModelRuntime.check_model_source``, or e.g. ``FileNotFoundError``), marked as the run's
+        failure (``pairsmith.models.failures.is_model_unavailable``)."""
         key = (f"{type(self).__module__}.{type(self).__qualname__}", self.config.model_dump_json())
         return cached_load(key, self._load_or_say_why)
 
     def _load_or_say_why(self) -> Any:
-        from pairsmith.models.failures import ModelUnavailable
+        from pairsmith.models.failures import mark_model_unavailable
 
         try:
             return self._load()
-        except ModelUnavailable:
-            raise
         except Exception as err:
-            model_id = getattr(self.config, "model_id", None) or getattr(self.config, "model_name", None)
-            name = type(self).__name__ + (f" model {model_id!r}" if model_id else "")
-            message = " ".join(str(err).split())[:600]
-            raise ModelUnavailable(f"{name} cannot be loaded: {type(err).__name__}: {message}") from err
-
-    def __getstate__(self) -> dict:
-        return {"config": self.config}
-
-    def __setstate__(self, state: dict) -> None:
-        self.config = state["config"]
+            raise mark_model_unavailable(err)

@@ -90,18 +90,18 @@ def call_per_item(
     processor refuses, an image a model cannot decode) costs only its own item: ``on_error(item,
     error)`` is called for each item that still raises, and its result is None. A batch that fails
     for every item therefore reports the error on every item. A model that cannot load at all
-    (``pairsmith.models.failures.ModelUnavailable``) is no item's failure: it is raised, so the run
-    stops at once naming the model.
+    (``pairsmith.models.failures.is_model_unavailable``) is no item's failure: it is raised, so the
+    run stops at once naming the model.
     """
-    from pairsmith.models.failures import ModelUnavailable
+    from pairsmith.models.failures import is_model_unavailable
 
     if not items:
         return []
     try:
         results = call(items)
-    except ModelUnavailable:
-        raise
     except Exception as err:  # noqa: BLE001 - whatever the model raised, find the items it raised for
+        if is_model_unavailable(err):
+            raise
         if len(items) == 1:
             on_error(items[0], err)
             return [None]

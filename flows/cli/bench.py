@@ -46,6 +46,7 @@ def med(model_id, adapter, json_path, images_dir, db, split, run_id, limit, devi
         raise CliError("--run selects stored samples; with --json the imported run is used")
     run_ids, given_db = ([run_id] if run_id else []), db
     if json_path:
+        _check_model(model_id, device)  # in seconds, before importing a benchmark no model could answer
         db, imported = _import(json_path, images_dir, db)
         run_ids, split = [imported.run_id], "bench"
         if imported.pairs_dropped:
@@ -77,6 +78,20 @@ def med(model_id, adapter, json_path, images_dir, db, split, run_id, limit, devi
     from pairsmith.flows.engine.run_outcome import exit_on_item_errors
 
     exit_on_item_errors(open_store_or_fail(config.db), summary.eval_id)
+
+
+def _check_model(model_id: str | None, device: str) -> None:
+    """Exit 1 with one line if the model cannot be loaded from here (the evaluation would fail the same way)."""
+    from pairsmith.flows.evaluate_config import DEFAULT_MODEL
+    from pairsmith.models.failures import ModelUnavailable
+    from pairsmith.models.runtime import ModelRuntime
+
+    model = model_id or DEFAULT_MODEL
+    try:
+        ModelRuntime(device=device).check_model_source(model)
+    except ModelUnavailable as err:
+        click.echo(f"pairsmith: error: evaluation failed: {describe_failure(err)}", err=True)
+        raise click.exceptions.Exit(EXIT_FAILED) from None
 
 
 def _import(json_path: str, images_dir: str | None, db: str | None):

@@ -90,6 +90,6 @@ def rejected_counts(funnel: list[StageStats]) -> Counter[str]:
 def describe_rejected(rejected: Counter[str]) -> str:
     total = sum(rejected.values())
     reasons = ", ".join(f"{r} ({c})" for r, c in rejected.most_common())
+    them = "them" if total != 1 else "it"
     return (f"{total} item{'s were' if total != 1 else ' was'} refused for good ({reasons}): the same input would "
-            "fail the same way, so a re-run does not retry " + ("them" if total != 1 else "it") + "; the messages are in "
-            "drop_detail")
+            f"fail the same way, so a re-run does not retry {them}; the messages are in drop_detail")
