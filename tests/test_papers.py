@@ -233,3 +233,45 @@ def test_finetune_print_args_shows_the_presets_trainer_arguments_without_a_gpu(t
     assert not (tmp_path / "none.lance").exists()  # nothing is opened or created
     sft = CliRunner().invoke(cli, ["finetune", "--config", str(ROOT / "configs/sft.yaml"), "--print-args"])
     assert sft.exit_code == 0 and json.loads(sft.output)["method"] == "sft"
+
+
+@pytest.mark.slow  # ~20-50 s per case on 2 CPU cores
+@pytest.mark.parametrize("rewards, dropped", [
+    ([1.0] * 5, 1.0),  # every rollout right: mean 1.0 > 0.99, the group is dropped
+    ([0.0] * 5, 1.0),  # every rollout wrong: mean 0.0 < 0.01, dropped
+    ([1.0, 0.0, 1.0, 0.0, 0.5], 0.0),  # mixed outcomes: the group trains
+])
+def test_grpo_online_filter_drops_groups_outside_the_range_on_a_tiny_cpu_run(tmp_path, rewards, dropped):
+    """2 GRPO steps of a tiny random Qwen2-VL with the DiG preset's settings and crafted rewards."""
+    from pairsmith.models.runtime import ModelRuntime
+    from pairsmith.models.tiny.qwen2_vl import build_tiny_qwen2_vl
+    from pairsmith.models.vlm_grpo import FILTER_METRIC, run_grpo_stage
+    from pairsmith.models.vlm_training import LoraSettings, load_trainable_vlm
+    from pairsmith.storage.store import PairStore
+    from pairsmith.tasks.training.training_data import (
+        DataSelection, PairImages, pin_tables, select_samples, training_dataset,
+    )
+    from tests.synthetic_db import SyntheticRun, build
+
+    db = str(tmp_path / "db.lance")
+    store = PairStore(db)
+    build(store, SyntheticRun(width=64, height=48, unique_bytes=16), n_pairs=4)
+    selection = DataSelection(tasks=["grounding"], splits=["train", "val", "test"])
+    pinned = pin_tables(store, selection)
+    rows = select_samples(store, pinned, selection).rows[:2]
+    dataset = training_dataset(rows, PairImages(db, pinned.pairs_version), "multi", with_completion=False,
+                               with_boxes=True)
+
+    def crafted(completions, **kwargs):
+        return [rewards[i % 5] for i in range(len(completions))]
+
+    preset = papers.load_preset(papers.load_parameters().papers["dig"].presets["grpo"]).grpo
+    settings = preset.model_copy(update={"max_completion_length": 6, "gradient_checkpointing": False})
+    assert settings.filter_range == (0.01, 0.99)
+    runtime = ModelRuntime(device="cpu")
+    model, processor = load_trainable_vlm(str(build_tiny_qwen2_vl(tmp_path / "tiny")), runtime)
+    _, log = run_grpo_stage(model, processor, dataset, [crafted], settings, 2, runtime, tmp_path / "work",
+                            lora=LoraSettings())
+    assert log.steps == 2
+    fractions = [h[FILTER_METRIC] for h in log.history if FILTER_METRIC in h]
+    assert fractions == [dropped, dropped]
