@@ -275,3 +275,23 @@ def test_grpo_online_filter_drops_groups_outside_the_range_on_a_tiny_cpu_run(tmp
     assert log.steps == 2
     fractions = [h[FILTER_METRIC] for h in log.history if FILTER_METRIC in h]
     assert fractions == [dropped, dropped]
+
+
+def test_source_captions_from_an_mscoco_captions_file(tmp_path):
+    from pairsmith.tasks.imgdiff.caption_source import load_captions
+
+    coco = tmp_path / "captions_train2017.json"
+    coco.write_text(json.dumps({"info": {}, "images": [{"id": 9}, {"id": 139}], "annotations": [
+        {"image_id": 139, "id": 48, "caption": "A dog sits on a red couch. "},
+        {"image_id": 9, "id": 3, "caption": "Two cats on a bed."},
+        {"image_id": 139, "id": 12, "caption": "A brown dog on a sofa."}]}))
+    assert load_captions(str(coco)) == ["Two cats on a bed.", "A brown dog on a sofa.", "A dog sits on a red couch."]
+    config = ImgDiffReplaceConfig.model_validate({"captions_path": str(coco)})
+    assert config.content_key() != ImgDiffReplaceConfig().content_key()  # the captions count by their text
+    jsonl_named_json = tmp_path / "mine.json"
+    jsonl_named_json.write_text('{"caption": "a cup on a table"}\n{"caption": "a car in the street"}\n')
+    assert load_captions(str(jsonl_named_json)) == ["a cup on a table", "a car in the street"]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"annotations": [{"image_id": 1, "id": 1, "caption": "ok"}, {"image_id": 1, "id": 2}]}))
+    with pytest.raises(ValueError, match=r"bad.json' annotations\[1\]: needs a non-empty \"caption\" string"):
+        load_captions(str(bad))
