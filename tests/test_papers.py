@@ -17,12 +17,13 @@ from pairsmith.flows.cli.main import cli
 from pairsmith.flows.dig_render_config import DigRenderConfig
 from pairsmith.flows.evaluate_config import EvaluateConfig
 from pairsmith.flows.finetune_config import GrpoFinetuneConfig
+from pairsmith.filters.imgdiff.pipelines import ImgDiffThresholds
 from pairsmith.flows.imgdiff_config import ImgDiffRemoveConfig, ImgDiffReplaceConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPERS_TEXTS = ROOT.parent / "shared" / "papers"
 MODELS = {"dig-render": DigRenderConfig, "finetune": GrpoFinetuneConfig, "evaluate": EvaluateConfig,
-          "imgdiff-replace": ImgDiffReplaceConfig, "imgdiff-remove": ImgDiffRemoveConfig}
+          "imgdiff-replace": ImgDiffReplaceConfig, "imgdiff-remove": ImgDiffRemoveConfig, "refilter": ImgDiffThresholds}
 
 
 def _copy_repo_configs(tmp_path: Path) -> Path:
@@ -44,7 +45,8 @@ def test_every_preset_loads_through_its_flows_config_model():
     params = papers.load_parameters()
     assert set(params.papers) >= {"dig", "imgdiff"}
     assert set(params.papers["dig"].presets) == {"corpus", "grpo", "evaluate"}
-    assert set(params.papers["imgdiff"].presets) == {"replace", "remove", "evaluate"}
+    assert set(params.papers["imgdiff"].presets) == {"replace", "remove", "evaluate", "ablation",
+                                                     *(f"table17-row{r}" for r in range(1, 5))}
     for paper in params.papers.values():
         for preset in paper.presets.values():
             config = papers.load_preset(preset)
@@ -73,6 +75,7 @@ def test_every_preset_has_parameters_and_every_key_resolves():
     ("dig/corpus.yaml", "sampling.max_changes", 3, "sampling.max_changes is 3, the paper's is 4"),
     ("imgdiff/replace.yaml", "thresholds.citm_min", 0.3, "thresholds.citm_min is 0.3, the paper's is 0.4"),
     ("imgdiff/remove.yaml", "inpaint.prompt", "background, nothing, 8k", "inpaint.prompt is 'background, nothing, 8k'"),
+    ("imgdiff/table17/row2.yaml", "replace.bitm_min", 0.3, "table17/row2.yaml: replace is {"),
 ])
 def test_a_changed_preset_value_fails_the_check(tmp_path, preset, key, value, expected):
     root = _copy_repo_configs(tmp_path)
@@ -295,3 +298,17 @@ def test_source_captions_from_an_mscoco_captions_file(tmp_path):
     bad.write_text(json.dumps({"annotations": [{"image_id": 1, "id": 1, "caption": "ok"}, {"image_id": 1, "id": 2}]}))
     with pytest.raises(ValueError, match=r"bad.json' annotations\[1\]: needs a non-empty \"caption\" string"):
         load_captions(str(bad))
+
+
+def test_the_table_17_ablation_run_keeps_whatever_any_row_keeps():
+    """Each row's survivors are a subset of the ablation run's, so refilter can re-judge every row."""
+    presets = papers.load_parameters().papers["imgdiff"].presets
+    loose = papers.load_preset(presets["ablation"]).thresholds
+    rows = [papers.load_preset(presets[f"table17-row{r}"]).replace for r in range(1, 5)]
+    assert loose.pair_sim_min == min(r.pair_sim_min for r in rows) == 0.85
+    assert loose.bitm_min == min(r.bitm_min for r in rows) == 0.3
+    assert loose.citm_min == min(r.citm_min for r in rows) == 0.3
+    assert loose.caption_sim_max == max(r.caption_sim_max for r in rows) == 0.9
+    assert rows[2] == papers.load_preset(presets["replace"]).thresholds  # row (3) is the paper's choice
+    replace = papers.load_preset(presets["replace"])
+    assert papers.load_preset(presets["ablation"]).model_copy(update={"thresholds": replace.thresholds}) == replace
