@@ -189,6 +189,9 @@ def test_cocot_and_lexicon_categories_match_the_text():
     text = _paper_text("Contrastive Chain-of-Thought")
     rows = {r.name: r for r in papers.table_rows("imgdiff")}
     assert _norm(rows["CoCoT instruction"].paper_value) in _norm(text)
+    from pairsmith.tasks.imgdiff.prompts import COCOT_PROMPT
+
+    assert f"\"{COCOT_PROMPT}," in text  # printed in quotes, its comma the sentence's
     categories = rows["lexicon categories (11)"].paper_value
     assert all(f'"{c}' in text for c in categories) and len(categories) == 11
 

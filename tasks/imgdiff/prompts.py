@@ -1,4 +1,11 @@
-"""What the Img-Diff flows ask the VLM, and how its free-text answers are tidied or refused.
+"""What the Img-Diff flows ask the VLM and put in their samples, and how free-text answers are tidied or refused.
+
+Every Img-Diff prompt lives here, each with its source. Img-Diff's supplementary material prints
+the object-removal question (Fig. 10, ``PRESENCE_QUESTION`` with its options and instruction,
+verbatim), the inpainting prompt (§19.2.3, ``InpaintConfig.prompt`` / configs/papers/imgdiff) and
+CoCoT's instruction (§12, ``COCOT_PROMPT``); it does not print the captioning and describing prompts,
+so ``REGION_CAPTION_PROMPT``, ``DESCRIBE_PROMPT``, ``DIFFERENCE_PROMPT`` and ``DIFF_QUESTION`` are
+pairsmith's wording.
 
 Region captions and removed-object descriptions are short noun phrases about one crop; the
 difference caption sees both images side by side with the region boxed in red and is told what
@@ -18,6 +25,21 @@ DIFFERENCE_PROMPT = (
     "In one or two sentences, describe the difference between the left and the right picture within "
     "the red box."
 )
+
+# Samples (tasks/imgdiff/samples.py). pairsmith's wording: the replacement question is not printed.
+DIFF_QUESTION = (
+    "The image shows two pictures side by side, separated by a black bar. What is the difference between "
+    "the left and the right picture within the red box?"
+)
+# Img-Diff supplementary Fig. 10 ("object removal" data), verbatim: question, options, instruction, one a line.
+PRESENCE_QUESTION = (
+    "Analyse the left image and the right image (separated by the black vertical bar). "
+    'Which image has the object related to "{description}" within the red bounding box?'
+)
+PRESENCE_OPTIONS = ("A. the left image", "B. the right image")
+MCQ_INSTRUCTION = "Answer with the option's letter from the given choices directly."
+# Img-Diff supplementary §12: CoCoT's instruction, asked before the question (not an evaluate prompt yet).
+COCOT_PROMPT = "Please identify the similarities and differences between these two images"
 
 _LEADS = re.compile(r"^\s*(?:[-*#>•]+|\d+[.)])\s*")
 _WORD = re.compile(r"[A-Za-z]{2,}")
