@@ -50,7 +50,7 @@ def imgdiff_remove(config: ImgDiffRemoveConfig = ImgDiffRemoveConfig()) -> ImgDi
         n_items = config.pairs
 
         def plan(indices: range) -> list[ImgDiffItem]:
-            return plan_caption_items(REMOVE_FLOW, content_key, config.seed, captions, indices)
+            return plan_caption_items(REMOVE_FLOW, content_key, config.seed, captions, indices, config.rewriter.rounds)
 
     models = ImgDiffModels.build(config, diffmap_masks=True, inpaint=config.inpaint)
     model_ids = models.model_ids()

@@ -209,6 +209,7 @@ def imgdiff_replace(config: ImgDiffReplaceConfig = ImgDiffReplaceConfig()) -> Im
     models = ImgDiffModels.build(config)
     return run_pipeline(
         REPLACE, config, store, config.pairs,
-        lambda indices: plan_caption_items(REPLACE_FLOW, content_key, config.seed, captions, indices),
+        lambda indices: plan_caption_items(REPLACE_FLOW, content_key, config.seed, captions, indices,
+                                           config.rewriter.rounds),
         StepInputs(models, config.thresholds, config.db), models.model_ids(), "making replacement pairs", start,
     )

@@ -315,3 +315,26 @@ def test_the_table_17_ablation_run_keeps_whatever_any_row_keeps():
     assert rows[2] == papers.load_preset(presets["replace"]).thresholds  # row (3) is the paper's choice
     replace = papers.load_preset(presets["replace"])
     assert papers.load_preset(presets["ablation"]).model_copy(update={"thresholds": replace.thresholds}) == replace
+
+
+def test_rewriter_rounds_give_each_caption_several_different_replacements():
+    """Img-Diff §11: several rounds of noun replacement on one caption; each round its own draw."""
+    from pairsmith.models.caption_rewriter import CaptionRewriter, CaptionRewriterConfig
+    from pairsmith.tasks.imgdiff.sources import plan_caption_items
+
+    items = plan_caption_items("imgdiff-replace", "key", 0, ["A dog sits on a red couch.", "A cat on a car."],
+                               range(6), rounds=3)
+    assert [(i.source_caption[:5], i.rewrite_round) for i in items] == [
+        ("A dog", 0), ("A dog", 1), ("A dog", 2), ("A cat", 0), ("A cat", 1), ("A cat", 2)]
+    assert len({i.pair_id for i in items}) == 6 and len({i.seed for i in items}) == 6
+    rewriter = CaptionRewriter(CaptionRewriterConfig(mode="lexicon", rounds=3))
+    out = rewriter.rewrite_batch([i.source_caption for i in items[:3]], [i.rewrite_round for i in items[:3]])
+    assert all(r.ok for r in out) and len({r.caption for r in out}) == 3
+    assert out[0] == rewriter.rewrite(items[0].source_caption)  # round 0 is the rewrite without rounds
+    # one round (the default) plans exactly as before
+    assert [i.origin for i in plan_caption_items("f", "k", 0, ["a", "b"], range(3))] == [
+        "caption:0", "caption:1", "caption:0"]
+    with pytest.raises(ValueError, match="rounds > 1 with an LLM needs temperature > 0"):
+        CaptionRewriterConfig(mode="llm", rounds=2)
+    preset = papers.load_preset(papers.load_parameters().papers["imgdiff"].presets["replace"]).rewriter
+    assert preset.rounds == 3 and preset.temperature > 0
