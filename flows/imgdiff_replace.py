@@ -129,6 +129,7 @@ class StepInputs:
     fastsam_sides: tuple[str, ...] = ("before", "after")  # the images FastSAM segments
     keep_masks: bool = False  # removal: keep each region's mask for inpainting
     max_inpaint_per_pair: int | None = None
+    describe_view: str = "crop"  # removal: what the describer sees (ImgDiffRemoveConfig.describe_view)
 
     def args(self, names: tuple[str, ...]) -> list:
         return [getattr(self.models, n) if n in MODEL_INPUTS else getattr(self, n) for n in names]

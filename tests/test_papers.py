@@ -338,3 +338,22 @@ def test_rewriter_rounds_give_each_caption_several_different_replacements():
         CaptionRewriterConfig(mode="llm", rounds=2)
     preset = papers.load_preset(papers.load_parameters().papers["imgdiff"].presets["replace"]).rewriter
     assert preset.rounds == 3 and preset.temperature > 0
+
+
+def test_the_removal_describer_gets_the_box_on_the_full_image_as_in_section_19():
+    from PIL import Image
+
+    from pairsmith.tasks.imgdiff.describe import describe_request
+    from pairsmith.tasks.imgdiff.items import ImgDiffItem
+    from pairsmith.tasks.imgdiff.prompts import DESCRIBE_PROMPT
+
+    original = Image.new("RGB", (200, 100), "white")
+    item = ImgDiffItem(index=0, pair_id="p", seed=0, before=original)
+    boxed = describe_request(item, [20.0, 10.0, 60.0, 50.0], "box")
+    assert boxed.images == (original,)  # the whole original image
+    assert boxed.prompt.startswith("Describe the object in the region [0.10, 0.10, 0.30, 0.50] of this image")
+    cropped = describe_request(item, [20.0, 10.0, 60.0, 50.0], "crop")
+    assert cropped.images[0].size == (40, 40) and cropped.prompt == DESCRIBE_PROMPT
+    remove = papers.load_preset(papers.load_parameters().papers["imgdiff"].presets["remove"])
+    assert remove.describe_view == "box" and ImgDiffRemoveConfig().describe_view == "crop"
+    assert ImgDiffRemoveConfig(describe_view="box").run_id() != ImgDiffRemoveConfig().run_id()

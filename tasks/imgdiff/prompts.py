@@ -19,6 +19,20 @@ import re
 
 REGION_CAPTION_PROMPT = "Describe the main object in this picture in a short phrase."
 DESCRIBE_PROMPT = "What is the object in this picture? Answer with a short phrase."
+# Removal describer given the box on the full image (Img-Diff supp. §19.2.4 describes it, does not print
+# it): pairsmith's wording; {box} is [x1, y1, x2, y2] as fractions of the width and height, two decimals,
+# the form of Img-Diff's own "bbox" field (supp. Fig. 10).
+DESCRIBE_BOX_PROMPT = (
+    "Describe the object in the region {box} of this image in a short phrase. The region is given as "
+    "[x1, y1, x2, y2], fractions of the image's width and height."
+)
+
+
+def describe_box_prompt(box: list[float], width: int, height: int) -> str:
+    """``DESCRIBE_BOX_PROMPT`` for a pixel box of a ``width`` x ``height`` image."""
+    x1, y1, x2, y2 = box
+    norm = [round(x1 / width, 2), round(y1 / height, 2), round(x2 / width, 2), round(y2 / height, 2)]
+    return DESCRIBE_BOX_PROMPT.format(box="[" + ", ".join(f"{v:.2f}" for v in norm) + "]")
 DIFFERENCE_PROMPT = (
     "The image shows two pictures side by side, separated by a black bar. The red box marks the same "
     "region in both. In the left picture the region shows {before}; in the right picture it shows {after}. "
