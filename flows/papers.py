@@ -126,8 +126,11 @@ def load_preset(preset: Preset, root: Path | None = None) -> BaseModel:
         return _flow_model(preset.flow)(data)
     except ValidationError as err:
         first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise PapersError(f"{path}: {where}: {first['msg']}") from None
+        loc = list(first["loc"])
+        if preset.flow == "finetune" and loc and loc[0] in ("sft", "grpo"):
+            loc = loc[1:]  # the method's tag of the SFT / GRPO union, not a field of the file
+        msg = first["msg"].removeprefix("Value error, ")
+        raise PapersError(f"{path}: {'.'.join(str(p) for p in loc) or '(top level)'}: {msg}") from None
 
 
 def default_config(flow: str) -> BaseModel:

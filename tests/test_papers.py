@@ -357,3 +357,29 @@ def test_the_removal_describer_gets_the_box_on_the_full_image_as_in_section_19()
     remove = papers.load_preset(papers.load_parameters().papers["imgdiff"].presets["remove"])
     assert remove.describe_view == "box" and ImgDiffRemoveConfig().describe_view == "crop"
     assert ImgDiffRemoveConfig(describe_view="box").run_id() != ImgDiffRemoveConfig().run_id()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["parameters"][0].update(preset="nope"), "parameters[0] (image pairs in the corpus): paper dig has no preset 'nope'"),
+    (lambda d: d["parameters"][0].update(colour="red"), "parameters.0.colour"),
+])
+def test_a_bad_parameter_list_is_one_line_and_exit_2(tmp_path, monkeypatch, edit, message):
+    root = _copy_repo_configs(tmp_path)
+    path = root / "configs" / "papers" / "parameters.yaml"
+    data = yaml.safe_load(path.read_text())
+    edit(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    monkeypatch.setattr(papers, "ROOT", root)
+    out = CliRunner().invoke(cli, ["papers", "--check"])
+    assert out.exit_code == 2
+    lines = out.output.strip().splitlines()
+    assert len(lines) == 1 and "parameters.yaml" in lines[0] and message in lines[0]
+
+
+def test_a_preset_that_does_not_validate_names_the_file_and_field(tmp_path, monkeypatch):
+    root = _copy_repo_configs(tmp_path)
+    _edit_yaml(root / "configs" / "papers" / "dig" / "grpo.yaml", "grpo.num_generations", 4)  # 5 per device
+    monkeypatch.setattr(papers, "ROOT", root)
+    out = CliRunner().invoke(cli, ["papers", "dig"])
+    assert out.exit_code == 2 and "dig/grpo.yaml: grpo: per_device_batch_size" in out.output
+    assert "Value error" not in out.output and len(out.output.strip().splitlines()) == 1
