@@ -142,6 +142,10 @@ class ImgDiffRemoveConfig(_ImgDiffBase):
         3, ge=1, le=100, description="inpaint at most this many segments per pair, most different first"
     )
     thresholds: RemoveThresholds = Field(default_factory=RemoveThresholds)
+    describe_view: Literal["crop", "box"] = Field(
+        "crop", description="what the VLM describing a removed object sees: 'crop' (the region cut out) or 'box' "
+        "(the whole original image and the region's coordinates, Img-Diff supp. §19.2.4)",
+    )
 
     def content_key(self) -> str:
         """As for replacement; with ``source_run`` the pairs come from there, so what would make

@@ -51,7 +51,7 @@ def imgdiff_remove(config: ImgDiffRemoveConfig = ImgDiffRemoveConfig()) -> ImgDi
         n_items = config.pairs
 
         def plan(indices: range) -> list[ImgDiffItem]:
-            return plan_caption_items(REMOVE_FLOW, content_key, config.seed, captions, indices)
+            return plan_caption_items(REMOVE_FLOW, content_key, config.seed, captions, indices, config.rewriter.rounds)
 
     models = ImgDiffModels.build(config, diffmap_masks=True, inpaint=config.inpaint)
     model_ids = models.model_ids()
@@ -59,5 +59,5 @@ def imgdiff_remove(config: ImgDiffRemoveConfig = ImgDiffRemoveConfig()) -> ImgDi
         model_ids = {k: v for k, v in model_ids.items() if k not in ("rewriter", "generator")}
         model_ids["source_run"] = config.source_run
     inputs = StepInputs(models, config.thresholds, config.db, fastsam_sides=("before",), keep_masks=True,
-                        max_inpaint_per_pair=config.max_inpaint_per_pair)
+                        max_inpaint_per_pair=config.max_inpaint_per_pair, describe_view=config.describe_view)
     return run_pipeline(pipeline, config, store, n_items, plan, inputs, model_ids, "removing objects", start)

@@ -132,6 +132,7 @@ class StepInputs:
     fastsam_sides: tuple[str, ...] = ("before", "after")  # the images FastSAM segments
     keep_masks: bool = False  # removal: keep each region's mask for inpainting
     max_inpaint_per_pair: int | None = None
+    describe_view: str = "crop"  # removal: what the describer sees (ImgDiffRemoveConfig.describe_view)
 
     def args(self, names: tuple[str, ...]) -> list:
         return [getattr(self.models, n) if n in MODEL_INPUTS else getattr(self, n) for n in names]
@@ -210,6 +211,7 @@ def imgdiff_replace(config: ImgDiffReplaceConfig = ImgDiffReplaceConfig()) -> Im
     models = ImgDiffModels.build(config)
     return run_pipeline(
         REPLACE, config, store, config.pairs,
-        lambda indices: plan_caption_items(REPLACE_FLOW, content_key, config.seed, captions, indices),
+        lambda indices: plan_caption_items(REPLACE_FLOW, content_key, config.seed, captions, indices,
+                                           config.rewriter.rounds),
         StepInputs(models, config.thresholds, config.db), models.model_ids(), "making replacement pairs", start,
     )

@@ -85,6 +85,10 @@ def _flow_model(flow: str):
         from pairsmith.flows.evaluate_config import EvaluateConfig
 
         return EvaluateConfig.model_validate
+    if flow == "refilter":
+        from pairsmith.filters.imgdiff.pipelines import ImgDiffThresholds
+
+        return ImgDiffThresholds.model_validate
     if flow in ("imgdiff-replace", "imgdiff-remove"):
         from pairsmith.flows.imgdiff_config import ImgDiffRemoveConfig, ImgDiffReplaceConfig
 
@@ -122,8 +126,11 @@ def load_preset(preset: Preset, root: Path | None = None) -> BaseModel:
         return _flow_model(preset.flow)(data)
     except ValidationError as err:
         first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise PapersError(f"{path}: {where}: {first['msg']}") from None
+        loc = list(first["loc"])
+        if preset.flow == "finetune" and loc and loc[0] in ("sft", "grpo"):
+            loc = loc[1:]  # the method's tag of the SFT / GRPO union, not a field of the file
+        msg = first["msg"].removeprefix("Value error, ")
+        raise PapersError(f"{path}: {'.'.join(str(p) for p in loc) or '(top level)'}: {msg}") from None
 
 
 def default_config(flow: str) -> BaseModel:
@@ -164,9 +171,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def same(paper: Any, actual: Any) -> bool:
-    """Paper value equals a config value: tuples as lists, floats to 1e-9, a dict against a list by its keys."""
+def same(paper: Any, actual: Any, partial: bool = False) -> bool:
+    """Paper value equals a config value: tuples as lists, floats to 1e-9, a dict against a list by its
+    keys; ``partial``: a dict of the paper's is compared on its own keys only (a section of a config)."""
     paper, actual = _plain(paper), _plain(actual)
+    if partial and isinstance(paper, dict) and isinstance(actual, dict):
+        return all(k in actual and same(v, actual[k]) for k, v in paper.items())
     if isinstance(actual, dict) and isinstance(paper, list):
         return sorted(actual) == sorted(paper)
     if isinstance(paper, bool) or isinstance(actual, bool):
@@ -233,12 +243,16 @@ def table_rows(name: str | None = None, params: ParameterList | None = None, roo
             try:
                 preset_value = resolve(presets[(p.paper, p.preset)], p.key)
                 default_value = resolve(defaults[preset.flow], p.key)
+                if isinstance(p.value, dict):  # a section: show the keys the paper states
+                    preset_value, default_value = (
+                        {k: v for k, v in _plain(x).items() if k in p.value} if isinstance(_plain(x), dict) else x
+                        for x in (preset_value, default_value))
             except (KeyError, IndexError) as err:
                 problems.append(f"{preset.file}: {err.args[0] if err.args else p.key}")
             else:
-                if not same(p.value, preset_value):
+                if not same(p.value, preset_value, partial=True):
                     problems.append(f"{preset.file}: {p.key} is {_plain(preset_value)!r}, the paper's is {p.value!r}")
-                if not same(p.value, default_value) and not p.why_default:
+                if not same(p.value, default_value, partial=True) and not p.why_default:
                     problems.append(f"{p.key}: the default {_plain(default_value)!r} differs and why_default is empty")
         if p.code is not None:
             actual = code_value(p.code)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pairsmith.models.caption_answer import REWRITE_PROMPT, CaptionRewrite, parse_rewrite_answer
 from pairsmith.models.chat_llm import VICUNA_TEMPLATE, ChatLlm, ChatLlmConfig, LoadedLlm, chat_text
@@ -24,6 +24,8 @@ from pairsmith.models.noun_lexicon import CATEGORIES, NounLexicon
 from pairsmith.models.runtime import NOT_CONTENT, ModelRuntime
 
 __all__ = ["VICUNA_TEMPLATE", "CaptionRewriter", "CaptionRewriterConfig"]
+
+ROUND_SEED_STEP = 1_000_003  # round r of a caption draws its lexicon replacement with seed + r * this
 
 
 class CaptionRewriterConfig(BaseModel):
@@ -40,6 +42,11 @@ class CaptionRewriterConfig(BaseModel):
     lexicon_path: str | None = Field(None, description="lexicon mode: JSON lexicon; default: the shipped one")
     categories: tuple[str, ...] = Field(CATEGORIES, description="lexicon mode: categories whose nouns may be swapped")
     seed: int = Field(0, description="lexicon choices and LLM sampling are seeded from this")
+    rounds: int = Field(
+        1, ge=1, le=100, description="rounds of noun replacement per source caption (Img-Diff supp. §11): "
+        "candidates i = k*rounds ... k*rounds + rounds - 1 rewrite caption k, each round its own replacement "
+        "(lexicon: its own draw; LLM: its own sample, so rounds > 1 needs temperature > 0)",
+    )
 
     @field_validator("prompt")
     @classmethod
@@ -47,6 +54,12 @@ class CaptionRewriterConfig(BaseModel):
         if "{caption}" not in prompt:
             raise ValueError("prompt must contain {caption}")
         return prompt
+
+    @model_validator(mode="after")
+    def _rounds_differ(self) -> "CaptionRewriterConfig":
+        if self.rounds > 1 and self.mode == "llm" and self.temperature == 0:
+            raise ValueError("rounds > 1 with an LLM needs temperature > 0: greedy decoding answers every round alike")
+        return self
 
     @field_validator("categories")
     @classmethod
@@ -68,11 +81,14 @@ class CaptionRewriter(LazyModel[CaptionRewriterConfig]):
             return NounLexicon.load(self.config.lexicon_path, self.config.categories)
         return self._llm().loaded()
 
-    def rewrite_batch(self, captions: Sequence[str]) -> list[CaptionRewrite]:
-        """One ``CaptionRewrite`` per caption, in order."""
+    def rewrite_batch(self, captions: Sequence[str], rounds: Sequence[int] | None = None) -> list[CaptionRewrite]:
+        """One ``CaptionRewrite`` per caption, in order; ``rounds[j]`` is caption j's round (0 = the first:
+        the same rewrite as without rounds; lexicon mode draws each round's replacement anew)."""
         if self.config.mode == "lexicon":
             lexicon = self.loaded()
-            return [lexicon.rewrite(caption, self.config.seed) for caption in captions]
+            rounds = rounds or [0] * len(captions)
+            return [lexicon.rewrite(caption, self.config.seed + ROUND_SEED_STEP * r)
+                    for caption, r in zip(captions, rounds)]
         results: list[CaptionRewrite | None] = [
             None if caption.strip() else CaptionRewrite(caption, reason="rewrite_empty_caption") for caption in captions
         ]

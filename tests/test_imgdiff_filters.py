@@ -241,7 +241,9 @@ def test_removal_crop_filter(crop, reason):
 @pytest.mark.parametrize(
     "original, inpainted, reason",
     [
-        (0.35, 0.2, None),  # both thresholds inclusive (issue 3: >= 0.35, <= 0.2)
+        (0.3500001, 0.1999999, None),  # strict, as Img-Diff §19.2.4 prints them: > 0.35, < 0.2
+        (0.35, 0.1, "removal_itm_original_too_low"),  # exactly on a threshold drops
+        (0.9, 0.2, "removal_itm_inpainted_too_high"),
         (0.3499999, 0.1, "removal_itm_original_too_low"),
         (0.9, 0.2000001, "removal_itm_inpainted_too_high"),
         (0.9, 0.5, "removal_itm_inpainted_too_high"),

@@ -17,12 +17,13 @@ from pairsmith.flows.cli.main import cli
 from pairsmith.flows.dig_render_config import DigRenderConfig
 from pairsmith.flows.evaluate_config import EvaluateConfig
 from pairsmith.flows.finetune_config import GrpoFinetuneConfig
+from pairsmith.filters.imgdiff.pipelines import ImgDiffThresholds
 from pairsmith.flows.imgdiff_config import ImgDiffRemoveConfig, ImgDiffReplaceConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPERS_TEXTS = ROOT.parent / "shared" / "papers"
 MODELS = {"dig-render": DigRenderConfig, "finetune": GrpoFinetuneConfig, "evaluate": EvaluateConfig,
-          "imgdiff-replace": ImgDiffReplaceConfig, "imgdiff-remove": ImgDiffRemoveConfig}
+          "imgdiff-replace": ImgDiffReplaceConfig, "imgdiff-remove": ImgDiffRemoveConfig, "refilter": ImgDiffThresholds}
 
 
 def _copy_repo_configs(tmp_path: Path) -> Path:
@@ -44,7 +45,8 @@ def test_every_preset_loads_through_its_flows_config_model():
     params = papers.load_parameters()
     assert set(params.papers) >= {"dig", "imgdiff"}
     assert set(params.papers["dig"].presets) == {"corpus", "grpo", "evaluate"}
-    assert set(params.papers["imgdiff"].presets) == {"replace", "remove", "evaluate"}
+    assert set(params.papers["imgdiff"].presets) == {"replace", "remove", "evaluate", "ablation",
+                                                     *(f"table17-row{r}" for r in range(1, 5))}
     for paper in params.papers.values():
         for preset in paper.presets.values():
             config = papers.load_preset(preset)
@@ -73,6 +75,7 @@ def test_every_preset_has_parameters_and_every_key_resolves():
     ("dig/corpus.yaml", "sampling.max_changes", 3, "sampling.max_changes is 3, the paper's is 4"),
     ("imgdiff/replace.yaml", "thresholds.citm_min", 0.3, "thresholds.citm_min is 0.3, the paper's is 0.4"),
     ("imgdiff/remove.yaml", "inpaint.prompt", "background, nothing, 8k", "inpaint.prompt is 'background, nothing, 8k'"),
+    ("imgdiff/table17/row2.yaml", "replace.bitm_min", 0.3, "table17/row2.yaml: replace is {"),
 ])
 def test_a_changed_preset_value_fails_the_check(tmp_path, preset, key, value, expected):
     root = _copy_repo_configs(tmp_path)
@@ -186,6 +189,9 @@ def test_cocot_and_lexicon_categories_match_the_text():
     text = _paper_text("Contrastive Chain-of-Thought")
     rows = {r.name: r for r in papers.table_rows("imgdiff")}
     assert _norm(rows["CoCoT instruction"].paper_value) in _norm(text)
+    from pairsmith.tasks.imgdiff.prompts import COCOT_PROMPT
+
+    assert f"\"{COCOT_PROMPT}," in text  # printed in quotes, its comma the sentence's
     categories = rows["lexicon categories (11)"].paper_value
     assert all(f'"{c}' in text for c in categories) and len(categories) == 11
 
@@ -233,3 +239,147 @@ def test_finetune_print_args_shows_the_presets_trainer_arguments_without_a_gpu(t
     assert not (tmp_path / "none.lance").exists()  # nothing is opened or created
     sft = CliRunner().invoke(cli, ["finetune", "--config", str(ROOT / "configs/sft.yaml"), "--print-args"])
     assert sft.exit_code == 0 and json.loads(sft.output)["method"] == "sft"
+
+
+@pytest.mark.slow  # ~20-50 s per case on 2 CPU cores
+@pytest.mark.parametrize("rewards, dropped", [
+    ([1.0] * 5, 1.0),  # every rollout right: mean 1.0 > 0.99, the group is dropped
+    ([0.0] * 5, 1.0),  # every rollout wrong: mean 0.0 < 0.01, dropped
+    ([1.0, 0.0, 1.0, 0.0, 0.5], 0.0),  # mixed outcomes: the group trains
+])
+def test_grpo_online_filter_drops_groups_outside_the_range_on_a_tiny_cpu_run(tmp_path, rewards, dropped):
+    """2 GRPO steps of a tiny random Qwen2-VL with the DiG preset's settings and crafted rewards."""
+    from pairsmith.models.runtime import ModelRuntime
+    from pairsmith.models.tiny.qwen2_vl import build_tiny_qwen2_vl
+    from pairsmith.models.vlm_grpo import FILTER_METRIC, run_grpo_stage
+    from pairsmith.models.vlm_training import LoraSettings, load_trainable_vlm
+    from pairsmith.storage.store import PairStore
+    from pairsmith.tasks.training.training_data import (
+        DataSelection, PairImages, pin_tables, select_samples, training_dataset,
+    )
+    from tests.synthetic_db import SyntheticRun, build
+
+    db = str(tmp_path / "db.lance")
+    store = PairStore(db)
+    build(store, SyntheticRun(width=64, height=48, unique_bytes=16), n_pairs=4)
+    selection = DataSelection(tasks=["grounding"], splits=["train", "val", "test"])
+    pinned = pin_tables(store, selection)
+    rows = select_samples(store, pinned, selection).rows[:2]
+    dataset = training_dataset(rows, PairImages(db, pinned.pairs_version), "multi", with_completion=False,
+                               with_boxes=True)
+
+    def crafted(completions, **kwargs):
+        return [rewards[i % 5] for i in range(len(completions))]
+
+    preset = papers.load_preset(papers.load_parameters().papers["dig"].presets["grpo"]).grpo
+    settings = preset.model_copy(update={"max_completion_length": 6, "gradient_checkpointing": False})
+    assert settings.filter_range == (0.01, 0.99)
+    runtime = ModelRuntime(device="cpu")
+    model, processor = load_trainable_vlm(str(build_tiny_qwen2_vl(tmp_path / "tiny")), runtime)
+    _, log = run_grpo_stage(model, processor, dataset, [crafted], settings, 2, runtime, tmp_path / "work",
+                            lora=LoraSettings())
+    assert log.steps == 2
+    fractions = [h[FILTER_METRIC] for h in log.history if FILTER_METRIC in h]
+    assert fractions == [dropped, dropped]
+
+
+def test_source_captions_from_an_mscoco_captions_file(tmp_path):
+    from pairsmith.tasks.imgdiff.caption_source import load_captions
+
+    coco = tmp_path / "captions_train2017.json"
+    coco.write_text(json.dumps({"info": {}, "images": [{"id": 9}, {"id": 139}], "annotations": [
+        {"image_id": 139, "id": 48, "caption": "A dog sits on a red couch. "},
+        {"image_id": 9, "id": 3, "caption": "Two cats on a bed."},
+        {"image_id": 139, "id": 12, "caption": "A brown dog on a sofa."}]}))
+    assert load_captions(str(coco)) == ["Two cats on a bed.", "A brown dog on a sofa.", "A dog sits on a red couch."]
+    config = ImgDiffReplaceConfig.model_validate({"captions_path": str(coco)})
+    assert config.content_key() != ImgDiffReplaceConfig().content_key()  # the captions count by their text
+    jsonl_named_json = tmp_path / "mine.json"
+    jsonl_named_json.write_text('{"caption": "a cup on a table"}\n{"caption": "a car in the street"}\n')
+    assert load_captions(str(jsonl_named_json)) == ["a cup on a table", "a car in the street"]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"annotations": [{"image_id": 1, "id": 1, "caption": "ok"}, {"image_id": 1, "id": 2}]}))
+    with pytest.raises(ValueError, match=r"bad.json' annotations\[1\]: needs a non-empty \"caption\" string"):
+        load_captions(str(bad))
+
+
+def test_the_table_17_ablation_run_keeps_whatever_any_row_keeps():
+    """Each row's survivors are a subset of the ablation run's, so refilter can re-judge every row."""
+    presets = papers.load_parameters().papers["imgdiff"].presets
+    loose = papers.load_preset(presets["ablation"]).thresholds
+    rows = [papers.load_preset(presets[f"table17-row{r}"]).replace for r in range(1, 5)]
+    assert loose.pair_sim_min == min(r.pair_sim_min for r in rows) == 0.85
+    assert loose.bitm_min == min(r.bitm_min for r in rows) == 0.3
+    assert loose.citm_min == min(r.citm_min for r in rows) == 0.3
+    assert loose.caption_sim_max == max(r.caption_sim_max for r in rows) == 0.9
+    assert rows[2] == papers.load_preset(presets["replace"]).thresholds  # row (3) is the paper's choice
+    replace = papers.load_preset(presets["replace"])
+    assert papers.load_preset(presets["ablation"]).model_copy(update={"thresholds": replace.thresholds}) == replace
+
+
+def test_rewriter_rounds_give_each_caption_several_different_replacements():
+    """Img-Diff §11: several rounds of noun replacement on one caption; each round its own draw."""
+    from pairsmith.models.caption_rewriter import CaptionRewriter, CaptionRewriterConfig
+    from pairsmith.tasks.imgdiff.sources import plan_caption_items
+
+    items = plan_caption_items("imgdiff-replace", "key", 0, ["A dog sits on a red couch.", "A cat on a car."],
+                               range(6), rounds=3)
+    assert [(i.source_caption[:5], i.rewrite_round) for i in items] == [
+        ("A dog", 0), ("A dog", 1), ("A dog", 2), ("A cat", 0), ("A cat", 1), ("A cat", 2)]
+    assert len({i.pair_id for i in items}) == 6 and len({i.seed for i in items}) == 6
+    rewriter = CaptionRewriter(CaptionRewriterConfig(mode="lexicon", rounds=3))
+    out = rewriter.rewrite_batch([i.source_caption for i in items[:3]], [i.rewrite_round for i in items[:3]])
+    assert all(r.ok for r in out) and len({r.caption for r in out}) == 3
+    assert out[0] == rewriter.rewrite(items[0].source_caption)  # round 0 is the rewrite without rounds
+    # one round (the default) plans exactly as before
+    assert [i.origin for i in plan_caption_items("f", "k", 0, ["a", "b"], range(3))] == [
+        "caption:0", "caption:1", "caption:0"]
+    with pytest.raises(ValueError, match="rounds > 1 with an LLM needs temperature > 0"):
+        CaptionRewriterConfig(mode="llm", rounds=2)
+    preset = papers.load_preset(papers.load_parameters().papers["imgdiff"].presets["replace"]).rewriter
+    assert preset.rounds == 3 and preset.temperature > 0
+
+
+def test_the_removal_describer_gets_the_box_on_the_full_image_as_in_section_19():
+    from PIL import Image
+
+    from pairsmith.tasks.imgdiff.describe import describe_request
+    from pairsmith.tasks.imgdiff.items import ImgDiffItem
+    from pairsmith.tasks.imgdiff.prompts import DESCRIBE_PROMPT
+
+    original = Image.new("RGB", (200, 100), "white")
+    item = ImgDiffItem(index=0, pair_id="p", seed=0, before=original)
+    boxed = describe_request(item, [20.0, 10.0, 60.0, 50.0], "box")
+    assert boxed.images == (original,)  # the whole original image
+    assert boxed.prompt.startswith("Describe the object in the region [0.10, 0.10, 0.30, 0.50] of this image")
+    cropped = describe_request(item, [20.0, 10.0, 60.0, 50.0], "crop")
+    assert cropped.images[0].size == (40, 40) and cropped.prompt == DESCRIBE_PROMPT
+    remove = papers.load_preset(papers.load_parameters().papers["imgdiff"].presets["remove"])
+    assert remove.describe_view == "box" and ImgDiffRemoveConfig().describe_view == "crop"
+    assert ImgDiffRemoveConfig(describe_view="box").run_id() != ImgDiffRemoveConfig().run_id()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["parameters"][0].update(preset="nope"), "parameters[0] (image pairs in the corpus): paper dig has no preset 'nope'"),
+    (lambda d: d["parameters"][0].update(colour="red"), "parameters.0.colour"),
+])
+def test_a_bad_parameter_list_is_one_line_and_exit_2(tmp_path, monkeypatch, edit, message):
+    root = _copy_repo_configs(tmp_path)
+    path = root / "configs" / "papers" / "parameters.yaml"
+    data = yaml.safe_load(path.read_text())
+    edit(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    monkeypatch.setattr(papers, "ROOT", root)
+    out = CliRunner().invoke(cli, ["papers", "--check"])
+    assert out.exit_code == 2
+    lines = out.output.strip().splitlines()
+    assert len(lines) == 1 and "parameters.yaml" in lines[0] and message in lines[0]
+
+
+def test_a_preset_that_does_not_validate_names_the_file_and_field(tmp_path, monkeypatch):
+    root = _copy_repo_configs(tmp_path)
+    _edit_yaml(root / "configs" / "papers" / "dig" / "grpo.yaml", "grpo.num_generations", 4)  # 5 per device
+    monkeypatch.setattr(papers, "ROOT", root)
+    out = CliRunner().invoke(cli, ["papers", "dig"])
+    assert out.exit_code == 2 and "dig/grpo.yaml: grpo: per_device_batch_size" in out.output
+    assert "Value error" not in out.output and len(out.output.strip().splitlines()) == 1

@@ -34,9 +34,9 @@ a test pins:
 * box aspect (not in the paper): kept iff ``long side / short side <= box_aspect_max``; the default
   100 drops only degenerate slivers the VLM would refuse (see ``box_aspect``).
 * removal: the crop is kept iff ``s < crop_sim_max`` ("cosine < 0.9"); the removal is confirmed
-  iff ``ITM(original crop) >= 0.35`` and ``ITM(inpainted crop) <= 0.2``. Issue 3 states these two
-  as non-strict while design.md §4.3 writes > and <; the issue is the later and more precise
-  statement, so a score exactly on either threshold is kept.
+  iff ``ITM(original crop) > 0.35`` and ``ITM(inpainted crop) < 0.2``, strict as Img-Diff prints
+  them (supplementary §19.2.4: "greater than 0.35", "less than 0.2"; issue 23 supersedes issue 3's
+  non-strict reading), so a score exactly on either threshold drops.
 """
 
 from __future__ import annotations
@@ -116,10 +116,10 @@ class RemoveThresholds(BaseModel):
 
     crop_sim_max: float = Field(0.9, ge=-1.0, le=1.0, description="crop CLIP cosine vs the paired image must be < this")
     itm_original_min: float = Field(
-        0.35, ge=-1.0, le=1.0, description="ITM(original crop, description) must be >= this: the object was there"
+        0.35, ge=-1.0, le=1.0, description="ITM(original crop, description) must be > this: the object was there"
     )
     itm_inpainted_max: float = Field(
-        0.2, ge=-1.0, le=1.0, description="ITM(inpainted crop, description) must be <= this: the object is gone"
+        0.2, ge=-1.0, le=1.0, description="ITM(inpainted crop, description) must be < this: the object is gone"
     )
     blip_score: BlipScore = Field("itm", description="read the ITM-head probability ('itm') or the contrastive cosine")
 

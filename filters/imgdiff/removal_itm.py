@@ -16,12 +16,13 @@ if TYPE_CHECKING:
 
 
 def keep_removal_itm(itm_original: float | None, itm_inpainted: float | None, thresholds: RemoveThresholds) -> Verdict:
-    """BLIP scores of the description vs the original and the inpainted crop. Both thresholds are
-    inclusive (issue 3: ITM >= 0.35 / <= 0.2)."""
+    """BLIP scores of the description vs the original and the inpainted crop. Both comparisons are
+    strict, as Img-Diff prints them (supplementary §19.2.4: "greater than 0.35", "less than 0.2"):
+    a score equal to a threshold drops."""
     if is_missing(itm_original) or is_missing(itm_inpainted):
         return Verdict.drop("removal_itm_missing")
-    if itm_original < thresholds.itm_original_min:
+    if itm_original <= thresholds.itm_original_min:
         return Verdict.drop("removal_itm_original_too_low")
-    if itm_inpainted > thresholds.itm_inpainted_max:
+    if itm_inpainted >= thresholds.itm_inpainted_max:
         return Verdict.drop("removal_itm_inpainted_too_high")
     return KEEP

@@ -83,6 +83,7 @@ class ImgDiffItem:
     pair_id: str
     seed: int | None
     source_caption: str | None = None
+    rewrite_round: int = 0  # round of noun replacement of its source caption (CaptionRewriterConfig.rounds)
     rewrite: CaptionRewrite | None = None
     origin: str | None = None
     before: Image.Image | None = None

@@ -23,8 +23,8 @@ def rewrite(stats: StageStats, items: list[ImgDiffItem], rewriter: CaptionRewrit
     todo = alive(items)
     if not todo:
         return
-    rewrites = model_step(stats, todo, lambda part: rewriter.rewrite_batch([i.source_caption for i in part]),
-                          _model(rewriter))
+    rewrites = model_step(stats, todo, lambda part: rewriter.rewrite_batch(
+        [i.source_caption for i in part], [i.rewrite_round for i in part]), _model(rewriter))
     for item, result in zip(todo, rewrites):
         if result is None:
             continue

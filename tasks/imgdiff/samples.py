@@ -17,19 +17,9 @@ from pairsmith.storage.ids import stable_hash, stable_id
 from pairsmith.storage.pair_images import draw_boxes, side_by_side
 from pairsmith.storage.schemas import Message, SampleRow, utc_now
 from pairsmith.tasks.imgdiff.items import box_line_width, png_bytes
+from pairsmith.tasks.imgdiff.prompts import DIFF_QUESTION, MCQ_INSTRUCTION, PRESENCE_OPTIONS, PRESENCE_QUESTION
 
 ONE_IMAGE = "<image>\n"
-DIFF_QUESTION = (
-    "The image shows two pictures side by side, separated by a black bar. What is the difference between "
-    "the left and the right picture within the red box?"
-)
-# Img-Diff supplementary Fig. 10 ("object removal" data), verbatim: question, options, instruction, one a line.
-PRESENCE_QUESTION = (
-    "Analyse the left image and the right image (separated by the black vertical bar). "
-    'Which image has the object related to "{description}" within the red bounding box?'
-)
-PRESENCE_OPTIONS = ("A. the left image", "B. the right image")
-MCQ_INSTRUCTION = "Answer with the option's letter from the given choices directly."
 
 
 def diff_caption_region_sample(

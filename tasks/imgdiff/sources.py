@@ -1,7 +1,9 @@
 """Where Img-Diff candidates come from: source captions, or the image pairs of an earlier run.
 
 Candidate i takes caption i modulo the list's length (``pairsmith.tasks.imgdiff.caption_source``) and its
-own seed, so a run longer than the list repeats captions with new images.
+own seed, so a run longer than the list repeats captions with new images. With ``rounds`` > 1
+(Img-Diff supp. §11: several rounds of noun replacement on one caption), candidates
+k*rounds ... k*rounds + rounds - 1 take caption k, in rounds 0 ... rounds - 1.
 
 The removal flow can also start from the pairs an ``imgdiff-replace`` run made (Img-Diff removes
 objects from its replacement pairs): ``list_source_pairs`` names them, the ``load`` stage
@@ -16,13 +18,15 @@ from pairsmith.tasks.imgdiff.items import ImgDiffItem, derived_seed
 
 
 def plan_caption_items(flow_name: str, content_key: str, seed: int, captions: list[str],
-                       indices: range) -> list[ImgDiffItem]:
-    """Candidates ``indices`` of a run: deterministic pair ids, captions and seeds."""
-    return [
-        ImgDiffItem(index=i, pair_id=stable_id(flow_name, content_key, i), seed=derived_seed("pair", seed, i),
-                    source_caption=captions[i % len(captions)], origin=f"caption:{i % len(captions)}")
-        for i in indices
-    ]
+                       indices: range, rounds: int = 1) -> list[ImgDiffItem]:
+    """Candidates ``indices`` of a run: deterministic pair ids, captions, rounds and seeds."""
+    items = []
+    for i in indices:
+        k, r = (i // rounds) % len(captions), i % rounds
+        items.append(ImgDiffItem(
+            index=i, pair_id=stable_id(flow_name, content_key, i), seed=derived_seed("pair", seed, i),
+            source_caption=captions[k], rewrite_round=r, origin=f"caption:{k}" + (f"/round:{r}" if rounds > 1 else "")))
+    return items
 
 
 def list_source_pairs(store: PairStore, run: str, limit: int) -> list[str]:
