@@ -97,7 +97,8 @@ def import_dataset(config: ImportConfig) -> ImportSummary:
         stored_spans(store, run_id), retry), lambda span: ids[span.start:span.stop], should_retry)
     work = plan_resume(store, run_id, n, config.batch_size, redo=whole, legacy=legacy)
     steps = [(batch_name(r), list(r), None) for r in work.todo] + [(r.batch, r.indices, r) for r in redos]
-    for name, indices, redo in tracked(steps, n, f"{importer.flow_name}-progress", f"importing {importer.name}"):
+    for name, indices, redo in tracked(steps, n, f"{importer.flow_name}-progress", f"importing {importer.name}",
+                                           size=lambda step: len(step[1])):
         result = batch_step(load_entries, name)(importer, config, [listing.entries[i] for i in indices], run_id)
         pairs, samples = result.value
         write_batch.with_options(task_run_name=f"write-batch-{name}")(

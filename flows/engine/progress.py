@@ -84,12 +84,13 @@ class RunProgress:
             self._bar.stop()
 
 
-def tracked(batches: list[range], total: int, key: str, description: str, terminal: bool | None = None):
-    """Iterate a run's pending ``batches`` (index ranges) under a progress bar over ``total`` items: the
-    items of batches not pending count as done; each batch advances the bar once its loop body ends."""
-    done = total - sum(len(b) for b in batches)
+def tracked(batches: list, total: int, key: str, description: str, terminal: bool | None = None, size=len):
+    """Iterate a run's pending ``batches`` (index ranges, or anything ``size`` counts the items of) under
+    a progress bar over ``total`` items: the items of batches not pending count as done; each batch
+    advances the bar once its loop body ends."""
+    done = max(0, total - sum(size(b) for b in batches))
     with RunProgress(key=key, total=total, done=done, description=description, terminal=terminal) as progress:
         for batch in batches:
             yield batch
-            progress.advance(len(batch))
+            progress.advance(size(batch))
             progress.flush()
