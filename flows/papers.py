@@ -22,6 +22,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pairsmith.storage.ids import plain
+
 ROOT = Path(__file__).resolve().parents[1]
 PAPERS_DIR = ROOT / "configs" / "papers"
 PARAMETERS_FILE = PAPERS_DIR / "parameters.yaml"
@@ -161,20 +163,10 @@ def resolve(config: Any, key: str) -> Any:
     return value
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return value
-
-
 def same(paper: Any, actual: Any, partial: bool = False) -> bool:
     """Paper value equals a config value: tuples as lists, floats to 1e-9, a dict against a list by its
     keys; ``partial``: a dict of the paper's is compared on its own keys only (a section of a config)."""
-    paper, actual = _plain(paper), _plain(actual)
+    paper, actual = plain(paper), plain(actual)
     if partial and isinstance(paper, dict) and isinstance(actual, dict):
         return all(k in actual and same(v, actual[k]) for k, v in paper.items())
     if isinstance(actual, dict) and isinstance(paper, list):
@@ -245,21 +237,21 @@ def table_rows(name: str | None = None, params: ParameterList | None = None, roo
                 default_value = resolve(defaults[preset.flow], p.key)
                 if isinstance(p.value, dict):  # a section: show the keys the paper states
                     preset_value, default_value = (
-                        {k: v for k, v in _plain(x).items() if k in p.value} if isinstance(_plain(x), dict) else x
+                        {k: v for k, v in plain(x).items() if k in p.value} if isinstance(plain(x), dict) else x
                         for x in (preset_value, default_value))
             except (KeyError, IndexError) as err:
                 problems.append(f"{preset.file}: {err.args[0] if err.args else p.key}")
             else:
                 if not same(p.value, preset_value, partial=True):
-                    problems.append(f"{preset.file}: {p.key} is {_plain(preset_value)!r}, the paper's is {p.value!r}")
+                    problems.append(f"{preset.file}: {p.key} is {plain(preset_value)!r}, the paper's is {p.value!r}")
                 if not same(p.value, default_value, partial=True) and not p.why_default:
-                    problems.append(f"{p.key}: the default {_plain(default_value)!r} differs and why_default is empty")
+                    problems.append(f"{p.key}: the default {plain(default_value)!r} differs and why_default is empty")
         if p.code is not None:
             actual = code_value(p.code)
             if p.key is None:
                 preset_value = default_value = actual  # a constant: every run uses it
             if not same(p.value, actual):
-                problems.append(f"{p.code} is {_plain(actual)!r}, the paper's is {p.value!r}")
+                problems.append(f"{p.code} is {plain(actual)!r}, the paper's is {p.value!r}")
         rows.append(Row(
             paper=p.paper, name=p.name, where=p.where, paper_value=p.value, assumption=p.assumption,
             preset=p.preset, key=p.key, code=p.code, preset_value=preset_value, default_value=default_value,
@@ -274,7 +266,7 @@ def check(name: str | None = None, root: Path | None = None) -> list[str]:
 
 
 def fmt(value: Any) -> str:
-    value = _plain(value)
+    value = plain(value)
     if value == NOT_CARRIED:
         return "–"
     if isinstance(value, str):

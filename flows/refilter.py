@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pairsmith.filters.imgdiff.pipelines import METHODS, ImgDiffThresholds
 from pairsmith.filters.imgdiff.rejudge import RejudgeResult, pair_columns, region_columns, rejudge_pairs
+from pairsmith.flows.engine.flow_runs import claim_run
 from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
 from pairsmith.flows.engine.stages import batch_step
 from pairsmith.flows.engine.run_name import pairsmith_run_name
@@ -120,6 +121,7 @@ def refilter(config: RefilterConfig) -> RefilterSummary:
     logger = get_run_logger()
     store = open_store(config.db)
     run_id = config.run_id()
+    claim_run(run_id)  # a flow run of it killed with -9: marked CRASHED in Prefect
     source = f"run_id = {sql_literal(config.run)}"
     listing = store.read("pairs", where=source, columns=["pair_id", "method", "status"]).to_pylist()
     methods = check_refilterable(config.run, listing)

@@ -60,17 +60,18 @@ def config_content(config: BaseModel, reference: BaseModel | None = None) -> dic
             if inner or not same_kind:
                 out[name] = inner
         elif value != base:
-            out[name] = json.loads(json.dumps(_plain(value), default=str))
+            out[name] = json.loads(json.dumps(plain(value), default=str))
     return out
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """``value`` as JSON-like data: pydantic models dumped, tuples as lists, dict keys as str."""
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     return value
 
 

@@ -278,15 +278,20 @@ def untrack(proc) -> None:
     _children.pop(proc.pid, None)
 
 
-def kill(proc) -> None:
-    """SIGKILL ``proc`` and its process group (when it leads one), then reap it."""
+def _sigkill(pid: int) -> None:
+    """SIGKILL ``pid`` and its process group (when it leads one); gone already is fine."""
     try:
-        if os.getpgid(proc.pid) == proc.pid:
-            os.killpg(proc.pid, signal.SIGKILL)
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
         else:
-            os.kill(proc.pid, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def kill(proc) -> None:
+    """SIGKILL ``proc`` and its process group (when it leads one), then reap it."""
+    _sigkill(proc.pid)
     try:
         proc.wait(timeout=5)
     except Exception:
@@ -368,13 +373,7 @@ def _is_zombie(pid: int) -> bool:
 def kill_children() -> None:
     """SIGKILL the tracked children (with their process groups) and every other descendant."""
     for proc in list(_children.values()):
-        try:
-            if os.getpgid(proc.pid) == proc.pid:
-                os.killpg(proc.pid, signal.SIGKILL)
-            else:
-                os.kill(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        _sigkill(proc.pid)
     for pid in descendants():
         try:
             os.kill(pid, signal.SIGKILL)
