@@ -155,6 +155,8 @@ def test_splits_default_to_train_val_test_and_bench_or_other_tasks_are_refused(r
     assert json.loads((tmp_path / "train" / "splits.json").read_text())["val"] == []
     with pytest.raises(ValueError, match="bench"):
         export(store, tmp_path / "bench", "clevr-change", ExportOptions(splits=["train", "bench"]))
+    with pytest.raises(ValueError, match="train, val and test lists only"):  # said before looking for samples
+        export(store, tmp_path / "bench", "clevr-change", ExportOptions(splits=["bench"]))
     with pytest.raises(ValueError, match="writes diff-caption only"):
         export(store, tmp_path / "grounding", "clevr-change", ExportOptions(tasks=["grounding"]))
     assert not (tmp_path / "bench").exists() and not (tmp_path / "grounding").exists()

@@ -317,20 +317,28 @@ def test_a_model_that_cannot_load_fails_in_seconds_naming_it_and_the_message_is_
     assert "eval_predictions" not in store.table_names() or store.count("eval_predictions") == 0
     assert not store.db.open_table("samples").tags.list()  # no evaluate-* tag left behind
 
-    # `bench med --json`: said before the benchmark is imported into a temporary database
+
+def test_bench_on_the_med_sample_names_a_model_that_cannot_load_before_importing(tmp_path, capsys, monkeypatch):
+    """`bench med --json`: the missing model is said before the benchmark is imported into a
+    temporary database, and no temporary database is left."""
     import tempfile
 
-    from tests.conftest import SHARED_DATA
+    from pairsmith.flows.cli.main import main
+    from tests.conftest import SHARED_DATA, SHARED_DATA_HELP
 
     bench = SHARED_DATA / "med_bench_sample"
-    if (bench / "MED_bench_sample.json").exists():
-        before = set(Path(tempfile.gettempdir()).glob("pairsmith-bench-*"))
-        start = time.monotonic()
-        assert main(["bench", "med", "--json", str(bench / "MED_bench_sample.json"), "--images", str(bench / "images"),
-                     "--model", model]) == 1
-        err = capsys.readouterr().err.strip()
-        assert time.monotonic() - start < 10 and f"model {model!r}" in err and len(err.splitlines()) == 1
-        assert set(Path(tempfile.gettempdir()).glob("pairsmith-bench-*")) == before
+    if not (bench / "MED_bench_sample.json").exists():
+        pytest.skip(f"no MED benchmark sample: {SHARED_DATA_HELP}")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+    model = "Qwen/Qwen2-VL-2B-Instruct"
+    before = set(Path(tempfile.gettempdir()).glob("pairsmith-bench-*"))
+    start = time.monotonic()
+    assert main(["bench", "med", "--json", str(bench / "MED_bench_sample.json"), "--images", str(bench / "images"),
+                 "--model", model]) == 1
+    err = capsys.readouterr().err.strip()
+    assert time.monotonic() - start < 10 and f"model {model!r}" in err and len(err.splitlines()) == 1
+    assert set(Path(tempfile.gettempdir()).glob("pairsmith-bench-*")) == before
 
 
 def test_no_network_for_a_hub_id_is_detected_not_waited_out(tmp_path, monkeypatch):

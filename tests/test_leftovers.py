@@ -146,11 +146,11 @@ def test_the_watchdog_ends_every_process_the_cli_started_when_the_cli_is_killed(
 def test_a_bench_run_on_a_temporary_database_leaves_no_folder(broken_model, tmp_path, capsys, monkeypatch):
     import tempfile
 
-    from tests.conftest import SHARED_DATA
+    from tests.conftest import SHARED_DATA, SHARED_DATA_HELP
 
     bench_json = SHARED_DATA / "med_bench_sample" / "MED_bench_sample.json"
     if not bench_json.exists():
-        pytest.skip("no MED sample in the shared data")
+        pytest.skip(f"no MED benchmark sample: {SHARED_DATA_HELP}")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     scratch = tmp_path / "tmp"
     scratch.mkdir()

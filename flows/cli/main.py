@@ -43,7 +43,8 @@ KINDS = ("shape", "color", "size", "material", "add", "remove", "move")  # = sce
 @click.option("--db", default=None, help=f"LanceDB URI: a folder or s3://, gs://, az:// (default {DEFAULT_DB}).")
 @click.option("--seed", type=click.IntRange(min=0), help="Run seed (default 0); pair i is drawn from (seed, i).")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Pairs per task run and LanceDB commit (default 10).")
-@click.option("--scenes", "scenes_path", type=str, help="Scene JSON/JSONL file or folder instead of random scenes.")
+@click.option("--scenes", "scenes_path", type=str, help="Scene JSON/JSONL file or folder instead of random scenes; pair i starts from scene i modulo "
+              "their number (--pairs still counts pairs).")
 @click.option("--min-objects", type=click.IntRange(1, 10), help="Fewest objects in a random scene (default 3).")
 @click.option("--max-objects", type=click.IntRange(1, 10), help="Most objects in a random scene (default 10).")
 @click.option("--min-changes", type=click.IntRange(1, 6), help="Fewest changes per pair (default 1).")

@@ -153,6 +153,10 @@ class ExportFormat:
         self._written: set[str] = set()
         self._images: Path | None = None
 
+    @classmethod
+    def check_options(cls, options: ExportOptions) -> None:
+        """Raise ValueError (one line) for options this format cannot write, before anything is read."""
+
     def begin(self) -> None:
         """Open the format's files."""
 
@@ -402,6 +406,7 @@ def run_export(store, out: Path, fmt: type[ExportFormat], options: ExportOptions
     database tag the export read) is recorded in its ``.pairsmith-export``.
     """
     options = _for_format(options, fmt)
+    fmt.check_options(options)
     where = options.where()
     boxes = options.boxes()
     total = store.count("samples", where)

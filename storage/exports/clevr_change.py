@@ -96,11 +96,14 @@ class ClevrChangeFormat(ExportFormat):
     tasks = ("diff-caption",)
     default_splits = CLEVR_SPLITS
 
-    def begin(self) -> None:
-        if self.options.layout != "multi":
+    @classmethod
+    def check_options(cls, options) -> None:
+        if options.layout != "multi":
             raise ValueError("--format clevr-change writes before and after images apart: drop --layout side-by-side")
-        if "bench" in self.options.splits:
+        if "bench" in options.splits:
             raise ValueError("--split bench: CLEVR-Change's splits.json has train, val and test lists only")
+
+    def begin(self) -> None:
         for folder in NAMES:
             inside(self.folder, folder).mkdir()
         self.scenes: list[_Scene] = []
