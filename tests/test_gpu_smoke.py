@@ -80,6 +80,7 @@ def test_the_render_path_renders_two_pairs_in_its_own_process(tmp_path):
 def test_a_failing_path_prints_a_fail_line_and_the_others_still_run_and_a_rerun_starts_clean(tmp_path):
     out = tmp_path / "smoke"
     (out / "models").mkdir(parents=True)
+    (out / ".pairsmith-gpu-smoke").touch()  # the folder of an earlier smoke run, which it may rewrite
     (out / "models" / "clip").write_text("a file where the tiny CLIP folder goes")
     proc, lines = _run(out, "--cpu", "--only", "clip", "caption-llm")
     assert proc.returncode == 1
