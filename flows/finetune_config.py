@@ -95,6 +95,8 @@ class _FinetuneBase(BaseModel):
         out = Path(self.output_dir).expanduser().resolve()
         if db is not None and (out.is_relative_to(db) or out == db):
             raise ValueError(f"output_dir {self.output_dir!r} is inside the database {str(db)!r}; choose a folder outside it")
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"output_dir {self.output_dir!r} is a file, not a folder; choose a folder for the runs")
         return self
 
     def training_mix(self) -> TrainingMix | None:

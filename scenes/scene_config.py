@@ -95,13 +95,16 @@ class Scene(BaseModel):
 
 def format_validation_error(err: ValidationError, source: str) -> str:
     """One line naming where the bad value is and what is wrong with it."""
-    parts = []
+    parts, named = [], []
     for e in err.errors():
         where = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in e["loc"]).replace(".[", "[")
         msg = e["msg"].removeprefix("Value error, ")
         shown = {"literal_error", "extra_forbidden", "float_type", "int_type", "bool_type", "string_type", "finite_number"}
         got = f" (got {e['input']!r})" if e["type"] in shown else ""
         parts.append(f"{where}: {msg}{got}" if where else f"{msg}{got}")
+        named.append(msg.startswith("--"))
+    if source == "options" and all(named):  # command-line options whose messages name the option already
+        return "; ".join(e["msg"].removeprefix("Value error, ") for e in err.errors())
     return f"{source}: " + "; ".join(parts)
 
 

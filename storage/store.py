@@ -278,10 +278,10 @@ class PairStore:
             if appended:  # our append directly followed that version, so holds every file of it
                 self._superseded.setdefault(name, []).append(known.version)
             known.add(keys, int(result.version))
-        else:  # another writer committed meanwhile: re-read the keys next time
+        else:  # another writer committed meanwhile: re-read the keys next time; if it wrote the same
+            # new keys (an append, or a merge that inserted them too), keep one copy of each
             self._known.pop(name, None)
-            if appended:
-                self._replace_concurrent_duplicates(name, pa.Table.from_pylist(dumped, schema=schema))
+            self._replace_concurrent_duplicates(name, pa.Table.from_pylist(dumped, schema=schema))
         self._commits[name] = self._commits.get(name, 0) + 1
         if self._commits[name] >= COMPACT_EVERY:
             self._compact(name)
@@ -368,17 +368,37 @@ class PairStore:
         return known
 
     def _replace_concurrent_duplicates(self, name: str, data: pa.Table) -> None:
-        """Another writer committed during our append: if it stored the same keys, keep ours once."""
+        """Another writer committed during our append: if it stored the same keys, one copy of each stays.
+
+        Every writer that sees the duplicates deletes all copies but the first stored (lowest
+        ``_rowid``), so two writers doing it at once agree and converge on one row per key (deleting
+        and re-adding its own rows, as each writer once did, left both copies when both did it).
+        The copies are the same item (keys are content ids). A delete that loses a commit race to
+        the other writer's delete is tried again on what is then stored.
+        """
         key = KEYS[name]
         keys = data.column(key).to_pylist()
-        stored = self.read(name, where=sql_in(key, keys), columns=[key]).column(key).to_pylist()
-        twice = sorted({k for k in stored if stored.count(k) > 1})
-        if twice:
-            log.warning("%s: a concurrent writer stored %d of the same keys; replacing them with this write's rows",
-                        name, len(twice))
-            table = self.table(name)
-            table.delete(sql_in(key, twice))
-            table.add(data.filter(pa.compute.is_in(data.column(key), pa.array(twice))))
+        for attempt in range(5):
+            stored = self.table(name).to_lance().to_table(columns=[key], with_row_id=True,
+                                                          filter=sql_in(key, keys)).to_pylist()
+            first: dict[str, int] = {}
+            extra: list[int] = []
+            for row in sorted(stored, key=lambda r: r["_rowid"]):
+                if row[key] in first:
+                    extra.append(row["_rowid"])
+                else:
+                    first[row[key]] = row["_rowid"]
+            if not extra:
+                return
+            log.warning("%s: a concurrent writer stored %d of the same keys; keeping one copy of each",
+                        name, len(extra))
+            try:
+                self.table(name).delete(f"_rowid IN ({', '.join(map(str, extra))})")
+                return
+            except Exception as err:  # a commit conflict with the other writer's delete
+                if attempt == 4:
+                    raise
+                log.debug("%s: deleting duplicate copies conflicted (%s); reading again", name, err)
 
     # -- reads ----------------------------------------------------------------------------------
 

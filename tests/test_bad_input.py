@@ -215,3 +215,24 @@ def test_caption_files_refuse_a_key_written_twice_and_say_where_json_breaks(tmp_
         load_captions(str(path))
     with pytest.raises(ValueError, match=re.escape(f"captions file {str(path)!r} {reason}")):
         load_source_captions(str(path))
+
+
+def test_an_option_whose_message_names_it_is_one_line_without_the_field_path():
+    """A command-line option refused by its config (a read-only --db for maintain) reads as the
+    option's own message, not "options: db: --db ..."; a config file still names file and field."""
+    from pydantic import BaseModel, ValidationError, field_validator
+
+    from pairsmith.scenes.scene_config import format_validation_error
+
+    class Options(BaseModel):
+        db: str
+
+        @field_validator("db")
+        @classmethod
+        def _writable(cls, value):
+            raise ValueError(f"--db {value!r} is not writable (a read-only mount or folder)")
+
+    with pytest.raises(ValidationError) as err:
+        Options(db="ro.lance")
+    assert format_validation_error(err.value, "options") == "--db 'ro.lance' is not writable (a read-only mount or folder)"
+    assert format_validation_error(err.value, "cfg.yaml").startswith("cfg.yaml: db: --db 'ro.lance'")

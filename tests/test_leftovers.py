@@ -57,6 +57,12 @@ def test_finetune_output_dir_inside_the_database_is_refused(db, tmp_path, capsys
     assert main(["finetune", "--config", str(config)]) == 2
     assert "inside the database" in capsys.readouterr().err
     assert sorted(p.name for p in Path(db).iterdir()) == before
+    # another case of the kind: a file where the runs folder should be is refused, not written into
+    mine = tmp_path / "notes.txt"
+    mine.write_text("mine")
+    config.write_text(yaml.safe_dump({"method": "sft", "db": db, "model_id": "x/y", "output_dir": str(mine)}))
+    assert main(["finetune", "--config", str(config)]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err and mine.read_text() == "mine"
 
 
 def _dead_pid() -> int:

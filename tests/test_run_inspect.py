@@ -84,6 +84,10 @@ def _pipeline_run(db: str) -> str:
     # a second run whose batches have a gap: interrupted
     store.upsert("stage_stats", stage_rows("other-run", "dig-render", "0000000-0000010", [StageStats("render")])
                  + stage_rows("other-run", "dig-render", "0000020-0000030", [StageStats("render")]))
+    # a run made by two invocations at once with other batch sizes: overlapping batches, no hole
+    store.upsert("stage_stats", [row for name in ("0000000-0000004", "0000000-0000005", "0000004-0000008",
+                                                  "0000005-0000010")
+                                 for row in stage_rows("overlap-run", "import-folder", name, [StageStats("load")])])
     return run_id
 
 
@@ -110,6 +114,7 @@ def test_inspect_of_a_pipeline_run_and_stats_details(tmp_path, capsys):
     listing = {line.split()[0]: line for line in out.splitlines()}
     assert "in 6  kept 1  dropped 5" in listing[run_id] and "incomplete" in listing[run_id]
     assert "incomplete: interrupted" in listing["other-run"]
+    assert "complete (4 batches)" in listing["overlap-run"] and "incomplete" not in listing["overlap-run"]
 
     # a refilter run that dropped one of this run's kept pairs lists it under its own id
     store = PairStore(db)

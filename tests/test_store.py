@@ -91,6 +91,39 @@ def test_duplicate_keys_finds_keys_stored_twice(tmp_path):
     assert store.duplicate_keys() == {"pairs": ["a"]}
 
 
+def test_two_writers_that_stored_the_same_keys_at_once_leave_one_copy_of_each(tmp_path):
+    """Two imports of the same file at once (other batch sizes) both appended the same pairs: each
+    writer, seeing the other's copies, keeps the first stored of each key; doing so at the same
+    time they agree, so one copy of each key stays and no other row goes (the old repair, delete
+    and re-add one's own rows, left both copies when both writers repaired at once)."""
+    import threading
+
+    db = str(tmp_path / "db")
+    PairStore(db).upsert("pairs", [pair(f"p{i}") for i in range(6)])
+    again = pa.Table.from_pylist([pair(f"p{i}", run_id="run-b").model_dump() for i in range(2, 5)],
+                                 schema=PairRow.to_arrow_schema())
+    PairStore(db).table("pairs").add(again)  # the other writer's append of p2..p4 landed beside ours
+    writers, start = [PairStore(db), PairStore(db)], threading.Barrier(2)
+    errors = []
+
+    def repair(store):
+        start.wait()
+        try:
+            store._replace_concurrent_duplicates("pairs", again)
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=repair, args=(w,)) for w in writers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    rows = PairStore(db).read("pairs", columns=["pair_id", "run_id"]).to_pylist()
+    assert sorted(r["pair_id"] for r in rows) == [f"p{i}" for i in range(6)]
+    assert all(r["run_id"] == "run-a" for r in rows)  # the first stored copy of each key stays
+
+
 def test_new_keys_append_existing_keys_merge_and_another_writer_is_noticed(tmp_path):
     first, second = PairStore(str(tmp_path / "db")), PairStore(str(tmp_path / "db"))
     assert first.upsert("pairs", [pair(f"p{i}") for i in range(5)]) == 5

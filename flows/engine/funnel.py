@@ -53,7 +53,10 @@ def run_status(store: PairStore, run_id: str) -> str:
     errors = batches_with_errors(store, run_id)
     batches = set(store.read("stage_stats", where=f"run_id = {sql_literal(run_id)}", columns=["batch"]).column("batch").to_pylist())
     spans = sorted(tuple(map(int, b.split("-"))) for b in batches if re.fullmatch(r"\d{7}-\d{7}", b))
-    gaps = len(spans) == len(batches) and any(a[1] != b[0] for a, b in zip([(0, 0), *spans], spans))
+    covered, gaps = 0, False  # batches of two concurrent invocations may overlap: only a hole is a gap
+    for begin, end in spans:
+        gaps, covered = gaps or begin > covered, max(covered, end)
+    gaps = gaps and len(spans) == len(batches)
     if errors:
         return (f"incomplete: {len(errors)} of {len(batches)} batches have items that failed with errors "
                 "(the same command retries them)")
