@@ -69,7 +69,7 @@ def dig_render(config: DigRenderConfig = DigRenderConfig()) -> RenderRunSummary:
     run_id, legacy = resolve_run_id(store, FLOW_NAME, config.run_id(), config.legacy_run_id,
                                     (config.pairs, config.batch_size))
     content_key = config.content_key()
-    claim_run(run_id)  # a flow run of it killed with -9: marked CRASHED in Prefect
+    claim_run(run_id, store, FLOW_NAME, config.pairs)  # a flow run of it killed with -9: marked CRASHED in Prefect
     # Pairs that failed with an error are rendered again alone, in their stored batch (resume.ItemRedo).
     redos, whole = plan_item_redos(store, run_id, batches_with_errors(store, run_id),
                                    lambda span: [dig_pair_id(content_key, i) for i in span],

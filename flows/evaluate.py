@@ -110,7 +110,7 @@ def _evaluate(config: EvaluateConfig, made: dict) -> EvaluateSummary:
         raise ValueError(f"no samples to evaluate for {config.data.where()} in {config.db!r} at samples version "
                          f"{pinned.samples_version} ({select_stats.n_dropped} dropped: "
                          f"{dict(select_stats.reasons) or 'none'})")
-    claim_run(eval_id)  # a flow run of it killed with -9: marked CRASHED in Prefect
+    claim_run(eval_id, store, FLOW_NAME, len(rows))  # a flow run of it killed with -9: marked CRASHED in Prefect
     stored_select = store.read("stage_stats", where=f"run_id = {sql_literal(eval_id)} AND batch = '{SELECT_BATCH}'",
                                columns=["n_in"]).column("n_in").to_pylist()
     if stored_select != [select_stats.n_in]:  # new, or another --limit: the selection counts as now

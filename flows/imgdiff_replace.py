@@ -186,7 +186,7 @@ def run_pipeline(pipeline: Pipeline, config: _ImgDiffBase, store: PairStore, n_i
     from what is stored."""
     run_id, legacy = resolve_run_id(store, pipeline.method, config.run_id(), config.legacy_run_id,
                                     (n_items, config.batch_size))
-    claim_run(run_id)  # a flow run of it killed with -9: marked CRASHED in Prefect
+    claim_run(run_id, store, pipeline.method, n_items)  # a flow run of it killed with -9: marked CRASHED in Prefect
     work = plan_resume(store, run_id, n_items, config.batch_size, redo=batches_with_errors(store, run_id),
                        legacy=legacy)
     if work.stored_batches:

@@ -89,7 +89,7 @@ def import_dataset(config: ImportConfig) -> ImportSummary:
                                     (n, config.batch_size))
     # Per entry (pairsmith.flows.engine.resume): entries already counted are skipped whatever the batch
     # size; a batch is redone when one of its entries failed with an error or its image may now load.
-    claim_run(run_id)  # a flow run of it killed with -9: marked CRASHED in Prefect
+    claim_run(run_id, store, importer.flow_name, n)  # a flow run of it killed with -9: marked CRASHED in Prefect
     ids = importer.item_ids(config, listing)
     should_retry = _may_load_now(importer, config, listing, ids)
     retry = retry_indices(store, run_id, ids, should_retry)

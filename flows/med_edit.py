@@ -93,7 +93,7 @@ def med_edit(config: MedEditConfig) -> MedRunSummary:
     run_id, legacy = resolve_run_id(store, FLOW_NAME, config.run_id(), config.legacy_run_id,
                                     (len(refs), config.batch_size))
     pair_ids = [stable_id(FLOW_NAME, content_key, ref.source_id) for ref in refs]
-    claim_run(run_id)  # a flow run of it killed with -9: marked CRASHED in Prefect
+    claim_run(run_id, store, FLOW_NAME, len(refs))  # a flow run of it killed with -9: marked CRASHED in Prefect
     # Per item (pairsmith.flows.engine.resume): sources already counted are skipped, whatever the
     # batch size; batches with errors, or with a source whose file changed since, are redone.
     retry = retry_indices(store, run_id, pair_ids, _source_to_retry(refs, pair_ids, config.retry_failed))

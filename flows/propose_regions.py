@@ -240,7 +240,7 @@ def propose_regions(config: ProposeRegionsConfig) -> ProposeSummary:
     # a batch with an error, or with a pair written again since (new images), is redone.
     run_id, legacy = resolve_run_id(store, FLOW_NAME, config.run_id(), config.legacy_run_id,
                                     (len(ids), config.batch_size))
-    claim_run(run_id)  # a flow run of it killed with -9: marked CRASHED in Prefect
+    claim_run(run_id, store, FLOW_NAME, len(ids))  # a flow run of it killed with -9: marked CRASHED in Prefect
     redo = batches_with_errors(store, run_id) | _batches_with_rewritten_pairs(store, run_id, every, written)
     work = plan_resume(store, run_id, len(ids), config.batch_size, redo=redo, legacy=legacy)
     for indices in tracked(work.todo, len(ids), f"{FLOW_NAME}-progress", "proposing regions"):

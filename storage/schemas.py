@@ -247,6 +247,18 @@ class EvalResultRow(LanceModel):
     created_at: datetime
 
 
+class RunStartRow(LanceModel):
+    """The latest start of a run: how many items it was asked to cover, so ``stats`` can tell a run
+    that stopped early (Ctrl-C, kill, a crash) after its last stored batch from a finished one."""
+
+    run_id: str
+    flow: str
+    items: int = Field(description="items the latest start asked for: pairs, entries, candidates or samples")
+    host: str
+    pid: int
+    created_at: datetime
+
+
 TABLES: dict[str, type[LanceModel]] = {
     "pairs": PairRow,
     "regions": RegionRow,
@@ -255,6 +267,7 @@ TABLES: dict[str, type[LanceModel]] = {
     "edits": EditRow,
     "eval_predictions": EvalPredictionRow,
     "eval_results": EvalResultRow,
+    "run_starts": RunStartRow,
 }
 
 KEYS: dict[str, str] = {
@@ -265,6 +278,7 @@ KEYS: dict[str, str] = {
     "edits": "edit_id",
     "eval_predictions": "prediction_id",
     "eval_results": "result_id",
+    "run_starts": "run_id",
 }
 
 IMAGE_COLUMNS: dict[str, tuple[str, ...]] = {

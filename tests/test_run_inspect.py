@@ -11,7 +11,7 @@ from PIL import Image
 
 from pairsmith.flows.cli.main import main
 from pairsmith.flows.propose_regions import ProposeRegionsConfig, propose_regions
-from pairsmith.storage.schemas import PairRow, RegionRow, utc_now
+from pairsmith.storage.schemas import PairRow, RegionRow, RunStartRow, utc_now
 from pairsmith.storage.store import PairStore
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 from pairsmith.tasks.write_batch import stage_rows
@@ -84,6 +84,10 @@ def _pipeline_run(db: str) -> str:
     # a second run whose batches have a gap: interrupted
     store.upsert("stage_stats", stage_rows("other-run", "dig-render", "0000000-0000010", [StageStats("render")])
                  + stage_rows("other-run", "dig-render", "0000020-0000030", [StageStats("render")]))
+    # a run stopped (Ctrl-C) after its first stored batch: no hole, but 10 items were asked for
+    store.upsert("stage_stats", stage_rows("stopped-run", "dig-render", "0000000-0000004", [StageStats("render")]))
+    store.upsert("run_starts", [RunStartRow(run_id="stopped-run", flow="dig-render", items=10, host="h", pid=1,
+                                            created_at=utc_now())])
     # a run made by two invocations at once with other batch sizes: overlapping batches, no hole
     store.upsert("stage_stats", [row for name in ("0000000-0000004", "0000000-0000005", "0000004-0000008",
                                                   "0000005-0000010")
@@ -115,6 +119,7 @@ def test_inspect_of_a_pipeline_run_and_stats_details(tmp_path, capsys):
     assert "in 6  kept 1  dropped 5" in listing[run_id] and "incomplete" in listing[run_id]
     assert "incomplete: interrupted" in listing["other-run"]
     assert "complete (4 batches)" in listing["overlap-run"] and "incomplete" not in listing["overlap-run"]
+    assert "incomplete: 4 of the 10 items its last start asked for are stored" in listing["stopped-run"]
 
     # a refilter run that dropped one of this run's kept pairs lists it under its own id
     store = PairStore(db)
@@ -175,7 +180,7 @@ def bars():
 def test_export_and_maintain_draw_progress_bars(proposed, tmp_path, capsys, bars):
     db, _ = proposed
     code, _, err = run_cli(capsys, "maintain", "--db", db)
-    assert code == 0 and "maintaining tables" in err and "3/3" in err  # pairs, regions, stage_stats
+    assert code == 0 and "maintaining tables" in err and "4/4" in err  # pairs, regions, stage_stats, run_starts
     # the propose-regions run made no samples: export refuses in one line before any bar
     code, _, err = run_cli(capsys, "export", "--format", "llava", "--db", db, "--out", str(tmp_path / "x"))
     assert code == 2 and "exporting" not in err

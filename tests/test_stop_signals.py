@@ -213,11 +213,15 @@ def test_ctrl_c_during_a_high_sample_render_stops_within_seconds_and_the_rerun_r
     assert not _alive(children), "a child process outlived the CLI"
     store = PairStore(str(db))
     assert store.count("pairs") == 1 and store.count("stage_stats") > 0  # the committed pair only, whole
+    stats = subprocess.run([PAIRSMITH, "stats", "--db", str(db)], capture_output=True, text=True, timeout=120)
+    assert "incomplete: 1 of the 2 items its last start asked for are stored" in stats.stdout  # no hole to see
 
     rerun = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "1 of 2 batches were already stored" in rerun.stdout
     assert PairStore(str(db)).count("pairs") == 2
+    stats = subprocess.run([PAIRSMITH, "stats", "--db", str(db)], capture_output=True, text=True, timeout=120)
+    assert "complete (2 batches)" in stats.stdout and "incomplete" not in stats.stdout
 
 
 @pytest.fixture(scope="module")

@@ -46,9 +46,13 @@ def parse_owner(tags: list[str]) -> tuple[str, int, float] | None:
     return None
 
 
-def claim_run(run_id: str) -> list[str]:
+def claim_run(run_id: str, store=None, flow: str | None = None, items: int | None = None) -> list[str]:
     """Tag the current flow run as working on ``run_id`` and mark its dead predecessors CRASHED;
-    returns the ids of the flow runs marked. Outside a flow run, does nothing."""
+    returns the ids of the flow runs marked (outside a flow run, none). With ``store``, ``flow`` and
+    ``items`` (how many items this start asks for), also record the start in the ``run_starts``
+    table, which ``stats`` compares with the batches stored to tell a run that stopped early."""
+    if store is not None and flow is not None and items is not None:
+        record_start(store, run_id, flow, items)
     try:
         from prefect.context import FlowRunContext
 
@@ -95,3 +99,15 @@ def _claim(me, run_id: str) -> list[str]:
                         run.name, run_id, pid, host)
             marked.append(str(run.id))
     return marked
+
+
+def record_start(store, run_id: str, flow: str, items: int) -> None:
+    """Upsert ``run_id``'s row in ``run_starts`` (its latest start). Bookkeeping: a failure is logged."""
+    from pairsmith.storage.process_owner import host_name
+    from pairsmith.storage.schemas import RunStartRow, utc_now
+
+    try:
+        store.upsert("run_starts", [RunStartRow(run_id=run_id, flow=flow, items=int(items), host=host_name(),
+                                                pid=os.getpid(), created_at=utc_now())])
+    except Exception as err:  # never the reason a run fails
+        log.warning("could not record the start of run %s: %s", run_id, err)

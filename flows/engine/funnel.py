@@ -44,8 +44,9 @@ def _reasons_text(stats: StageStats, n: int | None = 3, empty: str = "-") -> str
 
 def run_status(store: PairStore, run_id: str) -> str:
     """``complete``, or ``incomplete`` and why: batches whose items failed with errors (the same command
-    retries them), or a gap in the run's numbered batches (it was interrupted; the same command resumes).
-    A run stopped after its last stored batch shows no gap: its funnel is then short of the items asked for."""
+    retries them), a gap in the run's numbered batches (it was interrupted), or fewer items stored than
+    its latest start asked for (``run_starts``: stopped after its last stored batch, or still running).
+    Batches of two invocations at once may overlap; only a hole is a gap."""
     import re
 
     from pairsmith.flows.engine.run_outcome import batches_with_errors
@@ -53,16 +54,32 @@ def run_status(store: PairStore, run_id: str) -> str:
     errors = batches_with_errors(store, run_id)
     batches = set(store.read("stage_stats", where=f"run_id = {sql_literal(run_id)}", columns=["batch"]).column("batch").to_pylist())
     spans = sorted(tuple(map(int, b.split("-"))) for b in batches if re.fullmatch(r"\d{7}-\d{7}", b))
-    covered, gaps = 0, False  # batches of two concurrent invocations may overlap: only a hole is a gap
-    for begin, end in spans:
-        gaps, covered = gaps or begin > covered, max(covered, end)
-    gaps = gaps and len(spans) == len(batches)
+    numbered = bool(spans) and len(spans) == len(batches)
+    merged = _merged(spans)
+    gaps = numbered and (merged[0][0] > 0 or len(merged) > 1)
     if errors:
         return (f"incomplete: {len(errors)} of {len(batches)} batches have items that failed with errors "
                 "(the same command retries them)")
     if gaps:
         return "incomplete: interrupted, batches missing (the same command resumes it)"
+    asked = store.read("run_starts", where=f"run_id = {sql_literal(run_id)}", columns=["items"]).column("items").to_pylist()
+    if asked and numbered:
+        stored = sum(max(0, min(end, asked[0]) - begin) for begin, end in merged)
+        if stored < asked[0]:
+            return (f"incomplete: {stored} of the {asked[0]} items its last start asked for are stored "
+                    "(stopped early, or still running; the same command resumes it)")
     return f"complete ({len(batches)} batches)"
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted ``(begin, end)`` spans with overlapping ones joined."""
+    out: list[tuple[int, int]] = []
+    for begin, end in spans:
+        if out and begin <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((begin, end))
+    return out
 
 
 def dropoff_table(funnel: list[StageStats]) -> list[dict]:
