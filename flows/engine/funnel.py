@@ -47,13 +47,12 @@ def run_status(store: PairStore, run_id: str) -> str:
     retries them), a gap in the run's numbered batches (it was interrupted), or fewer items stored than
     its latest start asked for (``run_starts``: stopped after its last stored batch, or still running).
     Batches of two invocations at once may overlap; only a hole is a gap."""
-    import re
-
+    from pairsmith.flows.engine.resume import batch_span
     from pairsmith.flows.engine.run_outcome import batches_with_errors
 
     errors = batches_with_errors(store, run_id)
     batches = set(store.read("stage_stats", where=f"run_id = {sql_literal(run_id)}", columns=["batch"]).column("batch").to_pylist())
-    spans = sorted(tuple(map(int, b.split("-"))) for b in batches if re.fullmatch(r"\d{7}-\d{7}", b))
+    spans = sorted((span.start, span.stop) for b in batches if (span := batch_span(b)) is not None)
     numbered = bool(spans) and len(spans) == len(batches)
     merged = _merged(spans)
     gaps = numbered and (merged[0][0] > 0 or len(merged) > 1)
