@@ -24,6 +24,21 @@ SHARED_DATA = Path(os.environ.get("PAIRSMITH_SHARED_DATA") or Path(__file__).res
 SHARED_DATA_HELP = ("set PAIRSMITH_SHARED_DATA to a folder holding med_bench_sample/ and spot_the_diff/; "
                     "docs/shared-data.md says where each comes from")
 
+# The papers' full texts (text extractions, one .txt per paper) beside the checkout, for the tests
+# that compare pairsmith's prompts and parameters with the printed ones.
+PAPERS_TEXTS = Path(__file__).resolve().parents[1].parent / "shared" / "papers"
+
+
+def paper_text(marker: str) -> str:
+    """The text of the paper that contains ``marker``; skips the test (saying why) where it is absent."""
+    if not PAPERS_TEXTS.is_dir():
+        pytest.skip(f"the papers' texts are not at {PAPERS_TEXTS} (../shared/papers); comparison skipped")
+    for path in sorted(PAPERS_TEXTS.glob("*.txt")):
+        text = path.read_text()
+        if marker in text:
+            return text
+    pytest.skip(f"no paper text in {PAPERS_TEXTS} holds {marker!r}; comparison skipped")
+
 
 @pytest.fixture(scope="module")
 def one_torch_thread():

@@ -20,20 +20,14 @@ from pairsmith.tasks.dig.prompts import (
 )
 from pairsmith.tasks.dig.records import _samples
 from pairsmith.tasks.sample_builders import TWO_IMAGES, SplitFractions
+from tests.conftest import paper_text
 
 ROOT = Path(__file__).resolve().parents[1]
-PAPERS_TEXTS = ROOT.parent / "shared" / "papers"
 MARKER = "Prompt for DiG Task"
 
 
 def _supplement() -> str:
-    if not PAPERS_TEXTS.is_dir():
-        pytest.skip(f"DiG's supplement is not at {PAPERS_TEXTS} (../shared/papers); verbatim check skipped")
-    for path in sorted(PAPERS_TEXTS.glob("*.txt")):
-        text = path.read_text()
-        if MARKER in text:
-            return text
-    pytest.skip(f"no text in {PAPERS_TEXTS} holds {MARKER!r}; verbatim check skipped")
+    return paper_text(MARKER)
 
 
 def _printed_prompt(text: str) -> str:

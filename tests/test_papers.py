@@ -19,9 +19,9 @@ from pairsmith.flows.evaluate_config import EvaluateConfig
 from pairsmith.flows.finetune_config import GrpoFinetuneConfig
 from pairsmith.filters.imgdiff.pipelines import ImgDiffThresholds
 from pairsmith.flows.imgdiff_config import ImgDiffRemoveConfig, ImgDiffReplaceConfig
+from tests.conftest import paper_text
 
 ROOT = Path(__file__).resolve().parents[1]
-PAPERS_TEXTS = ROOT.parent / "shared" / "papers"
 MODELS = {"dig-render": DigRenderConfig, "finetune": GrpoFinetuneConfig, "evaluate": EvaluateConfig,
           "imgdiff-replace": ImgDiffReplaceConfig, "imgdiff-remove": ImgDiffRemoveConfig, "refilter": ImgDiffThresholds}
 
@@ -145,16 +145,6 @@ def test_cli_check_fails_on_a_drifted_preset(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------ Img-Diff prompts as printed
 
-def _paper_text(marker: str) -> str:
-    if not PAPERS_TEXTS.is_dir():
-        pytest.skip(f"the papers' texts are not at {PAPERS_TEXTS} (../shared/papers); prompt comparison skipped")
-    for path in sorted(PAPERS_TEXTS.glob("*.txt")):
-        text = path.read_text()
-        if marker in text:
-            return text
-    pytest.skip(f"no paper text in {PAPERS_TEXTS} holds {marker!r}; prompt comparison skipped")
-
-
 def _norm(text: str) -> str:
     return " ".join(text.split())
 
@@ -164,7 +154,7 @@ def test_removal_question_is_img_diffs_fig_10_verbatim():
 
     from pairsmith.tasks.imgdiff.samples import ONE_IMAGE, object_presence_sample
 
-    text = _paper_text('"object removal" data, including the image pair')
+    text = paper_text('"object removal" data, including the image pair')
     printed = json.loads("{" + re.search(r'"conversations": (\[\{"from": "human".*?\}\])', text).group(0) + "}")
     question = printed["conversations"][0]["value"]
     description = re.search(r'related to "(.*?)" within', question).group(1)
@@ -179,14 +169,14 @@ def test_removal_question_is_img_diffs_fig_10_verbatim():
 
 
 def test_removal_inpainting_prompt_is_as_printed():
-    text = _paper_text("background, nothing, 8k")
+    text = paper_text("background, nothing, 8k")
     printed = re.search(r'The prompt is "([^"]+)"', text).group(1)
     remove = papers.load_preset(papers.load_parameters().papers["imgdiff"].presets["remove"])
     assert remove.inpaint.prompt == printed == "background, nothing, 8k."
 
 
 def test_cocot_and_lexicon_categories_match_the_text():
-    text = _paper_text("Contrastive Chain-of-Thought")
+    text = paper_text("Contrastive Chain-of-Thought")
     rows = {r.name: r for r in papers.table_rows("imgdiff")}
     assert _norm(rows["CoCoT instruction"].paper_value) in _norm(text)
     from pairsmith.tasks.imgdiff.prompts import COCOT_PROMPT
