@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pairsmith.flows.cli.main import main
 from pairsmith.flows.propose_regions import ProposeRegionsConfig, propose_regions
 from pairsmith.storage.contact_sheet import GLOBAL_FRAME, _font, caption_text, cell_text
 from pairsmith.storage.store import PairStore
@@ -14,12 +13,7 @@ from pairsmith.storage.verdict import KEEP, StageStats
 from pairsmith.tasks.write_batch import stage_rows
 from tests.test_change_regions import edited, jpeg, photo
 from tests.test_propose_regions_flow import _pair
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.test_run_inspect import run_cli
 
 
 @pytest.fixture(scope="module")
