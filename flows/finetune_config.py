@@ -116,6 +116,13 @@ class SftFinetuneConfig(_FinetuneBase):
     data: DataSelection = Field(default_factory=DataSelection)
     train: SftSettings = Field(default_factory=SftSettings)
 
+    @model_validator(mode="after")
+    def _difference_needs_the_pair(self) -> "SftFinetuneConfig":
+        if self.train.objective == "feature-difference" and self.data.layout != "multi":
+            raise ValueError("train.objective feature-difference (MED Eq. 7) encodes the two images separately: "
+                             f"data.layout must be multi, got {self.data.layout!r}")
+        return self
+
 
 class GrpoFinetuneConfig(_FinetuneBase):
     method: Literal["grpo"] = "grpo"
