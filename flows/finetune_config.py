@@ -1,4 +1,4 @@
-"""Parameters of the finetune flow: LoRA SFT (MED's recipe) or GRPO (DiG's), chosen by ``method``.
+"""Parameters of the finetune flow: LoRA SFT (MED Table 5 settings; MED Eq. 7 as an objective) or GRPO (DiG's), chosen by ``method``.
 
 Both read their samples from LanceDB at a pinned table version (``data``), train LoRA adapters on
 a Qwen2-VL-class model (``model_id``: a hub id or a local folder) and write the adapter and a run

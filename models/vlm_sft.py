@@ -1,4 +1,4 @@
-"""LoRA supervised fine-tuning of a VLM with TRL's ``SFTTrainer`` (MED's recipe as the defaults).
+"""LoRA supervised fine-tuning of a VLM with TRL's ``SFTTrainer`` (MED Table 5's settings as the defaults).
 
 The dataset is conversational prompt/completion with the images in the prompt, so TRL's vision
 collator masks the prompt (and the image tokens in it) out of the labels: the loss covers only the
