@@ -66,6 +66,7 @@ def _settings(**kw):
     return SftSettings(**{**base, **kw})
 
 
+@pytest.mark.slow  # two short trainings: ~10 s of CPU, 30 s on 2 shared cores
 def test_eq7_loss_falls_and_identical_images_feed_the_language_model_zeros(tiny_vlm, tmp_path):
     from pairsmith.models.runtime import ModelRuntime
     from pairsmith.models.vlm_sft import run_sft
