@@ -227,3 +227,31 @@ def test_print_args_shows_the_objective_and_table_5(tmp_path):
     assert omni["learning_rates"] == {"vision_tower": 2e-6, "rest": 1e-5}
     assert omni["batch_size"]["per_optimizer_step_on_one_process"] == 256
     assert (omni["lora"]["rank"], omni["lora"]["alpha"], omni["trl_sft_config"]["num_train_epochs"]) == (128, 256, 1.0)
+
+
+@pytest.mark.slow  # one 2-step training through the flow: ~10 s of CPU
+def test_the_finetune_flow_trains_eq7_on_stored_pairs(tiny_vlm, tmp_path, capsys):
+    """The whole path: stored two-image samples -> training_dataset -> the difference collator -> a run card."""
+    import math
+
+    import yaml
+
+    from pairsmith.flows.cli.main import main
+    from pairsmith.storage.store import PairStore
+    from tests.synthetic_db import SyntheticRun, build
+
+    db = str(tmp_path / "db.lance")
+    build(PairStore(db), SyntheticRun(width=64, height=48, unique_bytes=16), n_pairs=4)
+    config = tmp_path / "eq7.yaml"
+    config.write_text(yaml.safe_dump({
+        "method": "sft", "db": db, "model_id": str(tiny_vlm), "runtime": {"device": "cpu"},
+        "output_dir": str(tmp_path / "runs"), "data": {"tasks": ["diff-caption"], "splits": ["train", "val"]},
+        "train": {"objective": "feature-difference", "max_steps": 2, "per_device_batch_size": 2,
+                  "gradient_accumulation_steps": 1},
+    }))
+    assert main(["finetune", "--config", str(config)]) == 0, capsys.readouterr().err
+    run_dir = next((tmp_path / "runs").iterdir())
+    card = json.loads((run_dir / "run_card.json").read_text())
+    assert card["status"] == "complete" and card["config"]["train"]["objective"] == "feature-difference"
+    losses = [line["loss"] for line in card["logs"]["sft"] if "loss" in line]
+    assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
