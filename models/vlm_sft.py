@@ -42,6 +42,9 @@ from pairsmith.models.vlm_training import LoraSettings, TrainLog, in_vision_towe
 
 Objective = Literal["plain", "feature-difference"]
 AFTER_PIXELS = "pixel_values_after"  # the collator's key for the edited images' pixels (feature-difference)
+# Models whose forward takes precomputed image features (``mm_encoder_outputs``) with one feature row
+# per image token, so a difference of two images' features can stand in for one image's.
+EQ7_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl")
 
 
 class SftSettings(BaseModel):
@@ -206,6 +209,10 @@ def run_sft(
     args = SFTConfig(**sft_config_args(settings, runtime, work_dir, show_progress))
     collator = None
     if settings.objective == "feature-difference":
+        model_type = getattr(model.config, "model_type", None)
+        if model_type not in EQ7_MODEL_TYPES:
+            raise ValueError(f"train.objective feature-difference (MED Eq. 7) needs a Qwen2-VL-class model "
+                             f"({', '.join(EQ7_MODEL_TYPES)}); this model is {model_type!r}")
         inner = DataCollatorForVisionLanguageModeling(processor, max_length=settings.max_length,
                                                       completion_only_loss=True)
         collator = DifferenceCollator(inner, processor)

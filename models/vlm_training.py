@@ -2,8 +2,9 @@
 
 The model loads through ``AutoModelForImageTextToText`` / ``AutoProcessor`` exactly as ``VlmChat``
 loads it, so a hub id, a local folder and the tiny test checkpoint take one path. LoRA defaults are
-MED's (rank 8, alpha 16, dropout 0.1 on every linear layer); peft's ``"all-linear"`` also adapts
-the vision tower, which is how MED's "vision tower trainable" reads for a LoRA run.
+MED's (Table 5: rank 8, alpha 16, dropout 0.1 on every linear layer); peft's ``"all-linear"`` also
+adapts the vision tower, which is how MED's "Unfreeze Vision Tower: True" reads for a LoRA run;
+``vision_tower: false`` (MED Table 6, LLaVA-1.6) excludes the tower's modules (``VISION_TOWER``) from LoRA.
 
 Only the adapter is saved (``PeftModel.save_pretrained``), with the processor beside it; reloading
 is ``PeftModel.from_pretrained(base, adapter_dir)`` on the same base model id.

@@ -255,3 +255,15 @@ def test_the_finetune_flow_trains_eq7_on_stored_pairs(tiny_vlm, tmp_path, capsys
     assert card["status"] == "complete" and card["config"]["train"]["objective"] == "feature-difference"
     losses = [line["loss"] for line in card["logs"]["sft"] if "loss" in line]
     assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+
+
+def test_eq7_refuses_a_model_outside_the_qwen2_vl_class(tmp_path):
+    from types import SimpleNamespace
+
+    from pairsmith.models.runtime import ModelRuntime
+    from pairsmith.models.vlm_sft import run_sft
+    from pairsmith.models.vlm_training import LoraSettings
+
+    llava = SimpleNamespace(config=SimpleNamespace(model_type="llava_next"))
+    with pytest.raises(ValueError, match="needs a Qwen2-VL-class model .* this model is 'llava_next'"):
+        run_sft(llava, None, [], _settings(max_steps=1), LoraSettings(), ModelRuntime(device="cpu"), tmp_path)
