@@ -82,10 +82,12 @@ def test_eq7_loss_falls_and_identical_images_feed_the_language_model_zeros(tiny_
     fed = _capture_lm_inputs(model)
     src = _pictures(0, 2)
     edits = [im.resize((70, 50)) for im in _pictures(1, 2)]
-    _, log = run_sft(model, processor, _pair_dataset(list(zip(src, edits)), answers), _settings(max_steps=6),
-                     LoraSettings(), runtime, tmp_path / "a")
+    trained, log = run_sft(model, processor, _pair_dataset(list(zip(src, edits)), answers), _settings(max_steps=6),
+                           LoraSettings(), runtime, tmp_path / "a")
     losses = log.values("loss")
     assert len(losses) == 6 and losses[-1] < losses[0] - 0.1, losses
+    tower_b = [p for n, p in trained.named_parameters() if ".visual.blocks." in n and "lora_B" in n]
+    assert tower_b and max(float(p.abs().max()) for p in tower_b) > 0  # the loss reaches the tower through I(x) - I(x_hat)
     ids, embeds = fed[0]
     grid_tokens = 2 * 3  # an 84x56 source: 6x4 patches of 14 px, merged 2x2 -> 3x2 tokens per image
     assert int((ids == image_token).sum()) == 2 * grid_tokens  # one placeholder per sample, not two
