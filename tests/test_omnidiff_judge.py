@@ -8,7 +8,6 @@ import json
 import re
 from pathlib import Path
 
-import pytest
 
 from pairsmith.flows import papers
 from pairsmith.flows.evaluate_config import EvaluateConfig
