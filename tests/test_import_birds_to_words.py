@@ -86,3 +86,15 @@ def test_a_header_without_the_published_columns_is_one_line_and_exit_2(tmp_path,
     assert main([*args[:5], str(tmp_path / "no-photos"), *args[6:]]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--images" in err and "not a folder" in err
+
+
+def test_a_file_without_its_header_line_is_read_in_the_readmes_column_order(tmp_path):
+    fixture = make_birds_to_words(tmp_path / "b2w", n=3, annotators=2)
+    with_header = run_import(BirdsToWordsConfig(db=str(tmp_path / "a"), tsv=str(fixture.tsv),
+                                                images_dir=str(fixture.images)))
+    headless = tmp_path / "headless.tsv"
+    headless.write_text("\n".join(fixture.tsv.read_text().splitlines()[1:]) + "\n")
+    summary = run_import(BirdsToWordsConfig(db=str(tmp_path / "b"), tsv=str(headless), images_dir=str(fixture.images)))
+    assert (summary.pairs_kept, summary.samples) == (with_header.pairs_kept, with_header.samples) == (3, 6)
+    origins = sorted(PairStore(str(tmp_path / "b")).read("pairs", columns=["origin"]).column("origin").to_pylist())
+    assert origins == ["birds-to-words:headless.tsv#1", "birds-to-words:headless.tsv#2", "birds-to-words:headless.tsv#3"]

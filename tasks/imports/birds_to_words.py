@@ -4,7 +4,8 @@ Forbes, Käser-Chen, Sharma and Belongie, "Neural Naturalist: Generating Fine-Gr
 Comparisons", EMNLP 2019; public repository google-research-datasets/birds-to-words (layout read
 from its README, "Data Format"). One of the public sets of OmniDiff's training mix (OmniDiff supp.
 Table 9: 3k pairs, 14k captions). The repository publishes ``birds-to-words-v1.0.tsv`` (``--tsv``):
-tab-separated, a header line naming the eleven columns, then one line per annotation:
+tab-separated, a header line naming the eleven columns, then one line per annotation (a file
+without the header line is read in the README's column order):
 
 ``img1ObservationURL img1ImgURL img1Species img1Selection img2ObservationURL img2ImgURL
 img2Species img2Selection split annN description``
@@ -73,6 +74,9 @@ class BirdsToWordsImporter(Importer[BirdsToWordsConfig]):
             raise ValueError(f"--tsv {str(path)!r}: empty (the published file starts with a header line: "
                              f"{' '.join(COLUMNS)})")
         header = [h.strip() for h in lines[0].split("\t")]
+        start = 2  # the line number of the first annotation
+        if len(header) == len(COLUMNS) and header[COLUMNS.index("split")] in SPLITS:
+            header, start = list(COLUMNS), 1  # no header line: the README's column order
         missing = [c for c in READ if c not in header]
         if missing:
             raise ValueError(f"--tsv {str(path)!r} line 1: no column {', '.join(missing)} in the header (the published "
@@ -83,7 +87,7 @@ class BirdsToWordsImporter(Importer[BirdsToWordsConfig]):
         source = path.name
         out: list[Entry | BadEntry] = []
         groups: dict[tuple[str, str], list[tuple[int, str, int, str]]] = {}  # (id1, id2) -> (line, split, annN, text)
-        for number, line in enumerate(lines[1:], start=2):
+        for number, line in enumerate(lines[start - 1:], start=start):
             if not line.strip():
                 continue
             origin = f"birds-to-words:{source}#{number}"
