@@ -77,6 +77,7 @@ def test_with_java_and_the_jars_spice_runs_the_jar_and_reports_its_mean_f_score(
     log = json.loads((fake_java / "log.json").read_text())
     args = log["args"]
     assert args[0] == cm.SPICE_MEMORY and args[args.index("-cp") + 2] == cm.SPICE_MAIN
+    assert "--add-opens=java.base/java.lang=ALL-UNNAMED" in args[:args.index("-cp")]  # FST on Java 16+
     classpath = args[args.index("-cp") + 1].split(os.pathsep)
     assert classpath[0].endswith("spice-1.0.jar") and classpath[1].endswith(f"spice{os.sep}lib{os.sep}*")
     assert classpath[2:] == [str(fake_java / "corenlp" / n) for n in cm.CORENLP_JARS]

@@ -13,9 +13,9 @@ downloads them from nlp.stanford.edu into ``pycocoevalcap/spice/lib`` at first u
 temporary files and LMDB cache inside the installed package. pairsmith makes no downloads and writes
 nothing into the environment: it looks for the two jars in ``$PAIRSMITH_CORENLP_DIR`` or in
 pycocoevalcap's ``spice/lib`` and, where both are there, runs the SPICE jar itself (the same main
-class and options as ``Spice.compute_score``: ``-subset -silent``, no cache) with its files in a
-temporary folder, and reports the mean of the captions' ``All`` F-scores as pycocoevalcap does.
-Where they are not, SPICE is reported as unavailable in one line naming the missing jars and where
+class and options as ``Spice.compute_score``: ``-subset -silent``, no cache; ``--add-opens`` for
+Java 16+) with its files in a temporary folder, and reports the mean of the captions' ``All``
+F-scores as pycocoevalcap does. Where they are not, SPICE is reported as unavailable in one line naming the missing jars and where
 they were looked for (``spice_unavailable``).
 
 Captions are tokenized here the way COCO's Java PTB tokenizer leaves them for these scorers: lower
@@ -43,6 +43,11 @@ CORENLP_ENV = "PAIRSMITH_CORENLP_DIR"
 CORENLP_JARS = ("stanford-corenlp-3.6.0.jar", "stanford-corenlp-3.6.0-models.jar")  # what spice-1.0.jar's manifest names
 SPICE_MAIN = "edu.anu.spice.SpiceScorer"
 SPICE_MEMORY = "-Xmx8G"  # pycocoevalcap's Spice.compute_score
+# spice-1.0.jar (built for Java 8) serialises with FST, which on Java 16+ fails with "Unable to make field
+# private final byte[] java.lang.String.value accessible" (SpiceParser.java:178) unless these packages are
+# opened; Java 8 ignores the options (IgnoreUnrecognizedVMOptions, as Spark starts its JVMs).
+SPICE_JVM_OPTIONS = ("-XX:+IgnoreUnrecognizedVMOptions", *(f"--add-opens=java.base/{package}=ALL-UNNAMED" for package in (
+    "java.lang", "java.util", "java.math", "java.net", "java.text", "java.util.concurrent")))
 SPICE_TIMEOUT_S = 3600
 NO_JAVA = "no Java runtime ('java' is not on the PATH; e.g. apt-get install default-jre-headless)"
 
@@ -136,7 +141,7 @@ def spice_score(gts: dict[str, list[str]], res: dict[str, list[str]]) -> tuple[f
     with tempfile.TemporaryDirectory(prefix="pairsmith-spice-") as tmp:
         src, out = Path(tmp) / "input.json", Path(tmp) / "output.json"
         src.write_text(json.dumps([{"image_id": k, "test": res[k][0], "refs": gts[k]} for k in ids]))
-        cmd = ["java", SPICE_MEMORY, "-cp", classpath, SPICE_MAIN, str(src), "-out", str(out), "-subset", "-silent"]
+        cmd = ["java", SPICE_MEMORY, *SPICE_JVM_OPTIONS, "-cp", classpath, SPICE_MAIN, str(src), "-out", str(out), "-subset", "-silent"]
         try:
             done = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=SPICE_TIMEOUT_S)
         except (OSError, subprocess.TimeoutExpired) as err:
