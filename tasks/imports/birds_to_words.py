@@ -15,11 +15,10 @@ img2Species img2Selection split annN description``
 is one annotator's paragraph. The photos themselves are not in the repository: they are
 ``img1ImgURL`` / ``img2ImgURL`` on iNaturalist, downloaded by the user (pairsmith downloads
 nothing). They are looked up in ``--images`` by iNaturalist photo id, the number after
-``/photos/`` in the URL, as ``<id>.jpg`` (or ``.jpeg`` / ``.png``, whichever is there), the naming
-of the neural-naturalist download script that fetches ``photos/<id>/large.<ext>`` to
-``images/<id>.<ext>``.
+``/photos/`` in the URL, as ``<id>.jpg`` (or ``.jpeg`` / ``.png``, whichever is there), as a public download script of the
+set names them (it fetches ``photos/<id>/large.<ext>`` to ``images/<id>.<ext>``).
 
-The lines of one photo pair (same ``img1ImgURL`` and ``img2ImgURL``) are one pair (origin
+The lines of one photo pair (the same two photo ids) are one pair (origin
 ``birds-to-words:<file>#<first line>``, left photo as ``before``), each non-blank description one
 ``diff-caption`` sample in annotator order (``annN``), in the pair's split. A line that does not
 fit (wrong number of fields, a split other than train / val / test, an ``annN`` that is not a
