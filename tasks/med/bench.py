@@ -24,7 +24,6 @@ the missing items are asked for. The manual verification of §3.3 is not automat
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 
 from prefect import task
