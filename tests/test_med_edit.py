@@ -329,13 +329,13 @@ def test_the_paper_preset_runs_every_step_and_its_funnel_names_each_steps_reason
         server.script[_sha(folder / rows[-1]["image"])] = "blocked"
         preset.update(db=str(tmp_path / "med.lance"), sources={"folder": {"images_dir": str(folder),
                                                                           "captions": str(captions)}},
-                      **_roles(server), bench={"per_type": 1},
+                      **_roles(server),
                       clip={"model_name": clip.model_name, "pretrained": str(clip.weights),
                             "model_config_file": str(clip.config_file)})
         preset["editor"].update(base_url=server.base_url, retry_initial_delay=0.01)
         path = tmp_path / "med.yaml"
         path.write_text(yaml.safe_dump(preset))
-        assert main(["run", "med-edit", "--config", str(path)]) == 0
+        assert main(["run", "med-edit", "--config", str(path), "--per-type", "1"]) == 0
         edits = [r for r in server.log if r.model == "gemini-2.0-flash-preview-image-generation"]
     printed = capsys.readouterr().out
     print(printed)  # the funnel, for the record

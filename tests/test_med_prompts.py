@@ -169,3 +169,53 @@ def test_a_pair_whose_answers_fail_is_replaced_by_the_next_candidate():
     built = set(selected["Scene"][:5])
     again, new = plan_bench(candidates, 15, built, writer)
     assert set(again["Scene"]) >= built and not (set(new) & built)  # a resumed run keeps what it built
+
+
+def test_med_bench_builder_on_a_store_gives_15_per_type_and_withholds_only_them(tmp_path, monkeypatch):
+    """build_bench on 22 stored candidates per type (their answers from the fake Gemini server in
+    Figs. 16-17's formats; two Counting pairs answer badly and are replaced): 15 MCQs per type in
+    split bench, and the other 77 pairs keep their training split."""
+    from pairsmith.models.role_chat import RoleChat, RoleChatConfig
+    from pairsmith.storage.schemas import PairRow, utc_now
+    from pairsmith.storage.store import PairStore
+    from pairsmith.tasks.med.bench import BenchSettings, bench_order, build_bench
+    from pairsmith.tasks.med.samples import diff_qa_sample
+    from tests.fake_gemini import FakeGemini
+    from tests.med_replies import med_reply
+
+    monkeypatch.setenv("GEMINI_API_KEY", "bench-test-key")
+    db = str(tmp_path / "bench.lance")
+    store = PairStore(db)
+    pairs, samples = [], []
+    first = sorted((f"p-06-{k:02d}" for k in range(22)), key=bench_order)[:2]  # Counting's first two in bench order
+    for c, category in enumerate(P.CATEGORIES):
+        for k in range(22):
+            pid = f"p-{c:02d}-{k:02d}"
+            fault = " #fault-answer-bad" if pid == first[0] else " #fault-wrong-bad" if pid == first[1] else ""
+            difference = f"The ball on table {c}{fault} is blue in caption 2, red in caption 1."
+            pairs.append(PairRow(pair_id=pid, run_id="run", method="med-edit", width=8, height=8, status="kept",
+                                 bench_candidate=True, difference=difference, created_at=utc_now()))
+            samples.append(diff_qa_sample(pair_id=pid, run_id="run", category=category, split="train",
+                                          difference=f"In the second image, the ball on table {c} is blue."))
+    store.upsert("pairs", pairs)
+    store.upsert("samples", samples)
+    with FakeGemini(text_reply=med_reply) as server:
+        writer = RoleChat(RoleChatConfig(backend="gemini", model_id="writer", gemini={"base_url": server.base_url}))
+        outcome = build_bench(db, "run", "med-edit", writer, BenchSettings())
+        asked = len(server.log)
+    assert {c: len(ids) for c, ids in outcome.selected.items()} == {c: 15 for c in P.CATEGORIES}
+    assert dict(outcome.stats.reasons) == {"med_bench_answer_unparseable": 1, "med_bench_wrong_unparseable": 1}
+    rows = store.read("samples").to_pylist()
+    mcq = [s for s in rows if s["task"] == "med-mcq"]
+    assert len(mcq) == 165 and all(s["split"] == "bench" for s in mcq)
+    assert Counter(s["category"] for s in mcq) == {c: 15 for c in P.CATEGORIES}
+    qa = {s["pair_id"]: s["split"] for s in rows if s["task"] == "med-diff-qa"}
+    bench = {s["pair_id"] for s in mcq}
+    assert {p for p, split in qa.items() if split == "bench"} == bench
+    assert sum(split == "train" for split in qa.values()) == 242 - 165  # the rest reach training
+    for s in mcq:
+        question = s["conversation"][0]["content"].removeprefix("<image>\n<image>\n").split("\n")[0]
+        assert question in P.QUESTIONS and len(s["options"]) == 4
+        assert s["options"]["ABCD".index(s["answer"])].endswith("is blue, whereas in the first image it was red.")
+    again = build_bench(db, "run", "med-edit", writer, BenchSettings())  # resumed: nothing asked again
+    assert again.selected == outcome.selected and asked == 2 * 167 - 1

@@ -19,11 +19,13 @@ from pairsmith.flows.evaluate_config import EvaluateConfig
 from pairsmith.flows.finetune_config import GrpoFinetuneConfig
 from pairsmith.filters.imgdiff.pipelines import ImgDiffThresholds
 from pairsmith.flows.imgdiff_config import ImgDiffRemoveConfig, ImgDiffReplaceConfig
+from pairsmith.flows.med_edit_config import MedEditConfig
 from tests.conftest import paper_text
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"dig-render": DigRenderConfig, "finetune": GrpoFinetuneConfig, "evaluate": EvaluateConfig,
-          "imgdiff-replace": ImgDiffReplaceConfig, "imgdiff-remove": ImgDiffRemoveConfig, "refilter": ImgDiffThresholds}
+          "imgdiff-replace": ImgDiffReplaceConfig, "imgdiff-remove": ImgDiffRemoveConfig, "refilter": ImgDiffThresholds,
+          "med-edit": MedEditConfig}
 
 
 def _copy_repo_configs(tmp_path: Path) -> Path:
@@ -43,7 +45,8 @@ def _edit_yaml(path: Path, dotted: str, value) -> None:
 
 def test_every_preset_loads_through_its_flows_config_model():
     params = papers.load_parameters()
-    assert set(params.papers) >= {"dig", "imgdiff"}
+    assert set(params.papers) >= {"dig", "imgdiff", "med"}
+    assert "data" in params.papers["med"].presets
     assert set(params.papers["dig"].presets) == {"corpus", "grpo", "evaluate"}
     assert set(params.papers["imgdiff"].presets) == {"replace", "remove", "evaluate", "ablation",
                                                      *(f"table17-row{r}" for r in range(1, 5))}
@@ -76,6 +79,8 @@ def test_every_preset_has_parameters_and_every_key_resolves():
     ("imgdiff/replace.yaml", "thresholds.citm_min", 0.3, "thresholds.citm_min is 0.3, the paper's is 0.4"),
     ("imgdiff/remove.yaml", "inpaint.prompt", "background, nothing, 8k", "inpaint.prompt is 'background, nothing, 8k'"),
     ("imgdiff/table17/row2.yaml", "replace.bitm_min", 0.3, "table17/row2.yaml: replace is {"),
+    ("med/data.yaml", "bench.per_type", 10, "bench.per_type is 10, the paper's is 15"),
+    ("med/data.yaml", "mllm.model_id", "Qwen/Qwen2-VL-7B-Instruct", "mllm.model_id is 'Qwen/Qwen2-VL-7B-Instruct'"),
 ])
 def test_a_changed_preset_value_fails_the_check(tmp_path, preset, key, value, expected):
     root = _copy_repo_configs(tmp_path)
@@ -129,7 +134,7 @@ def test_cli_prints_the_table_and_checks():
     ok = runner.invoke(cli, ["papers", "--check"])
     assert ok.exit_code == 0 and "carries the paper's values" in ok.output
     bad = runner.invoke(cli, ["papers", "nope"])
-    assert bad.exit_code == 2 and "unknown paper 'nope'; known: dig, imgdiff" in bad.output
+    assert bad.exit_code == 2 and "unknown paper 'nope'; known: dig, imgdiff, med" in bad.output
     md = runner.invoke(cli, ["papers", "--markdown"])
     assert md.exit_code == 0 and md.output == papers.render_markdown()
 
