@@ -319,11 +319,17 @@ def test_the_paper_preset_runs_every_step_and_its_funnel_names_each_steps_reason
     _, clip = models
     faults = [f for f in FAULTS if f not in ("answer-bad", "wrong-bad")]  # the benchmark's: see test_med_bench_builder
     folder = tmp_path / "photos"
-    rows = _photos(folder, len(faults) + 12, seed=5)
+    rows = _photos(folder, len(faults) + 24, seed=5)  # clean photos: every type at least twice
     for row, fault in zip(rows, faults):
         row["caption"] += f" #fault-{fault}"
     captions = tmp_path / "captions.jsonl"
     captions.write_text("\n".join(json.dumps(r) for r in rows))
+    # The tiny random CLIP rates any edit of these photos above 0.7; for one photo, a repainted edit's
+    # score (0.5) stands in, so the similarity step drops it as the paper's threshold says.
+    repainted = Image.open(folder / rows[-2]["image"]).convert("RGB").getpixel((0, 0))
+    real = ClipScorer.image_similarity_batch
+    monkeypatch.setattr(ClipScorer, "image_similarity_batch", lambda self, pairs: [
+        0.5 if before.getpixel((0, 0)) == repainted else sim for (before, _), sim in zip(pairs, real(self, pairs))])
     preset = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs/papers/med/data.yaml").read_text())
     with FakeGemini() as server:
         server.script[_sha(folder / rows[-1]["image"])] = "blocked"
@@ -351,12 +357,13 @@ def test_the_paper_preset_runs_every_step_and_its_funnel_names_each_steps_reason
             assert by_stage[stage].reasons[reason] == 1, (fault, reason, stage, by_stage[stage].reasons)
             assert reason in printed
     assert by_stage["edit"].reasons["edit_blocked_safety"] == 1
+    assert dict(by_stage["similarity"].reasons) == {"similarity_too_low": 1}
     kept = by_stage["med-rewrite"].n_kept
-    assert kept == 11 and by_stage["samples"].n_kept == kept
+    assert kept == 22 and by_stage["samples"].n_kept == kept
     samples = store.read("samples").to_pylist()
     mcq = [s for s in samples if s["task"] == "med-mcq"]
     qa = {s["pair_id"]: s for s in samples if s["task"] == "med-diff-qa"}
-    assert len(mcq) == len({s["category"] for s in qa.values()})  # one per type present (--per-type 1)
+    assert len(mcq) == 11 == len({s["category"] for s in qa.values()})  # one per type (--per-type 1)
     assert {s["pair_id"] for s in mcq} == {p for p, s in qa.items() if s["split"] == "bench"}
     assert sum(s["split"] != "bench" for s in qa.values()) == kept - len(mcq)  # the rest train
 
