@@ -10,7 +10,6 @@ from pairsmith.tasks.med import prompts as P
 from pairsmith.tasks.med.bench import BenchCandidate, plan_bench, select_bench
 from tests.conftest import paper_text
 
-MARKER = "Hallucination at a Glance"
 
 
 def _norm(text: str) -> str:
