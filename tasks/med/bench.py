@@ -19,7 +19,9 @@ types": 11 types x 15. Here:
   ``bench``; every other pair, candidates not selected included, keeps its train/val/test split.
 
 Resume: pairs that already have their benchmark item keep it and count towards ``per_type``; only
-the missing items are asked for. The manual verification of §3.3 is not automated.
+the missing items are asked for (a type still short asks its earlier failures again). The stage row
+``med-bench`` (batch ``bench`` of ``stage_stats``) holds the latest invocation's counts: items kept
+(built before or now) and the reasons of this invocation's failed answers. The manual verification of §3.3 is not automated.
 """
 
 from __future__ import annotations
