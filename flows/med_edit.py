@@ -1,8 +1,10 @@
 """The med-edit flow: Gemini micro-edits of real photos, aligned captions, QA and MCQ (design.md §4.4).
 
-Per batch of sources: load -> editability gate -> category + edit request -> Gemini edit ->
-CLIP similarity -> caption alignment -> wrong MCQ options -> records -> one LanceDB commit. After
-the last batch, the MCQ answer letters are balanced over the run. A batch whose stage stats are
+Per batch of sources, MED's pipeline (§3.1-3.2, Figs. 7-14; ``pairsmith.tasks.med.vlm_steps``): load ->
+editability filter -> edit request -> Gemini edit -> CLIP similarity -> caption completion -> edited
+image's caption -> difference -> judge 1 -> judge 2 -> rewrite -> records -> one LanceDB commit. After
+the last batch, the benchmark (§3.3, ``pairsmith.tasks.med.bench``) is selected and written, and its
+MCQ answer letters are balanced. A batch whose stage stats are
 stored is skipped on a re-run, and paid edits are cached, so no re-run pays for an edit twice.
 """
 
@@ -27,7 +29,7 @@ from pairsmith.flows.engine.flow_runs import claim_run
 from pairsmith.flows.engine.run_name import pairsmith_run_name
 from pairsmith.models.clip_scorer import ClipScorer
 from pairsmith.models.gemini_editor import GeminiEditor
-from pairsmith.models.vlm_chat import VlmChat
+from pairsmith.models.role_chat import RoleChat
 from pairsmith.storage.ids import stable_id
 from pairsmith.storage.schemas import SampleRow
 from pairsmith.storage.store import open_store, sql_literal
@@ -37,7 +39,10 @@ from pairsmith.tasks.med.load_sources import load_sources
 from pairsmith.tasks.med.samples import balance_letters
 from pairsmith.tasks.med.score_similarity import score_similarity
 from pairsmith.tasks.med.sources import list_sources
-from pairsmith.tasks.med.vlm_steps import align_captions, gate_sources, plan_edits, write_mcq_options
+from pairsmith.tasks.med.bench import build_bench
+from pairsmith.tasks.med.vlm_steps import (
+    med_caption, med_complete, med_difference, med_filter, med_judge_1, med_judge_2, med_request, med_rewrite,
+)
 from pairsmith.tasks.write_batch import write_batch
 
 
@@ -50,6 +55,7 @@ class MedRunSummary(BaseModel):
     pairs_kept: int
     pairs_dropped: int
     samples: int
+    bench_items: int
     requests_sent: int
     stopped_early: str | None
     seconds: float
@@ -102,11 +108,14 @@ def med_edit(config: MedEditConfig) -> MedRunSummary:
     redo = batches_with_errors(store, run_id, also=refused) | batches_holding(stored_spans(store, run_id), retry)
     work = plan_resume(store, run_id, len(refs), config.batch_size, redo=redo, legacy=legacy)
     pending = work.todo
-    vlm, clip, editor = VlmChat(config.vlm), ClipScorer(config.clip), GeminiEditor(config.editor)
+    mllm, llm, clip, editor = (RoleChat(config.mllm), RoleChat(config.llm), ClipScorer(config.clip),
+                               GeminiEditor(config.editor))
     # On a GPU worker the model stages take a slot of the `tag:gpu` concurrency limit.
-    vlm_gpu = config.vlm.runtime.on_gpu()
+    mllm_gpu = config.mllm.backend == "transformers" and config.mllm.runtime.on_gpu()
+    llm_gpu = config.llm.backend == "transformers" and config.llm.runtime.on_gpu()
     clip_gpu = config.clip.runtime.on_gpu()
-    model_ids = {"vlm": config.vlm.model_id, "editor": config.editor.model_id, "clip": config.clip.model_name}
+    model_ids = {"mllm": config.mllm.model_id, "llm": config.llm.model_id, "editor": config.editor.model_id,
+                 "clip": config.clip.model_name, "answer_writer": config.answer_writer.model_id}
     budget = RequestBudget(config.request_budget)
     stopped: str | None = None
     with RunProgress(key=f"{FLOW_NAME}-progress", total=work.done_items + work.items_to_do, done=work.done_items,
@@ -116,8 +125,8 @@ def med_edit(config: MedEditConfig) -> MedRunSummary:
             items, source_stats = load_sources.with_options(task_run_name=f"load-sources-{name}")(
                 [refs[i] for i in indices], [pair_ids[i] for i in indices], config.db, config.image_limits)
             stages = [source_stats]
-            stages += batch_step(gate_sources, name, vlm_gpu)(items, vlm, config.decisions).stats
-            stages += batch_step(plan_edits, name, vlm_gpu)(items, vlm, config.decisions).stats
+            stages += batch_step(med_filter, name, mllm_gpu)(items, mllm).stats
+            stages += batch_step(med_request, name, mllm_gpu)(items, mllm).stats
             edit = batch_step(edit_images, name)(items, editor, config.db, budget)
             if edit.value:
                 stopped = "edit request budget exhausted; re-run to continue (paid edits are cached)"
@@ -125,16 +134,21 @@ def med_edit(config: MedEditConfig) -> MedRunSummary:
                 break
             stages += edit.stats
             stages += batch_step(score_similarity, name, clip_gpu)(items, clip, config.similarity).stats
-            stages += batch_step(align_captions, name, vlm_gpu)(items, vlm, config.decisions).stats
-            mcq = batch_step(write_mcq_options, name, vlm_gpu)(items, vlm)
+            stages += batch_step(med_complete, name, mllm_gpu)(items, mllm).stats
+            stages += batch_step(med_caption, name, mllm_gpu)(items, mllm).stats
+            stages += batch_step(med_difference, name, llm_gpu)(items, llm).stats
+            stages += batch_step(med_judge_1, name, mllm_gpu)(items, mllm).stats
+            stages += batch_step(med_judge_2, name, mllm_gpu)(items, mllm).stats
+            stages += batch_step(med_rewrite, name, llm_gpu)(items, llm).stats
             built = batch_step(build_med_records, name)(items, run_id, model_ids, config.splits)
             pairs, samples = built.value
             batch_step(write_batch, name)(
                 config.db, run_id, FLOW_NAME, name, {"pairs": pairs, "samples": samples},
-                [*stages, *built.stats, *mcq.stats],
+                [*stages, *built.stats],
             )
             progress.advance(len(indices))
             progress.flush()
+    bench = None if stopped else build_bench(config.db, run_id, FLOW_NAME, RoleChat(config.answer_writer), config.bench)
     balance_mcq_letters(config.db, run_id)
     funnel = run_funnel(store, run_id)
     if funnel:
@@ -146,6 +160,7 @@ def med_edit(config: MedEditConfig) -> MedRunSummary:
         pairs_kept=store.count("pairs", f"{run_filter} AND status = 'kept'"),
         pairs_dropped=store.count("pairs", f"{run_filter} AND status = 'dropped'"),
         samples=store.count("samples", run_filter),
+        bench_items=sum(len(ids) for ids in bench.selected.values()) if bench else 0,
         requests_sent=config.request_budget - budget.left, stopped_early=stopped,
         seconds=round(time.perf_counter() - start, 3),
     )

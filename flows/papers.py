@@ -39,7 +39,7 @@ class Preset(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     file: str = Field(description="path from the repository root")
-    flow: str = Field(description="dig-render, finetune, evaluate, imgdiff-replace or imgdiff-remove")
+    flow: str = Field(description="dig-render, finetune, evaluate, imgdiff-replace, imgdiff-remove, refilter or med-edit")
     command: str
 
 
@@ -91,6 +91,10 @@ def _flow_model(flow: str):
         from pairsmith.filters.imgdiff.pipelines import ImgDiffThresholds
 
         return ImgDiffThresholds.model_validate
+    if flow == "med-edit":
+        from pairsmith.flows.med_edit_config import MedEditConfig
+
+        return MedEditConfig.model_validate
     if flow in ("imgdiff-replace", "imgdiff-remove"):
         from pairsmith.flows.imgdiff_config import ImgDiffRemoveConfig, ImgDiffReplaceConfig
 
@@ -138,6 +142,8 @@ def load_preset(preset: Preset, root: Path | None = None) -> BaseModel:
 def default_config(flow: str, method: str | None = None) -> BaseModel:
     """The flow's config with nothing set: pairsmith's defaults (finetune: of the preset's ``method``,
     GRPO if None)."""
+    if flow == "med-edit":  # sources has no default: a folder placeholder, as the preset names one
+        return _flow_model(flow)({"sources": {"folder": {"images_dir": "photos", "captions": "photos/captions.jsonl"}}})
     return _flow_model(flow)({"method": method or "grpo"} if flow == "finetune" else {})
 
 

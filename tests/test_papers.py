@@ -19,11 +19,13 @@ from pairsmith.flows.evaluate_config import EvaluateConfig
 from pairsmith.flows.finetune_config import GrpoFinetuneConfig, SftFinetuneConfig
 from pairsmith.filters.imgdiff.pipelines import ImgDiffThresholds
 from pairsmith.flows.imgdiff_config import ImgDiffRemoveConfig, ImgDiffReplaceConfig
+from pairsmith.flows.med_edit_config import MedEditConfig
 from tests.conftest import paper_text
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"dig-render": DigRenderConfig, "finetune": (GrpoFinetuneConfig, SftFinetuneConfig), "evaluate": EvaluateConfig,
-          "imgdiff-replace": ImgDiffReplaceConfig, "imgdiff-remove": ImgDiffRemoveConfig, "refilter": ImgDiffThresholds}
+          "imgdiff-replace": ImgDiffReplaceConfig, "imgdiff-remove": ImgDiffRemoveConfig, "refilter": ImgDiffThresholds,
+          "med-edit": MedEditConfig}
 
 
 def _copy_repo_configs(tmp_path: Path) -> Path:
@@ -43,7 +45,8 @@ def _edit_yaml(path: Path, dotted: str, value) -> None:
 
 def test_every_preset_loads_through_its_flows_config_model():
     params = papers.load_parameters()
-    assert set(params.papers) >= {"dig", "imgdiff"}
+    assert set(params.papers) >= {"dig", "imgdiff", "med"}
+    assert "data" in params.papers["med"].presets
     assert set(params.papers["dig"].presets) == {"corpus", "grpo", "evaluate"}
     assert set(params.papers["imgdiff"].presets) == {"replace", "remove", "evaluate", "ablation",
                                                      *(f"table17-row{r}" for r in range(1, 5))}
@@ -85,6 +88,8 @@ def test_every_preset_has_parameters_and_every_key_resolves():
     ("omnidiff/sft.yaml", "train.vision_learning_rate", 1.0e-5, "train.vision_learning_rate is 1e-05, the paper's is 2e-06"),
     ("omnidiff/sft.yaml", "train.gradient_accumulation_steps", 16, "train.batch_size is 128, the paper's is 256"),
     ("omnidiff/sft.yaml", "lora.alpha", 128, "lora.alpha is 128, the paper's is 256"),
+    ("med/data.yaml", "bench.per_type", 10, "bench.per_type is 10, the paper's is 15"),
+    ("med/data.yaml", "mllm.model_id", "Qwen/Qwen2-VL-7B-Instruct", "mllm.model_id is 'Qwen/Qwen2-VL-7B-Instruct'"),
 ])
 def test_a_changed_preset_value_fails_the_check(tmp_path, preset, key, value, expected):
     root = _copy_repo_configs(tmp_path)
@@ -138,7 +143,7 @@ def test_cli_prints_the_table_and_checks():
     ok = runner.invoke(cli, ["papers", "--check"])
     assert ok.exit_code == 0 and "carries the paper's values" in ok.output
     bad = runner.invoke(cli, ["papers", "nope"])
-    assert bad.exit_code == 2 and "unknown paper 'nope'; known: dig, imgdiff" in bad.output
+    assert bad.exit_code == 2 and "unknown paper 'nope'; known: dig, imgdiff, med" in bad.output
     md = runner.invoke(cli, ["papers", "--markdown"])
     assert md.exit_code == 0 and md.output == papers.render_markdown()
 
