@@ -393,7 +393,7 @@ def test_sft_presets_are_compared_with_pairsmiths_sft_defaults():
     rows = {(r.preset, r.key): r for r in papers.table_rows("omnidiff") if r.key}
     assert rows[("sft", "train.vision_learning_rate")].default_value is None
     assert rows[("sft", "train.batch_size")].default_value == 16  # 4 x 4: SftSettings' defaults, a property
-    med = {(r.preset, r.name.split(": ", 1)[1]): r for r in papers.table_rows("med")}
+    med = {(r.preset, r.name.split(": ", 1)[1]): r for r in papers.table_rows("med") if r.preset.startswith("sft-")}
     eq7 = "SFT objective, Eq. 7 (caption loss on Z[I(x) - I(x_hat)])"
     assert med[("sft-qwen2-vl", eq7)].preset_value == "feature-difference"
     assert med[("sft-llava-1.6", eq7)].key is None and "NOT carried" in med[("sft-llava-1.6", eq7)].note
