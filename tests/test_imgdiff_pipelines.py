@@ -129,7 +129,7 @@ def test_the_rule_task_applies_a_filters_declared_rule_and_counts_it():
     (stats,) = result.stats
     assert rule_task(pl.BOX_AREA).name == "box_area" and stats.stage == "box_area"
     assert (stats.n_in, stats.n_kept, dict(stats.reasons)) == (3, 1, {"box_too_small": 1, "box_invalid": 1})
-    assert {r.region_id: r.reason for r in item.regions} == {"big": None, "tiny": "box_too_small", "flat": "box_invalid"}
+    assert {r.region_id: r.drop_reason for r in item.regions} == {"big": None, "tiny": "box_too_small", "flat": "box_invalid"}
 
 
 def test_nms_through_the_rule_task_keeps_the_most_different_box_whatever_the_order():
@@ -137,7 +137,7 @@ def test_nms_through_the_rule_task_keeps_the_most_different_box_whatever_the_ord
     for order in (list(boxes), list(reversed(boxes))):
         item = _item({k: boxes[k] for k in order})
         (stats,) = rule_task(pl.NMS).fn([item], ReplaceThresholds()).stats
-        assert {r.region_id: r.reason for r in item.regions} == {"a": "nms_suppressed", "b": None, "c": None}
+        assert {r.region_id: r.drop_reason for r in item.regions} == {"a": "nms_suppressed", "b": None, "c": None}
         assert (stats.n_in, stats.n_dropped) == (3, 1)
 
 
@@ -157,7 +157,7 @@ def test_gpu_tags_follow_the_models_a_stage_takes(monkeypatch):
 
 def test_scores_are_stored_under_their_column_and_one_without_a_column_fails_the_batch():
     item = _item({"r": ([0, 0, 50, 40], 0.5)})
-    item.regions[0].reason = "crop_sim_too_close"
+    item.regions[0].drop_reason = "crop_sim_too_close"
     item.scores["pair_clip_sim"] = 0.93
     result = regions_task.fn([item], "run", REPLACE.method, {}, SplitFractions())
     (pair,), (region,), samples = result.value
