@@ -88,9 +88,9 @@ def _flow_model(flow: str):
 
         return EvaluateConfig.model_validate
     if flow == "refilter":
-        from pairsmith.filters.imgdiff.pipelines import ImgDiffThresholds
+        from pairsmith.filters.refilterable import RefilterThresholds
 
-        return ImgDiffThresholds.model_validate
+        return RefilterThresholds.model_validate
     if flow in ("imgdiff-replace", "imgdiff-remove"):
         from pairsmith.flows.imgdiff_config import ImgDiffRemoveConfig, ImgDiffReplaceConfig
 

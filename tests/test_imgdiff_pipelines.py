@@ -17,7 +17,8 @@ from PIL import Image
 
 from pairsmith.filters.imgdiff import pipelines as pl
 from pairsmith.filters.imgdiff.pipelines import LOAD, MAKE_PAIRS, PIPELINES, REMOVE, REPLACE, ReplaceThresholds
-from pairsmith.filters.imgdiff.rejudge import RejudgeResult, pair_columns, refilter_table, region_columns
+from pairsmith.filters.refilterable import STORED, RefilterThresholds, rejudge_order
+from pairsmith.filters.rejudge import RejudgeResult, pair_columns, refilter_table, region_columns
 from pairsmith.filters.pipeline import PAIR, REGION, Pipeline, Stage, merged_order
 from pairsmith.flows.cli.main import main
 from pairsmith.flows.imgdiff_config import REMOVE_FLOW, REPLACE_FLOW, ImgDiffReplaceConfig
@@ -61,12 +62,12 @@ def test_every_threshold_field_is_read_by_a_stage_of_its_pipeline():
 
 @pytest.mark.parametrize("blip_score", ["itm", "cosine"])
 def test_every_score_a_stage_writes_or_reads_is_a_stored_column(blip_score):
-    thresholds = pl.ImgDiffThresholds.model_validate({"replace": {"blip_score": blip_score},
-                                                      "remove": {"blip_score": blip_score}})
+    thresholds = RefilterThresholds.model_validate({"replace": {"blip_score": blip_score},
+                                                    "remove": {"blip_score": blip_score}})
     stored = set(PairRow.model_fields) | set(RegionRow.model_fields)
-    for pipeline in PIPELINES.values():
-        t = pl.thresholds_of(thresholds, pipeline)
-        for s in pipeline.stages:
+    for spec in STORED.values():
+        t = spec.thresholds(thresholds)
+        for s in spec.pipeline.stages:
             assert set(s.writes) <= stored, s.name
             table = PairRow if s.level == PAIR else RegionRow
             assert set(s.needs(t)) <= set(table.model_fields), s.name
@@ -80,8 +81,9 @@ def test_refilter_reports_the_declared_filters_in_order():
     filters = [s.name for s in REPLACE.filters]
     paper = ["pair_filter", "box_area", "crop_filter", "nms", "caption_filter"]  # design.md §4.2, in this order
     assert sorted(paper, key=filters.index) == paper
-    assert pl.rejudge_order([REPLACE.method]) == [*filters, "region_outputs", "regions"]
-    assert pl.rejudge_order([REMOVE.method]) == ["removal_crop", "removal_itm", "regions"]
+    assert rejudge_order([REPLACE.method]) == [*filters, "region_outputs", "regions"]
+    assert rejudge_order([REMOVE.method]) == ["removal_crop", "removal_itm", "regions"]
+    assert rejudge_order(["med-edit"]) == ["similarity", "pair_outputs"]
     empty = RejudgeResult().ordered_stages({REMOVE.method})
     assert [(s.stage, s.n_in) for s in empty] == [("removal_crop", 0), ("removal_itm", 0), ("regions", 0)]
     assert REPLACE.outputs() == ("difference_caption",) and REMOVE.outputs() == ()
@@ -94,9 +96,10 @@ def test_refilter_help_lists_every_filter_with_its_thresholds_and_reasons(capsys
         assert f"Stages of {method}" in out
         assert f"{stage} {thresholds or 'no thresholds'}; {reasons}" in out
     table = {(m, s): r for m, s, _, r in refilter_table()}
-    for pipeline in PIPELINES.values():
-        for stage in pipeline.filters:
-            assert all(reason in table[pipeline.method, stage.name] for reason in stage.reasons)
+    for spec in STORED.values():
+        for stage in spec.pipeline.filters:
+            assert all(reason in table[spec.method, stage.name] for reason in stage.reasons)
+    assert {"imgdiff-replace", "imgdiff-remove", "med-edit"} <= {m for m, *_ in refilter_table()}
 
 
 def test_declarations_refuse_what_no_flow_could_run():

@@ -19,8 +19,6 @@ modules beside this one.
 
 from __future__ import annotations
 
-from pydantic import BaseModel
-
 from pairsmith.filters.imgdiff.box_area import box_area_rule
 from pairsmith.filters.imgdiff.box_aspect import box_aspect_rule
 from pairsmith.filters.imgdiff.caption_filter import caption_filter_reads, caption_filter_rule
@@ -32,7 +30,7 @@ from pairsmith.filters.imgdiff.removal_itm import removal_itm_reads, removal_itm
 from pairsmith.filters.imgdiff.thresholds import (  # noqa: F401 - re-exported: where the flows' configs import them
     PAPER_REMOVE, PAPER_REPLACE, BlipScore, ImgDiffThresholds, RemoveThresholds, ReplaceThresholds, blip_columns,
 )
-from pairsmith.filters.pipeline import PAIR, PAIR_REGIONS, REGION, Pipeline, Stage, merged_order
+from pairsmith.filters.pipeline import NEEDS_RERUN, PAIR, PAIR_REGIONS, REGION, Pipeline, Stage
 
 # --------------------------------------------------------------------------- the stages
 # Model steps: no keep rule; a model call that raises drops what it was given as ``<name>_error``.
@@ -101,7 +99,6 @@ REMOVAL_ITM = Stage(
 )
 
 NO_REGION_KEPT = "regions_none_kept"  # pair dropped at REGIONS: every region was dropped
-NEEDS_RERUN = "refilter_needs_rerun"  # passes the new thresholds, but later model steps never ran on it
 # The last stages of both pipelines: a pair with no kept region drops; a sample per kept region.
 REGIONS = Stage("regions", PAIR, reasons=(NO_REGION_KEPT, NEEDS_RERUN), doc="a pair keeps at least one region")
 SAMPLES = Stage("samples", REGION, doc="one training sample per kept region")
@@ -121,30 +118,9 @@ MAKE_PAIRS = (REWRITE.name, GENERATE.name)  # where pairs come from unless read 
 
 PIPELINES: dict[str, Pipeline] = {p.method: p for p in (REPLACE, REMOVE)}
 METHODS = tuple(PIPELINES)
-SECTIONS = {REPLACE.method: "replace", REMOVE.method: "remove"}  # ImgDiffThresholds' field per pipeline
 
 # Reasons, by the filter stage that gives them; what refilter may change.
 REASONS: dict[str, tuple[str, ...]] = {s.name: s.reasons for p in PIPELINES.values() for s in p.filters}
-THRESHOLD_REASONS: frozenset[str] = frozenset(r for rs in REASONS.values() for r in rs) | {NEEDS_RERUN}
-THRESHOLD_PAIR_STAGES: frozenset[str] = frozenset({*REASONS, REGIONS.name})
-
-
-def thresholds_of(thresholds: ImgDiffThresholds, pipeline: Pipeline) -> BaseModel:
-    """The section of a refilter thresholds file that ``pipeline``'s rules read."""
-    return getattr(thresholds, SECTIONS[pipeline.method])
-
-
-def rejudged_stages(pipeline: Pipeline) -> tuple[Stage, ...]:
-    """What ``refilter`` counts for a pipeline, in order: its filters, then (if the pipeline makes
-    outputs after its last filter) ``region_outputs``, then ``regions``."""
-    outputs = (REGION_OUTPUTS,) if pipeline.outputs() else ()
-    return (*pipeline.filters, *outputs, REGIONS)
-
-
-def rejudge_order(methods=None) -> list[str]:
-    """Stage names ``refilter`` reports, in pipeline order, for ``methods`` (default: all)."""
-    pipelines = [PIPELINES[m] for m in (methods or METHODS) if m in PIPELINES]
-    return merged_order([s.name for s in rejudged_stages(p)] for p in pipelines)
 
 
 def stage_of_reason(reason: str) -> str | None:
