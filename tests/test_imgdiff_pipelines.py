@@ -208,3 +208,26 @@ def test_scores_are_stored_under_their_column_and_one_without_a_column_fails_the
     item.regions[0].scores["crop_clip_simm"] = 0.5  # a stage's typo must not vanish silently
     with pytest.raises(ValueError, match=r"region r: scores \['crop_clip_simm'\] have no RegionRow column"):
         regions_task.fn([item], "run", REPLACE.method, {}, SplitFractions())
+
+
+def test_every_keep_rule_is_a_named_function_of_its_filters_module():
+    """No lambdas kept apart from what they call: a stage's rule (and its columns, when they depend on
+    the thresholds) is a function of the filter module named after the stage."""
+    for spec in STORED.values():
+        for stage in spec.pipeline.filters:
+            for fn in (stage.rule, stage.reads) if callable(stage.reads) else (stage.rule,):
+                assert fn.__name__ != "<lambda>" and not fn.__name__.startswith("_"), stage.name
+                assert fn.__module__.rsplit(".", 1)[-1] in (stage.name, "med_similarity"), (stage.name, fn.__module__)
+
+
+def test_no_filter_module_imports_the_pipelines_that_import_it():
+    import ast
+    from pathlib import Path
+
+    import pairsmith.filters.imgdiff as package
+
+    for path in Path(package.__file__).parent.glob("*.py"):
+        if path.stem == "pipelines":
+            continue
+        imported = {n.module for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ImportFrom)}
+        assert "pairsmith.filters.imgdiff.pipelines" not in imported, path.name

@@ -17,13 +17,13 @@ from pairsmith.flows.cli.main import cli
 from pairsmith.flows.dig_render_config import DigRenderConfig
 from pairsmith.flows.evaluate_config import EvaluateConfig
 from pairsmith.flows.finetune_config import GrpoFinetuneConfig
-from pairsmith.filters.imgdiff.pipelines import ImgDiffThresholds
+from pairsmith.filters.refilterable import RefilterThresholds
 from pairsmith.flows.imgdiff_config import ImgDiffRemoveConfig, ImgDiffReplaceConfig
 from tests.conftest import paper_text
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"dig-render": DigRenderConfig, "finetune": GrpoFinetuneConfig, "evaluate": EvaluateConfig,
-          "imgdiff-replace": ImgDiffReplaceConfig, "imgdiff-remove": ImgDiffRemoveConfig, "refilter": ImgDiffThresholds}
+          "imgdiff-replace": ImgDiffReplaceConfig, "imgdiff-remove": ImgDiffRemoveConfig, "refilter": RefilterThresholds}
 
 
 def _copy_repo_configs(tmp_path: Path) -> Path:
