@@ -231,3 +231,24 @@ def test_no_filter_module_imports_the_pipelines_that_import_it():
             continue
         imported = {n.module for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ImportFrom)}
         assert "pairsmith.filters.imgdiff.pipelines" not in imported, path.name
+
+
+def test_every_item_type_shares_the_candidate_base():
+    from pairsmith.storage.verdict import StageStats, Verdict
+    from pairsmith.tasks.candidate import Candidate, alive, judge
+    from pairsmith.tasks.med.item import MedItem
+    from pairsmith.tasks.med.sources import SourceRef
+
+    med = MedItem(ref=SourceRef(source_id="s", caption="a photo"), pair_id="m")
+    region = RegionCandidate(region_id="r", box=[0, 0, 4, 4], proposer="diffmap")
+    pair = ImgDiffItem(index=0, pair_id="p", seed=0, regions=[region])
+    assert all(isinstance(c, Candidate) for c in (med, region, pair))
+    stats = StageStats("similarity")
+    judge(stats, med, KEEP)
+    judge(stats, region, Verdict.drop("similarity_too_low"), "clip cosine 0.5")
+    assert (stats.n_in, stats.n_kept, dict(stats.reasons)) == (2, 1, {"similarity_too_low": 1})
+    assert (region.drop_stage, region.drop_reason, region.drop_detail) == ("similarity", "similarity_too_low",
+                                                                          "clip cosine 0.5")
+    assert alive([med, region, pair]) == [med, pair] and pair.live_regions() == []
+    with pytest.raises(ValueError, match="needs a reason"):
+        pair.drop("x", "")
