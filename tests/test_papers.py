@@ -17,14 +17,14 @@ from pairsmith.flows.cli.main import cli
 from pairsmith.flows.dig_render_config import DigRenderConfig
 from pairsmith.flows.evaluate_config import EvaluateConfig
 from pairsmith.flows.finetune_config import GrpoFinetuneConfig, SftFinetuneConfig
-from pairsmith.filters.imgdiff.pipelines import ImgDiffThresholds
+from pairsmith.filters.refilterable import RefilterThresholds
 from pairsmith.flows.imgdiff_config import ImgDiffRemoveConfig, ImgDiffReplaceConfig
 from pairsmith.flows.med_edit_config import MedEditConfig
 from tests.conftest import paper_text
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"dig-render": DigRenderConfig, "finetune": (GrpoFinetuneConfig, SftFinetuneConfig), "evaluate": EvaluateConfig,
-          "imgdiff-replace": ImgDiffReplaceConfig, "imgdiff-remove": ImgDiffRemoveConfig, "refilter": ImgDiffThresholds,
+          "imgdiff-replace": ImgDiffReplaceConfig, "imgdiff-remove": ImgDiffRemoveConfig, "refilter": RefilterThresholds,
           "med-edit": MedEditConfig}
 
 

@@ -1,6 +1,7 @@
-"""Re-apply Img-Diff thresholds to the stored scores of a run's pairs and regions.
+"""Re-apply thresholds to the stored scores of a run's pairs and regions, for any pipeline whose verdicts are stored.
 
-This is Img-Diff's threshold ablation as a pure function: the rows a flow stored (scores and
+This is Img-Diff's threshold ablation as a pure function, for every pipeline registered in
+``pairsmith.filters.refilterable`` (Img-Diff's two, med-edit's similarity filter): the rows a flow stored (scores and
 verdicts, dropped candidates included) go in, new verdicts and one ``StageStats`` per stage come
 out. No model runs, so only what the scores can decide changes:
 
@@ -13,10 +14,11 @@ out. No model runs, so only what the scores can decide changes:
   ``refilter_needs_rerun``. So with the original thresholds, refiltering changes nothing; with
   stricter ones it narrows the data; with looser ones it counts what a re-run would add.
 
-The stages and their order come from the pipeline declarations
-(``pairsmith.filters.imgdiff.pipelines``): a pair is re-judged by walking its method's filters in
-order, each with the keep rule the flow applied. Rows are plain dicts with the columns of
-``pairsmith.storage.schemas.PairRow`` / ``RegionRow``.
+The stages and their order come from the pipeline declarations (``pairsmith.filters.refilterable``
+lists them): a pair is re-judged by walking its method's filters in order, each with the keep rule
+the flow applied, then its pipeline's closing pair stage (Img-Diff's ``regions``: a pair keeps a
+region; ``pair_outputs`` for a pipeline without region filters: a pair has its samples). Rows are
+plain dicts with the columns of ``pairsmith.storage.schemas.PairRow`` / ``RegionRow``.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from pairsmith.filters.imgdiff import pipelines as pl
-from pairsmith.filters.imgdiff.pipelines import ImgDiffThresholds
-from pairsmith.filters.pipeline import PAIR, PAIR_REGIONS, Pipeline, Stage
+from pairsmith.filters.imgdiff.pipelines import NO_REGION_KEPT
+from pairsmith.filters.pipeline import NEEDS_RERUN, PAIR, PAIR_REGIONS, Stage
+from pairsmith.filters.refilterable import STORED, RefilterThresholds, StoredPipeline, rejudge_order
 from pairsmith.filters.scores import is_missing
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 
@@ -34,18 +36,18 @@ PAIR_COLUMNS = ["pair_id", "method", "width", "height", "status", "drop_stage", 
 REGION_COLUMNS = ["region_id", "pair_id", "box", "status", "reason"]
 
 
-def pair_columns(thresholds: ImgDiffThresholds) -> list[str]:
+def pair_columns(thresholds: RefilterThresholds) -> list[str]:
     """The pairs columns re-judging reads under these thresholds (no image bytes)."""
-    cols = [c for p in pl.PIPELINES.values() for s in p.filters if s.level == PAIR
-            for c in s.needs(pl.thresholds_of(thresholds, p))]
+    cols = [c for p in STORED.values() for s in p.pipeline.filters if s.level == PAIR
+            for c in s.needs(p.thresholds(thresholds))]
     return list(dict.fromkeys(PAIR_COLUMNS + cols))
 
 
-def region_columns(thresholds: ImgDiffThresholds) -> list[str]:
+def region_columns(thresholds: RefilterThresholds) -> list[str]:
     """The regions columns re-judging reads under these thresholds."""
-    cols = [c for p in pl.PIPELINES.values() for s in p.filters if s.level != PAIR
-            for c in s.needs(pl.thresholds_of(thresholds, p))]
-    cols += [c for p in pl.PIPELINES.values() for c in p.outputs()]
+    cols = [c for p in STORED.values() for s in p.pipeline.filters if s.level != PAIR
+            for c in s.needs(p.thresholds(thresholds))]
+    cols += [c for p in STORED.values() if p.has_regions for c in p.pipeline.outputs()]
     return list(dict.fromkeys(REGION_COLUMNS + cols))
 
 
@@ -67,22 +69,22 @@ class RejudgeResult:
     def ordered_stages(self, methods: set[str] | None = None) -> list[StageStats]:
         """The stages in pipeline order; with ``methods``, every stage they have, empty ones included,
         so that each batch lists the same stages in the same order."""
-        wanted = set(self.stages) | set(pl.rejudge_order(sorted(methods))) if methods else set(self.stages)
-        return [self.stages.get(s) or StageStats(s) for s in pl.rejudge_order() if s in wanted]
+        wanted = set(self.stages) | set(rejudge_order(sorted(methods))) if methods else set(self.stages)
+        return [self.stages.get(s) or StageStats(s) for s in rejudge_order() if s in wanted]
 
 
-def _threshold_decided_pair(pair: dict) -> bool:
-    return pair["status"] == "kept" or pair["drop_stage"] in pl.THRESHOLD_PAIR_STAGES
+def _threshold_decided_pair(spec: StoredPipeline, pair: dict) -> bool:
+    return pair["status"] == "kept" or pair["drop_stage"] in spec.threshold_pair_stages
 
 
-def _threshold_decided_region(region: dict) -> bool:
-    return region["status"] == "kept" or region["reason"] in pl.THRESHOLD_REASONS
+def _threshold_decided_region(spec: StoredPipeline, region: dict) -> bool:
+    return region["status"] == "kept" or region["reason"] in spec.threshold_reasons
 
 
 class _PairJudge:
     """Re-judges one pair and its regions by walking its pipeline, writing into a shared RejudgeResult."""
 
-    def __init__(self, result: RejudgeResult, thresholds: ImgDiffThresholds):
+    def __init__(self, result: RejudgeResult, thresholds: RefilterThresholds):
         self.result = result
         self.thresholds = thresholds
 
@@ -104,24 +106,27 @@ class _PairJudge:
 
     def judge(self, pair: dict, regions: list[dict], has_samples: bool) -> None:
         """Walk the pair's pipeline: its pair filters, then its region filters in order, then the
-        outputs check and the pair-level ``regions`` stage."""
-        pipeline = pl.PIPELINES.get(pair["method"])
-        if pipeline is None:
+        outputs check and the closing pair-level stage."""
+        spec = STORED.get(pair["method"])
+        if spec is None:
             self.result.left_alone[f"pairs of method {pair['method']}"] += 1
             return
-        if not _threshold_decided_pair(pair):
+        if not _threshold_decided_pair(spec, pair):
             self.result.left_alone[f"pairs dropped at {pair['drop_stage']}"] += 1
             return
-        t = pl.thresholds_of(self.thresholds, pipeline)
+        pipeline, t = spec.pipeline, spec.thresholds(self.thresholds)
         pair_stages = [s for s in pipeline.filters if s.level == PAIR]
         if any(self._missing("pairs", s, pair, t) for s in pair_stages):
             return
         self.result.pairs_rejudged += 1
-        if not self._pair_stages(pair_stages, pair, regions, t):
+        if not self._pair_stages(spec, pair_stages, pair, regions, t):
+            return
+        if not spec.has_regions:
+            self._pair_outputs(spec, pair, has_samples)
             return
         judged = []
         for region in regions:
-            if _threshold_decided_region(region):
+            if _threshold_decided_region(spec, region):
                 region["width"], region["height"] = pair["width"], pair["height"]  # what box rules read
                 judged.append(region)
             else:
@@ -130,14 +135,14 @@ class _PairJudge:
         for s in pipeline.filters:
             if s.level != PAIR:
                 alive = self._region_stage(s, alive, t)
-        self._region_outputs(pipeline, alive)
+        self._region_outputs(spec, alive)
         n_kept = sum(1 for r in regions if r.get("_final", r["status"]) == "kept")
-        needs_rerun = any(r.get("_final_reason") == pl.NEEDS_RERUN for r in judged)
+        needs_rerun = any(r.get("_final_reason") == NEEDS_RERUN for r in judged)
         # A pair a pair filter stopped never had regions proposed: passing now, it needs a re-run.
-        stopped_early = pair["drop_stage"] in {s.name for s in pair_stages} or pair["drop_reason"] == pl.NEEDS_RERUN
-        self._regions_stage(pair, n_kept, needs_rerun or (not regions and stopped_early), has_samples)
+        stopped_early = pair["drop_stage"] in {s.name for s in pair_stages} or pair["drop_reason"] == NEEDS_RERUN
+        self._regions_stage(spec, pair, n_kept, needs_rerun or (not regions and stopped_early), has_samples)
 
-    def _pair_stages(self, stages: list[Stage], pair: dict, regions: list[dict], t) -> bool:
+    def _pair_stages(self, spec: StoredPipeline, stages: list[Stage], pair: dict, regions: list[dict], t) -> bool:
         """The pair filters in order; False if one drops the pair (its regions then drop with it)."""
         for s in stages:
             verdict = s.judge(pair, t)
@@ -145,7 +150,7 @@ class _PairJudge:
             if not verdict.keep:
                 self._finish_pair(pair, s.name, verdict.reason)
                 for region in regions:  # a pair the filter drops has no regions in a flow run
-                    if _threshold_decided_region(region):
+                    if _threshold_decided_region(spec, region):
                         self._set_region(region, verdict)
                 return False
         return True
@@ -171,29 +176,37 @@ class _PairJudge:
                 self._set_region(region, verdict)
         return alive
 
-    def _region_outputs(self, pipeline: Pipeline, regions: list[dict]) -> None:
+    def _region_outputs(self, spec: StoredPipeline, regions: list[dict]) -> None:
         """A region passing every filter is kept only if it has what the later model steps make."""
-        needs = pipeline.outputs()
+        needs = spec.pipeline.outputs()
         for region in regions:
             verdict = KEEP
             if needs and any(region.get(c) is None for c in needs):
-                verdict = Verdict.drop(pl.NEEDS_RERUN)
-                region["_final_reason"] = pl.NEEDS_RERUN
-            if needs:
-                self.result.record(pl.REGION_OUTPUTS.name, verdict)
+                verdict = Verdict.drop(NEEDS_RERUN)
+                region["_final_reason"] = NEEDS_RERUN
+            if needs and spec.region_outputs is not None:
+                self.result.record(spec.region_outputs.name, verdict)
             self._set_region(region, verdict)
 
-    def _regions_stage(self, pair: dict, n_kept: int, needs_rerun: bool, has_samples: bool) -> None:
+    def _pair_outputs(self, spec: StoredPipeline, pair: dict, has_samples: bool) -> None:
+        """The closing verdict of a pipeline without region filters: a pair passing every filter is kept
+        if the later model steps made its samples, else it needs a re-run (a filter had stopped it)."""
+        verdict = KEEP if has_samples else Verdict.drop(NEEDS_RERUN)
+        self.result.record(spec.final.name, verdict)
+        self._finish_pair(pair, None if verdict.keep else spec.final.name, verdict.reason)
+
+    def _regions_stage(self, spec: StoredPipeline, pair: dict, n_kept: int, needs_rerun: bool,
+                       has_samples: bool) -> None:
         """The pair-level verdict: kept with a kept region and its samples; ``needs_rerun`` when a
         region (or, for a pair a pair filter stopped, the whole region part) was never made."""
         if n_kept and has_samples:
             verdict = KEEP
         elif n_kept or needs_rerun:
-            verdict = Verdict.drop(pl.NEEDS_RERUN)
+            verdict = Verdict.drop(NEEDS_RERUN)
         else:
-            verdict = Verdict.drop(pl.NO_REGION_KEPT)
-        self.result.record(pl.REGIONS.name, verdict)
-        self._finish_pair(pair, None if verdict.keep else pl.REGIONS.name, verdict.reason)
+            verdict = Verdict.drop(NO_REGION_KEPT)
+        self.result.record(spec.final.name, verdict)
+        self._finish_pair(pair, None if verdict.keep else spec.final.name, verdict.reason)
 
     def _finish_pair(self, pair: dict, stage: str | None, reason: str | None) -> None:
         new = {"status": "kept" if reason is None else "dropped", "drop_stage": stage, "drop_reason": reason}
@@ -205,7 +218,7 @@ def rejudge_pairs(
     pairs: list[dict],
     regions: list[dict],
     pairs_with_samples: set[str],
-    thresholds: ImgDiffThresholds,
+    thresholds: RefilterThresholds,
 ) -> RejudgeResult:
     """New verdicts for ``pairs`` and their ``regions`` under ``thresholds``.
 
@@ -227,10 +240,9 @@ def refilter_table() -> list[tuple[str, str, str, str]]:
     stage, in order: (pipeline, stage, threshold fields it reads as ``section.field``, reasons it may
     give). A filter missing a score it reads counts the row as ``<stage>_not_rejudged``."""
     rows = []
-    for pipeline in pl.PIPELINES.values():
-        section = pl.SECTIONS[pipeline.method]
-        for s in pl.rejudged_stages(pipeline):
-            fields = ", ".join(f"{section}.{f}" for f in s.thresholds)
+    for spec in STORED.values():
+        for s in spec.rejudged_stages():
+            fields = ", ".join(f"{spec.section}.{f}" for f in s.thresholds)
             reasons = [*s.reasons, f"{s.name}_not_rejudged"] if s.is_filter else list(s.reasons)
-            rows.append((pipeline.method, s.name, fields, ", ".join(reasons)))
+            rows.append((spec.method, s.name, fields, ", ".join(reasons)))
     return rows
