@@ -59,5 +59,6 @@ def imgdiff_remove(config: ImgDiffRemoveConfig = ImgDiffRemoveConfig()) -> ImgDi
         model_ids = {k: v for k, v in model_ids.items() if k not in ("rewriter", "generator")}
         model_ids["source_run"] = config.source_run
     inputs = StepInputs(models, config.thresholds, config.db, fastsam_sides=("before",), keep_masks=True,
-                        max_inpaint_per_pair=config.max_inpaint_per_pair, describe_view=config.describe_view)
+                        max_inpaint_per_pair=config.max_inpaint_per_pair, describe_view=config.describe_view,
+                        naturalness=config.naturalness)
     return run_pipeline(pipeline, config, store, n_items, plan, inputs, model_ids, "removing objects", start)

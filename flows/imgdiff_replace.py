@@ -46,6 +46,7 @@ from pairsmith.models.vlm_chat import VlmChat
 from pairsmith.storage.store import PairStore, open_store, sql_literal
 from pairsmith.tasks.imgdiff.caption_source import load_captions
 from pairsmith.tasks.imgdiff.items import ImgDiffItem
+from pairsmith.tasks.imgdiff.naturalness import NaturalnessSettings
 from pairsmith.tasks.imgdiff.regions import regions
 from pairsmith.tasks.imgdiff.sources import plan_caption_items
 from pairsmith.tasks.imgdiff.steps import inputs_of, task_for
@@ -133,6 +134,7 @@ class StepInputs:
     keep_masks: bool = False  # removal: keep each region's mask for inpainting
     max_inpaint_per_pair: int | None = None
     describe_view: str = "crop"  # removal: what the describer sees (ImgDiffRemoveConfig.describe_view)
+    naturalness: NaturalnessSettings | None = None  # the unnatural-image filter's settings (_ImgDiffBase.naturalness)
 
     def args(self, names: tuple[str, ...]) -> list:
         return [getattr(self.models, n) if n in MODEL_INPUTS else getattr(self, n) for n in names]
@@ -213,5 +215,5 @@ def imgdiff_replace(config: ImgDiffReplaceConfig = ImgDiffReplaceConfig()) -> Im
         REPLACE, config, store, config.pairs,
         lambda indices: plan_caption_items(REPLACE_FLOW, content_key, config.seed, captions, indices,
                                            config.rewriter.rounds),
-        StepInputs(models, config.thresholds, config.db), models.model_ids(), "making replacement pairs", start,
+        StepInputs(models, config.thresholds, config.db, naturalness=config.naturalness), models.model_ids(), "making replacement pairs", start,
     )

@@ -83,6 +83,10 @@ class PairRow(LanceModel):
     attempts: Optional[int] = Field(None, description="renders tried before the pair passed or dropped")
     camera_jitter: Optional[list[float]] = Field(None, description="distractor camera move: dx, dy, dz, yaw")
     pair_clip_sim: Optional[float] = None
+    natural_before: Optional[float] = Field(
+        None, description="Img-Diff unnatural-image filter: VLM P(yes, looks natural) of the before image, 0-1"
+    )
+    natural_after: Optional[float] = Field(None, description="the same for the after image")
     origin: Optional[str] = Field(None, description="where the before image came from (file, pair id, dataset)")
     difference: Optional[str] = Field(None, description="one sentence saying how the after image differs")
     bench_candidate: Optional[bool] = Field(None, description="MED: similar enough to serve as a benchmark item")

@@ -50,6 +50,7 @@ from pairsmith.filters.imgdiff.box_area import keep_box_area
 from pairsmith.filters.imgdiff.box_aspect import keep_box_aspect
 from pairsmith.filters.imgdiff.caption_filter import keep_region_captions
 from pairsmith.filters.imgdiff.crop_filter import keep_crop
+from pairsmith.filters.imgdiff.naturalness import NATURAL
 from pairsmith.filters.imgdiff.nms import nms_most_different_first
 from pairsmith.filters.imgdiff.pair_filter import keep_pair
 from pairsmith.filters.imgdiff.removal_crop import keep_removal_crop
@@ -90,6 +91,10 @@ class ReplaceThresholds(BaseModel):
     blip_score: BlipScore = Field(
         "itm", description="BITM/CITM read the ITM-head probability ('itm', Img-Diff) or the contrastive cosine"
     )
+    natural_min: float | None = Field(
+        None, ge=0.0, le=1.0, description="unnatural-image filter (Img-Diff supp. §15): both images' P(natural) "
+        "must be > this; None: off (the paper's preset)",
+    )
 
     @model_validator(mode="after")
     def _window(self) -> "ReplaceThresholds":
@@ -122,6 +127,10 @@ class RemoveThresholds(BaseModel):
         0.2, ge=-1.0, le=1.0, description="ITM(inpainted crop, description) must be < this: the object is gone"
     )
     blip_score: BlipScore = Field("itm", description="read the ITM-head probability ('itm') or the contrastive cosine")
+    natural_min: float | None = Field(
+        None, ge=0.0, le=1.0, description="unnatural-image filter (Img-Diff supp. §15): both images' P(natural) "
+        "must be > this; None: off (the paper's preset)",
+    )
 
     def itm_columns(self) -> tuple[str, str]:
         """The regions columns (original, inpainted) the removal ITM filter reads."""
@@ -244,11 +253,11 @@ REGION_OUTPUTS = Stage("region_outputs", REGION, reasons=(NEEDS_RERUN,),
 
 # --------------------------------------------------------------------------- the pipelines
 REPLACE = Pipeline("imgdiff-replace", (
-    REWRITE, GENERATE, PAIR_FILTER, PROPOSE, BOX_AREA, BOX_ASPECT, CROP_FILTER, NMS, REGION_CAPTIONS, CAPTION_FILTER,
+    REWRITE, GENERATE, PAIR_FILTER, NATURAL, PROPOSE, BOX_AREA, BOX_ASPECT, CROP_FILTER, NMS, REGION_CAPTIONS, CAPTION_FILTER,
     DIFFERENCE_CAPTIONS, REGIONS, SAMPLES,
 ), ReplaceThresholds)
 REMOVE = Pipeline("imgdiff-remove", (
-    REWRITE, GENERATE, PROPOSE, REMOVAL_CROP, INPAINT, DESCRIBE, REMOVAL_ITM, REGIONS, SAMPLES,
+    REWRITE, GENERATE, NATURAL, PROPOSE, REMOVAL_CROP, INPAINT, DESCRIBE, REMOVAL_ITM, REGIONS, SAMPLES,
 ), RemoveThresholds)
 MAKE_PAIRS = (REWRITE.name, GENERATE.name)  # where pairs come from unless read from another run (LOAD)
 

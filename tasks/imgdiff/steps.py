@@ -22,6 +22,7 @@ from pairsmith.tasks.imgdiff.difference_captions import difference_captions
 from pairsmith.tasks.imgdiff.generate import generate
 from pairsmith.tasks.imgdiff.inpaint import inpaint
 from pairsmith.tasks.imgdiff.load import load
+from pairsmith.tasks.imgdiff.naturalness import natural
 from pairsmith.tasks.imgdiff.pair_filter import pair_filter
 from pairsmith.tasks.imgdiff.propose import propose
 from pairsmith.tasks.imgdiff.region_captions import region_captions
@@ -33,7 +34,7 @@ from pairsmith.tasks.imgdiff.rule import rule_task
 STEPS: dict[str, Any] = {
     task.name: task
     for task in (rewrite, generate, load, pair_filter, propose, crop_filter, region_captions, caption_filter,
-                 difference_captions, removal_crop, inpaint, describe, removal_itm)
+                 difference_captions, removal_crop, inpaint, describe, removal_itm, natural)
 }
 
 
