@@ -225,6 +225,8 @@ class EvalPredictionRow(LanceModel):
     split: str
     prediction: str
     parsed: Optional[str] = Field(None, description="JSON of what the answer parser read; null if unparseable")
+    context: Optional[str] = Field(None, description="CoCoT prompting: the model's answer to the similarities-and-"
+                                   "differences instruction, asked first (null with direct prompting)")
     judge_answer: Optional[str] = Field(None, description="captions: the LLM judge's raw answer, if a judge ran")
     judge_score: Optional[float] = Field(None, description="captions: the judge's 0-100 coverage of the "
                                          "reference; null if unparseable or not judged")

@@ -45,7 +45,7 @@ def test_every_preset_loads_through_its_flows_config_model():
     params = papers.load_parameters()
     assert set(params.papers) >= {"dig", "imgdiff"}
     assert set(params.papers["dig"].presets) == {"corpus", "grpo", "evaluate"}
-    assert set(params.papers["imgdiff"].presets) == {"replace", "remove", "evaluate", "ablation",
+    assert set(params.papers["imgdiff"].presets) == {"replace", "remove", "evaluate", "evaluate-cocot", "ablation",
                                                      *(f"table17-row{r}" for r in range(1, 5))}
     for paper in params.papers.values():
         for preset in paper.presets.values():
