@@ -140,13 +140,16 @@ def default_config(flow: str) -> BaseModel:
     return _flow_model(flow)({"method": "grpo"} if flow == "finetune" else {})
 
 
-def resolve(config: Any, key: str) -> Any:
+def resolve(config: Any, key: str, through_none: bool = False) -> Any:
     """The value at a dotted ``key`` (``a.b``, list items by index ``stages.0.steps``, every item ``stages.*.subsets``).
 
-    Raises KeyError naming the part of the key that is missing."""
+    Raises KeyError naming the part of the key that is missing; ``through_none``: an optional section
+    that is off (None, as ``grpo.validation`` by default) gives None for every key inside it."""
     parts = key.split(".")
     value = config
     for i, part in enumerate(parts):
+        if value is None and through_none:
+            return None
         if part == "*":
             rest = ".".join(parts[i + 1:])
             return [resolve(item, rest) if rest else item for item in value]
@@ -234,7 +237,7 @@ def table_rows(name: str | None = None, params: ParameterList | None = None, roo
         if p.key is not None:
             try:
                 preset_value = resolve(presets[(p.paper, p.preset)], p.key)
-                default_value = resolve(defaults[preset.flow], p.key)
+                default_value = resolve(defaults[preset.flow], p.key, through_none=True)
                 if isinstance(p.value, dict):  # a section: show the keys the paper states
                     preset_value, default_value = (
                         {k: v for k, v in plain(x).items() if k in p.value} if isinstance(plain(x), dict) else x
@@ -277,6 +280,8 @@ def fmt(value: Any) -> str:
         return "[" + ", ".join(fmt(v) for v in value) + "]"
     if isinstance(value, bool):
         return str(value).lower()
+    if value is None:
+        return "null"
     return repr(value) if isinstance(value, float) and 0 < abs(value) < 1e-3 else str(value)
 
 
