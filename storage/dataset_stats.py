@@ -8,7 +8,8 @@ Per dataset, from the stored rows (no image bytes are read):
   (``PAIR_COLUMNS``: DiG's subset, K = ``n_changes`` and change kinds, MED's edit category, the
   change extent of edited photos, ...; change kinds are comma-joined and counted one by one), and
   objects per scene for rendered pairs (DiG supp. §7: 3-10);
-* samples per task and split, and samples per category for every (task, split) that has one:
+* samples per task and split, and samples per category for every (task, split) that has one
+  (comma-joined categories, as dig-render's change kinds, counted one by one):
   MED's bench items per type (split ``bench``, §3.3: 15 per type) and its SFT samples per type
   (``med-diff-qa``, the other splits);
 * the length in words of every caption answer (``diff-caption``, ``med-diff-qa``; OmniDiff §7.2,
@@ -43,6 +44,7 @@ PAIR_COLUMNS: dict[str, str] = {
 SPLIT_ON_COMMA = frozenset({"edit_category"})  # dig-render comma-joins a pair's change kinds
 CAPTION_TASKS = ("diff-caption", "med-diff-qa")
 TOP_WORDS = 20
+PLOT_COLUMNS = 4  # panels per row of the plot
 LENGTH_BINS = (0, 5, 10, 15, 20, 30, 40, 60, 80, 120)  # caption length histogram edges, words (last bin open)
 # English function words left out of the word counts (pairsmith's list; OmniDiff's Fig. 4 shows content words).
 STOPWORDS = frozenset("""
@@ -159,8 +161,9 @@ def dataset_stats(store) -> list[DatasetStats]:
             stats = get(dataset_of(row))
             key = (row["task"], row["split"])
             stats.samples[key] += 1
-            if row.get("category"):
-                stats.categories.setdefault(key, Counter())[row["category"]] += 1
+            if row.get("category"):  # dig-render's are its comma-joined change kinds: counted one by one
+                kinds = [c.strip() for c in str(row["category"]).split(",") if c.strip()]
+                stats.categories.setdefault(key, Counter()).update(kinds)
             if row["task"] in CAPTION_TASKS:
                 words = caption_words(row.get("answer") or "")
                 stats.caption_lengths.append(len(words))
@@ -207,8 +210,9 @@ def _counts(counts: Counter) -> str:
 
 
 def plot_dataset_stats(datasets: list[DatasetStats], path: str) -> None:
-    """One row of bar charts per dataset: samples per task/split, each pair count, samples per category,
-    caption lengths (OmniDiff Fig. 5) and the most frequent words (Fig. 4, as bars); written as PNG."""
+    """Bar charts, ``PLOT_COLUMNS`` a row, each titled with its dataset: samples per task/split, each pair
+    count, samples per category, caption lengths (OmniDiff Fig. 5), the most frequent words (Fig. 4, as
+    bars) and the funnel's kept counts; written as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -237,20 +241,19 @@ def plot_dataset_stats(datasets: list[DatasetStats], path: str) -> None:
         if d.funnel:
             row.append(("funnel: kept after each stage", [s.stage for s in d.funnel], [s.n_kept for s in d.funnel]))
         panels.append(row or [("no rows", [], [])])
-    n_cols = max(len(r) for r in panels) if panels else 1
-    fig, axes = plt.subplots(max(1, len(panels)), n_cols, figsize=(3.6 * n_cols, 3.2 * max(1, len(panels))),
-                             squeeze=False)
-    for i, (d, row) in enumerate(zip(datasets, panels)):
-        for j in range(n_cols):
-            ax = axes[i][j]
-            if j >= len(row):
-                ax.axis("off")
-                continue
-            title, labels, values = row[j]
-            ax.bar(range(len(values)), values, color="#4C72B0")
-            ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=7)
-            ax.set_title(f"{d.name}: {title}" if j == 0 else title, fontsize=8)
-            ax.tick_params(axis="y", labelsize=7)
+    flat = [(d.name, panel) for d, row in zip(datasets, panels) for panel in row] or [("", ("no rows", [], []))]
+    n_cols = min(PLOT_COLUMNS, len(flat))
+    n_rows = -(-len(flat) // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.2 * n_cols, 3.4 * n_rows), squeeze=False)
+    for k, ax in enumerate(ax for row in axes for ax in row):
+        if k >= len(flat):
+            ax.axis("off")
+            continue
+        name, (title, labels, values) = flat[k]
+        ax.bar(range(len(values)), values, color="#4C72B0")
+        ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=7)
+        ax.set_title(f"{name}: {title}", fontsize=8)
+        ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
