@@ -133,7 +133,7 @@ def _evaluate(config: EvaluateConfig, made: dict) -> EvaluateSummary:
         for a, b in pending:
             name = batch_name(range(a, b))
             answered = batch_step(generate_answers, name, gpu)(chat, config.db, pinned, rows[a:b], config.data.layout,
-                                                          eval_id, config.data.boxes())
+                                                          eval_id, config.data.boxes(), config.prompting)
             predictions, stats = answered.value, list(answered.stats)
             if judge is not None:
                 judged = batch_step(judge_captions, name)(judge, predictions, rows[a:b])

@@ -46,6 +46,7 @@ from pairsmith.storage.store import PairStore, open_store, sql_literal
 from pairsmith.tasks.imgdiff.caption_source import load_captions
 from pairsmith.tasks.imgdiff.context import ImgDiffContext, ImgDiffModels, StepSettings
 from pairsmith.tasks.imgdiff.items import ImgDiffItem
+from pairsmith.tasks.imgdiff.naturalness import NaturalnessSettings
 from pairsmith.tasks.imgdiff.regions import regions
 from pairsmith.tasks.imgdiff.sources import plan_caption_items
 from pairsmith.tasks.imgdiff.steps import step_for
@@ -155,5 +156,5 @@ def imgdiff_replace(config: ImgDiffReplaceConfig = ImgDiffReplaceConfig()) -> Im
         REPLACE, config, store, config.pairs,
         lambda indices: plan_caption_items(REPLACE_FLOW, content_key, config.seed, captions, indices,
                                            config.rewriter.rounds),
-        ImgDiffContext(config.thresholds, models, StepSettings(db=config.db)), models.model_ids(), "making replacement pairs", start,
+        ImgDiffContext(config.thresholds, models, StepSettings(db=config.db, naturalness=config.naturalness)), models.model_ids(), "making replacement pairs", start,
     )
