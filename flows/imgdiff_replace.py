@@ -46,7 +46,6 @@ from pairsmith.storage.store import PairStore, open_store, sql_literal
 from pairsmith.tasks.imgdiff.caption_source import load_captions
 from pairsmith.tasks.imgdiff.context import ImgDiffContext, ImgDiffModels, StepSettings
 from pairsmith.tasks.imgdiff.items import ImgDiffItem
-from pairsmith.tasks.imgdiff.naturalness import NaturalnessSettings
 from pairsmith.tasks.imgdiff.regions import regions
 from pairsmith.tasks.imgdiff.sources import plan_caption_items
 from pairsmith.tasks.imgdiff.steps import step_for
