@@ -261,6 +261,7 @@ def test_every_reason_starts_with_its_filter_name_and_maps_to_its_stage():
         "pair_filter": "pair_sim_", "box_area": "box_", "box_aspect": "box_aspect_", "nms": "nms_",
         "caption_filter": ("citm_", "caption_sim_"),
         "crop_filter": ("crop_sim_", "bitm_"), "removal_crop": "removal_crop_", "removal_itm": "removal_itm_",
+        "natural": ("unnatural_", "natural_"),
     }
     assert set(pl.REASONS) == set(prefixes)  # every filter of both pipelines, and nothing else
     for stage, reasons in pl.REASONS.items():

@@ -19,7 +19,8 @@ from pairsmith.filters.imgdiff.pipelines import PAIR_FILTER, REMOVE, REPLACE, Re
 from pairsmith.flows.imgdiff_config import ImgDiffRemoveConfig, ImgDiffReplaceConfig
 from pairsmith.tasks.imgdiff.items import ImgDiffItem
 from pairsmith.tasks.imgdiff.prompts import NATURALNESS_PROMPT
-from pairsmith.tasks.imgdiff.steps import task_for
+from pairsmith.tasks.imgdiff.context import ImgDiffContext, ImgDiffModels, StepSettings
+from pairsmith.tasks.imgdiff.steps import step_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,7 +52,7 @@ def test_both_pipelines_run_it_after_their_pairs_are_made_and_refilter_reads_not
     assert REMOVE.names.index(NATURAL.name) == REMOVE.names.index("generate") + 1
     assert NATURAL.needs(ReplaceThresholds()) == () and NATURAL.needs(RemoveThresholds()) == ()
     assert NATURAL.needs(ReplaceThresholds(natural_min=0.5)) == ("natural_before", "natural_after")
-    assert task_for(NATURAL).name == NATURAL.name
+    assert step_for(NATURAL).name == NATURAL.name
     # Stored rows re-judged under a threshold (what `pairsmith refilter` does with the same rule).
     row = {"natural_before": 0.7, "natural_after": 0.3}
     assert NATURAL.judge(row, ReplaceThresholds()).keep
@@ -104,7 +105,7 @@ def test_the_stage_stores_each_images_yes_probability_and_judges_with_the_thresh
 
     monkeypatch.setattr(VlmChat, "score_options_batch", capture)
     items = _items(3)
-    (stats,) = natural.fn(items, tiny_vlm, ReplaceThresholds(), NaturalnessSettings(score=True)).stats
+    (stats,) = natural.fn(items, ImgDiffContext(ReplaceThresholds(), ImgDiffModels(vlm=tiny_vlm), StepSettings(naturalness=NaturalnessSettings(score=True)))).stats
     assert sent == [(NATURALNESS_PROMPT, 1, NATURAL_OPTIONS)] * 6  # before and after of each pair, one image each
     assert stats.n_in == 3 and stats.n_kept == 3  # scored, but no threshold: all kept
     scores = [(i.scores["natural_before"], i.scores["natural_after"]) for i in items]
@@ -118,7 +119,7 @@ def test_the_stage_stores_each_images_yes_probability_and_judges_with_the_thresh
     lows = sorted(min(s) for s in scores)
     cut = (lows[0] + lows[1]) / 2 if lows[0] < lows[1] else lows[0]
     again = _items(3)
-    (stats,) = natural.fn(again, tiny_vlm, ReplaceThresholds(natural_min=cut), NaturalnessSettings(score=True)).stats
+    (stats,) = natural.fn(again, ImgDiffContext(ReplaceThresholds(natural_min=cut), ImgDiffModels(vlm=tiny_vlm), StepSettings(naturalness=NaturalnessSettings(score=True)))).stats
     dropped = [i for i in again if not i.alive]
     assert {i.drop_reason for i in dropped} <= {"unnatural_before", "unnatural_after"}
     assert len(dropped) == sum(min(s) <= cut for s in scores) >= 1
@@ -135,6 +136,6 @@ def test_off_it_asks_nothing_and_keeps_every_pair(tiny_vlm, monkeypatch):
 
     monkeypatch.setattr(VlmChat, "score_options_batch", refuse)
     items = _items(2)
-    (stats,) = natural.fn(items, tiny_vlm, ReplaceThresholds(), NaturalnessSettings()).stats
+    (stats,) = natural.fn(items, ImgDiffContext(ReplaceThresholds(), ImgDiffModels(vlm=tiny_vlm), StepSettings(naturalness=NaturalnessSettings()))).stats
     assert stats.n_in == 2 and stats.n_kept == 2 and all("natural_before" not in i.scores for i in items)
     assert ASSUMED_NATURAL_MIN == 0.5

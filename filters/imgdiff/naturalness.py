@@ -70,10 +70,15 @@ def natural_rule(row: dict[str, Any], thresholds: Any) -> Verdict:
     return keep_natural(row.get("natural_before"), row.get("natural_after"), natural_min)
 
 
+def natural_reads(thresholds: Any) -> tuple[str, ...]:
+    """The pair columns the rule reads under ``thresholds``: none while the filter is off."""
+    return natural_columns(getattr(thresholds, "natural_min", None))
+
+
 # The stage, declared here so that the pipelines only list it (``pairsmith.filters.imgdiff.pipelines``):
 # a pair filter after the pair filter (replacement) or the pair source (removal).
 NATURAL = Stage(
     "natural", PAIR, writes=COLUMNS, reasons=REASONS, rule=natural_rule,
-    reads=lambda t: natural_columns(getattr(t, "natural_min", None)), thresholds=("natural_min",),
+    reads=natural_reads, thresholds=("natural_min",),
     doc="optional: both images look natural to a VLM (Img-Diff supp. §15; off unless natural_min is set)",
 )

@@ -73,7 +73,7 @@ STEPS: dict[str, Step] = {step.name: step for step in (
     Step(inpaint, needs=("inpainter", "max_inpaint_per_pair")),
     Step(describe, needs=("vlm", "describe_view")),
     Step(removal_itm, needs=("blip", "thresholds")),
-    Step(natural, needs=("vlm", "thresholds")),
+    Step(natural, needs=("vlm", "thresholds"), may_use=("naturalness",)),
 )}
 
 
