@@ -8,22 +8,13 @@ stored is skipped on a re-run, and paid edits are cached, so no re-run pays for 
 
 from __future__ import annotations
 
-import time
-
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel
 
-from pairsmith.flows.engine.batching import batch_name
-from pairsmith.flows.engine.resume import (
-    batches_holding, changed_since, plan_resume, resolve_run_id, retry_indices, stored_spans,
-)
-from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
+from pairsmith.flows.engine.resume import batches_holding, changed_since, retry_indices, stored_spans
+from pairsmith.flows.engine.run import Batch, Output, Run, RunSpec, RunSummary, declare
 from pairsmith.flows.med_edit_config import FLOW_NAME, MedEditConfig
-from pairsmith.flows.engine.progress import RunProgress
-from pairsmith.flows.engine.run_outcome import batches_with_errors, is_error_reason
-from pairsmith.flows.engine.stages import batch_step
-from pairsmith.flows.engine.flow_runs import claim_run
+from pairsmith.flows.engine.run_outcome import is_error_reason
 from pairsmith.flows.engine.run_name import pairsmith_run_name
 from pairsmith.models.clip_scorer import ClipScorer
 from pairsmith.models.gemini_editor import GeminiEditor
@@ -38,21 +29,29 @@ from pairsmith.tasks.med.samples import balance_letters
 from pairsmith.tasks.med.score_similarity import score_similarity
 from pairsmith.tasks.med.sources import list_sources
 from pairsmith.tasks.med.vlm_steps import align_captions, gate_sources, plan_edits, write_mcq_options
-from pairsmith.tasks.write_batch import write_batch
+
+# The flow's stages in the order they are stored (tasks/med/): the one place it is written.
+PIPELINE = declare(
+    FLOW_NAME,
+    ("source", "the source photo is there, readable and within the image limits"),
+    ("gate", "the VLM judges the photo editable"),
+    ("plan", "the VLM picks a category and writes the edit request"),
+    ("edit", "Gemini edits the photo"),
+    ("similarity", "CLIP similarity of the edit to the original"),
+    ("align", "the VLM aligns the captions with the edit"),
+    ("samples", "the pair's records, QA and MCQ samples"),
+    ("mcq", "the VLM writes the wrong MCQ options"),
+)
+BALANCE_BATCH = "balance-mcq-letters"  # the run-wide pass after the last batch (no stage stats)
 
 
-class MedRunSummary(BaseModel):
-    run_id: str
-    db: str
+class MedRunSummary(RunSummary):
     sources: int
-    batches: int
-    batches_resumed: int
     pairs_kept: int
     pairs_dropped: int
     samples: int
     requests_sent: int
     stopped_early: str | None
-    seconds: float
 
 
 def _source_to_retry(refs, pair_ids: list[str], retry_failed: bool):
@@ -70,82 +69,64 @@ def _source_to_retry(refs, pair_ids: list[str], retry_failed: bool):
 
 
 @task(name="balance-mcq-letters", cache_policy=NO_CACHE)
-def balance_mcq_letters(db_uri: str, run_id: str) -> int:
-    """Re-deal the right letters of the run's MCQs, per split, so each letter is right equally often."""
+def balance_mcq_letters(db_uri: str, run_id: str) -> list[SampleRow]:
+    """The run's MCQs with their right letters re-dealt, per split, so each letter is right equally
+    often (the caller commits them through the single writer)."""
     store = open_store(db_uri)
     rows = store.read("samples", where=f"run_id = {sql_literal(run_id)} AND task = 'med-mcq'").to_pylist()
     by_split: dict[str, list[SampleRow]] = {}
     for row in rows:
         by_split.setdefault(row["split"], []).append(SampleRow(**row))
-    balanced = [s for group in by_split.values() for s in balance_letters(group)]
-    store.upsert("samples", balanced)
-    return len(balanced)
+    return [s for group in by_split.values() for s in balance_letters(group)]
 
 
 @flow(flow_run_name=pairsmith_run_name, name=FLOW_NAME, description="Gemini micro-edits of photos with aligned captions, QA and MCQ samples.")
 def med_edit(config: MedEditConfig) -> MedRunSummary:
-    start = time.perf_counter()
-    logger = get_run_logger()
     content_key = config.content_key()
     store = open_store(config.db)
     store.check_reachable()
     refs = list_sources(config.sources, store)
-    run_id, legacy = resolve_run_id(store, FLOW_NAME, config.run_id(), config.legacy_run_id,
-                                    (len(refs), config.batch_size))
     pair_ids = [stable_id(FLOW_NAME, content_key, ref.source_id) for ref in refs]
-    claim_run(run_id, store, FLOW_NAME, len(refs))  # a flow run of it killed with -9: marked CRASHED in Prefect
+
+    def holding_retries(store, run_id: str) -> set[str]:
+        retry = retry_indices(store, run_id, pair_ids, _source_to_retry(refs, pair_ids, config.retry_failed))
+        return batches_holding(stored_spans(store, run_id), retry)
+
     # Per item (pairsmith.flows.engine.resume): sources already counted are skipped, whatever the
-    # batch size; batches with errors, or with a source whose file changed since, are redone.
-    retry = retry_indices(store, run_id, pair_ids, _source_to_retry(refs, pair_ids, config.retry_failed))
-    # transient errors are retried; refused edits only when asked (editor.retry_rejected)
-    refused = ("edit_rejected",) if config.editor.retry_rejected else ()
-    redo = batches_with_errors(store, run_id, also=refused) | batches_holding(stored_spans(store, run_id), retry)
-    work = plan_resume(store, run_id, len(refs), config.batch_size, redo=redo, legacy=legacy)
-    pending = work.todo
+    # batch size; batches with errors, or with a source whose file changed since, are redone;
+    # transient errors are retried, refused edits only when asked (editor.retry_rejected).
+    run = Run.start(RunSpec(
+        FLOW_NAME, config.db, PIPELINE, config.run_id(), len(refs), config.batch_size, config.legacy_run_id,
+        redo=holding_retries, error_also=("edit_rejected",) if config.editor.retry_rejected else (),
+        description="editing photos", terminal=config.show_progress,
+    ), store)
+    run_id = run.run_id
     vlm, clip, editor = VlmChat(config.vlm), ClipScorer(config.clip), GeminiEditor(config.editor)
     # On a GPU worker the model stages take a slot of the `tag:gpu` concurrency limit.
     vlm_gpu = config.vlm.runtime.on_gpu()
     clip_gpu = config.clip.runtime.on_gpu()
     model_ids = {"vlm": config.vlm.model_id, "editor": config.editor.model_id, "clip": config.clip.model_name}
     budget = RequestBudget(config.request_budget)
-    stopped: str | None = None
-    with RunProgress(key=f"{FLOW_NAME}-progress", total=work.done_items + work.items_to_do, done=work.done_items,
-                     description="editing photos", terminal=config.show_progress) as progress:
-        for indices in pending:
-            name = batch_name(indices)
-            items, source_stats = load_sources.with_options(task_run_name=f"load-sources-{name}")(
-                [refs[i] for i in indices], [pair_ids[i] for i in indices], config.db, config.image_limits)
-            stages = [source_stats]
-            stages += batch_step(gate_sources, name, vlm_gpu)(items, vlm, config.decisions).stats
-            stages += batch_step(plan_edits, name, vlm_gpu)(items, vlm, config.decisions).stats
-            edit = batch_step(edit_images, name)(items, editor, config.db, budget)
-            if edit.value:
-                stopped = "edit request budget exhausted; re-run to continue (paid edits are cached)"
-                logger.warning("run %s stops early: %s", run_id, stopped)
-                break
-            stages += edit.stats
-            stages += batch_step(score_similarity, name, clip_gpu)(items, clip, config.similarity).stats
-            stages += batch_step(align_captions, name, vlm_gpu)(items, vlm, config.decisions).stats
-            mcq = batch_step(write_mcq_options, name, vlm_gpu)(items, vlm)
-            built = batch_step(build_med_records, name)(items, run_id, model_ids, config.splits)
-            pairs, samples = built.value
-            batch_step(write_batch, name)(
-                config.db, run_id, FLOW_NAME, name, {"pairs": pairs, "samples": samples},
-                [*stages, *built.stats, *mcq.stats],
-            )
-            progress.advance(len(indices))
-            progress.flush()
-    balance_mcq_letters(config.db, run_id)
-    funnel = run_funnel(store, run_id)
-    if funnel:
-        publish_dropoff(run_id, funnel)
-    run_filter = f"run_id = {sql_literal(run_id)}"
-    return MedRunSummary(
-        run_id=run_id, db=config.db, sources=len(refs), batches=work.stored_batches + len(pending) - len(work.redone),
-        batches_resumed=work.stored_batches - len(work.redone),
-        pairs_kept=store.count("pairs", f"{run_filter} AND status = 'kept'"),
-        pairs_dropped=store.count("pairs", f"{run_filter} AND status = 'dropped'"),
-        samples=store.count("samples", run_filter),
-        requests_sent=config.request_budget - budget.left, stopped_early=stopped,
-        seconds=round(time.perf_counter() - start, 3),
-    )
+
+    def make(batch: Batch) -> Output | None:
+        name, indices = batch.name, batch.indices
+        items, source_stats = load_sources.with_options(task_run_name=f"load-sources-{name}")(
+            [refs[i] for i in indices], [pair_ids[i] for i in indices], config.db, config.image_limits)
+        stages = [source_stats]
+        stages += batch.step(gate_sources, vlm_gpu)(items, vlm, config.decisions).stats
+        stages += batch.step(plan_edits, vlm_gpu)(items, vlm, config.decisions).stats
+        edit = batch.step(edit_images)(items, editor, config.db, budget)
+        if edit.value:
+            run.stop("edit request budget exhausted; re-run to continue (paid edits are cached)")
+            return None
+        stages += edit.stats
+        stages += batch.step(score_similarity, clip_gpu)(items, clip, config.similarity).stats
+        stages += batch.step(align_captions, vlm_gpu)(items, vlm, config.decisions).stats
+        mcq = batch.step(write_mcq_options, vlm_gpu)(items, vlm)
+        built = batch.step(build_med_records)(items, run_id, model_ids, config.splits)
+        pairs, samples = built.value
+        return Output({"pairs": pairs, "samples": samples}, [*stages, *built.stats, *mcq.stats])
+
+    run.execute(make)
+    run.write(BALANCE_BATCH, {"samples": balance_mcq_letters(config.db, run_id)})
+    return run.finish(MedRunSummary, sources=len(refs), requests_sent=config.request_budget - budget.left)

@@ -25,19 +25,11 @@ of the latest run that processed it.
 
 from __future__ import annotations
 
-import time
-
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pairsmith.flows.engine.batching import batch_name
-from pairsmith.flows.engine.resume import plan_resume, resolve_run_id
-from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
-from pairsmith.flows.engine.run_outcome import batches_with_errors
+from pairsmith.flows.engine.run import Batch, Output, Run, RunSpec, RunSummary, declare
 from pairsmith.models.failures import failure_reason
-from pairsmith.flows.engine.stages import batch_step
-from pairsmith.flows.engine.flow_runs import claim_run
-from pairsmith.flows.engine.progress import tracked
 from pairsmith.flows.engine.run_name import pairsmith_run_name
 from pairsmith.models.pair_proposer import PHOTO, PairProposal, PairProposer, PairProposerConfig
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
@@ -48,7 +40,6 @@ from pairsmith.storage.store import open_store, sql_in, sql_literal
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 from pairsmith.tasks.sample_builders import SplitFractions, grounding_sample, split_for
 from pairsmith.tasks.stage import stage
-from pairsmith.tasks.write_batch import write_batch
 
 FLOW_NAME = "propose-regions"
 PROPOSER_NAME = "diffmap"
@@ -116,8 +107,18 @@ class ProposeRegionsConfig(BaseModel):
         return f"{FLOW_NAME}-{content_key(self, limit=n_pairs)[:12]}"
 
 
-class ProposeSummary(BaseModel):
-    run_id: str
+# The flow's stages in the order they run and are stored (``align_and_propose``).
+PIPELINE = declare(
+    FLOW_NAME,
+    ("align", "register the after image onto the before image (models/pair_proposer.py)"),
+    ("extent", "drop edits that changed the whole picture"),
+    ("propose", "propose ranked change regions"),
+    ("confidence", "keep the pair if a region reaches min_confidence"),
+    ("grounding", "a grounding sample per local med-edit pair (grounding.enabled only)"),
+)
+
+
+class ProposeSummary(RunSummary):
     pairs: int
     aligned: int
     local: int
@@ -125,7 +126,6 @@ class ProposeSummary(BaseModel):
     with_regions: int
     regions: int
     samples: int
-    seconds: float
 
 
 def _pair_columns(row: dict, found: PairProposal | None, run_id: str, failed: str = "align_error") -> dict:
@@ -229,7 +229,6 @@ def _batches_with_rewritten_pairs(store, run_id: str, every: list[str], written:
 
 @flow(flow_run_name=pairsmith_run_name, name=FLOW_NAME, description="Align stored pairs, judge the edit's extent and propose the regions that changed.")
 def propose_regions(config: ProposeRegionsConfig) -> ProposeSummary:
-    start = time.perf_counter()
     store = open_store(config.db)
     store.check_reachable()
     written = {r["pair_id"]: r["created_at"] for r in store.read("pairs", where=config.where(),
@@ -238,31 +237,29 @@ def propose_regions(config: ProposeRegionsConfig) -> ProposeSummary:
     ids = every[: config.limit] if config.limit else every
     # Per pair (pairsmith.flows.engine.resume): a larger --limit or another batch size redoes nothing;
     # a batch with an error, or with a pair written again since (new images), is redone.
-    run_id, legacy = resolve_run_id(store, FLOW_NAME, config.run_id(), config.legacy_run_id,
-                                    (len(ids), config.batch_size))
-    claim_run(run_id, store, FLOW_NAME, len(ids))  # a flow run of it killed with -9: marked CRASHED in Prefect
-    redo = batches_with_errors(store, run_id) | _batches_with_rewritten_pairs(store, run_id, every, written)
-    work = plan_resume(store, run_id, len(ids), config.batch_size, redo=redo, legacy=legacy)
-    for indices in tracked(work.todo, len(ids), f"{FLOW_NAME}-progress", "proposing regions"):
-        name = batch_name(indices)
+    run = Run.start(RunSpec(
+        FLOW_NAME, config.db, PIPELINE, config.run_id(), len(ids), config.batch_size, config.legacy_run_id,
+        redo=lambda store, run_id: _batches_with_rewritten_pairs(store, run_id, every, written),
+        description="proposing regions",
+    ), store)
+
+    def propose(batch: Batch) -> Output:
         # a batch redone whole may reach past a smaller --limit
-        proposed = batch_step(align_and_propose, name)([every[i] for i in indices if i < len(every)], config, run_id)
+        proposed = batch.step(align_and_propose)([every[i] for i in batch.indices if i < len(every)], config,
+                                                 run.run_id)
         pairs, regions, samples = proposed.value
         stages = [s for s in proposed.stats if s.stage != "grounding" or config.grounding.enabled]
-        batch_step(write_batch, name)(
-            config.db, run_id, FLOW_NAME, name, {"pairs": pairs, "regions": regions, "samples": samples}, stages)
-    funnel = run_funnel(store, run_id)
-    if funnel:
-        publish_dropoff(run_id, funnel)
-    by = {s.stage: s for s in funnel}
+        return Output({"pairs": pairs, "regions": regions, "samples": samples}, stages)
+
+    run.execute(propose)
+    by = {s.stage: s for s in run.funnel()}
 
     def kept(stage: str) -> int:
         return by[stage].n_kept if stage in by else 0
 
-    in_run = f"run_id = {sql_literal(run_id)}"
-    return ProposeSummary(
-        run_id=run_id, pairs=len(ids), aligned=kept("align"), local=kept("extent"),
+    in_run = f"run_id = {sql_literal(run.run_id)}"
+    return run.finish(
+        ProposeSummary, pairs=len(ids), aligned=kept("align"), local=kept("extent"),
         global_edits=by["extent"].n_dropped if "extent" in by else 0, with_regions=kept("confidence"),
-        regions=store.count("regions", f"{in_run} AND status = 'kept'"), samples=store.count("samples", in_run),
-        seconds=round(time.perf_counter() - start, 3),
+        regions=store.count("regions", f"{in_run} AND status = 'kept'"),
     )
