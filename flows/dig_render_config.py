@@ -25,10 +25,10 @@ FLOW_NAME = "dig-render"
 # The flow's stages in the order they run and are stored (tasks/dig/): the one place it is written.
 PIPELINE = declare(
     FLOW_NAME,
-    ("plan", "sample a scene and its change per pair (scenes/pair_plan.py)"),
+    ("scene_plan", "sample a scene and its change per pair (scenes/pair_plan.py)"),
     ("render", "render the before and after images in Blender"),
     ("visibility", "drop changes too small or hidden to see (filters/change_visibility.py)"),
-    ("samples", "build the pair's records and DiG samples"),
+    ("dig_samples", "build the pair's records and DiG samples"),
 )
 
 

@@ -20,6 +20,7 @@ from pairsmith.flows.engine.resume import batches_holding, changed_since, retry_
 from pairsmith.flows.engine.run import Batch, ItemRetry, Output, Run, RunSpec, RunSummary, declare
 from pairsmith.flows.engine.run_outcome import is_error_reason
 from pairsmith.flows.engine.run_name import pairsmith_run_name
+from pairsmith.storage.stage_names import current
 from pairsmith.storage.store import sql_literal
 from pairsmith.tasks.imports import load_importer
 from pairsmith.tasks.imports.base import ImportConfig
@@ -27,14 +28,14 @@ from pairsmith.tasks.imports.load_entries import load_entries
 
 # Drops of the load stage are about an image file: a re-run retries one whose file appeared or changed
 # since (pairsmith.flows.engine.resume.changed_since), and --retry-failed retries them all.
-LOAD_STAGE = "load"
+LOAD_STAGE = "image_load"
 
 # The stages of every import, in the order they run and are stored (tasks/imports/load_entries.py).
 PIPELINE = declare(
     "import",
     ("read", "the entry fits the published format"),
     (LOAD_STAGE, "both images are inside the dataset's folders, present, sound and not one picture"),
-    ("samples", "the kept pair gave its samples"),
+    ("import_samples", "the kept pair gave its samples"),
 )
 
 
@@ -44,7 +45,7 @@ def _may_load_now(importer, config: ImportConfig, listing, ids: list[str]):
     def should(row: dict) -> bool:
         if is_error_reason(row["drop_reason"]):
             return True
-        if row["drop_stage"] != LOAD_STAGE:
+        if current(importer.flow_name, row["drop_stage"]) != LOAD_STAGE:  # "load" before the rename
             return False
         if config.retry_failed:
             return True

@@ -35,11 +35,11 @@ PIPELINE = declare(
     FLOW_NAME,
     ("source", "the source photo is there, readable and within the image limits"),
     ("gate", "the VLM judges the photo editable"),
-    ("plan", "the VLM picks a category and writes the edit request"),
+    ("edit_plan", "the VLM picks a category and writes the edit request"),
     ("edit", "Gemini edits the photo"),
     ("similarity", "CLIP similarity of the edit to the original"),
-    ("align", "the VLM aligns the captions with the edit"),
-    ("samples", "the pair's records, QA and MCQ samples"),
+    ("caption_align", "the VLM aligns the captions with the edit"),
+    ("med_samples", "the pair's records, QA and MCQ samples"),
     ("mcq", "the VLM writes the wrong MCQ options"),
 )
 BALANCE_BATCH = "balance-mcq-letters"  # the run-wide pass after the last batch (no stage stats)

@@ -13,8 +13,9 @@ merged change regions with a confidence each. The flow stores:
 * with ``grounding.enabled``: a DiG-style ``grounding`` sample (method ``med-edit``) for each local
   ``med-edit`` pair with at least one kept box — real-photo grounding data.
 
-Stages (the run's funnel): ``align`` (align_no_transform, align_error, align_rejected), ``extent`` (extent_reframed,
-extent_unaligned, extent_redrawn), ``propose`` (propose_no_regions), ``confidence``
+Stages (the run's funnel; ``register`` and ``region_propose`` were ``align`` and ``propose`` before
+issue 25): ``register`` (align_no_transform, align_error, align_rejected), ``extent`` (extent_reframed,
+extent_unaligned, extent_redrawn), ``region_propose`` (propose_no_regions), ``confidence``
 (confidence_too_low: no box of the pair passed), and ``grounding`` when enabled.
 
 The run id hashes every setting that changes the output (not ``db``, ``limit`` or ``batch_size``), and region
@@ -110,9 +111,9 @@ class ProposeRegionsConfig(BaseModel):
 # The flow's stages in the order they run and are stored (``align_and_propose``).
 PIPELINE = declare(
     FLOW_NAME,
-    ("align", "register the after image onto the before image (models/pair_proposer.py)"),
+    ("register", "register the after image onto the before image (models/pair_proposer.py)"),
     ("extent", "drop edits that changed the whole picture"),
-    ("propose", "propose ranked change regions"),
+    ("region_propose", "propose ranked change regions"),
     ("confidence", "keep the pair if a region reaches min_confidence"),
     ("grounding", "a grounding sample per local med-edit pair (grounding.enabled only)"),
 )
@@ -142,7 +143,7 @@ def _pair_columns(row: dict, found: PairProposal | None, run_id: str, failed: st
     )
 
 
-@stage("align", "extent", "propose", "confidence", "grounding")
+@stage("register", "extent", "region_propose", "confidence", "grounding")
 def align_and_propose(
     align: StageStats, extent: StageStats, propose: StageStats, confidence: StageStats, grounding: StageStats,
     pair_ids: list[str], config: ProposeRegionsConfig, run_id: str,
@@ -158,7 +159,7 @@ def align_and_propose(
     for pid in pair_ids:
         row = rows[pid]
         if row["image_before"] is None or row["image_after"] is None:  # e.g. an import's reason row
-            stats["align"].record(Verdict.drop("pair_missing_images"))
+            stats["register"].record(Verdict.drop("pair_missing_images"))
             continue
         try:
             found = proposer.propose(open_image(row["image_before"]), open_image(row["image_after"]))
@@ -167,18 +168,18 @@ def align_and_propose(
             reason = failure_reason("align", err)
             get_run_logger().warning("pair %s: proposing failed (%s): %s: %s", pid, reason, type(err).__name__, err)
             pairs.append(PairRow(**_pair_columns(row, None, run_id, reason)))
-            stats["align"].record(Verdict.drop(reason))
+            stats["register"].record(Verdict.drop(reason))
             continue
         pairs.append(PairRow(**_pair_columns(row, found, run_id)))
         if found.extent is None:
-            stats["align"].record(Verdict.drop(found.alignment.reason or "align_no_transform"))
+            stats["register"].record(Verdict.drop(found.alignment.reason or "align_no_transform"))
             continue
-        stats["align"].record(KEEP)
+        stats["register"].record(KEEP)
         if found.extent.extent == "global":
             stats["extent"].record(Verdict.drop(found.extent.reason or "extent_global"))
             continue
         stats["extent"].record(KEEP)
-        stats["propose"].record(KEEP if found.boxes else Verdict.drop("propose_no_regions"))
+        stats["region_propose"].record(KEEP if found.boxes else Verdict.drop("propose_no_regions"))
         if not found.boxes:
             continue
         kept = []
@@ -259,7 +260,7 @@ def propose_regions(config: ProposeRegionsConfig) -> ProposeSummary:
 
     in_run = f"run_id = {sql_literal(run.run_id)}"
     return run.finish(
-        ProposeSummary, pairs=len(ids), aligned=kept("align"), local=kept("extent"),
+        ProposeSummary, pairs=len(ids), aligned=kept("register"), local=kept("extent"),
         global_edits=by["extent"].n_dropped if "extent" in by else 0, with_regions=kept("confidence"),
         regions=store.count("regions", f"{in_run} AND status = 'kept'"),
     )

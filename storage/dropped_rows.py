@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from pairsmith.storage.stage_names import current
 from pairsmith.storage.store import PairStore, sql_literal
 from pairsmith.storage.verdict import StageStats
 
@@ -47,11 +48,12 @@ def dropped_rows(store: PairStore, run_id: str, stages: tuple[str, ...] = (), re
     order = {s.stage: i for i, s in enumerate(funnel)}
     stage_of = {reason: s.stage for s in reversed(funnel) for reason in s.reasons}
     in_run = f"run_id = {sql_literal(run_id)}"
+    flows = store.read("stage_stats", where=in_run, columns=["flow"]).column("flow").to_pylist()
     rows: list[DroppedRow] = []
     for p in store.read("pairs", where=f"{in_run} AND status = 'dropped'",
                         columns=["pair_id", "drop_stage", "drop_reason", "drop_detail"]).to_pylist():
         reason = p["drop_reason"] or "unknown"
-        rows.append(DroppedRow(p["drop_stage"] or stage_of.get(reason, "unknown"), reason, "pair", p["pair_id"],
+        rows.append(DroppedRow(current(flows[0] if flows else None, p["drop_stage"]) or stage_of.get(reason, "unknown"), reason, "pair", p["pair_id"],
                                None, p["drop_detail"]))
     regions = store.read("regions", where=in_run, columns=["region_id", "pair_id", "status", "reason", "drop_detail"])
     regions = regions.to_pylist()
@@ -87,10 +89,11 @@ def stage_totals(store: PairStore, run_id: str) -> list[StageStats]:
     total: dict[str, StageStats] = {}
     position: dict[str, int] = {}
     for row in store.read("stage_stats", where=f"run_id = {sql_literal(run_id)}").to_pylist():
-        part = StageStats(row["stage"], row["n_in"], row["n_kept"], row["n_dropped"],
+        stage = current(row["flow"], row["stage"])  # a name stored before it was unique: today's
+        part = StageStats(stage, row["n_in"], row["n_kept"], row["n_dropped"],
                           Counter({r["reason"]: r["count"] for r in row["drop_reasons"] or []}), row["seconds"])
-        total[row["stage"]] = total[row["stage"]] + part if row["stage"] in total else part
-        position[row["stage"]] = min(position.get(row["stage"], row["stage_order"]), row["stage_order"])
+        total[stage] = total[stage] + part if stage in total else part
+        position[stage] = min(position.get(stage, row["stage_order"]), row["stage_order"])
     return sorted(total.values(), key=lambda s: (position[s.stage], s.stage))
 
 

@@ -25,7 +25,7 @@ from tests.fake_gemini import FakeGemini
 pytestmark = pytest.mark.slow
 
 API_KEY = "med-test-key-7c41e0aa"
-STAGES = ["source", "gate", "plan", "edit", "similarity", "align", "samples", "mcq"]
+STAGES = ["source", "gate", "edit_plan", "edit", "similarity", "caption_align", "med_samples", "mcq"]
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ TINY = {"render": {"width": 64, "height": 48, "samples": 1}, "sampling": {"max_c
 def _as_pairsmith_0_2(m: pytest.MonkeyPatch) -> None:
     """Render as pairsmith before per-item resume did: its run id formula, and no look for an earlier run."""
     m.setattr(DigRenderConfig, "run_id", lambda self: self.legacy_run_id(self.pairs, self.batch_size))
-    m.setattr("pairsmith.flows.dig_render.resolve_run_id", lambda store, flow, run_id, *rest: (run_id, False))
+    m.setattr("pairsmith.flows.engine.run.resolve_run_id", lambda store, flow, run_id, *rest: (run_id, False))
 
 
 def _rows(store: PairStore, run_id: str) -> list[dict]:

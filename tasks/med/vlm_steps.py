@@ -77,7 +77,7 @@ def gate_sources(stats: StageStats, items: list[MedItem], vlm: VlmChat, decision
             judge(stats, item, keep_if(yes_margin(s) >= decisions.gate_margin, "gate_not_editable"))
 
 
-@stage("plan")
+@stage("edit_plan")
 def plan_edits(stats: StageStats, items: list[MedItem], vlm: VlmChat, decisions: MedDecisions) -> None:
     """Pick a category (scored, Object penalised) and have the VLM write the edit action."""
     scored = _scores(vlm, stats, alive(items), lambda i: VlmRequest(
@@ -101,7 +101,7 @@ def plan_edits(stats: StageStats, items: list[MedItem], vlm: VlmChat, decisions:
         judge(stats, item, keep_if(item.action is not None, "plan_unparseable_action"), detail=answer[:200])
 
 
-@stage("align")
+@stage("caption_align")
 def align_captions(stats: StageStats, items: list[MedItem], vlm: VlmChat, decisions: MedDecisions) -> None:
     """Complete the caption, caption the edit, state the difference and its category, check the match."""
     todo = alive(items)
