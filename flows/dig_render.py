@@ -59,16 +59,19 @@ def dig_render(config: DigRenderConfig = DigRenderConfig()) -> RenderRunSummary:
         description="rendering pairs", terminal=config.show_progress,
     ))
     steps = _BatchSteps(config, run.run_id, content_key, config.user_scenes())
+
+    def render(batch: Batch) -> Output:
+        planned = steps.plan(batch)
+        rendered = batch.step(render_scene_pairs, config.render.device == "gpu")(
+            planned.value, config.render, config.sampling, config.visibility, on_pair_done=batch.advance)
+        return steps.records(batch, planned, rendered)
+
     batches = run.batches()
     with run.progress():
         if config.runner.parallel:  # batches redone item by item stay inline: a few pairs each
             _render_in_parallel(steps, run, [b for b in batches if b.redo is None])
             batches = [b for b in batches if b.redo is not None]
-        for batch in batches:
-            planned = steps.plan(batch)
-            rendered = batch.step(render_scene_pairs, config.render.device == "gpu")(
-                planned.value, config.render, config.sampling, config.visibility, on_pair_done=batch.advance)
-            run.commit(batch, steps.records(batch, planned, rendered))
+        run.execute(render, batches)
     return run.finish(RenderRunSummary, pairs_requested=config.pairs, pairs_rendered=run.items_run,
                       blender_seconds=round(steps.blender_seconds, 3))
 

@@ -26,7 +26,8 @@ so a database made before resumes with no new rows.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -148,6 +149,7 @@ class Run:
         self.spec, self.store, self.run_id, self.plan, self.redos = spec, store, run_id, plan, redos
         self.started = time.perf_counter()
         self.items_run = 0  # items this invocation ran (new, redone whole, redone alone)
+        self.new_batches = 0  # batches this invocation committed that were not stored before
         self.stopped: str | None = None
         self._progress: RunProgress | None = None
         self._advanced: dict[str, int] = {}
@@ -188,24 +190,30 @@ class Run:
         return ([Batch(batch_name(r), r, run=self) for r in self.plan.todo]
                 + [Batch(r.batch, list(r.indices), r, run=self) for r in self.redos])
 
-    def execute(self, step: Callable[[Batch], Output | None]) -> "Run":
-        """Run ``step`` over every batch in order and commit each result; a step returning None stops
-        the run there (``stop`` says why), its batch uncommitted."""
-        with self.progress():
-            for batch in self.batches():
+    def execute(self, step: Callable[[Batch], Output | None], batches: Sequence[Batch] | None = None) -> "Run":
+        """Run ``step`` over ``batches`` (default: all of this invocation's) in order and commit each result;
+        a step returning None stops the run there (``stop`` says why), its batch uncommitted. Draws the
+        progress bar unless one is open (``progress``)."""
+        with nullcontext() if self._progress is not None else self.progress():
+            for batch in self.batches() if batches is None else batches:
                 out = step(batch)
                 if out is None:
                     break
                 self.commit(batch, out)
         return self
 
-    def progress(self) -> RunProgress:
-        """The run's progress bar over all its items; stored ones count as done."""
+    @contextmanager
+    def progress(self) -> Iterator[RunProgress]:
+        """The run's progress bar over all its items, stored ones counted as done, open while in ``with``."""
         spec = self.spec
         total = self.plan.done_items + self.plan.items_to_do + self.retried_items
-        self._progress = RunProgress(key=f"{spec.flow}-progress", total=total, done=self.plan.done_items,
-                                     description=spec.description, terminal=spec.terminal)
-        return self._progress
+        with RunProgress(key=f"{spec.flow}-progress", total=total, done=self.plan.done_items,
+                         description=spec.description, terminal=spec.terminal) as bar:
+            self._progress = bar
+            try:
+                yield bar
+            finally:
+                self._progress = None
 
     def advance(self, batch: Batch, n: int = 1) -> None:
         if self._progress is not None and n:
@@ -226,6 +234,8 @@ class Run:
             stats = ordered(self.spec.pipeline, batch.redo.restated(stats))
         self.write(batch.name, out.tables, stats, out.updates)
         self.items_run += len(batch)
+        if batch.redo is None and batch.name not in self.plan.redone:
+            self.new_batches += 1
         if self._progress is not None:
             self._progress.advance(max(0, len(batch) - self._advanced.pop(batch.name, 0)))
             self._progress.flush()
@@ -243,7 +253,7 @@ class Run:
 
     @property
     def n_batches(self) -> int:
-        return self.plan.stored_batches + len(self.plan.todo) - len(self.plan.redone)
+        return self.plan.stored_batches + self.new_batches
 
     @property
     def batches_resumed(self) -> int:
@@ -274,12 +284,6 @@ class Run:
         values.update({k: get() for k, get in counts.items() if k in summary.model_fields and k not in fields})
         values.update(fields)
         return summary(**values)
-
-
-def run_batches(spec: RunSpec, step: Callable[[Batch], Output | None], summary: type[S],
-                store: PairStore | None = None, **fields: Any) -> S:
-    """Start ``spec``'s run, run ``step`` over its batches and summarize it (what most flows need)."""
-    return Run.start(spec, store).execute(step).finish(summary, **fields)
 
 
 def _log(message: str, *args: Any, warning: bool = False) -> None:
