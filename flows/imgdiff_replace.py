@@ -37,7 +37,7 @@ from pairsmith.models.fastsam_proposer import FastSamProposer
 from pairsmith.models.sdxl_inpaint import SdxlInpainter
 from pairsmith.models.sdxl_p2p import SdxlP2PGenerator
 from pairsmith.models.vlm_chat import VlmChat
-from pairsmith.storage.store import PairStore
+from pairsmith.storage.store import PairStore, open_store
 from pairsmith.tasks.imgdiff.caption_source import load_captions
 from pairsmith.tasks.imgdiff.items import ImgDiffItem
 from pairsmith.tasks.imgdiff.regions import regions
@@ -164,10 +164,12 @@ def run_pipeline(pipeline: Pipeline, config: _ImgDiffBase, store: PairStore | No
 
 @flow(flow_run_name=pairsmith_run_name, name=REPLACE_FLOW, description="Img-Diff object replacement: P2P pairs, filtered regions, difference captions.")
 def imgdiff_replace(config: ImgDiffReplaceConfig = ImgDiffReplaceConfig()) -> ImgDiffRunSummary:
+    store = open_store(config.db)
+    store.check_reachable()
     captions, content_key = load_captions(config.captions_path), config.content_key()
     models = ImgDiffModels.build(config)
     return run_pipeline(
-        REPLACE, config, None, config.pairs,
+        REPLACE, config, store, config.pairs,
         lambda indices: plan_caption_items(REPLACE_FLOW, content_key, config.seed, captions, indices,
                                            config.rewriter.rounds),
         StepInputs(models, config.thresholds, config.db), models.model_ids(), "making replacement pairs",

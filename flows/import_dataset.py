@@ -21,7 +21,7 @@ from pairsmith.flows.engine.run import Batch, ItemRetry, Output, Run, RunSpec, R
 from pairsmith.flows.engine.run_outcome import is_error_reason
 from pairsmith.flows.engine.run_name import pairsmith_run_name
 from pairsmith.storage.stage_names import current
-from pairsmith.storage.store import sql_literal
+from pairsmith.storage.store import open_store, sql_literal
 from pairsmith.tasks.imports import load_importer
 from pairsmith.tasks.imports.base import ImportConfig
 from pairsmith.tasks.imports.load_entries import load_entries
@@ -74,6 +74,8 @@ class ImportSummary(RunSummary):
 @flow(flow_run_name=pairsmith_run_name, name="import", description="Store a published image-difference dataset's pairs and samples.")
 def import_dataset(config: ImportConfig) -> ImportSummary:
     importer = load_importer(config.importer)
+    store = open_store(config.db)
+    store.check_reachable()
     listing = importer.listing(config)
     n = len(listing.entries)
     ids = importer.item_ids(config, listing)
@@ -91,7 +93,7 @@ def import_dataset(config: ImportConfig) -> ImportSummary:
         lambda entries, size: importer.legacy_run_id(config, entries, size), redo=holding_retries,
         item_retry=ItemRetry(lambda span: ids[span.start:span.stop], should_retry),
         description=f"importing {importer.name}",
-    ))
+    ), store)
 
     def load(batch: Batch) -> Output:
         result = batch.step(load_entries)(importer, config, [listing.entries[i] for i in batch.indices], run.run_id)
