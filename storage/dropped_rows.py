@@ -11,9 +11,9 @@ three ways, and each is read from where it is stored (never from image columns):
   (``confidence_too_low``: ``confidence``), else ``regions``;
 * **pairs a ``refilter`` run dropped** in another run (``drop_detail = 'refilter <run id>'``);
 * **verdicts a run wrote on other runs' pairs** (``propose-regions``: ``pairs.verdict_run_id``): a pair
-  with no alignment (stage ``align``, ``align_reason``), a whole-image edit (stage ``extent``,
+  with no alignment (stage ``register``, ``align_reason``), a whole-image edit (stage ``extent``,
   ``change_extent_reason``, the detail gives ``change_extent_score``), a local pair with no region
-  (``propose`` / ``propose_no_regions``) or with no region above the confidence floor (``confidence`` /
+  (``region_propose`` / ``propose_no_regions``) or with no region above the confidence floor (``confidence`` /
   ``confidence_too_low``). Only the latest run that processed a pair holds its verdict.
 """
 
@@ -120,13 +120,13 @@ def _verdicts(store: PairStore, run_id: str, regions: list[dict]) -> list[Droppe
     for p in pairs:
         pid = p["pair_id"]
         if p["change_extent"] is None:
-            out.append(DroppedRow("align", p["align_reason"] or "align_no_transform", "pair", pid, None, None))
+            out.append(DroppedRow("register", p["align_reason"] or "align_no_transform", "pair", pid, None, None))
         elif p["change_extent"] == "global":
             score = p["change_extent_score"]
             detail = None if score is None else f"change_extent_score {score:.2f} (share of the before image not shown unchanged)"
             out.append(DroppedRow("extent", p["change_extent_reason"] or "extent_global", "pair", pid, None, detail))
         elif pid not in kept_boxes:
-            out.append(DroppedRow("propose", "propose_no_regions", "pair", pid, None, None))
+            out.append(DroppedRow("region_propose", "propose_no_regions", "pair", pid, None, None))
         elif kept_boxes[pid] == 0:
             out.append(DroppedRow("confidence", "confidence_too_low", "pair", pid, None, None))
     return out
