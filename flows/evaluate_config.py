@@ -8,10 +8,10 @@ from pairsmith.flows.finetune_config import DEFAULT_MODEL
 from pairsmith.flows.engine.run import declare
 from pairsmith.flows.engine.run_card import RunCard
 from pairsmith.models.adapted_vlm_chat import AdaptedVlmConfig, adapter_fingerprint
-from pairsmith.models.caption_judge import CaptionJudgeConfig
+from pairsmith.models.caption_judge import JUDGE_PROMPT, CaptionJudgeConfig
 from pairsmith.models.runtime import ModelRuntime
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
-from pairsmith.storage.ids import NOT_CONTENT, content_key
+from pairsmith.storage.ids import NOT_CONTENT, content_key, stable_hash
 from pairsmith.tasks.evaluate import generate_answers, judge_captions
 from pairsmith.tasks.evaluate.generate_answers import SCORED_TASKS
 from pairsmith.tasks.training import training_data
@@ -53,7 +53,8 @@ class EvaluateConfig(BaseModel):
     iou_threshold: float = Field(0.5, gt=0.0, le=1.0, description="IoU at which a box counts as found (F1)")
     judge: CaptionJudgeConfig | None = Field(
         None, description="an LLM judge that scores caption answers 0-100 against their references "
-        "(OmniDiff's rubric): a transformers chat model or Gemini; none by default",
+        "with OmniDiff's prompt (supp. Fig. 6; GPT-4o in the paper): a transformers chat model or Gemini; "
+        "none by default",
     )
     tag_data: bool = Field(True, description="tag the samples and pairs versions read, so cleanup keeps them",
                            json_schema_extra=NOT_CONTENT)
@@ -97,10 +98,13 @@ class EvaluateConfig(BaseModel):
         """Same model weights, same samples, same decoding: same evaluation (it resumes, not repeats).
 
         ``data.limit`` does not count: a larger limit extends the evaluation (the first samples are
-        the same ones); ``limit`` gives the id pairsmith before per-item resume made, which counted it."""
+        the same ones); ``limit`` gives the id pairsmith before per-item resume made, which counted it.
+        With a judge, the judge prompt's text counts too: a new prompt is a new evaluation, never a
+        resume that mixes scores from two prompts."""
         # What it reads is the pinned versions, not the version or tag asked for.
         data = self.data.model_copy(update={"table_version": None, "table_tag": None, "limit": limit})
         key = content_key(self.model_copy(update={"data": data}), model=self.base_model(),
                           adapter=adapter_fingerprint(self.adapter_path()),
-                          samples_version=pinned.samples_version, pairs_version=pinned.pairs_version)
+                          samples_version=pinned.samples_version, pairs_version=pinned.pairs_version,
+                          judge_prompt=stable_hash(JUDGE_PROMPT) if self.judge is not None else None)
         return f"{FLOW_NAME}-{key[:12]}"

@@ -1,4 +1,4 @@
-"""Parameters of the finetune flow: LoRA SFT (MED's recipe) or GRPO (DiG's), chosen by ``method``.
+"""Parameters of the finetune flow: LoRA SFT (MED Table 5 settings; MED Eq. 7 as an objective) or GRPO (DiG's), chosen by ``method``.
 
 Both read their samples from LanceDB at a pinned table version (``data``), train LoRA adapters on
 a Qwen2-VL-class model (``model_id``: a hub id or a local folder) and write the adapter and a run
@@ -115,6 +115,13 @@ class SftFinetuneConfig(_FinetuneBase):
     method: Literal["sft"] = "sft"
     data: DataSelection = Field(default_factory=DataSelection)
     train: SftSettings = Field(default_factory=SftSettings)
+
+    @model_validator(mode="after")
+    def _difference_needs_the_pair(self) -> "SftFinetuneConfig":
+        if self.train.objective == "feature-difference" and self.data.layout != "multi":
+            raise ValueError("train.objective feature-difference (MED Eq. 7) encodes the two images separately: "
+                             f"data.layout must be multi, got {self.data.layout!r}")
+        return self
 
 
 class GrpoFinetuneConfig(_FinetuneBase):

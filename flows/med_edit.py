@@ -1,8 +1,10 @@
 """The med-edit flow: Gemini micro-edits of real photos, aligned captions, QA and MCQ (design.md §4.4).
 
-Per batch of sources: load -> editability gate -> category + edit request -> Gemini edit ->
-CLIP similarity -> caption alignment -> wrong MCQ options -> records -> one LanceDB commit. After
-the last batch, the MCQ answer letters are balanced over the run. A batch whose stage stats are
+Per batch of sources, MED's pipeline (§3.1-3.2, Figs. 7-14; ``pairsmith.tasks.med.vlm_steps``): load ->
+editability filter -> edit request -> Gemini edit -> CLIP similarity -> caption completion -> edited
+image's caption -> difference -> judge 1 -> judge 2 -> rewrite -> records -> one LanceDB commit. After
+the last batch, the benchmark (§3.3, ``pairsmith.tasks.med.bench``) is selected and written, and its
+MCQ answer letters are balanced. A batch whose stage stats are
 stored is skipped on a re-run, and paid edits are cached, so no re-run pays for an edit twice.
 """
 
@@ -18,7 +20,7 @@ from pairsmith.flows.engine.run_outcome import is_error_reason
 from pairsmith.flows.engine.run_name import pairsmith_run_name
 from pairsmith.models.clip_scorer import ClipScorer
 from pairsmith.models.gemini_editor import GeminiEditor
-from pairsmith.models.vlm_chat import VlmChat
+from pairsmith.models.role_chat import RoleChat
 from pairsmith.storage.ids import stable_id
 from pairsmith.storage.schemas import SampleRow
 from pairsmith.storage.store import open_store, sql_literal
@@ -28,19 +30,27 @@ from pairsmith.tasks.med.load_sources import load_sources
 from pairsmith.tasks.med.samples import balance_letters
 from pairsmith.tasks.med.score_similarity import score_similarity
 from pairsmith.tasks.med.sources import list_sources
-from pairsmith.tasks.med.vlm_steps import align_captions, gate_sources, plan_edits, write_mcq_options
+from pairsmith.tasks.med.bench import BENCH_STAGE, build_bench
+from pairsmith.tasks.med.vlm_steps import (
+    med_caption, med_complete, med_difference, med_filter, med_judge_1, med_judge_2, med_request, med_rewrite,
+)
 
-# The flow's stages in the order they are stored (tasks/med/): the one place it is written.
+# The flow's stages in the order they are stored (tasks/med/; MED §3.1-3.3): the one place it is written.
 PIPELINE = declare(
     FLOW_NAME,
     ("source", "the source photo is there, readable and within the image limits"),
-    ("gate", "the VLM judges the photo editable"),
-    ("edit_plan", "the VLM picks a category and writes the edit request"),
+    (med_filter.name, "the MLLM judges the photo editable"),
+    (med_request.name, "the MLLM writes the edit request"),
     ("edit", "Gemini edits the photo"),
     ("similarity", "CLIP similarity of the edit to the original"),
-    ("caption_align", "the VLM aligns the captions with the edit"),
+    (med_complete.name, "the MLLM completes the source caption"),
+    (med_caption.name, "the MLLM captions the edited image"),
+    (med_difference.name, "the LLM states the difference"),
+    (med_judge_1.name, "judge 1"),
+    (med_judge_2.name, "judge 2"),
+    (med_rewrite.name, "the LLM rewrites the difference"),
     ("med_samples", "the pair's records, QA and MCQ samples"),
-    ("mcq", "the VLM writes the wrong MCQ options"),
+    (BENCH_STAGE, "the run's benchmark selection (its own batch, after the last)"),
 )
 BALANCE_BATCH = "balance-mcq-letters"  # the run-wide pass after the last batch (no stage stats)
 
@@ -50,6 +60,7 @@ class MedRunSummary(RunSummary):
     pairs_kept: int
     pairs_dropped: int
     samples: int
+    bench_items: int
     requests_sent: int
     stopped_early: str | None
 
@@ -101,11 +112,14 @@ def med_edit(config: MedEditConfig) -> MedRunSummary:
         description="editing photos", terminal=config.show_progress,
     ), store)
     run_id = run.run_id
-    vlm, clip, editor = VlmChat(config.vlm), ClipScorer(config.clip), GeminiEditor(config.editor)
+    mllm, llm, clip, editor = (RoleChat(config.mllm), RoleChat(config.llm), ClipScorer(config.clip),
+                               GeminiEditor(config.editor))
     # On a GPU worker the model stages take a slot of the `tag:gpu` concurrency limit.
-    vlm_gpu = config.vlm.runtime.on_gpu()
+    mllm_gpu = config.mllm.backend == "transformers" and config.mllm.runtime.on_gpu()
+    llm_gpu = config.llm.backend == "transformers" and config.llm.runtime.on_gpu()
     clip_gpu = config.clip.runtime.on_gpu()
-    model_ids = {"vlm": config.vlm.model_id, "editor": config.editor.model_id, "clip": config.clip.model_name}
+    model_ids = {"mllm": config.mllm.model_id, "llm": config.llm.model_id, "editor": config.editor.model_id,
+                 "clip": config.clip.model_name, "answer_writer": config.answer_writer.model_id}
     budget = RequestBudget(config.request_budget)
 
     def make(batch: Batch) -> Output | None:
@@ -113,20 +127,27 @@ def med_edit(config: MedEditConfig) -> MedRunSummary:
         items, source_stats = load_sources.with_options(task_run_name=f"load-sources-{name}")(
             [refs[i] for i in indices], [pair_ids[i] for i in indices], config.db, config.image_limits)
         stages = [source_stats]
-        stages += batch.step(gate_sources, vlm_gpu)(items, vlm, config.decisions).stats
-        stages += batch.step(plan_edits, vlm_gpu)(items, vlm, config.decisions).stats
+        stages += batch.step(med_filter, mllm_gpu)(items, mllm).stats
+        stages += batch.step(med_request, mllm_gpu)(items, mllm).stats
         edit = batch.step(edit_images)(items, editor, config.db, budget)
         if edit.value:
             run.stop("edit request budget exhausted; re-run to continue (paid edits are cached)")
             return None
         stages += edit.stats
         stages += batch.step(score_similarity, clip_gpu)(items, clip, config.similarity).stats
-        stages += batch.step(align_captions, vlm_gpu)(items, vlm, config.decisions).stats
-        mcq = batch.step(write_mcq_options, vlm_gpu)(items, vlm)
+        stages += batch.step(med_complete, mllm_gpu)(items, mllm).stats
+        stages += batch.step(med_caption, mllm_gpu)(items, mllm).stats
+        stages += batch.step(med_difference, llm_gpu)(items, llm).stats
+        stages += batch.step(med_judge_1, mllm_gpu)(items, mllm).stats
+        stages += batch.step(med_judge_2, mllm_gpu)(items, mllm).stats
+        stages += batch.step(med_rewrite, llm_gpu)(items, llm).stats
         built = batch.step(build_med_records)(items, run_id, model_ids, config.splits)
         pairs, samples = built.value
-        return Output({"pairs": pairs, "samples": samples}, [*stages, *built.stats, *mcq.stats])
+        return Output({"pairs": pairs, "samples": samples}, [*stages, *built.stats])
 
     run.execute(make)
+    bench = None if run.stopped else build_bench(config.db, run_id, FLOW_NAME, RoleChat(config.answer_writer),
+                                                 config.bench)
     run.write(BALANCE_BATCH, {"samples": balance_mcq_letters(config.db, run_id)})
-    return run.finish(MedRunSummary, sources=len(refs), requests_sent=config.request_budget - budget.left)
+    return run.finish(MedRunSummary, sources=len(refs), requests_sent=config.request_budget - budget.left,
+                      bench_items=sum(len(ids) for ids in bench.selected.values()) if bench else 0)

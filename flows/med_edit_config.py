@@ -1,4 +1,11 @@
-"""Parameters of the med-edit flow (design.md §4.4). The API key is never a parameter."""
+"""Parameters of the med-edit flow (design.md §4.4). The API key is never a parameter.
+
+Model roles as MED assigns them (§3.1-3.3), each its own entry (``pairsmith.models.role_chat``; all may
+name the same model): ``mllm`` filters, writes edit requests, captions and judges (Qwen2.5-VL-72B in the
+paper), ``llm`` writes the difference and the SFT rewrite (Qwen3-32B, text only), ``answer_writer``
+writes the benchmark's right and wrong answers (GPT-4o in the paper; here Gemini or a named HF model,
+a substitution). ``editor`` is the Gemini image editor (Gemini Flash 2.0 in the paper).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pairsmith.filters.med_similarity import MedSimilarityThresholds
 from pairsmith.models.clip_scorer import ClipScorerConfig
 from pairsmith.models.gemini_editor import GeminiEditConfig, resolve_api_key
-from pairsmith.models.vlm_chat import VlmConfig
+from pairsmith.models.role_chat import RoleChatConfig
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
 from pairsmith.storage.ids import NOT_CONTENT, content_key, stable_hash
 from pairsmith.storage.image_folder import ImageLimits
 from pairsmith.tasks.med.sources import MedSources, check_sources
-from pairsmith.tasks.med.vlm_steps import MedDecisions
+from pairsmith.tasks.med.bench import BenchSettings
 from pairsmith.tasks.sample_builders import SplitFractions
 
 FLOW_NAME = "med-edit"
@@ -24,8 +31,14 @@ class MedEditConfig(BaseModel):
     db: str = Field(DEFAULT_DB, description="LanceDB URI", json_schema_extra=NOT_CONTENT)
     sources: MedSources
     batch_size: int = Field(8, ge=1, le=1000, description="sources per batch (one LanceDB commit each)", json_schema_extra=NOT_CONTENT)
-    vlm: VlmConfig = Field(default_factory=lambda: VlmConfig(model_id="Qwen/Qwen2-VL-7B-Instruct", max_new_tokens=96))
-    decisions: MedDecisions = Field(default_factory=MedDecisions)
+    mllm: RoleChatConfig = Field(default_factory=lambda: RoleChatConfig(model_id="Qwen/Qwen2-VL-7B-Instruct"),
+                                 description="filter, edit request, captions, judges (MED: Qwen2.5-VL-72B)")
+    llm: RoleChatConfig = Field(default_factory=lambda: RoleChatConfig(model_id="Qwen/Qwen2.5-7B-Instruct"),
+                                description="difference and SFT rewrite, text only (MED: Qwen3-32B)")
+    answer_writer: RoleChatConfig = Field(
+        default_factory=lambda: RoleChatConfig(backend="gemini", model_id="gemini-2.5-flash"),
+        description="benchmark right / wrong answers (MED: GPT-4o; Gemini or an HF chat model here)")
+    bench: BenchSettings = Field(default_factory=BenchSettings)
     clip: ClipScorerConfig = Field(default_factory=ClipScorerConfig)
     editor: GeminiEditConfig = Field(default_factory=GeminiEditConfig)
     request_budget: int = Field(500, ge=0, description="Gemini requests one invocation may send", json_schema_extra=NOT_CONTENT)

@@ -39,7 +39,7 @@ class Preset(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     file: str = Field(description="path from the repository root")
-    flow: str = Field(description="dig-render, finetune, evaluate, imgdiff-replace or imgdiff-remove")
+    flow: str = Field(description="dig-render, finetune, evaluate, imgdiff-replace, imgdiff-remove, refilter or med-edit")
     command: str
 
 
@@ -91,6 +91,10 @@ def _flow_model(flow: str):
         from pairsmith.filters.imgdiff.pipelines import ImgDiffThresholds
 
         return ImgDiffThresholds.model_validate
+    if flow == "med-edit":
+        from pairsmith.flows.med_edit_config import MedEditConfig
+
+        return MedEditConfig.model_validate
     if flow in ("imgdiff-replace", "imgdiff-remove"):
         from pairsmith.flows.imgdiff_config import ImgDiffRemoveConfig, ImgDiffReplaceConfig
 
@@ -135,13 +139,17 @@ def load_preset(preset: Preset, root: Path | None = None) -> BaseModel:
         raise PapersError(f"{path}: {'.'.join(str(p) for p in loc) or '(top level)'}: {msg}") from None
 
 
-def default_config(flow: str) -> BaseModel:
-    """The flow's config with nothing set: pairsmith's defaults."""
-    return _flow_model(flow)({"method": "grpo"} if flow == "finetune" else {})
+def default_config(flow: str, method: str | None = None) -> BaseModel:
+    """The flow's config with nothing set: pairsmith's defaults (finetune: of the preset's ``method``,
+    GRPO if None)."""
+    if flow == "med-edit":  # sources has no default: a folder placeholder, as the preset names one
+        return _flow_model(flow)({"sources": {"folder": {"images_dir": "photos", "captions": "photos/captions.jsonl"}}})
+    return _flow_model(flow)({"method": method or "grpo"} if flow == "finetune" else {})
 
 
 def resolve(config: Any, key: str) -> Any:
-    """The value at a dotted ``key`` (``a.b``, list items by index ``stages.0.steps``, every item ``stages.*.subsets``).
+    """The value at a dotted ``key`` (``a.b``, list items by index ``stages.0.steps``, every item ``stages.*.subsets``;
+    a property of a config model too, e.g. ``train.batch_size``).
 
     Raises KeyError naming the part of the key that is missing."""
     parts = key.split(".")
@@ -151,7 +159,7 @@ def resolve(config: Any, key: str) -> Any:
             rest = ".".join(parts[i + 1:])
             return [resolve(item, rest) if rest else item for item in value]
         if isinstance(value, BaseModel):
-            if part not in type(value).model_fields:
+            if part not in type(value).model_fields and not isinstance(getattr(type(value), part, None), property):
                 raise KeyError(f"{key}: no field {part!r}")
             value = getattr(value, part)
         elif isinstance(value, dict):
@@ -219,7 +227,7 @@ def table_rows(name: str | None = None, params: ParameterList | None = None, roo
     if name is not None and name not in params.papers:
         raise PapersError(f"unknown paper {name!r}; known: {', '.join(params.papers)}")
     presets: dict[tuple[str, str], BaseModel] = {}
-    defaults: dict[str, BaseModel] = {}
+    defaults: dict[tuple[str, str | None], BaseModel] = {}
     rows = []
     for p in params.parameters:
         if name is not None and p.paper != name:
@@ -227,14 +235,15 @@ def table_rows(name: str | None = None, params: ParameterList | None = None, roo
         preset = params.papers[p.paper].presets[p.preset]
         if (p.paper, p.preset) not in presets:
             presets[(p.paper, p.preset)] = load_preset(preset, root)
-        if preset.flow not in defaults:
-            defaults[preset.flow] = default_config(preset.flow)
+        flow_key = (preset.flow, getattr(presets[(p.paper, p.preset)], "method", None))
+        if flow_key not in defaults:
+            defaults[flow_key] = default_config(*flow_key)
         problems = []
         preset_value = default_value = NOT_CARRIED
         if p.key is not None:
             try:
                 preset_value = resolve(presets[(p.paper, p.preset)], p.key)
-                default_value = resolve(defaults[preset.flow], p.key)
+                default_value = resolve(defaults[flow_key], p.key)
                 if isinstance(p.value, dict):  # a section: show the keys the paper states
                     preset_value, default_value = (
                         {k: v for k, v in plain(x).items() if k in p.value} if isinstance(plain(x), dict) else x

@@ -1,16 +1,20 @@
 """An LLM judge of difference captions: how much of the reference does a prediction cover, 0–100?
 
-OmniDiff (Liu et al., ICCV 2025, arXiv:2503.11093) scores captions with an LLM beside BLEU, METEOR,
-ROUGE-L and CIDEr: the judge compares a predicted difference description with the human reference
-and scores, 0 to 100, how many of the reference's aspects the prediction gets right. The paper's
-prompt text was not in the sources reachable here; ``JUDGE_PROMPT`` states that rubric in our own
-words (aspects of the reference covered correctly, wrong statements count as misses, extra
-details neither help nor hurt unless they contradict the reference, a short justification first).
+OmniDiff (Liu et al., ICCV 2025, arXiv:2503.11093; supplementary §9.3, Table 13) scores captions
+with an LLM beside BLEU-4, METEOR, ROUGE-L, CIDEr and SPICE: GPT-4o reads the human reference and
+the model's difference caption, identifies the reference's aspects, and scores 0 to 100 the share
+of them the prediction covers "through exact or partial matches", each aspect counting equally,
+with a short justification. ``JUDGE_PROMPT`` is the prompt of OmniDiff supp. Fig. 6 ("Prompt for
+LLM-based Evaluation") word for word: its two slots are the reference (``{standard_answer}``) and
+the prediction (``{assistant_response}``). The figure asks for a score and a justification in no
+fixed layout; ``pairsmith.filters.judge_answer.parse_judge_answer`` reads them and counts a reply
+that states no single score in 0–100 or no justification as unparseable.
 
-The judge runs on any transformers chat model (``backend: transformers``, through
-``pairsmith.models.chat_llm.ChatLlm``) or on Gemini (``backend: gemini``, a text-only
-``generate_content`` through the client ``pairsmith.models.gemini_editor.gemini_client`` builds).
-Answers are read by ``pairsmith.filters.judge_answer.parse_judge_answer``; this module only asks.
+The judge model is configurable (``judge.backend`` / ``judge.model_id``): the paper's is GPT-4o,
+which pairsmith does not call; here it runs on any transformers chat model (``backend:
+transformers``, through ``pairsmith.models.chat_llm.ChatLlm``) or on Gemini (``backend: gemini``, a
+text-only ``generate_content`` through the client ``pairsmith.models.gemini_editor.gemini_client``
+builds), a substitution a report must state. This module only asks.
 """
 
 from __future__ import annotations
@@ -25,27 +29,18 @@ from pairsmith.models.failures import is_transient
 from pairsmith.models.gemini_editor import AUTH_ERRORS, GeminiAuthError, GeminiClientConfig, gemini_client
 from pairsmith.models.runtime import NOT_CONTENT, ModelRuntime
 
-JUDGE_PROMPT = """You grade a description of the differences between two images against a reference \
-description of the same differences written by people.
+# OmniDiff supp. Fig. 6, verbatim (the PDF's list items "(1)".."(4)" one per line).
+JUDGE_PROMPT = """You are an impartial judge evaluating text similarity. Your job is to evaluate a \
+model-generated caption for the difference between two images against a human-annotated Ground Truth \
+caption. Follow these guidelines:
+(1) Carefully read the Ground Truth caption and model-generated caption.
+(2) Identify aspects in the Ground Truth caption and calculate the percentage covered (through exact or \
+partial matches) in the model-generated caption.
+(3) Score from 0 to 100, where each aspect contributes equally to the score.
+(4) Provide your score (0-100) and a short justification.
 
-Reference description:
-{reference}
-
-Description to grade:
-{prediction}
-
-First break the reference into its separate aspects: every change it reports, which object or part \
-of the scene each change concerns, that object's attributes (kind, colour, size, material, shape), \
-where it is, and what happened to it. Then check each aspect: the description to grade covers it \
-only if it states it correctly. A wrong statement about an aspect counts as missing it. Details the \
-reference does not mention neither add nor subtract, unless they contradict the reference.
-
-The score is the share of the reference's aspects that the description covers, from 0 (none) to \
-100 (all of them).
-
-Answer with one JSON object and nothing else:
-{{"justification": "<one or two sentences: which aspects are covered, which are missed or wrong>", \
-"score": <integer from 0 to 100>}}"""
+Standard answer: {standard_answer}
+Assistant's response: {assistant_response}"""
 
 
 DEFAULT_MODELS = {"transformers": "Qwen/Qwen2.5-7B-Instruct", "gemini": "gemini-2.5-flash"}
@@ -82,7 +77,10 @@ class JudgeReply:
 
 
 def judge_prompt(reference: str, prediction: str) -> str:
-    return JUDGE_PROMPT.format(reference=reference.strip(), prediction=prediction.strip() or "(empty)")
+    """Fig. 6's prompt for one caption: ``reference`` (the Ground Truth; several as a "- " list) is
+    its "Standard answer", ``prediction`` its "Assistant's response" ("(empty)" when blank)."""
+    return JUDGE_PROMPT.format(standard_answer=reference.strip(),
+                               assistant_response=prediction.strip() or "(empty)")
 
 
 class CaptionJudge:

@@ -2,8 +2,9 @@
 
 The model loads through ``AutoModelForImageTextToText`` / ``AutoProcessor`` exactly as ``VlmChat``
 loads it, so a hub id, a local folder and the tiny test checkpoint take one path. LoRA defaults are
-MED's (rank 8, alpha 16, dropout 0.1 on every linear layer); peft's ``"all-linear"`` also adapts
-the vision tower, which is how MED's "vision tower trainable" reads for a LoRA run.
+MED's (Table 5: rank 8, alpha 16, dropout 0.1 on every linear layer); peft's ``"all-linear"`` also
+adapts the vision tower, which is how MED's "Unfreeze Vision Tower: True" reads for a LoRA run;
+``vision_tower: false`` (MED Table 6, LLaVA-1.6) excludes the tower's modules (``VISION_TOWER``) from LoRA.
 
 Only the adapter is saved (``PeftModel.save_pretrained``), with the processor beside it; reloading
 is ``PeftModel.from_pretrained(base, adapter_dir)`` on the same base model id.
@@ -12,6 +13,7 @@ is ``PeftModel.from_pretrained(base, adapter_dir)`` on the same base model id.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from pairsmith.models.runtime import ModelRuntime
 
 ADAPTER_DIR = "adapter"
+# The vision tower's parameters by name, as LLaMA-Factory delimits it for its ``freeze_vision_tower``
+# (src/llamafactory/model/model_utils/visual.py): Qwen2-VL / Qwen2.5-VL ``visual.patch_embed`` and
+# ``visual.blocks`` (its ``visual.merger`` is the projector, not the tower), LLaVA-NeXT ``vision_tower``,
+# Mllama (LLaMA-3.2-Vision) ``vision_model``. Matched anywhere in a dotted name (peft prefixes it).
+VISION_TOWER = re.compile(r"(^|\.)(visual\.(patch_embed|blocks)|vision_tower|vision_model)\.")
+
+
+def in_vision_tower(name: str) -> bool:
+    """Whether the parameter or module ``name`` (dotted, as ``named_parameters`` gives it) is in the vision tower."""
+    return VISION_TOWER.search(name + ".") is not None
 
 
 class LoraSettings(BaseModel):
@@ -32,14 +44,23 @@ class LoraSettings(BaseModel):
     target_modules: str | list[str] = Field(
         "all-linear", description="'all-linear' (every linear layer, vision tower included) or module names"
     )
+    vision_tower: bool = Field(
+        True, description="train the vision tower: LoRA on its linear layers too (MED Tables 5 and 7: "
+        "'Unfreeze Vision Tower True'); false leaves it frozen (MED Table 6, LLaVA-1.6)",
+    )
 
     def peft_config(self):
         from peft import LoraConfig
 
+        extra = {} if self.vision_tower else {"exclude_modules": VISION_TOWER_MODULES}
         return LoraConfig(
             r=self.rank, lora_alpha=self.alpha, lora_dropout=self.dropout,
-            target_modules=self.target_modules, task_type="CAUSAL_LM",
+            target_modules=self.target_modules, task_type="CAUSAL_LM", **extra,
         )
+
+
+# peft's ``exclude_modules`` as a regex (``re.fullmatch`` on the module's dotted name): the tower's modules.
+VISION_TOWER_MODULES = r"(.*\.)?(visual\.(patch_embed|blocks)|vision_tower|vision_model)\..*"
 
 
 def load_trainable_vlm(model_id: str, runtime: ModelRuntime):

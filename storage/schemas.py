@@ -69,7 +69,7 @@ class PairRow(LanceModel):
     caption_before: Optional[str] = None
     caption_after: Optional[str] = None
     edit_instruction: Optional[str] = None
-    edit_category: Optional[str] = Field(None, description="dig-render: change kinds, comma-joined")
+    edit_category: Optional[str] = Field(None, description="dig-render: change kinds, comma-joined; med-edit: the edit request's type (MED Fig. 8)")
     seed: Optional[int] = None
     model_ids: Optional[str] = Field(None, description="JSON object: role -> model id / renderer")
     # dig-render ground truth: the scene configs and per-pixel object ids of both renders.
@@ -85,7 +85,7 @@ class PairRow(LanceModel):
     pair_clip_sim: Optional[float] = None
     origin: Optional[str] = Field(None, description="where the before image came from (file, pair id, dataset)")
     difference: Optional[str] = Field(None, description="one sentence saying how the after image differs")
-    bench_candidate: Optional[bool] = Field(None, description="MED: similar enough to serve as a benchmark item")
+    bench_candidate: Optional[bool] = Field(None, description="MED: CLIP cosine above 0.95, a benchmark candidate (§3.3); the selected ones have a med-mcq in split bench")
     align_method: Optional[str] = Field(None, description="how the after image was registered: resize | similarity")
     align_transform: Optional[list[float]] = Field(None, description="3x3 row-major, after pixels -> before pixels")
     align_score: Optional[float] = Field(None, description="share of overlap pixels that agree once aligned")

@@ -2,7 +2,7 @@
 
 Every stage name means one thing in every flow (issue 25: ``align`` was caption alignment in
 med-edit and image registration in propose-regions; ``plan``, ``propose``, ``load`` and ``samples``
-repeated). Databases written before keep the old names in ``stage_stats.stage`` and
+repeated; med-edit's ``plan`` and ``align`` steps have since given way to MED's own, ``med-*``). Databases written before keep the old names in ``stage_stats.stage`` and
 ``pairs.drop_stage``; whatever reads them back (the funnel, resume's per-item redo, a flow's retry
 rule) reads them through ``current``, so an old batch and a new one count under one name.
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 RENAMED: dict[str, dict[str, str]] = {
     "dig-render": {"plan": "scene_plan", "samples": "dig_samples"},
     "import-*": {"load": "image_load", "samples": "import_samples"},
-    "med-edit": {"plan": "edit_plan", "align": "caption_align", "samples": "med_samples"},
+    "med-edit": {"samples": "med_samples"},
     "propose-regions": {"align": "register", "propose": "region_propose"},
 }
 

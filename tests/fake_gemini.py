@@ -13,8 +13,9 @@ N times, then succeed), ``blocked`` (candidate stopped for IMAGE_SAFETY), ``prom
 inline limit by default) is answered 400 INVALID_ARGUMENT "Request payload size exceeds the limit",
 as the real service answers it.
 
-A request with text only (a text model, e.g. a caption judge) is answered by ``text_reply(prompt)``
-when the test sets it: a text candidate, as ``generate_content`` returns for a text prompt.
+A request with text only (a text model, e.g. a caption judge), or one with images that asks for text
+only (``responseModalities: ["TEXT"]``: Gemini as a multimodal chat model), is answered by
+``text_reply(prompt)`` when the test sets it: a text candidate, as ``generate_content`` returns.
 
 Every request is logged (model, key header, instruction, image hash), so a test can prove that a
 re-run sent no second request for an item already edited.
@@ -86,6 +87,11 @@ class FakeGemini:
         image = next((p["inlineData"] for p in parts if "inlineData" in p), None)
         data = _b64decode(image["data"]) if image else None
         sha = hashlib.sha256(data).hexdigest() if data else None
+        modalities = (body.get("generationConfig") or {}).get("responseModalities") or []
+        if self.text_reply is not None and modalities == ["TEXT"]:
+            with self._lock:
+                self.log.append(LoggedRequest(model, key, text, sha, 200))
+            return 200, _candidate([{"text": self.text_reply(text)}], model)
         marker = MARKER.search(text)
         behaviour = marker.group(1) if marker else self.script.get(sha or "", "ok")
         status, payload = self._behave(behaviour, sha or text, model, data, text)

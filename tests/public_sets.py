@@ -7,6 +7,10 @@ small folders with the same file names and annotation files the public loaders r
   (``images/CLEVR_default_%06d.png``, ``sc_images/CLEVR_semantic_%06d.png``,
   ``nsc_images/CLEVR_nonsemantic_%06d.png``, ``change_captions.json``, ``no_change_captions.json``,
   ``splits.json``, ``type_mapping.json``);
+* ``make_birds_to_words(root, ...)``: google-research-datasets/birds-to-words' TSV (header line,
+  eleven tab-separated columns, one line per annotation) and ``images/<photo id>.jpg`` photos;
+* ``make_clevr_dc(root, ...)``: hsgkim/clevr-dc's ``captions.json`` and ``split.json`` with the
+  extracted ``bef/<n>.png`` / ``aft/<n>.png`` images;
 * ``make_pair_images(folder, names)``: the 224 x 224 ``<img_id>.png`` / ``<img_id>_2.png`` pairs of
   Spot-the-Diff (or any before/after names) for annotations that exist without their images.
 
@@ -97,4 +101,75 @@ def make_clevr_change(root: Path, n: int = 10, captions_per_image: int = 2,
     for name, data in (("change_captions.json", change), ("no_change_captions.json", no_change),
                        ("splits.json", splits), ("type_mapping.json", mapping)):
         (root / name).write_text(json.dumps(data))
+    return fixture
+
+
+B2W_HEADER = ("img1ObservationURL\timg1ImgURL\timg1Species\timg1Selection\timg2ObservationURL\timg2ImgURL\t"
+              "img2Species\timg2Selection\tsplit\tannN\tdescription")
+
+
+@dataclass
+class BirdsToWordsFixture:
+    tsv: Path
+    images: Path
+    pairs: list[tuple[str, str]] = field(default_factory=list)  # (left photo id, right photo id)
+    splits: dict[tuple[str, str], str] = field(default_factory=dict)
+    descriptions: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # in annN order
+
+
+def make_birds_to_words(root: Path, n: int = 6, annotators: int = 3) -> BirdsToWordsFixture:
+    """A Birds-to-Words folder: ``birds-to-words-v1.0.tsv`` with ``n`` photo pairs of ``annotators``
+    lines each, written in reverse annN order and interleaved across pairs (as a TSV may list them),
+    and the photos as ``images/<id>.jpg`` (JPEG, 96 x 72). Pair i is in train, val or test by i mod 3;
+    its photo URLs use the two hosts the published versions used."""
+    root.mkdir(parents=True, exist_ok=True)
+    fixture = BirdsToWordsFixture(root / "birds-to-words-v1.0.tsv", root / "images")
+    fixture.images.mkdir(exist_ok=True)
+    lines = [B2W_HEADER]
+    for i in range(n):
+        left, right = str(640000 + 2 * i), str(5590000 + 2 * i + 1)
+        pair = (left, right)
+        fixture.pairs.append(pair)
+        fixture.splits[pair] = ("train", "val", "test")[i % 3]
+        fixture.descriptions[pair] = [f"animal 1 has a {('brown', 'pale', 'spotted')[k % 3]} breast, pair {i}; "
+                                      f"animal 2 is larger, writer {k + 1}" for k in range(annotators)]
+        stand_in(i, False, (96, 72)).save(fixture.images / f"{left}.jpg", quality=95)
+        stand_in(i, True, (96, 72)).save(fixture.images / f"{right}.jpg", quality=95)
+    for k in reversed(range(annotators)):
+        for i, (left, right) in enumerate(fixture.pairs):
+            url1 = f"https://static.inaturalist.org/photos/{left}/medium.jpg?1444269612"
+            url2 = f"https://inaturalist-open-data.s3.amazonaws.com/photos/{right}/medium.jpeg"
+            lines.append("\t".join([
+                f"https://www.inaturalist.org/observations/{9000 + i}", url1, "Passer domesticus", "base",
+                f"https://www.inaturalist.org/observations/{9500 + i}", url2, "Passer montanus", "sameGenus",
+                fixture.splits[(left, right)], str(k + 1), fixture.descriptions[(left, right)][k]]))
+    fixture.tsv.write_text("\n".join(lines) + "\n")
+    return fixture
+
+
+@dataclass
+class ClevrDcFixture:
+    root: Path
+    splits: dict[int, str] = field(default_factory=dict)
+    captions: dict[int, list[str]] = field(default_factory=dict)
+
+
+def make_clevr_dc(root: Path, n: int = 10, captions_per_scene: int = 3) -> ClevrDcFixture:
+    """A CLEVR-DC folder as the repository and its archives give it: ``bef/<n>.png``,
+    ``aft/<n>.png`` (96 x 64), ``captions.json`` keyed by the scene number without extension and
+    ``split.json`` (train, val, test in consecutive blocks: the rest, 1/5, 1/5)."""
+    fixture = ClevrDcFixture(root)
+    for sub in ("bef", "aft"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    splits: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    bounds = (n - 2 * (n // 5), n - n // 5)
+    for i in range(n):
+        split = "train" if i < bounds[0] else "val" if i < bounds[1] else "test"
+        stand_in(i, False, (96, 64)).save(root / "bef" / f"{i}.png")
+        stand_in(i, True, (96, 64)).save(root / "aft" / f"{i}.png")
+        splits[split].append(i)
+        fixture.splits[i] = split
+        fixture.captions[i] = [f"the {CLEVR_TYPES[i % 5]} of object {i} changed, said {k}" for k in range(captions_per_scene)]
+    (root / "captions.json").write_text(json.dumps({str(i): c for i, c in fixture.captions.items()}))
+    (root / "split.json").write_text(json.dumps(splits))
     return fixture

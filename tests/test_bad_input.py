@@ -66,7 +66,7 @@ def test_an_empty_scenes_folder_jsonl_and_a_non_utf8_scene_file_name_the_file(ca
 
 
 @pytest.mark.parametrize("yaml_text, args, expected", [
-    ("decisions: {gate_margin: .nan}\n", ["run", "med-edit"], ["decisions.gate_margin", "finite"]),
+    ("mllm: {model_id: m, temperature: .nan}\n", ["run", "med-edit"], ["mllm.temperature", "finite"]),
     ("render: {samples: '16'}\n", ["render"], ["render.samples", "'16'"]),
     ("pairs: 2.5\n", ["render"], ["pairs"]),
     ("sampling: {distractor_fraction: .inf}\n", ["render"], ["sampling.distractor_fraction"]),

@@ -464,7 +464,7 @@ def test_med_edit_run_keeps_a_refused_edit_final_and_sends_it_again_only_when_as
     from pairsmith.flows.med_edit import med_edit
     from pairsmith.models.tiny.builders import build_tiny_clip
     from pairsmith.models.tiny.qwen2_vl import build_tiny_qwen2_vl
-    from tests.test_med_edit import _config, _photos, _sha
+    from tests.test_med_edit import _config, _edits, _photos, _sha
 
     import json
 
@@ -478,12 +478,12 @@ def test_med_edit_run_keeps_a_refused_edit_final_and_sends_it_again_only_when_as
         server.script[_sha(folder / rows[1]["image"])] = "400"
         config = _config(tmp_path, models, server, folder, captions, batch_size=2)
         first = med_edit(config)
-        sent = len(server.log)
+        sent = len(_edits(server))
         funnel = {s.stage: s for s in run_funnel(PairStore(config.db), first.run_id)}
         assert dict(funnel["edit"].reasons) == {"edit_rejected": 1} and first.batches_resumed == 0
         refused = PairStore(config.db).read("pairs", where="drop_reason = 'edit_rejected'").to_pylist()
         assert len(refused) == 1 and refused[0]["drop_detail"].startswith("HTTP 400 INVALID_ARGUMENT")
         again = med_edit(config)
-        assert len(server.log) == sent and again.batches_resumed == again.batches  # nothing paid again
+        assert len(_edits(server)) == sent and again.batches_resumed == again.batches  # nothing paid again
         asked = med_edit(config.model_copy(update={"editor": config.editor.model_copy(update={"retry_rejected": True})}))
-        assert len(server.log) == sent + 1 and asked.batches_resumed == asked.batches - 1
+        assert len(_edits(server)) == sent + 1 and asked.batches_resumed == asked.batches - 1

@@ -21,11 +21,14 @@ from pairsmith.storage.store import PairStore
 from pairsmith.tasks.med.samples import LETTERS, QA_QUESTIONS
 from tests.conftest import render_run
 from tests.fake_gemini import FakeGemini
+from tests.med_replies import med_reply
 
 pytestmark = pytest.mark.slow
 
 API_KEY = "med-test-key-7c41e0aa"
-STAGES = ["source", "gate", "edit_plan", "edit", "similarity", "caption_align", "med_samples", "mcq"]
+EDITOR = "gemini-2.5-flash-image"
+STAGES = ["source", "med-filter", "med-request", "edit", "similarity", "med-complete", "med-caption",
+          "med-difference", "med-judge-1", "med-judge-2", "med-rewrite", "med_samples", "med-bench"]
 
 
 @pytest.fixture(scope="module")
@@ -64,14 +67,27 @@ def source_folder(tmp_path):
     return folder, captions
 
 
+def _roles(server) -> dict:
+    """MED's three model roles on the fake Gemini server, answering each figure's prompt in its format
+    (tests/med_replies.py): a tiny random model cannot write "**Final Recommendation:** **Yes**"."""
+    server.text_reply = med_reply
+    gemini = {"base_url": server.base_url, "retry_initial_delay": 0.01, "retry_max_delay": 0.05}
+    return {role: {"backend": "gemini", "model_id": f"med-{role}", "gemini": gemini}
+            for role in ("mllm", "llm", "answer_writer")}
+
+
+def _edits(server) -> list:
+    """The requests that reached the editor (the roles' chat requests go to the same server)."""
+    return [r for r in server.log if r.model == EDITOR]
+
+
 def _config(tmp_path, models, server, folder, captions, **overrides) -> MedEditConfig:
     vlm, clip = models
     data = dict(
         db=str(tmp_path / "med.lance"),
         sources={"folder": {"images_dir": str(folder), "captions": str(captions)}},
         batch_size=4,
-        vlm={"model_id": str(vlm), "temperature": 1.0, "seed": 0, "max_new_tokens": 16, "runtime": {"device": "cpu"}},
-        decisions={"gate_margin": -100.0, "match_margin": -100.0},  # a random model must not decide for us
+        **_roles(server),
         clip={"model_name": clip.model_name, "pretrained": str(clip.weights), "model_config_file": str(clip.config_file)},
         editor={"base_url": server.base_url, "retry_initial_delay": 0.01, "retry_max_delay": 0.05},
     )
@@ -87,11 +103,11 @@ def test_med_edit_end_to_end(tmp_path, models, source_folder, monkeypatch):
                               _sha(folder / "photo5.jpg"): "429x1"})
         config = _config(tmp_path, models, server, folder, captions)
         summary = med_edit(config)
-        log = list(server.log)
+        log = _edits(server)
     store = PairStore(config.db)
     funnel = run_funnel(store, summary.run_id)
     assert [s.stage for s in funnel] == STAGES
-    for earlier, later in zip(funnel, funnel[1:]):
+    for earlier, later in zip(funnel[:-1], funnel[1:-1]):  # the batches' chain; med-bench asks candidates only
         assert later.n_in == earlier.n_kept
     for s in funnel:
         assert s.n_in == s.n_kept + s.n_dropped
@@ -107,22 +123,27 @@ def test_med_edit_end_to_end(tmp_path, models, source_folder, monkeypatch):
         assert (p["status"] == "dropped") == bool(p["drop_reason"])
         if p["status"] == "kept":
             assert p["image_before"] and p["image_after"] and p["image_before"] != p["image_after"]
-            assert p["edit_instruction"].startswith("This is a photo of ") and p["edit_instruction"].endswith(
-                " and output the image?")
-            assert p["difference"].startswith("In the second image")
+            assert p["edit_instruction"].startswith("Hi, This is a photo of A red ball on table ")
+            assert p["edit_instruction"].endswith(" and output the image?")
+            assert p["caption_after"].startswith("A blue ball on table ") and p["difference"]
             assert 0.7 <= p["pair_clip_sim"] <= 1.0 and p["origin"].startswith("file:")
             # the photo keeps its codec, the editor answers PNG: the pair says so
             assert p["image_format"] == ("JPEG/PNG" if p["origin"].endswith(".jpg") else "PNG"), p["origin"]
     # One request per source that reached the edit stage, plus the retried 429.
     assert len(log) == by_stage["edit"].n_in + 1
     assert len({r.image_sha for r in log}) == by_stage["edit"].n_in
+    assert all(r.instruction.startswith("Hi, This is a photo of") for r in log)  # MED Fig. 8's template
     samples = store.read("samples").to_pylist()
     qa = [s for s in samples if s["task"] == "med-diff-qa"]
     assert len(qa) == summary.pairs_kept
     for s in qa:
         question = s["conversation"][0]["content"].removeprefix("<image>\n<image>\n")
-        assert question in QA_QUESTIONS and s["answer"].startswith("In the second image")
-    assert all(s["split"] == "bench" for s in qa)  # a random CLIP sees the painted square as >= 0.95 similar
+        assert question in QA_QUESTIONS and s["answer"].startswith("In the second image")  # Fig. 14's rewrite
+    # a random CLIP sees the painted square as > 0.95 similar: every kept pair is a candidate, and with
+    # fewer than 15 per type every one is a benchmark item, withheld from training
+    mcq = [s for s in samples if s["task"] == "med-mcq"]
+    assert summary.bench_items == len(mcq) == summary.pairs_kept
+    assert all(s["split"] == "bench" for s in qa + mcq)
 
 
 def _scan_store(store: PairStore) -> str:
@@ -175,14 +196,14 @@ def test_a_model_error_costs_only_its_items_and_the_rerun_sends_no_second_reques
                          sources={"folder": {"images_dir": str(folder), "captions": str(captions)}, "limit": 6})
         monkeypatch.setattr(ClipScorer, "image_similarity_batch", fails_on_second_batch)
         first_run = med_edit(config)
-        first = len(server.log)
+        first = len(_edits(server))
         assert first > 0 and PairStore(config.db).count("edits") == first
         errors = dict(next(s for s in run_funnel(PairStore(config.db), first_run.run_id)
                            if s.stage == "similarity").reasons)
         assert errors.get("similarity_error", 0) >= 1 and first_run.pairs_kept >= 1  # batch 1 kept its pairs
         monkeypatch.setattr(ClipScorer, "image_similarity_batch", real)
         summary = med_edit(config)
-        shas = [r.image_sha for r in server.log]
+        shas = [r.image_sha for r in _edits(server)]
     assert summary.batches_resumed == 1
     assert len(shas) == len(set(shas)), "an already edited item was sent to Gemini again"
     assert PairStore(config.db).count("pairs") == 6
@@ -213,10 +234,10 @@ def test_every_paid_edit_is_stored_as_it_arrives_and_a_crash_mid_batch_never_pay
                          editor={"base_url": server.base_url, "concurrency": 1, "retry_initial_delay": 0.01})
         monkeypatch.setattr(GeminiEditor, "edit", dies_after_four_responses)
         assert med_edit(config, return_state=True).is_failed()
-        assert len(server.log) == 4 and PairStore(config.db).count("edits") == 4  # stored before the crash
+        assert len(_edits(server)) == 4 and PairStore(config.db).count("edits") == 4  # stored before the crash
         monkeypatch.setattr(GeminiEditor, "edit", real_edit)
         med_edit(config)
-        shas = [r.image_sha for r in server.log]
+        shas = [r.image_sha for r in _edits(server)]
     assert len(shas) == 8 and len(set(shas)) == 8, "an edit paid for before the crash was requested again"
     assert PairStore(config.db).count("edits") == 8
 
@@ -238,9 +259,9 @@ def test_request_budget_stops_the_run_and_the_next_run_continues(tmp_path, model
             path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
             assert main(["run", "med-edit", "--config", str(path)]) == expected_exit
             if budget == 2:
-                assert len(server.log) == 2 and PairStore(config.db).count("edits") == 2
+                assert len(_edits(server)) == 2 and PairStore(config.db).count("edits") == 2
                 assert "stopped early" in capsys.readouterr().err
-        shas = [r.image_sha for r in server.log]
+        shas = [r.image_sha for r in _edits(server)]
     out = capsys.readouterr().out
     assert "med-edit" in out and "source" in out and len(shas) == len(set(shas)) == 4
 
@@ -252,8 +273,7 @@ def test_pairs_in_the_store_are_sources_too(tmp_path, models, monkeypatch):
     with FakeGemini() as server:
         config = MedEditConfig.model_validate(dict(
             db=rendered.config.db, sources={"store": {"methods": ["dig-render"]}},
-            vlm={"model_id": str(vlm), "temperature": 1.0, "seed": 0, "max_new_tokens": 16},
-            decisions={"gate_margin": -100.0, "match_margin": -100.0},
+            **_roles(server),
             clip={"model_name": clip.model_name, "pretrained": str(clip.weights),
                   "model_config_file": str(clip.config_file)},
             editor={"base_url": server.base_url},
@@ -284,3 +304,86 @@ def test_balance_letters_spreads_right_answers_evenly():
         assert right.endswith("the ball is blue.") and right.startswith(f"{s.answer}. ")
         assert s.conversation[1].content == s.answer and s.options[0] in s.conversation[0].content
         assert sorted(o[3:] for o in s.options) == sorted(o[3:] for o in samples[0].options)
+
+
+def test_the_paper_preset_runs_every_step_and_its_funnel_names_each_steps_reasons(tmp_path, models, monkeypatch,
+                                                                                 capsys):
+    """configs/papers/med/data.yaml with tiny CLIP and the fake Gemini server (editor and MED's model
+    roles, answering in each figure's format), through `pairsmith run med-edit`; one photo per fault."""
+    import yaml
+
+    from pairsmith.flows.cli.main import main
+    from tests.med_replies import FAULTS
+
+    monkeypatch.setenv("GEMINI_API_KEY", API_KEY)
+    _, clip = models
+    faults = [f for f in FAULTS if f not in ("answer-bad", "wrong-bad")]  # the benchmark's: see test_med_bench_builder
+    folder = tmp_path / "photos"
+    rows = _photos(folder, len(faults) + 24, seed=5)  # clean photos: every type at least twice
+    for row, fault in zip(rows, faults):
+        row["caption"] += f" #fault-{fault}"
+    captions = tmp_path / "captions.jsonl"
+    captions.write_text("\n".join(json.dumps(r) for r in rows))
+    # The tiny random CLIP rates any edit of these photos above 0.7; for one photo, a repainted edit's
+    # score (0.5) stands in, so the similarity step drops it as the paper's threshold says.
+    repainted = Image.open(folder / rows[-2]["image"]).convert("RGB").getpixel((0, 0))
+    real = ClipScorer.image_similarity_batch
+    monkeypatch.setattr(ClipScorer, "image_similarity_batch", lambda self, pairs: [
+        0.5 if before.getpixel((0, 0)) == repainted else sim for (before, _), sim in zip(pairs, real(self, pairs))])
+    preset = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs/papers/med/data.yaml").read_text())
+    with FakeGemini() as server:
+        server.script[_sha(folder / rows[-1]["image"])] = "blocked"
+        preset.update(db=str(tmp_path / "med.lance"), sources={"folder": {"images_dir": str(folder),
+                                                                          "captions": str(captions)}},
+                      **_roles(server),
+                      clip={"model_name": clip.model_name, "pretrained": str(clip.weights),
+                            "model_config_file": str(clip.config_file)})
+        preset["editor"].update(base_url=server.base_url, retry_initial_delay=0.01)
+        path = tmp_path / "med.yaml"
+        path.write_text(yaml.safe_dump(preset))
+        assert main(["run", "med-edit", "--config", str(path), "--per-type", "1"]) == 0
+        edits = [r for r in server.log if r.model == "gemini-2.0-flash-preview-image-generation"]
+    printed = capsys.readouterr().out
+    print(printed)  # the funnel, for the record
+    assert edits and all(r.instruction.startswith("Hi, This is a photo of A red ball on table ") for r in edits)
+    store = PairStore(str(tmp_path / "med.lance"))
+    run_id = store.read("pairs", columns=["run_id"]).column("run_id")[0].as_py()
+    by_stage = {s.stage: s for s in run_funnel(store, run_id)}
+    assert list(by_stage) == STAGES
+    for fault, reason in FAULTS.items():
+        if fault in faults:
+            stage = "med-judge-" + reason.split("_")[2] if reason.startswith("med_judge") else \
+                "med-" + reason.split("_")[1]
+            assert by_stage[stage].reasons[reason] == 1, (fault, reason, stage, by_stage[stage].reasons)
+            assert reason in printed
+    assert by_stage["edit"].reasons["edit_blocked_safety"] == 1
+    assert dict(by_stage["similarity"].reasons) == {"similarity_too_low": 1}
+    kept = by_stage["med-rewrite"].n_kept
+    assert kept == 22 and by_stage["med_samples"].n_kept == kept
+    samples = store.read("samples").to_pylist()
+    mcq = [s for s in samples if s["task"] == "med-mcq"]
+    qa = {s["pair_id"]: s for s in samples if s["task"] == "med-diff-qa"}
+    assert len(mcq) == 11 == len({s["category"] for s in qa.values()})  # one per type (--per-type 1)
+    assert {s["pair_id"] for s in mcq} == {p for p, s in qa.items() if s["split"] == "bench"}
+    assert sum(s["split"] != "bench" for s in qa.values()) == kept - len(mcq)  # the rest train
+
+
+def test_tiny_local_models_in_every_role_answer_and_are_counted(tmp_path, models, monkeypatch):
+    """The transformers backend of the roles: a tiny random Qwen2-VL filters (its text is no verdict,
+    so every photo is a counted med_filter_unparseable row, none sinks the batch)."""
+    monkeypatch.setenv("GEMINI_API_KEY", API_KEY)
+    vlm, clip = models
+    folder = tmp_path / "photos"
+    rows = _photos(folder, 3)
+    captions = tmp_path / "captions.jsonl"
+    captions.write_text("\n".join(json.dumps(r) for r in rows))
+    tiny = {"backend": "transformers", "model_id": str(vlm), "max_new_tokens": 8, "runtime": {"device": "cpu"}}
+    with FakeGemini() as server:
+        config = _config(tmp_path, models, server, folder, captions, mllm=tiny, llm=tiny, answer_writer=tiny)
+        summary = med_edit(config)
+        assert not _edits(server)
+    by_stage = {s.stage: s for s in run_funnel(PairStore(config.db), summary.run_id)}
+    assert dict(by_stage["med-filter"].reasons) == {"med_filter_unparseable": 3}
+    drops = PairStore(config.db).read("pairs").to_pylist()
+    assert all(p["drop_stage"] == "med-filter" and p["drop_detail"] for p in drops)
+    clear_loaded()

@@ -16,14 +16,16 @@ from pairsmith.flows import papers
 from pairsmith.flows.cli.main import cli
 from pairsmith.flows.dig_render_config import DigRenderConfig
 from pairsmith.flows.evaluate_config import EvaluateConfig
-from pairsmith.flows.finetune_config import GrpoFinetuneConfig
+from pairsmith.flows.finetune_config import GrpoFinetuneConfig, SftFinetuneConfig
 from pairsmith.filters.imgdiff.pipelines import ImgDiffThresholds
 from pairsmith.flows.imgdiff_config import ImgDiffRemoveConfig, ImgDiffReplaceConfig
+from pairsmith.flows.med_edit_config import MedEditConfig
 from tests.conftest import paper_text
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = {"dig-render": DigRenderConfig, "finetune": GrpoFinetuneConfig, "evaluate": EvaluateConfig,
-          "imgdiff-replace": ImgDiffReplaceConfig, "imgdiff-remove": ImgDiffRemoveConfig, "refilter": ImgDiffThresholds}
+MODELS = {"dig-render": DigRenderConfig, "finetune": (GrpoFinetuneConfig, SftFinetuneConfig), "evaluate": EvaluateConfig,
+          "imgdiff-replace": ImgDiffReplaceConfig, "imgdiff-remove": ImgDiffRemoveConfig, "refilter": ImgDiffThresholds,
+          "med-edit": MedEditConfig}
 
 
 def _copy_repo_configs(tmp_path: Path) -> Path:
@@ -43,10 +45,13 @@ def _edit_yaml(path: Path, dotted: str, value) -> None:
 
 def test_every_preset_loads_through_its_flows_config_model():
     params = papers.load_parameters()
-    assert set(params.papers) >= {"dig", "imgdiff"}
+    assert set(params.papers) >= {"dig", "imgdiff", "med"}
+    assert "data" in params.papers["med"].presets
     assert set(params.papers["dig"].presets) == {"corpus", "grpo", "evaluate"}
     assert set(params.papers["imgdiff"].presets) == {"replace", "remove", "evaluate", "ablation",
                                                      *(f"table17-row{r}" for r in range(1, 5))}
+    assert set(params.papers["med"].presets) >= {"sft-qwen2-vl", "sft-qwen2.5-vl", "sft-llava-1.6", "sft-llama-3.2"}
+    assert set(params.papers["omnidiff"].presets) >= {"sft"}
     for paper in params.papers.values():
         for preset in paper.presets.values():
             config = papers.load_preset(preset)
@@ -76,6 +81,15 @@ def test_every_preset_has_parameters_and_every_key_resolves():
     ("imgdiff/replace.yaml", "thresholds.citm_min", 0.3, "thresholds.citm_min is 0.3, the paper's is 0.4"),
     ("imgdiff/remove.yaml", "inpaint.prompt", "background, nothing, 8k", "inpaint.prompt is 'background, nothing, 8k'"),
     ("imgdiff/table17/row2.yaml", "replace.bitm_min", 0.3, "table17/row2.yaml: replace is {"),
+    ("med/sft-qwen2-vl.yaml", "train.objective", "plain", "train.objective is 'plain', the paper's is 'feature-difference'"),
+    ("med/sft-qwen2.5-vl.yaml", "train.gradient_accumulation_steps", 4, "gradient_accumulation_steps is 4, the paper's is 8"),
+    ("med/sft-llava-1.6.yaml", "lora.vision_tower", True, "lora.vision_tower is True, the paper's is False"),
+    ("med/sft-llama-3.2.yaml", "train.per_device_batch_size", 16, "per_device_batch_size is 16, the paper's is 4"),
+    ("omnidiff/sft.yaml", "train.vision_learning_rate", 1.0e-5, "train.vision_learning_rate is 1e-05, the paper's is 2e-06"),
+    ("omnidiff/sft.yaml", "train.gradient_accumulation_steps", 16, "train.batch_size is 128, the paper's is 256"),
+    ("omnidiff/sft.yaml", "lora.alpha", 128, "lora.alpha is 128, the paper's is 256"),
+    ("med/data.yaml", "bench.per_type", 10, "bench.per_type is 10, the paper's is 15"),
+    ("med/data.yaml", "mllm.model_id", "Qwen/Qwen2-VL-7B-Instruct", "mllm.model_id is 'Qwen/Qwen2-VL-7B-Instruct'"),
 ])
 def test_a_changed_preset_value_fails_the_check(tmp_path, preset, key, value, expected):
     root = _copy_repo_configs(tmp_path)
@@ -129,7 +143,7 @@ def test_cli_prints_the_table_and_checks():
     ok = runner.invoke(cli, ["papers", "--check"])
     assert ok.exit_code == 0 and "carries the paper's values" in ok.output
     bad = runner.invoke(cli, ["papers", "nope"])
-    assert bad.exit_code == 2 and "unknown paper 'nope'; known: dig, imgdiff" in bad.output
+    assert bad.exit_code == 2 and "unknown paper 'nope'; known: dig, imgdiff, med" in bad.output
     md = runner.invoke(cli, ["papers", "--markdown"])
     assert md.exit_code == 0 and md.output == papers.render_markdown()
 
@@ -373,3 +387,13 @@ def test_a_preset_that_does_not_validate_names_the_file_and_field(tmp_path, monk
     out = CliRunner().invoke(cli, ["papers", "dig"])
     assert out.exit_code == 2 and "dig/grpo.yaml: grpo: per_device_batch_size" in out.output
     assert "Value error" not in out.output and len(out.output.strip().splitlines()) == 1
+
+
+def test_sft_presets_are_compared_with_pairsmiths_sft_defaults():
+    rows = {(r.preset, r.key): r for r in papers.table_rows("omnidiff") if r.key}
+    assert rows[("sft", "train.vision_learning_rate")].default_value is None
+    assert rows[("sft", "train.batch_size")].default_value == 16  # 4 x 4: SftSettings' defaults, a property
+    med = {(r.preset, r.name.split(": ", 1)[1]): r for r in papers.table_rows("med")}
+    eq7 = "SFT objective, Eq. 7 (caption loss on Z[I(x) - I(x_hat)])"
+    assert med[("sft-qwen2-vl", eq7)].preset_value == "feature-difference"
+    assert med[("sft-llava-1.6", eq7)].key is None and "NOT carried" in med[("sft-llava-1.6", eq7)].note

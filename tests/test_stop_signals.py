@@ -242,6 +242,7 @@ def test_sigterm_while_med_edit_sits_in_gemini_backoff_stops_within_seconds_and_
     import yaml
 
     from pairsmith.flows.med_edit_config import MedEditConfig
+    from tests.test_med_edit import _edits, _roles
 
     vlm, clip = med_models
     folder = tmp_path / "photos"
@@ -263,8 +264,7 @@ def test_sigterm_while_med_edit_sits_in_gemini_backoff_stops_within_seconds_and_
             db=str(tmp_path / "med.lance"),
             sources={"folder": {"images_dir": str(folder), "captions": str(captions)}},
             batch_size=4,
-            vlm={"model_id": str(vlm), "temperature": 1.0, "seed": 0, "max_new_tokens": 16, "runtime": {"device": "cpu"}},
-            decisions={"gate_margin": -100.0, "match_margin": -100.0},
+            **_roles(server),  # MED's model roles on the fake server, answering in each figure's format
             clip={"model_name": clip.model_name, "pretrained": str(clip.weights), "model_config_file": str(clip.config_file)},
             editor={"base_url": server.base_url, "retry_attempts": 20, "retry_initial_delay": 30.0,
                     "retry_max_delay": 60.0},
@@ -289,11 +289,11 @@ def test_sigterm_while_med_edit_sits_in_gemini_backoff_stops_within_seconds_and_
         assert "pairsmith: stopping (SIGTERM)" in err
         assert elapsed < STOP_BOUND, f"SIGTERM took {elapsed:.1f} s"
         assert not _alive(children), "a child process outlived the CLI"
-        paid = {r.image_sha for r in server.log if r.status == 200}
+        paid = {r.image_sha for r in _edits(server) if r.status == 200}
         assert PairStore(config.db).count("edits") == len(paid)  # every paid edit was kept
 
         server.script.clear()  # Gemini is back
         rerun = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
         assert rerun.returncode == 0, rerun.stderr[-2000:]
-        answered = [r.image_sha for r in server.log if r.status == 200]
+        answered = [r.image_sha for r in _edits(server) if r.status == 200]
     assert len(answered) == len(set(answered)) == 8, "an edit paid for before the stop was requested again"

@@ -1,8 +1,9 @@
-"""``pairsmith run FLOW [--config FILE] [--pairs N]``: any pipeline flow from a YAML config.
+"""``pairsmith run FLOW [--config FILE] [--pairs N] [--per-type N]``: any pipeline flow from a YAML config.
 
 Flows are looked up by name in ``FLOWS`` (module paths, imported on use so ``--help`` stays fast).
 The config file holds the flow's pydantic config (without one, the config's defaults); ``--db``
-and ``--pairs`` override its database and its number of pairs. A config with a ``check_inputs()``
+and ``--pairs`` override its database and its number of pairs, ``--per-type`` med-edit's benchmark
+items per difference type. A config with a ``check_inputs()``
 method (``med-edit``: its captions file, images folder and Gemini key) is checked before the flow
 starts: a problem is one line and exit 2, and no database folder is created.
 """
@@ -40,8 +41,11 @@ def _load(path: str) -> Any:
               "animated or multi-page images (else source_multiframe).")
 @click.option("--db", default=None, help="LanceDB URI (overrides the config's).")
 @click.option("--pairs", type=click.IntRange(min=1), default=None, help="Number of pairs (overrides the config's).")
+@click.option("--per-type", type=click.IntRange(min=0), default=None,
+              help="med-edit: benchmark items per difference type (overrides bench.per_type; MED §3.3: 15).")
 @click.option("--verbose", is_flag=True, help="Show Prefect's task-run logs.")
-def run(flow_name: str, config_path: str | None, db: str | None, pairs: int | None, verbose: bool) -> None:
+def run(flow_name: str, config_path: str | None, db: str | None, pairs: int | None, per_type: int | None,
+        verbose: bool) -> None:
     """Run a pipeline flow with its config file and print its drop-off funnel."""
     from pairsmith.flows.cli.common import CliError, describe_failure, load_yaml, open_store_or_fail, quiet_prefect
     from pairsmith.flows.cli.common import validate_config
@@ -56,6 +60,10 @@ def run(flow_name: str, config_path: str | None, db: str | None, pairs: int | No
         data["db"] = db
     if pairs is not None:
         data["pairs"] = pairs
+    if per_type is not None:
+        if flow_name != "med-edit":
+            raise CliError(f"--per-type: only med-edit builds a benchmark, not {flow_name}")
+        data["bench"] = {**(data.get("bench") or {}), "per_type": per_type}
     config_cls = _load(config_path_cls)
     if "show_progress" in config_cls.model_fields:
         data.setdefault("show_progress", True)

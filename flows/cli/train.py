@@ -67,8 +67,6 @@ def finetune(config_path: str, verbose: bool, print_args: bool, **opts: Any) -> 
 def trainer_arguments(config) -> dict[str, Any]:
     """What ``finetune`` would hand the trainers: per stage TRL's config arguments, plus LoRA and
     (GRPO) the reward; built from the config alone (``--print-args``)."""
-    from pairsmith.models.vlm_training import trainer_args
-
     work_dir = str(config.run_dir())
     out: dict[str, Any] = {"method": config.method, "model_id": config.model_id, "run_name": config.run_name(),
                            "lora": config.lora.model_dump(mode="json")}
@@ -81,10 +79,21 @@ def trainer_arguments(config) -> dict[str, Any]:
                           "trl_grpo_config": grpo_args(config.grpo, s.steps, config.runtime, work_dir)}
                          for s in config.stages]
     else:
+        from pairsmith.models.vlm_sft import sft_config_args
+
         t = config.train
-        out["trl_sft_config"] = {"warmup_steps": t.warmup_ratio, "num_train_epochs": t.epochs,
-                                 "max_steps": t.max_steps or -1, "max_length": t.max_length,
-                                 **trainer_args(t, config.runtime, work_dir, False)}
+        out["objective"] = {
+            "name": t.objective,
+            "loss": "l_cap(Z[I(x) - I(x_hat)], answer): the language model fed the difference of the two images' "
+                    "visual features (MED Eq. 7)" if t.objective == "feature-difference"
+                    else "l_cap(Z[I(x), I(x_hat)], answer): the caption loss on both images as given",
+        }
+        out["data"] = {"tasks": config.data.tasks, "splits": config.data.splits, "layout": config.data.layout}
+        out["learning_rates"] = {"vision_tower": (t.vision_learning_rate or t.learning_rate)
+                                 if config.lora.vision_tower else "frozen", "rest": t.learning_rate}
+        out["batch_size"] = {"per_device": t.per_device_batch_size, "gradient_accumulation_steps":
+                             t.gradient_accumulation_steps, "per_optimizer_step_on_one_process": t.batch_size}
+        out["trl_sft_config"] = sft_config_args(t, config.runtime, work_dir)
     return out
 
 

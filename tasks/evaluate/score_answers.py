@@ -9,7 +9,7 @@ group: grounding per subset (single / double / mixed), MCQ per edit category. Wh
 pipeline that made the sample), each benchmark scored on its own (CIDEr's document frequencies
 included).
 
-Captions get BLEU-4, METEOR, ROUGE-L and CIDEr-D (``caption_metrics``; metrics that cannot run are
+Captions get BLEU-4, METEOR, ROUGE-L, CIDEr-D and SPICE (``caption_metrics``; metrics that cannot run are
 returned as unavailable with the reason) and, where an LLM judge scored them (``judge-captions``),
 ``llm_judge``: the mean 0–100 score over the answers whose verdict could be read (n = those), and
 ``llm_judge_unparseable``: how many judged answers stated no readable score (n = all judged).

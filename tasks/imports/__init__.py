@@ -20,6 +20,10 @@ IMPORTERS: dict[str, tuple[str, str]] = {
                       "Spot-the-Diff (Jhamtani & Berg-Kirkpatrick 2018): street-scene pairs and captions"),
     "image-edit-request": ("pairsmith.tasks.imports.image_edit_request:ImageEditRequestImporter",
                            "Image Editing Request (Tan et al. 2019): photo edits and their requests"),
+    "birds-to-words": ("pairsmith.tasks.imports.birds_to_words:BirdsToWordsImporter",
+                       "Birds-to-Words (Forbes et al. 2019): bird photo pairs and their comparisons"),
+    "clevr-dc": ("pairsmith.tasks.imports.clevr_dc:ClevrDcImporter",
+                 "CLEVR-DC (Kim et al. 2021): changes under drastic viewpoint shifts, with captions"),
     "folder": ("pairsmith.tasks.imports.pair_folder:PairFolderImporter",
                "any set as a JSONL of before/after image paths and captions"),
 }

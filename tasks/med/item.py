@@ -26,7 +26,7 @@ class MedItem:
     mime_type: str | None = None
     width: int = 0
     height: int = 0
-    category: str | None = None
+    category: str | None = None  # MED Fig. 8's Type: the edit request's category
     action: str | None = None
     edit_instruction: str | None = None
     edited: bytes | None = None
@@ -36,8 +36,8 @@ class MedItem:
     caption_before: str | None = None
     caption_after: str | None = None
     difference: str | None = None
-    difference_category: str | None = None
-    wrong_options: list[str] | None = None
+    difference_category: str | None = None  # MED Fig. 11's TYPE
+    rewritten: str | None = None  # MED Fig. 14's IMPROVED_DESCRIPTION: the SFT answer
     drop_stage: str | None = None
     drop_reason: str | None = None
     drop_detail: str | None = None

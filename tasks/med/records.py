@@ -1,4 +1,10 @@
-"""Turn a MED batch into rows: every candidate as a pair (kept or dropped), samples for the kept."""
+"""Turn a MED batch into rows: every candidate as a pair (kept or dropped), samples for the kept.
+
+A pair stores the complete original caption (Fig. 9) as ``caption_before``, the edited image's caption
+(Fig. 10) as ``caption_after``, the edit prompt (Fig. 8) as ``edit_instruction`` and its Type as
+``edit_category``, Fig. 11's difference as ``difference``; its ``med-diff-qa`` sample answers with the
+rewritten description (Fig. 14) and carries Fig. 11's TYPE as ``category``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ import json
 from pairsmith.storage.verdict import KEEP, StageStats
 from pairsmith.storage.schemas import PairRow, SampleRow, utc_now
 from pairsmith.tasks.med.item import MedItem, alive
-from pairsmith.tasks.med.samples import METHOD, diff_qa_sample, mcq_sample
+from pairsmith.tasks.med.samples import METHOD, diff_qa_sample
 from pairsmith.tasks.sample_builders import SplitFractions, split_for
 from pairsmith.tasks.stage import stage
 
@@ -35,10 +41,9 @@ def build_med_records(
     ]
     samples: list[SampleRow] = []
     for item in alive(items):
-        split = "bench" if item.bench_candidate else split_for(item.pair_id, splits)
-        common = dict(pair_id=item.pair_id, run_id=run_id, category=item.difference_category, split=split)
-        samples.append(diff_qa_sample(**common, difference=item.difference))
-        if item.wrong_options:
-            samples.append(mcq_sample(**common, correct=item.difference, wrong=item.wrong_options))
+        # Every kept pair trains (train/val/test by its id); the benchmark builder (tasks/med/bench.py)
+        # moves the pairs it selects to "bench" once the run's batches are all stored (MED §3.3).
+        samples.append(diff_qa_sample(pair_id=item.pair_id, run_id=run_id, category=item.difference_category,
+                                      split=split_for(item.pair_id, splits), difference=item.rewritten))
         stats.record(KEEP)
     return pairs, samples

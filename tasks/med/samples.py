@@ -1,8 +1,9 @@
 """MED's training and benchmark samples: a difference question and a four-option MCQ per pair.
 
-``med-diff-qa`` asks one of 9 phrasings of "what is the primary difference?" and answers with the
-difference sentence ("In the second image, ..."). ``med-mcq`` offers that sentence and three subtly
-wrong ones as options A-D. The right letter is first drawn from the pair id, then
+``med-diff-qa`` asks one of MED Fig. 15's nine phrasings of "what is the primary difference?" (picked
+by the pair id) and answers with the rewritten difference description (Fig. 14). ``med-mcq`` (the
+benchmark, §3.3) asks one of the same phrasings and offers the answer writer's right answer (Fig. 16)
+and three wrong ones (Fig. 17) as options A-D. The right letter is first drawn from the pair id, then
 ``balance_letters`` re-deals the letters over a whole run so each letter is right equally often
 (a model that always says "A" scores 25 %, not more).
 """
@@ -13,33 +14,29 @@ import random
 
 from pairsmith.storage.ids import stable_hash, stable_id
 from pairsmith.storage.schemas import Message, SampleRow, utc_now
+from pairsmith.tasks.med.prompts import QUESTIONS
 from pairsmith.tasks.sample_builders import TWO_IMAGES
 
 LETTERS = ("A", "B", "C", "D")
-QA_QUESTIONS = (
-    "What is the primary difference between the two images?",
-    "What is the main change from the first image to the second image?",
-    "How does the second image differ from the first one?",
-    "What was edited in the second image?",
-    "Describe the key difference between these two images.",
-    "What has changed between the first and the second image?",
-    "Which detail differs between the two images?",
-    "Compare the two images. What is different in the second one?",
-    "What is the most noticeable difference between the two pictures?",
-)
-MCQ_QUESTION = "What is the primary difference between the two images?"
+QA_QUESTIONS = QUESTIONS  # MED Fig. 15's nine phrasings, for the SFT question and the benchmark's
+MCQ_QUESTION = QUESTIONS[0]
 MCQ_INSTRUCTION = "Answer with the option's letter from the given choices directly."
 METHOD = "med-edit"
 
 
 def diff_qa_sample(*, pair_id: str, run_id: str, difference: str, category: str, split: str) -> SampleRow:
-    question = QA_QUESTIONS[int(stable_hash(["qa", pair_id], 8), 16) % len(QA_QUESTIONS)]
+    question = question_for(pair_id)
     return SampleRow(
         sample_id=stable_id(pair_id, "med-diff-qa"), pair_id=pair_id, run_id=run_id, method=METHOD,
         task="med-diff-qa",
         conversation=[Message(role="user", content=TWO_IMAGES + question), Message(role="assistant", content=difference)],
         answer=difference, category=category, split=split, created_at=utc_now(),
     )
+
+
+def question_for(pair_id: str, purpose: str = "qa") -> str:
+    """One of Fig. 15's nine phrasings, drawn from the pair id (the same pair, the same question)."""
+    return QUESTIONS[int(stable_hash([purpose, pair_id], 8), 16) % len(QUESTIONS)]
 
 
 def mcq_prompt(question: str, options: list[str]) -> str:
@@ -52,7 +49,7 @@ def lettered(choices: list[str]) -> list[str]:
 
 def mcq_sample(
     *, pair_id: str, run_id: str, correct: str, wrong: list[str], category: str, split: str,
-    correct_letter: str | None = None,
+    correct_letter: str | None = None, question: str = MCQ_QUESTION,
 ) -> SampleRow:
     """Options in a shuffled order with the right one at ``correct_letter`` (default: from the id)."""
     if len(wrong) != len(LETTERS) - 1:
@@ -65,7 +62,7 @@ def mcq_sample(
     options = lettered(choices)
     return SampleRow(
         sample_id=stable_id(pair_id, "med-mcq"), pair_id=pair_id, run_id=run_id, method=METHOD, task="med-mcq",
-        conversation=[Message(role="user", content=mcq_prompt(MCQ_QUESTION, options)),
+        conversation=[Message(role="user", content=mcq_prompt(question, options)),
                       Message(role="assistant", content=letter)],
         answer=letter, options=options, category=category, split=split, created_at=utc_now(),
     )
@@ -83,9 +80,10 @@ def balance_letters(samples: list[SampleRow]) -> list[SampleRow]:
         correct = texts.pop(LETTERS.index(sample.answer))
         texts.insert(LETTERS.index(target), correct)
         options = lettered(texts)
+        question = sample.conversation[0].content.removeprefix(TWO_IMAGES).split("\n", 1)[0]
         out.append(sample.model_copy(update={
             "answer": target, "options": options,
-            "conversation": [Message(role="user", content=mcq_prompt(MCQ_QUESTION, options)),
+            "conversation": [Message(role="user", content=mcq_prompt(question, options)),
                              Message(role="assistant", content=target)],
         }))
     return out

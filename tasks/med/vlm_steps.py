@@ -1,163 +1,152 @@
-"""MED's VLM stages: editability gate, edit planning, caption alignment, wrong MCQ options.
+"""MED's model steps as the paper runs them (§3.1-3.2, Appendix Figs. 7-14), one stage each.
 
-Each stage sends all of its batch's questions to the VLM at once (``VlmChat`` batches them into
-``generate``/forward calls) and counts its verdicts. Closed questions are scored options, open
-ones are parsed; an answer that cannot be used drops that item with a reason, never the batch.
+In pipeline order, each asking its figure's prompt (``pairsmith.tasks.med.prompts``) of its role's model:
+
+========================  ========  ==========================================================
+stage                     role      what it keeps
+========================  ========  ==========================================================
+``med-filter``            MLLM      Fig. 7: a strict "Yes" only (§3.1); "No" is ``med_filter_no``
+``med-request``           MLLM      Fig. 8: a category of the 11 and an edit prompt in the
+                                    figure's structure ("Hi, This is a photo of ...")
+(``edit``, ``similarity``)          Gemini edit, CLIP cosine (``edit_images``, ``score_similarity``)
+``med-complete``          MLLM      Fig. 9: the complete original caption (step 1; "NO UPDATE"
+                                    keeps the source caption), given image, caption, edit prompt
+``med-caption``           MLLM      Fig. 10: the edited image's caption ("CAPTION:"), given the
+                                    complete caption and the key aspect (the request's category)
+``med-difference``        LLM       Fig. 11: "TYPE:...\\nDIFFERENCE:..." from the two captions
+``med-judge-1``           MLLM      Fig. 12: the difference matches the edit prompt ("Yes")
+``med-judge-2``           MLLM      Fig. 13: the difference matches the second description
+                                    (the edited image's caption) ("Yes")
+``med-rewrite``           LLM       Fig. 14: "IMPROVED_DESCRIPTION:", the SFT answer
+========================  ========  ==========================================================
+
+Captions are kept whole (every sentence). A reply that does not fit its figure's format drops that
+item with the parser's reason (``pairsmith.tasks.med.prompts.Unparsed``), a model error with
+``<stage>_error`` / ``<stage>_rejected``; never the batch. The judges are given the texts their
+figures name and no image (the figures' prompts compare texts only).
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from collections.abc import Callable
 
+from pairsmith.models.role_chat import RoleChat
+from pairsmith.models.vlm_chat import VlmRequest
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
-from pairsmith.models.vlm_chat import OptionScores, VlmChat, VlmRequest
-from pairsmith.models.failures import failure_reason
-from pairsmith.tasks.med.item import MedItem, alive, drop_on_error, judge, keep_if
-from pairsmith.tasks.med.prompts import (
-    ACTION_PROMPT,
-    CATEGORIES,
-    CATEGORY_HINTS,
-    CATEGORY_PROMPT,
-    COMPLETE_CAPTION_PROMPT,
-    DIFFERENCE_CATEGORY_PROMPT,
-    DIFFERENCE_PROMPT,
-    DISTRACTOR_PROMPT,
-    EDIT_REQUEST,
-    EDITED_CAPTION_PROMPT,
-    GATE_PROMPT,
-    MATCH_PROMPT,
-    YES_NO,
-    parse_action,
-    parse_difference,
-    parse_distractors,
-    parse_sentence,
-    plain_caption,
-)
+from pairsmith.tasks.med import prompts as P
+from pairsmith.tasks.med.item import MedItem, alive, drop_on_error, judge
 from pairsmith.tasks.stage import call_per_item, stage
 
 
-class MedDecisions(BaseModel):
-    """How strict the VLM's closed decisions are (log-likelihood margins, in nats)."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    gate_margin: float = Field(0.0, description="keep a source if log p(yes) - log p(no) >= this")
-    match_margin: float = Field(0.0, description="keep a pair if the difference matches the request by this margin")
-    object_penalty: float = Field(0.5, ge=0.0, description="subtracted from Object's score: MED prefers other categories")
-
-
-def yes_margin(scores: OptionScores) -> float:
-    return scores.scores[0] - scores.scores[1]
-
-
-def _choices() -> str:
-    return ", ".join(CATEGORIES)
+def ask(role: RoleChat, stats: StageStats, items: list[MedItem],
+        request: Callable[[MedItem], VlmRequest]) -> list[str | None]:
+    """One answer per item (None where the model failed for it: that item is dropped with
+    ``<stage>_error`` or ``<stage>_rejected``, the others go on)."""
+    on_error = drop_on_error(stats, role.model_id)
+    answers = call_per_item(lambda part: role.ask_batch([request(i) for i in part]), items, on_error)
+    out: list[str | None] = []
+    for item, answer in zip(items, answers):
+        if isinstance(answer, Exception):
+            on_error(item, answer)
+            answer = None
+        out.append(answer)
+    return out
 
 
-def _scores(vlm: VlmChat, stats: StageStats, items: list[MedItem], request, options: list[str]):
-    """Option scores for each item (None where the VLM raised for it: that item is dropped as
-    ``<stage>_error``, the others go on)."""
-    return call_per_item(lambda part: vlm.score_options_batch([request(i) for i in part], [options] * len(part)),
-                         items, drop_on_error(stats, vlm.config.model_id))
-
-
-def _answers(vlm: VlmChat, stats: StageStats, items: list[MedItem], request) -> list[str | None]:
-    """Free-text answers for each item, isolated per item as in ``_scores``."""
-    return call_per_item(lambda part: vlm.generate_batch([request(i) for i in part]), items,
-                         drop_on_error(stats, vlm.config.model_id))
-
-
-@stage("gate")
-def gate_sources(stats: StageStats, items: list[MedItem], vlm: VlmChat, decisions: MedDecisions) -> None:
+def run_step(stats: StageStats, role: RoleChat, items: list[MedItem], request: Callable[[MedItem], VlmRequest],
+             read: Callable[[MedItem, str], str | None]) -> None:
+    """Ask every live item's question, then ``read(item, answer)``: it stores what it parsed and returns
+    None to keep the item or a reason to drop it; an ``Unparsed`` it raises drops it with its reason."""
     todo = alive(items)
-    scores = _scores(vlm, stats, todo, lambda i: VlmRequest(
-        (i.before_image(),), GATE_PROMPT.format(caption=plain_caption(i.ref.caption))), YES_NO)
-    for item, s in zip(todo, scores):
-        if s is not None:
-            judge(stats, item, keep_if(yes_margin(s) >= decisions.gate_margin, "gate_not_editable"))
-
-
-@stage("edit_plan")
-def plan_edits(stats: StageStats, items: list[MedItem], vlm: VlmChat, decisions: MedDecisions) -> None:
-    """Pick a category (scored, Object penalised) and have the VLM write the edit action."""
-    scored = _scores(vlm, stats, alive(items), lambda i: VlmRequest(
-        (i.before_image(),), CATEGORY_PROMPT.format(caption=plain_caption(i.ref.caption), choices=_choices())),
-        list(CATEGORIES))
-    todo = []
-    for item, s in zip(alive(items), scored):
-        if s is None:
-            continue
-        adjusted = [v - (decisions.object_penalty if c == "Object" else 0.0) for c, v in zip(CATEGORIES, s.scores)]
-        item.category = CATEGORIES[max(range(len(adjusted)), key=adjusted.__getitem__)]
-        todo.append(item)
-    answers = _answers(vlm, stats, todo, lambda i: VlmRequest((i.before_image(),), ACTION_PROMPT.format(
-        caption=plain_caption(i.ref.caption), category=i.category, hint=CATEGORY_HINTS[i.category])))
-    for item, answer in zip(todo, answers):
+    for item, answer in zip(todo, ask(role, stats, todo, request)):
         if answer is None:
             continue
-        item.action = parse_action(answer)
-        if item.action:
-            item.edit_instruction = EDIT_REQUEST.format(caption=plain_caption(item.ref.caption), action=item.action)
-        judge(stats, item, keep_if(item.action is not None, "plan_unparseable_action"), detail=answer[:200])
-
-
-@stage("caption_align")
-def align_captions(stats: StageStats, items: list[MedItem], vlm: VlmChat, decisions: MedDecisions) -> None:
-    """Complete the caption, caption the edit, state the difference and its category, check the match."""
-    todo = alive(items)
-
-    def ask(part: list[MedItem]) -> list[tuple[str, str, str]]:
-        """Three questions per item (complete the caption, caption the edit, the difference), one batch."""
-        n = len(part)
-        out = vlm.generate_batch(
-            [VlmRequest((i.before_image(),), COMPLETE_CAPTION_PROMPT.format(caption=plain_caption(i.ref.caption)))
-             for i in part]
-            + [VlmRequest((i.after_image(),), EDITED_CAPTION_PROMPT) for i in part]
-            + [VlmRequest((i.before_image(), i.after_image()), DIFFERENCE_PROMPT) for i in part]
-        )
-        return [(out[k], out[n + k], out[2 * n + k]) for k in range(n)]
-
-    answers = call_per_item(ask, todo, drop_on_error(stats, vlm.config.model_id))
-    parsed = []
-    for item, answer in zip(todo, answers):
-        if answer is None:
+        try:
+            reason = read(item, answer)
+        except P.Unparsed as err:
+            judge(stats, item, Verdict.drop(err.reason), detail=err.detail or answer[:300])
             continue
-        before, after, difference = answer
-        item.caption_before = parse_sentence(before, min_words=3)
-        item.caption_after = parse_sentence(after, min_words=3)
-        item.difference = parse_difference(difference)
-        if item.caption_before and item.caption_after and item.difference:
-            parsed.append(item)
-        else:
-            missing = [name for name, v in (("caption", item.caption_before), ("edited caption", item.caption_after),
-                                            ("difference", item.difference)) if not v]
-            judge(stats, item, keep_if(False, "align_unparseable"), detail="no usable " + ", ".join(missing))
-    if not parsed:
-        return
-    categories = _scores(vlm, stats, parsed, lambda i: VlmRequest(
-        (i.before_image(), i.after_image()), DIFFERENCE_CATEGORY_PROMPT.format(difference=i.difference,
-                                                                               choices=_choices())),
-        list(CATEGORIES))
-    matches = _scores(vlm, stats, parsed, lambda i: VlmRequest(
-        (i.before_image(), i.after_image()), MATCH_PROMPT.format(action=i.action, difference=i.difference)), YES_NO)
-    for item, cat, match in zip(parsed, categories, matches):
-        if cat is None or match is None or not item.alive:
-            continue
-        item.difference_category = CATEGORIES[cat.best]
-        judge(stats, item, keep_if(yes_margin(match) >= decisions.match_margin, "align_mismatch"))
+        judge(stats, item, KEEP if reason is None else Verdict.drop(reason),
+              detail=None if reason is None else answer[:300])
 
 
-@stage("mcq")
-def write_mcq_options(stats: StageStats, items: list[MedItem], vlm: VlmChat) -> None:
-    """Three subtly wrong options per pair; a pair whose answer cannot be parsed gets no MCQ."""
-    todo = alive(items)
-    answers = call_per_item(
-        lambda part: vlm.generate_batch([VlmRequest((), DISTRACTOR_PROMPT.format(difference=i.difference))
-                                         for i in part]),
-        todo, lambda item, err: stats.record(Verdict.drop(failure_reason("mcq", err))))
-    for item, answer in zip(todo, answers):
-        if answer is None:
-            continue  # counted by the error callback; the pair stays kept, without its MCQ
-        item.wrong_options = parse_distractors(answer, item.difference)
-        # An MCQ failure costs the pair its MCQ only: counted here, the pair stays kept.
-        stats.record(KEEP if item.wrong_options else keep_if(False, "mcq_unparseable"))
+def source_caption(item: MedItem) -> str:
+    """The source's caption, whole, on one line."""
+    return " ".join(item.ref.caption.split())
+
+
+@stage("med-filter")
+def med_filter(stats: StageStats, items: list[MedItem], mllm: RoleChat) -> None:
+    """MED Fig. 7 / §3.1: keep a source only on a strict "Yes"."""
+    run_step(stats, mllm, items, lambda i: VlmRequest((i.before_image(),), P.filter_prompt(source_caption(i))),
+             lambda i, a: None if P.parse_filter(a) else "med_filter_no")
+
+
+@stage("med-request")
+def med_request(stats: StageStats, items: list[MedItem], mllm: RoleChat) -> None:
+    """MED Fig. 8 / §3.1: the category (the prompt asks for one other than Object where one fits) and the
+    edit prompt, sent to the editor verbatim."""
+
+    def read(item: MedItem, answer: str) -> None:
+        item.category, item.edit_instruction = P.parse_request(answer)
+        item.action = item.edit_instruction
+
+    run_step(stats, mllm, items, lambda i: VlmRequest((i.before_image(),), P.request_prompt(source_caption(i))), read)
+
+
+@stage("med-complete")
+def med_complete(stats: StageStats, items: list[MedItem], mllm: RoleChat) -> None:
+    """MED Fig. 9 / §3.2 step 1: the original image, its caption and the edit prompt -> complete caption."""
+
+    def read(item: MedItem, answer: str) -> None:
+        item.caption_before = P.parse_completion(answer, source_caption(item))
+
+    run_step(stats, mllm, items, lambda i: VlmRequest(
+        (i.before_image(),), P.complete_prompt(source_caption(i), i.edit_instruction)), read)
+
+
+@stage("med-caption")
+def med_caption(stats: StageStats, items: list[MedItem], mllm: RoleChat) -> None:
+    """MED Fig. 10 / §3.2 step 2: the edited image, the complete caption as reference and the request's
+    category as the key aspect -> the edited image's caption."""
+
+    def read(item: MedItem, answer: str) -> None:
+        item.caption_after = P.parse_caption(answer)
+
+    run_step(stats, mllm, items, lambda i: VlmRequest(
+        (i.after_image(),), P.caption_prompt(i.caption_before, i.category)), read)
+
+
+@stage("med-difference")
+def med_difference(stats: StageStats, items: list[MedItem], llm: RoleChat) -> None:
+    """MED Fig. 11 / §3.2 step 3 (a text-only LLM): the two captions -> the difference and its type."""
+
+    def read(item: MedItem, answer: str) -> None:
+        item.difference_category, item.difference = P.parse_difference(answer)
+
+    run_step(stats, llm, items, lambda i: VlmRequest((), P.difference_prompt(i.caption_before, i.caption_after)),
+             read)
+
+
+@stage("med-judge-1")
+def med_judge_1(stats: StageStats, items: list[MedItem], mllm: RoleChat) -> None:
+    """MED Fig. 12: does the difference match the edit prompt? Only "Yes" keeps the pair."""
+    run_step(stats, mllm, items, lambda i: VlmRequest((), P.judge_1_prompt(i.edit_instruction, i.difference)),
+             lambda i, a: None if P.parse_yes_no(a, "med_judge_1") else "med_judge_1_no")
+
+
+@stage("med-judge-2")
+def med_judge_2(stats: StageStats, items: list[MedItem], mllm: RoleChat) -> None:
+    """MED Fig. 13: does the difference match the second description (the edited image's caption)?"""
+    run_step(stats, mllm, items, lambda i: VlmRequest((), P.judge_2_prompt(i.caption_after, i.difference)),
+             lambda i, a: None if P.parse_yes_no(a, "med_judge_2") else "med_judge_2_no")
+
+
+@stage("med-rewrite")
+def med_rewrite(stats: StageStats, items: list[MedItem], llm: RoleChat) -> None:
+    """MED Fig. 14 / §3.2 step 4: the difference rewritten as the SFT answer (kept as the sample's answer)."""
+
+    def read(item: MedItem, answer: str) -> None:
+        item.rewritten = P.parse_rewrite(answer)
+
+    run_step(stats, llm, items, lambda i: VlmRequest((), P.rewrite_prompt(i.difference)), read)
