@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     from pairsmith.models.runtime import ModelRuntime
     from pairsmith.models.tiny.builders import build_tiny_blip_itm, build_tiny_clip
     from pairsmith.tasks.imgdiff.crop_filter import crop_filter
+    from pairsmith.tasks.imgdiff.context import ImgDiffContext, ImgDiffModels
 
     torch.set_num_threads(args.threads)
     cpu = ModelRuntime(device="cpu")
@@ -85,10 +86,10 @@ def main(argv: list[str] | None = None) -> None:
                                            model_config_file=str(tiny_clip.config_file), runtime=cpu, batch_size=256))
         blip = BlipItmScorer(BlipItmConfig(model_id=str(build_tiny_blip_itm(Path(tmp) / "blip")), runtime=cpu,
                                            batch_size=256))
-        thresholds = ReplaceThresholds()
+        ctx = ImgDiffContext(ReplaceThresholds(), ImgDiffModels(clip=clip, blip=blip))
         items = _items(args.pairs, args.boxes)
         n_crops = args.pairs * args.boxes
-        crop_filter.fn(_fresh(items[:1]), clip, blip, thresholds)  # load both models before timing
+        crop_filter.fn(_fresh(items[:1]), ctx)  # load both models before timing
 
         singles = []  # one pair per box, each holding only that box
         for item in _fresh(items):
@@ -98,12 +99,12 @@ def main(argv: list[str] | None = None) -> None:
                 singles.append(single)
 
         def batched() -> None:
-            crop_filter.fn(_fresh(items), clip, blip, thresholds)
+            crop_filter.fn(_fresh(items), ctx)
 
         def one_at_a_time() -> None:
             for single in singles:
-                single.regions[0].reason = None
-                crop_filter.fn([single], clip, blip, thresholds)
+                single.regions[0].drop_reason = None
+                crop_filter.fn([single], ctx)
 
         timings = {}
         for name, run in (("batched", batched), ("one at a time", one_at_a_time)):

@@ -28,6 +28,8 @@ PAIR: Level = "pair"  # one verdict per pair
 REGION: Level = "region"  # one verdict per region, each on its own
 PAIR_REGIONS: Level = "pair-regions"  # one verdict per region, the regions of a pair judged together (NMS)
 
+NEEDS_RERUN = "refilter_needs_rerun"  # refilter: passes the new thresholds, but later model steps never ran on it
+
 Row = Mapping[str, Any]
 RowRule = Callable[[Row, Any], Verdict]  # (row, thresholds) -> verdict
 GroupRule = Callable[[Sequence[Row], Any], list[Verdict]]  # (one pair's region rows, thresholds) -> a verdict each
@@ -138,6 +140,12 @@ class Pipeline:
         if self.names[: len(replaced)] != tuple(replaced):
             raise ValueError(f"pipeline {self.method!r} does not start with {list(replaced)}")
         return replace(self, stages=(*source, *self.stages[len(replaced):]))
+
+
+# refilter's closing pair-level stage of a pipeline without region filters (MED's): a pair passing
+# every filter is kept only if the later model steps made its outputs (its samples); else it needs a re-run.
+PAIR_OUTPUTS = Stage("pair_outputs", PAIR, reasons=(NEEDS_RERUN,),
+                     doc="refilter: a pair passing every filter has its later model outputs (its samples)")
 
 
 def merged_order(sequences: Iterable[Sequence[str]]) -> list[str]:

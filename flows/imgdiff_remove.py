@@ -21,9 +21,10 @@ from pairsmith.filters.imgdiff.pipelines import LOAD, MAKE_PAIRS, REMOVE
 from pairsmith.flows.engine.prefect_compat import install as _install_prefect_compat
 from pairsmith.flows.engine.run_name import pairsmith_run_name
 from pairsmith.flows.imgdiff_config import REMOVE_FLOW, ImgDiffRemoveConfig
-from pairsmith.flows.imgdiff_replace import ImgDiffModels, ImgDiffRunSummary, StepInputs, run_pipeline
+from pairsmith.flows.imgdiff_replace import ImgDiffRunSummary, build_models, run_pipeline
 from pairsmith.storage.store import open_store
 from pairsmith.tasks.imgdiff.caption_source import load_captions
+from pairsmith.tasks.imgdiff.context import ImgDiffContext, StepSettings
 from pairsmith.tasks.imgdiff.items import ImgDiffItem
 from pairsmith.tasks.imgdiff.sources import list_source_pairs, plan_caption_items, plan_source_items
 
@@ -50,11 +51,12 @@ def imgdiff_remove(config: ImgDiffRemoveConfig = ImgDiffRemoveConfig()) -> ImgDi
         def plan(indices: range) -> list[ImgDiffItem]:
             return plan_caption_items(REMOVE_FLOW, content_key, config.seed, captions, indices, config.rewriter.rounds)
 
-    models = ImgDiffModels.build(config, diffmap_masks=True, inpaint=config.inpaint)
+    models = build_models(config, diffmap_masks=True, inpaint=config.inpaint)
     model_ids = models.model_ids()
     if config.source_run:
         model_ids = {k: v for k, v in model_ids.items() if k not in ("rewriter", "generator")}
         model_ids["source_run"] = config.source_run
-    inputs = StepInputs(models, config.thresholds, config.db, fastsam_sides=("before",), keep_masks=True,
-                        max_inpaint_per_pair=config.max_inpaint_per_pair, describe_view=config.describe_view)
-    return run_pipeline(pipeline, config, store, n_items, plan, inputs, model_ids, "removing objects")
+    ctx = ImgDiffContext(config.thresholds, models, StepSettings(
+        db=config.db, fastsam_sides=("before",), keep_masks=True, max_inpaint_per_pair=config.max_inpaint_per_pair,
+        describe_view=config.describe_view))
+    return run_pipeline(pipeline, config, store, n_items, plan, ctx, model_ids, "removing objects")

@@ -88,9 +88,9 @@ def _flow_model(flow: str):
 
         return EvaluateConfig.model_validate
     if flow == "refilter":
-        from pairsmith.filters.imgdiff.pipelines import ImgDiffThresholds
+        from pairsmith.filters.refilterable import RefilterThresholds
 
-        return ImgDiffThresholds.model_validate
+        return RefilterThresholds.model_validate
     if flow == "med-edit":
         from pairsmith.flows.med_edit_config import MedEditConfig
 

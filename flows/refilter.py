@@ -1,8 +1,10 @@
-"""The refilter flow: re-apply Img-Diff thresholds to a run's stored scores, no model needed.
+"""The refilter flow: re-apply thresholds to a run's stored scores, no model needed.
 
 Img-Diff chose its thresholds by an ablation: filter the same candidates with several settings,
 train, compare. Every candidate pairsmith makes is stored with its scores, so each setting is a
-re-filter of the stored rows: ``pairsmith refilter --run RUN --config thresholds.yaml``.
+re-filter of the stored rows: ``pairsmith refilter --run RUN --config thresholds.yaml``. Any pipeline
+whose verdicts are stored can be re-filtered (``pairsmith.filters.refilterable``: Img-Diff's
+replacement and removal, med-edit's similarity filter).
 
 The new verdicts overwrite ``status`` / ``drop_stage`` / ``drop_reason`` of the run's pairs and
 ``status`` / ``reason`` of its regions (column updates of the changed rows, by key: their images are
@@ -10,7 +12,7 @@ never read; exports follow pair status).
 The funnel goes to ``stage_stats`` under its own run id, ``<run>-refilter-<thresholds hash>``, so
 ``pairsmith stats --run`` shows each setting beside the original, and to the ``filter-dropoff``
 artifact. Re-running with the same file rewrites the same rows: nothing changes the second time.
-What the thresholds cannot decide stays as it was (see ``pairsmith.filters.imgdiff.rejudge``).
+What the thresholds cannot decide stays as it was (see ``pairsmith.filters.rejudge``).
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pairsmith.filters.imgdiff.pipelines import METHODS, ImgDiffThresholds
-from pairsmith.filters.imgdiff.rejudge import RejudgeResult, pair_columns, region_columns, rejudge_pairs
+from pairsmith.filters.refilterable import METHODS, RefilterThresholds
+from pairsmith.filters.rejudge import RejudgeResult, pair_columns, region_columns, rejudge_pairs
 from pairsmith.flows.engine.batching import batch_name
 from pairsmith.flows.engine.flow_runs import claim_run
 from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
@@ -41,13 +43,19 @@ class RefilterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     db: str = Field(DEFAULT_DB, description="LanceDB URI")
-    run: str = Field(description="the imgdiff-replace / imgdiff-remove run whose stored scores are re-judged")
-    thresholds: ImgDiffThresholds = Field(default_factory=ImgDiffThresholds)
+    run: str = Field(description=f"the run ({' / '.join(METHODS)}) whose stored scores are re-judged")
+    thresholds: RefilterThresholds = Field(default_factory=RefilterThresholds)
 
     @field_validator("db")
     @classmethod
     def _db(cls, value: str) -> str:
         return check_db_uri(value)
+
+    @field_validator("thresholds", mode="before")
+    @classmethod
+    def _thresholds(cls, value):
+        """An Img-Diff-only thresholds file (``ImgDiffThresholds``) is read as its sections."""
+        return value.model_dump() if isinstance(value, BaseModel) and not isinstance(value, RefilterThresholds) else value
 
     def run_id(self) -> str:
         """One run id per (source run, thresholds): re-running the same file overwrites its stats."""
@@ -58,7 +66,7 @@ class RefilterSummary(BaseModel):
     source_run: str
     run_id: str
     db: str
-    pairs: int  # imgdiff pairs of the source run
+    pairs: int  # the source run's pairs of a refilterable pipeline
     pairs_rejudged: int
     regions_rejudged: int
     pairs_changed: int
@@ -71,7 +79,7 @@ class RefilterSummary(BaseModel):
 
 
 def check_refilterable(run: str, pairs: list[dict]) -> Counter:
-    """The run's pairs per method; a ValueError if none was made by an Img-Diff flow."""
+    """The run's pairs per method; a ValueError if none was made by a refilterable pipeline."""
     methods = Counter(p["method"] for p in pairs)
     if not any(m in METHODS for m in methods):
         found = ", ".join(f"{m} ({n})" for m, n in methods.items()) or "no pairs"
@@ -85,7 +93,7 @@ def _readable(store: PairStore, table: str, wanted: list[str]) -> list[str]:
 
 
 @task(name="rejudge", cache_policy=NO_CACHE)
-def rejudge(db: str, run: str, pair_ids: list[str], thresholds: ImgDiffThresholds) -> RejudgeResult:
+def rejudge(db: str, run: str, pair_ids: list[str], thresholds: RefilterThresholds) -> RejudgeResult:
     """Read one batch's scores (no image bytes) and judge them under ``thresholds``."""
     store = open_store(db)
     pairs = store.read("pairs", where=sql_in("pair_id", pair_ids), columns=_readable(store, "pairs", pair_columns(thresholds)))
@@ -116,7 +124,7 @@ def _verdicts(table: str, updates: dict[str, dict], detail: str) -> list[dict]:
     return rows
 
 
-@flow(flow_run_name=pairsmith_run_name, name=FLOW_NAME, description="Re-apply Img-Diff thresholds to a run's stored scores; no model runs.")
+@flow(flow_run_name=pairsmith_run_name, name=FLOW_NAME, description="Re-apply thresholds to a run's stored scores (Img-Diff, med-edit); no model runs.")
 def refilter(config: RefilterConfig) -> RefilterSummary:
     start = time.perf_counter()
     logger = get_run_logger()

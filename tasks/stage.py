@@ -13,7 +13,7 @@ does the bookkeeping::
 
 The decorated function gets a fresh ``StageStats`` per stage name as its leading arguments (a step
 that judges two things, such as rendering and the visibility check, names two stages); callers
-pass only the other arguments. The task returns a ``StageResult``: the function's return value
+pass only the other arguments, passed through as given. The task returns a ``StageResult``: the function's return value
 and the stats, timed. Time the function set itself (e.g. only the seconds inside Blender) is kept;
 the rest of the elapsed time goes to the stages that set none.
 """
@@ -68,8 +68,10 @@ def stage(name: str, *more: str, **task_options: Any) -> Callable[[Callable[...,
                 s.seconds = rest / len(unset)
             return StageResult(value, stats)
 
-        del run.__wrapped__  # Prefect binds call arguments to the signature below, without the stats
-        run.__signature__ = inspect.signature(fn).replace(parameters=params[len(names):])
+        # No signature is copied or rewritten: Prefect binds a call's arguments to ``(*args, **kwargs)`` as
+        # given, and no caller reads a stage's parameters to find its inputs (Img-Diff's steps take a typed
+        # context, ``pairsmith.tasks.imgdiff.context``).
+        del run.__wrapped__
         options = {"cache_policy": NO_CACHE, **task_options}
         return task(name=name, **options)(run)
 

@@ -17,6 +17,7 @@ from pairsmith.flows.imgdiff_config import ImgDiffRemoveConfig, ImgDiffReplaceCo
 from pairsmith.models.caption_answer import CaptionRewrite
 from pairsmith.models.noun_lexicon import NounLexicon
 from pairsmith.storage.pair_images import BAR_PX, open_image
+from pairsmith.tasks.imgdiff.context import ImgDiffContext, ImgDiffModels
 from pairsmith.tasks.imgdiff.items import ImgDiffItem, RegionCandidate, int_box
 from pairsmith.tasks.imgdiff.prompts import clean_answer
 from pairsmith.tasks.imgdiff.samples import object_presence_sample, object_side
@@ -187,17 +188,17 @@ def test_crop_scoring_sends_every_crop_of_the_batch_in_one_clip_and_one_blip_cal
     for p in range(3):
         images = [Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)) for _ in range(2)]
         regions = [RegionCandidate(region_id=f"{p}-{k}", box=[k, k, k + 20, k + 16], proposer="diffmap") for k in range(5)]
-        regions.append(RegionCandidate(region_id=f"{p}-dead", box=[0, 0, 8, 8], proposer="diffmap", reason="box_too_small"))
+        regions.append(RegionCandidate(region_id=f"{p}-dead", box=[0, 0, 8, 8], proposer="diffmap", drop_reason="box_too_small"))
         items.append(ImgDiffItem(index=p, pair_id=f"p{p}", seed=p, before=images[0], after=images[1], regions=regions,
                                  rewrite=CaptionRewrite("a cat", "a dog", "cat", "dog", "living_thing")))
-    result = crop_filter.fn(items, clip, blip, ReplaceThresholds(crop_sim_max=1.0, bitm_min=-1.0))
+    result = crop_filter.fn(items, ImgDiffContext(ReplaceThresholds(crop_sim_max=1.0, bitm_min=-1.0), ImgDiffModels(clip=clip, blip=blip)))
     assert calls == {"clip": [30], "blip": [30]}  # 15 live boxes: 30 crops, one forward each
     (stats,) = result.stats
     assert (stats.stage, stats.n_in, stats.n_kept) == ("crop_filter", 15, 15) and stats.seconds > 0
-    live = [r for item in items for r in item.regions if r.reason is None]
+    live = [r for item in items for r in item.regions if r.drop_reason is None]
     assert all(set(r.scores) == {"crop_clip_sim", "itm_before", "itm_after", "itm_cosine_before", "itm_cosine_after"}
                and None not in r.scores.values() for r in live)
-    assert all(not r.scores for item in items for r in item.regions if r.reason == "box_too_small")
+    assert all(not r.scores for item in items for r in item.regions if r.drop_reason == "box_too_small")
 
 
 def test_readme_imgdiff_commands_name_registered_flows_and_shipped_configs():
@@ -233,10 +234,10 @@ def test_one_extreme_crop_costs_only_its_own_region_in_a_captioning_batch(tmp_pa
         if p == 0:
             regions.append(RegionCandidate(region_id="0-sliver", box=[0, 500, 1000, 504], proposer="diffmap"))
         items.append(ImgDiffItem(index=p, pair_id=f"p{p}", seed=p, before=images[0], after=images[1], regions=regions))
-    (stats,) = region_captions.fn(items, vlm).stats
+    (stats,) = region_captions.fn(items, ImgDiffContext(ReplaceThresholds(), ImgDiffModels(vlm=vlm))).stats
     by_id = {r.region_id: r for item in items for r in item.regions}
-    assert by_id["0-sliver"].reason == "region_captions_rejected" and "aspect ratio" in by_id["0-sliver"].detail
+    assert by_id["0-sliver"].drop_reason == "region_captions_rejected" and "aspect ratio" in by_id["0-sliver"].drop_detail
     assert stats.n_in == 3 and stats.reasons["region_captions_rejected"] == 1
     for rid in ("0-ok", "1-ok"):  # captioned (a random model's words may still be judged empty)
-        assert by_id[rid].reason in (None, "region_captions_empty")
+        assert by_id[rid].drop_reason in (None, "region_captions_empty")
         assert "region_caption_before" in by_id[rid].scores

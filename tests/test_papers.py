@@ -17,14 +17,14 @@ from pairsmith.flows.cli.main import cli
 from pairsmith.flows.dig_render_config import DigRenderConfig
 from pairsmith.flows.evaluate_config import EvaluateConfig
 from pairsmith.flows.finetune_config import GrpoFinetuneConfig, SftFinetuneConfig
-from pairsmith.filters.imgdiff.pipelines import ImgDiffThresholds
+from pairsmith.filters.refilterable import RefilterThresholds
 from pairsmith.flows.imgdiff_config import ImgDiffRemoveConfig, ImgDiffReplaceConfig
 from pairsmith.flows.med_edit_config import MedEditConfig
 from tests.conftest import paper_text
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"dig-render": DigRenderConfig, "finetune": (GrpoFinetuneConfig, SftFinetuneConfig), "evaluate": EvaluateConfig,
-          "imgdiff-replace": ImgDiffReplaceConfig, "imgdiff-remove": ImgDiffRemoveConfig, "refilter": ImgDiffThresholds,
+          "imgdiff-replace": ImgDiffReplaceConfig, "imgdiff-remove": ImgDiffRemoveConfig, "refilter": RefilterThresholds,
           "med-edit": MedEditConfig}
 
 
@@ -393,7 +393,7 @@ def test_sft_presets_are_compared_with_pairsmiths_sft_defaults():
     rows = {(r.preset, r.key): r for r in papers.table_rows("omnidiff") if r.key}
     assert rows[("sft", "train.vision_learning_rate")].default_value is None
     assert rows[("sft", "train.batch_size")].default_value == 16  # 4 x 4: SftSettings' defaults, a property
-    med = {(r.preset, r.name.split(": ", 1)[1]): r for r in papers.table_rows("med")}
+    med = {(r.preset, r.name.split(": ", 1)[1]): r for r in papers.table_rows("med") if r.preset.startswith("sft-")}
     eq7 = "SFT objective, Eq. 7 (caption loss on Z[I(x) - I(x_hat)])"
     assert med[("sft-qwen2-vl", eq7)].preset_value == "feature-difference"
     assert med[("sft-llava-1.6", eq7)].key is None and "NOT carried" in med[("sft-llava-1.6", eq7)].note

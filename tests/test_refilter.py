@@ -8,8 +8,9 @@ import pytest
 import yaml
 
 from pairsmith.filters.imgdiff import pipelines as pl
-from pairsmith.filters.imgdiff.rejudge import rejudge_pairs
 from pairsmith.filters.imgdiff.pipelines import ImgDiffThresholds
+from pairsmith.filters.refilterable import RefilterThresholds, rejudge_order
+from pairsmith.filters.rejudge import rejudge_pairs
 from pairsmith.storage.verdict import StageStats
 from pairsmith.flows.cli.main import main
 from pairsmith.flows.engine.funnel import run_funnel
@@ -86,7 +87,7 @@ def _dicts(rows):
 def _judge(thresholds: dict, rows=None):
     pairs, regions, samples = rows or replace_rows()
     return rejudge_pairs(_dicts(pairs), _dicts(regions), {s.pair_id for s in samples},
-                         ImgDiffThresholds.model_validate(thresholds))
+                         RefilterThresholds.model_validate(thresholds))
 
 
 def _funnel(result) -> dict[str, tuple[int, int, int]]:
@@ -97,7 +98,7 @@ def _assert_funnel(result, expected: dict[str, tuple[int, int, int]]) -> None:
     """Every re-judged stage of the replace pipeline, in its declared order; the stages named have
     these (in, kept, dropped), and any other filter drops nothing of these rows."""
     funnel = _funnel(result)
-    assert list(funnel) == pl.rejudge_order([pl.REPLACE.method])
+    assert list(funnel) == rejudge_order([pl.REPLACE.method])
     assert {stage: funnel[stage] for stage in expected} == expected
     others = {stage: f for stage, f in funnel.items() if stage not in expected}
     assert all(dropped == 0 for _, _, dropped in others.values()), others
@@ -172,6 +173,71 @@ def test_removal_rows_are_judged_by_the_removal_thresholds():
     assert stages == ["removal_crop", "removal_itm", "regions"]
 
 
+# --- med-edit: refilter is generic over every pipeline whose verdicts are stored ------------------
+MED_RUN = "med-edit-synthetic"
+
+
+def med_rows():
+    """A med-edit run as the flow stores it (MED's CLIP cosine >= 0.7; design.md §4.4)."""
+    pairs = [
+        _pair("m1", sim=0.9, method="med-edit", run=MED_RUN),
+        _pair("m2", "dropped", 0.65, "similarity", "similarity_too_low", method="med-edit", run=MED_RUN),
+        _pair("m3", "dropped", None, "similarity", "similarity_error", method="med-edit", run=MED_RUN),
+        _pair("m4", "dropped", 0.9, "align", "align_unparseable", method="med-edit", run=MED_RUN),
+        _pair("m5", sim=0.75, method="med-edit", run=MED_RUN),
+    ]
+    samples = [SampleRow(sample_id=f"s-{p}", pair_id=p, run_id=MED_RUN, method="med-edit", task="med-qa",
+                         conversation=[Message(role="user", content="<image>\nWhat changed?")], answer="x",
+                         split="train", created_at=utc_now()) for p in ("m1", "m5")]
+    return pairs, [], samples
+
+
+def test_med_edit_pairs_are_rejudged_by_the_similarity_rule_the_flow_applies():
+    same = _judge({}, med_rows())
+    assert (same.pair_updates, same.pairs_rejudged) == ({}, 3)  # the flow's own thresholds change nothing
+    assert same.not_rejudged == {"pairs: pair_clip_sim missing at similarity": 1}  # m3: CLIP raised
+    assert same.left_alone == {"pairs dropped at align": 1}
+    assert [(s.stage, s.n_in, s.n_kept) for s in same.ordered_stages({"med-edit"})] == [
+        ("similarity", 4, 2), ("pair_outputs", 2, 2)]
+    strict = _judge({"similarity": {"min_clip_sim": 0.8}}, med_rows())
+    assert strict.pair_updates == {"m5": {"status": "dropped", "drop_stage": "similarity",
+                                          "drop_reason": "similarity_too_low"}}
+    loose = _judge({"similarity": {"min_clip_sim": 0.6}}, med_rows())  # m2 passes, but was never aligned
+    assert loose.pair_updates == {"m2": {"status": "dropped", "drop_stage": "pair_outputs",
+                                         "drop_reason": pl.NEEDS_RERUN}}
+    again = _judge({}, ([p.model_copy(update=loose.pair_updates["m2"]) if p.pair_id == "m2" else p
+                         for p in med_rows()[0]], [], med_rows()[2]))
+    assert again.pair_updates == {"m2": {"status": "dropped", "drop_stage": "similarity",
+                                         "drop_reason": "similarity_too_low"}}  # back where the flow left it
+
+
+def test_refilter_command_on_a_med_edit_run(tmp_path, capsys):
+    db = tmp_path / "db.lance"
+    store = PairStore(str(db))
+    pairs, _, samples = med_rows()
+    store.upsert("pairs", pairs)
+    store.upsert("samples", samples)
+    store.upsert("stage_stats", stage_rows(MED_RUN, "med-edit", "0000000-0000005", [StageStats("similarity", 4, 2, 2)]))
+    config = _yaml(tmp_path, "t.yaml", {"similarity": {"min_clip_sim": 0.8}})
+    assert main(["refilter", "--run", MED_RUN, "--config", config, "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "pairs: 3 of 5 re-judged, 1 changed; kept 2 -> 1" in out
+    lines = {line.split()[0]: line.split()[1:4] for line in out.splitlines() if line.split()[:1]}
+    assert lines["similarity"] == ["4", "1", "3"] and lines["pair_outputs"] == ["1", "1", "0"]
+    assert _verdicts(store)["m5"] == ("dropped", "similarity", "similarity_too_low")
+    bench = _yaml(tmp_path, "bench.yaml", {"similarity": {"bench_clip_sim": 0.9}})
+    assert main(["refilter", "--run", MED_RUN, "--config", bench, "--db", str(db)]) == 2
+    err = capsys.readouterr().err
+    assert "bench_clip_sim" in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_imgdiff_thresholds_file_keeps_its_refilter_run_id():
+    for data in ({}, STRICT, LOOSE):
+        assert RefilterThresholds.model_validate(data).content_hash() == ImgDiffThresholds.model_validate(data).content_hash()
+        config = RefilterConfig(run=RUN, thresholds=ImgDiffThresholds.model_validate(data))
+        assert config.thresholds == RefilterThresholds.model_validate(data)
+
+
 # --- the flow and the command, on a stored run ---------------------------------------------------
 
 
@@ -229,7 +295,7 @@ def test_refilter_flow_writes_verdicts_and_a_funnel_and_is_idempotent(tmp_path):
     assert store.count("pairs") == 8 and store.count("regions") == 10
 
     # strict then loose ends where loose alone ends: verdicts depend on the scores, not on history
-    refilter(config.model_copy(update={"thresholds": ImgDiffThresholds.model_validate(LOOSE)}))
+    refilter(config.model_copy(update={"thresholds": RefilterThresholds.model_validate(LOOSE)}))
     fresh = _store_run(tmp_path / "fresh.lance")
     refilter(RefilterConfig(db=str(tmp_path / "fresh.lance"), run=RUN, thresholds=ImgDiffThresholds.model_validate(LOOSE)))
     assert _verdicts(store) == _verdicts(fresh)
@@ -264,7 +330,7 @@ def test_refilter_command_prints_the_funnel(tmp_path, capsys):
         ({"replace": {"bitm": 0.3}}, RUN, "bitm"),
         ({"replace": {"pair_sim_min": 0.99}}, RUN, "window would keep nothing"),
         ({}, "no-such-run", "no such run"),
-        ({}, "dig-render-x", "has no imgdiff-replace / imgdiff-remove pairs to re-filter (dig-render (1))"),
+        ({}, "dig-render-x", "has no imgdiff-replace / imgdiff-remove / med-edit pairs to re-filter (dig-render (1))"),
     ],
 )
 def test_refilter_command_errors_are_one_line(tmp_path, capsys, config, run, message):

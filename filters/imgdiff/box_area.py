@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
+from pairsmith.filters.imgdiff.thresholds import ReplaceThresholds
+from pairsmith.filters.pipeline import Row
 from pairsmith.storage.verdict import KEEP, Verdict
-
-if TYPE_CHECKING:
-    from pairsmith.filters.imgdiff.pipelines import ReplaceThresholds
 
 
 def box_area(box: Sequence[float]) -> float:
@@ -23,3 +21,8 @@ def keep_box_area(box: Sequence[float], width: int, height: int, thresholds: Rep
     if box_area(box) * thresholds.min_area_denominator < width * height:
         return Verdict.drop("box_too_small")
     return KEEP
+
+
+def box_area_rule(row: Row, thresholds: ReplaceThresholds) -> Verdict:
+    """The ``box_area`` stage's keep rule over a region row (its ``box`` and its pair's ``width``, ``height``)."""
+    return keep_box_area(row["box"], row["width"], row["height"], thresholds)

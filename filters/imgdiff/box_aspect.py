@@ -17,12 +17,10 @@ none near 100.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
+from pairsmith.filters.imgdiff.thresholds import ReplaceThresholds
+from pairsmith.filters.pipeline import Row
 from pairsmith.storage.verdict import KEEP, Verdict
-
-if TYPE_CHECKING:
-    from pairsmith.filters.imgdiff.pipelines import ReplaceThresholds
 
 
 def box_aspect(box: Sequence[float]) -> float:
@@ -37,3 +35,8 @@ def keep_box_aspect(box: Sequence[float], thresholds: ReplaceThresholds) -> Verd
     if box_aspect(box) > thresholds.box_aspect_max:
         return Verdict.drop("box_aspect_too_extreme")
     return KEEP
+
+
+def box_aspect_rule(row: Row, thresholds: ReplaceThresholds) -> Verdict:
+    """The ``box_aspect`` stage's keep rule over a region row: ``keep_box_aspect`` of its ``box``."""
+    return keep_box_aspect(row["box"], thresholds)

@@ -7,13 +7,10 @@ or the two captions name the same thing and the difference caption would have no
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pairsmith.filters.scores import is_missing
+from pairsmith.filters.imgdiff.thresholds import ReplaceThresholds
+from pairsmith.filters.pipeline import Row
 from pairsmith.storage.verdict import KEEP, Verdict
-
-if TYPE_CHECKING:
-    from pairsmith.filters.imgdiff.pipelines import ReplaceThresholds
 
 
 def keep_region_captions(
@@ -28,3 +25,14 @@ def keep_region_captions(
     if caption_sim >= thresholds.caption_sim_max:
         return Verdict.drop("caption_sim_too_high")
     return KEEP
+
+
+def caption_filter_reads(thresholds: ReplaceThresholds) -> tuple[str, ...]:
+    """The regions columns ``caption_filter_rule`` reads: the CITM pair ``blip_score`` picks and ``caption_sim``."""
+    return (*thresholds.citm_columns(), "caption_sim")
+
+
+def caption_filter_rule(row: Row, thresholds: ReplaceThresholds) -> Verdict:
+    """The ``caption_filter`` stage's keep rule over a region row (``caption_filter_reads`` names its columns)."""
+    before, after = (row[c] for c in thresholds.citm_columns())
+    return keep_region_captions(before, after, row["caption_sim"], thresholds)

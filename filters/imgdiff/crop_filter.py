@@ -7,13 +7,10 @@ the edit, e.g. a Prompt2Prompt artefact. Both crops must match their own image's
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pairsmith.filters.scores import is_missing
+from pairsmith.filters.imgdiff.thresholds import ReplaceThresholds
+from pairsmith.filters.pipeline import Row
 from pairsmith.storage.verdict import KEEP, Verdict
-
-if TYPE_CHECKING:
-    from pairsmith.filters.imgdiff.pipelines import ReplaceThresholds
 
 
 def keep_crop(
@@ -29,3 +26,14 @@ def keep_crop(
     if bitm_before <= thresholds.bitm_min or bitm_after <= thresholds.bitm_min:
         return Verdict.drop("bitm_too_low")
     return KEEP
+
+
+def crop_filter_reads(thresholds: ReplaceThresholds) -> tuple[str, ...]:
+    """The regions columns ``crop_filter_rule`` reads: the crop cosine and the BITM pair ``blip_score`` picks."""
+    return ("crop_clip_sim", *thresholds.bitm_columns())
+
+
+def crop_filter_rule(row: Row, thresholds: ReplaceThresholds) -> Verdict:
+    """The ``crop_filter`` stage's keep rule over a region row (``crop_filter_reads`` names its columns)."""
+    before, after = (row[c] for c in thresholds.bitm_columns())
+    return keep_crop(row["crop_clip_sim"], before, after, thresholds)

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pairsmith.filters.scores import is_missing
-from pairsmith.storage.verdict import Verdict
-
-if TYPE_CHECKING:
-    from pairsmith.filters.imgdiff.pipelines import ReplaceThresholds
+from pairsmith.filters.imgdiff.thresholds import ReplaceThresholds
+from pairsmith.filters.pipeline import Row
+from pairsmith.storage.verdict import KEEP, Verdict
 
 
 def box_iou(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> np.ndarray:
@@ -75,3 +73,15 @@ def nms_most_different_first(
                 kept_pos.append(pos)
         kept = [order[p] for p in kept_pos]
     return NmsResult(kept=kept, dropped=dict(sorted(dropped.items())))
+
+
+def nms_rule(rows: Sequence[Row], thresholds: ReplaceThresholds) -> list[Verdict]:
+    """The ``nms`` stage's keep rule over one pair's region rows (``box``, ``crop_clip_sim``), a verdict
+    each in the order given; the rows are taken in region-id order, so ties never depend on the input."""
+    order = sorted(range(len(rows)), key=lambda i: rows[i]["region_id"])
+    result = nms_most_different_first([rows[i]["box"] for i in order], [rows[i].get("crop_clip_sim") for i in order],
+                                      thresholds)
+    verdicts: list[Verdict] = [KEEP] * len(rows)
+    for k, verdict in result.dropped.items():
+        verdicts[order[k]] = verdict
+    return verdicts

@@ -6,13 +6,10 @@ edit did nothing visible. The window is open at both ends (see ``pipelines.Repla
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pairsmith.filters.scores import is_missing
+from pairsmith.filters.imgdiff.thresholds import ReplaceThresholds
+from pairsmith.filters.pipeline import Row
 from pairsmith.storage.verdict import KEEP, Verdict
-
-if TYPE_CHECKING:
-    from pairsmith.filters.imgdiff.pipelines import ReplaceThresholds
 
 
 def keep_pair(pair_clip_sim: float | None, thresholds: ReplaceThresholds) -> Verdict:
@@ -24,3 +21,8 @@ def keep_pair(pair_clip_sim: float | None, thresholds: ReplaceThresholds) -> Ver
     if pair_clip_sim >= thresholds.pair_sim_max:
         return Verdict.drop("pair_sim_too_high")
     return KEEP
+
+
+def pair_filter_rule(row: Row, thresholds: ReplaceThresholds) -> Verdict:
+    """The ``pair_filter`` stage's keep rule over a pair row: ``keep_pair`` of its ``pair_clip_sim``."""
+    return keep_pair(row["pair_clip_sim"], thresholds)

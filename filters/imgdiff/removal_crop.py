@@ -6,13 +6,10 @@ in both is background.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pairsmith.filters.scores import is_missing
+from pairsmith.filters.imgdiff.thresholds import RemoveThresholds
+from pairsmith.filters.pipeline import Row
 from pairsmith.storage.verdict import KEEP, Verdict
-
-if TYPE_CHECKING:
-    from pairsmith.filters.imgdiff.pipelines import RemoveThresholds
 
 
 def keep_removal_crop(crop_clip_sim: float | None, thresholds: RemoveThresholds) -> Verdict:
@@ -22,3 +19,8 @@ def keep_removal_crop(crop_clip_sim: float | None, thresholds: RemoveThresholds)
     if crop_clip_sim >= thresholds.crop_sim_max:
         return Verdict.drop("removal_crop_sim_too_close")
     return KEEP
+
+
+def removal_crop_rule(row: Row, thresholds: RemoveThresholds) -> Verdict:
+    """The ``removal_crop`` stage's keep rule over a region row: ``keep_removal_crop`` of its ``crop_clip_sim``."""
+    return keep_removal_crop(row["crop_clip_sim"], thresholds)

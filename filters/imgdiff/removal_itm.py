@@ -6,13 +6,10 @@ longer match the inpainted crop (it is gone).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pairsmith.filters.scores import is_missing
+from pairsmith.filters.imgdiff.thresholds import RemoveThresholds
+from pairsmith.filters.pipeline import Row
 from pairsmith.storage.verdict import KEEP, Verdict
-
-if TYPE_CHECKING:
-    from pairsmith.filters.imgdiff.pipelines import RemoveThresholds
 
 
 def keep_removal_itm(itm_original: float | None, itm_inpainted: float | None, thresholds: RemoveThresholds) -> Verdict:
@@ -26,3 +23,14 @@ def keep_removal_itm(itm_original: float | None, itm_inpainted: float | None, th
     if itm_inpainted >= thresholds.itm_inpainted_max:
         return Verdict.drop("removal_itm_inpainted_too_high")
     return KEEP
+
+
+def removal_itm_reads(thresholds: RemoveThresholds) -> tuple[str, ...]:
+    """The regions columns ``removal_itm_rule`` reads: (original, inpainted), as ``blip_score`` picks them."""
+    return thresholds.itm_columns()
+
+
+def removal_itm_rule(row: Row, thresholds: RemoveThresholds) -> Verdict:
+    """The ``removal_itm`` stage's keep rule over a region row (``removal_itm_reads`` names its columns)."""
+    original, inpainted = (row[c] for c in thresholds.itm_columns())
+    return keep_removal_itm(original, inpainted, thresholds)

@@ -7,17 +7,17 @@ caption pair in one call for the text cosine. The stage's keep rule
 
 from __future__ import annotations
 
-from pairsmith.filters.imgdiff.pipelines import CAPTION_FILTER, ReplaceThresholds
-from pairsmith.models.blip_itm import BlipItmScorer
-from pairsmith.models.clip_scorer import ClipScorer
+from pairsmith.filters.imgdiff.pipelines import CAPTION_FILTER
 from pairsmith.storage.verdict import StageStats
+from pairsmith.tasks.imgdiff.context import ImgDiffContext
 from pairsmith.tasks.imgdiff.items import ImgDiffItem, blip_scores, crop, live_regions, score_and_judge
 from pairsmith.tasks.stage import stage
 
 
 @stage(CAPTION_FILTER.name)
-def caption_filter(stats: StageStats, items: list[ImgDiffItem], blip: BlipItmScorer, clip: ClipScorer,
-                   thresholds: ReplaceThresholds) -> None:
+def caption_filter(stats: StageStats, items: list[ImgDiffItem], ctx: ImgDiffContext) -> None:
+    """Uses ``ctx.blip``, ``ctx.clip`` and ``ctx.thresholds`` (``ReplaceThresholds``: ``citm_min``, ``caption_sim_max``)."""
+    blip, clip = ctx.blip, ctx.clip
     todo = live_regions(items)
     if not todo:
         return
@@ -29,4 +29,4 @@ def caption_filter(stats: StageStats, items: list[ImgDiffItem], blip: BlipItmSco
         itm, sims = blip.score_batch(pairs), clip.text_similarity_batch(captions)
         return [{**blip_scores(itm, k, len(part), "citm"), "caption_sim": float(sims[k])} for k in range(len(part))]
 
-    score_and_judge(stats, CAPTION_FILTER, todo, measure, f"{blip.config.model_id} + {clip.config.model_name}", thresholds)
+    score_and_judge(stats, CAPTION_FILTER, todo, measure, f"{blip.config.model_id} + {clip.config.model_name}", ctx.replace_thresholds)

@@ -8,10 +8,9 @@ probability and contrastive cosine) are stored; the thresholds say which one the
 
 from __future__ import annotations
 
-from pairsmith.filters.imgdiff.pipelines import CROP_FILTER, ReplaceThresholds
-from pairsmith.models.blip_itm import BlipItmScorer
-from pairsmith.models.clip_scorer import ClipScorer
+from pairsmith.filters.imgdiff.pipelines import CROP_FILTER
 from pairsmith.storage.verdict import StageStats
+from pairsmith.tasks.imgdiff.context import ImgDiffContext
 from pairsmith.tasks.imgdiff.items import ImgDiffItem, blip_scores, crop, live_regions, score_and_judge
 from pairsmith.tasks.stage import stage
 
@@ -24,8 +23,9 @@ def _nouns(item: ImgDiffItem) -> tuple[str, str]:
 
 
 @stage(CROP_FILTER.name)
-def crop_filter(stats: StageStats, items: list[ImgDiffItem], clip: ClipScorer, blip: BlipItmScorer,
-                thresholds: ReplaceThresholds) -> None:
+def crop_filter(stats: StageStats, items: list[ImgDiffItem], ctx: ImgDiffContext) -> None:
+    """Uses ``ctx.clip``, ``ctx.blip`` and ``ctx.thresholds`` (``ReplaceThresholds``: ``crop_sim_max``, ``bitm_min``)."""
+    clip, blip = ctx.clip, ctx.blip
     todo = live_regions(items)
     if not todo:
         return
@@ -38,4 +38,4 @@ def crop_filter(stats: StageStats, items: list[ImgDiffItem], clip: ClipScorer, b
         itm = blip.score_batch([(c, n[0]) for c, n in zip(before, nouns)] + [(c, n[1]) for c, n in zip(after, nouns)])
         return [{"crop_clip_sim": float(sims[k]), **blip_scores(itm, k, len(part), "itm")} for k in range(len(part))]
 
-    score_and_judge(stats, CROP_FILTER, todo, measure, f"{clip.config.model_name} + {blip.config.model_id}", thresholds)
+    score_and_judge(stats, CROP_FILTER, todo, measure, f"{clip.config.model_name} + {blip.config.model_id}", ctx.replace_thresholds)

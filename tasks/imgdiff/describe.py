@@ -12,15 +12,18 @@ The description is what the ITM check and the two-choice question are about; one
 from __future__ import annotations
 
 from pairsmith.filters.imgdiff.pipelines import DESCRIBE
-from pairsmith.models.vlm_chat import VlmChat, VlmRequest
+from pairsmith.models.vlm_chat import VlmRequest
 from pairsmith.storage.verdict import StageStats
+from pairsmith.tasks.imgdiff.context import ImgDiffContext
 from pairsmith.tasks.imgdiff.items import ImgDiffItem, crop, judge_answer, live_regions, model_step
 from pairsmith.tasks.imgdiff.prompts import DESCRIBE_PROMPT, clean_answer, describe_box_prompt
 from pairsmith.tasks.stage import stage
 
 
 @stage(DESCRIBE.name)
-def describe(stats: StageStats, items: list[ImgDiffItem], vlm: VlmChat, describe_view: str = "crop") -> None:
+def describe(stats: StageStats, items: list[ImgDiffItem], ctx: ImgDiffContext) -> None:
+    """Uses ``ctx.vlm`` and ``ctx.settings.describe_view``."""
+    vlm, describe_view = ctx.vlm, ctx.settings.describe_view
     todo = live_regions(items)
     if not todo:
         return

@@ -10,9 +10,10 @@ from __future__ import annotations
 from PIL import Image
 
 from pairsmith.filters.imgdiff.pipelines import DIFFERENCE_CAPTIONS
-from pairsmith.models.vlm_chat import VlmChat, VlmRequest
+from pairsmith.models.vlm_chat import VlmRequest
 from pairsmith.storage.pair_images import draw_boxes, side_by_side
 from pairsmith.storage.verdict import StageStats
+from pairsmith.tasks.imgdiff.context import ImgDiffContext
 from pairsmith.tasks.imgdiff.items import ImgDiffItem, box_line_width, judge_answer, live_regions, model_step
 from pairsmith.tasks.imgdiff.prompts import DIFFERENCE_PROMPT, clean_answer
 from pairsmith.tasks.stage import stage
@@ -25,7 +26,9 @@ def boxed_side_by_side(left: Image.Image, right: Image.Image, box: list[float]) 
 
 
 @stage(DIFFERENCE_CAPTIONS.name)
-def difference_captions(stats: StageStats, items: list[ImgDiffItem], vlm: VlmChat) -> None:
+def difference_captions(stats: StageStats, items: list[ImgDiffItem], ctx: ImgDiffContext) -> None:
+    """Uses ``ctx.vlm``."""
+    vlm = ctx.vlm
     todo = live_regions(items)
     if not todo:
         return

@@ -7,14 +7,17 @@ each pair's seed was fixed when the run was planned and is stored with the pair.
 from __future__ import annotations
 
 from pairsmith.filters.imgdiff.pipelines import GENERATE
-from pairsmith.models.sdxl_p2p import PairRequest, SdxlP2PGenerator
+from pairsmith.models.sdxl_p2p import PairRequest
 from pairsmith.storage.verdict import KEEP, StageStats
+from pairsmith.tasks.imgdiff.context import ImgDiffContext
 from pairsmith.tasks.imgdiff.items import ImgDiffItem, alive, judge, model_step
 from pairsmith.tasks.stage import stage
 
 
 @stage(GENERATE.name)
-def generate(stats: StageStats, items: list[ImgDiffItem], generator: SdxlP2PGenerator) -> None:
+def generate(stats: StageStats, items: list[ImgDiffItem], ctx: ImgDiffContext) -> None:
+    """Uses ``ctx.generator``."""
+    generator = ctx.generator
     todo = alive(items)
     if not todo:
         return

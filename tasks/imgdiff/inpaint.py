@@ -10,14 +10,17 @@ id, so a re-run repaints it the same way.
 from __future__ import annotations
 
 from pairsmith.filters.imgdiff.pipelines import INPAINT
-from pairsmith.models.sdxl_inpaint import InpaintRequest, SdxlInpainter
+from pairsmith.models.sdxl_inpaint import InpaintRequest
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
+from pairsmith.tasks.imgdiff.context import ImgDiffContext
 from pairsmith.tasks.imgdiff.items import ImgDiffItem, RegionCandidate, alive, derived_seed, judge, model_step
 from pairsmith.tasks.stage import stage
 
 
 @stage(INPAINT.name)
-def inpaint(stats: StageStats, items: list[ImgDiffItem], inpainter: SdxlInpainter, max_inpaint_per_pair: int) -> None:
+def inpaint(stats: StageStats, items: list[ImgDiffItem], ctx: ImgDiffContext) -> None:
+    """Uses ``ctx.inpainter`` and ``ctx.settings.max_inpaint_per_pair``."""
+    inpainter, max_inpaint_per_pair = ctx.inpainter, ctx.component("max_inpaint_per_pair")
     chosen: list[tuple[ImgDiffItem, RegionCandidate]] = []
     for item in alive(items):
         ranked = sorted(item.live_regions(), key=lambda r: (r.scores["crop_clip_sim"], r.region_id))

@@ -30,6 +30,7 @@ from pairsmith.models.caption_answer import CaptionRewrite
 from pairsmith.storage.ids import stable_hash
 from pairsmith.storage.store import short_error
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
+from pairsmith.tasks.candidate import Candidate, alive, judge  # noqa: F401 - alive, judge: the steps import them here
 from pairsmith.tasks.stage import call_per_item
 
 T = TypeVar("T")
@@ -40,8 +41,9 @@ Score = float | str | None  # a number, or a text a model step wrote (a caption,
 
 
 @dataclass
-class RegionCandidate:
-    """A box where the pair may differ, with what every later stage measured on it (``scores``)."""
+class RegionCandidate(Candidate):
+    """A box where the pair may differ, with what every later stage measured on it (``scores``); stored
+    with its ``drop_reason`` as the regions' ``reason`` (a region's ``drop_stage`` is not stored)."""
 
     region_id: str
     box: list[float]  # [x1, y1, x2, y2], before-image pixels
@@ -50,15 +52,6 @@ class RegionCandidate:
     mask: np.ndarray | None = None  # removal: bool mask cut to the box's integer bounds (see full_mask)
     image_edited: Image.Image | None = None  # removal: the before image with this region inpainted
     picture: Image.Image | None = None  # the side-by-side with red boxes the sample shows
-    reason: str | None = None
-    detail: str | None = None
-
-    @property
-    def alive(self) -> bool:
-        return self.reason is None
-
-    def drop(self, stage: str, reason: str, detail: str | None = None) -> None:
-        self.reason, self.detail = reason, detail
 
     def row(self, width: int, height: int) -> dict[str, Any]:
         """What a keep rule reads: the region's scores, id and box, and its pair's image size."""
@@ -76,7 +69,7 @@ class RegionCandidate:
 
 
 @dataclass
-class ImgDiffItem:
+class ImgDiffItem(Candidate):
     """One candidate pair: its captions, images, pair scores, regions and verdict."""
 
     index: int
@@ -91,16 +84,6 @@ class ImgDiffItem:
     caption_after: str | None = None
     scores: dict[str, Score] = field(default_factory=dict)  # pairs column -> value
     regions: list[RegionCandidate] = field(default_factory=list)
-    drop_stage: str | None = None
-    drop_reason: str | None = None
-    drop_detail: str | None = None
-
-    @property
-    def alive(self) -> bool:
-        return self.drop_reason is None
-
-    def drop(self, stage: str, reason: str, detail: str | None = None) -> None:
-        self.drop_stage, self.drop_reason, self.drop_detail = stage, reason, detail
 
     @property
     def size(self) -> tuple[int, int]:
@@ -113,17 +96,6 @@ class ImgDiffItem:
         """What a pair keep rule reads: the pair's scores and image size."""
         width, height = self.size
         return {**self.scores, "pair_id": self.pair_id, "width": width, "height": height}
-
-
-def judge(stats: StageStats, target: ImgDiffItem | RegionCandidate, verdict: Verdict, detail: str | None = None) -> None:
-    """Count the verdict and, if it drops the pair or region, mark it with this stage and reason."""
-    stats.record(verdict)
-    if not verdict.keep:
-        target.drop(stats.stage, verdict.reason, detail)
-
-
-def alive(items: list[ImgDiffItem]) -> list[ImgDiffItem]:
-    return [i for i in items if i.alive]
 
 
 def live_regions(items: list[ImgDiffItem]) -> list[tuple[ImgDiffItem, RegionCandidate]]:

@@ -11,14 +11,16 @@ from pairsmith.filters.imgdiff.pipelines import LOAD
 from pairsmith.storage.pair_images import open_image
 from pairsmith.storage.store import open_store, sql_in
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
+from pairsmith.tasks.imgdiff.context import ImgDiffContext
 from pairsmith.tasks.imgdiff.items import ImgDiffItem, judge
 from pairsmith.tasks.stage import stage
 
 
 @stage(LOAD.name)
-def load(stats: StageStats, items: list[ImgDiffItem], db: str) -> None:
-    """Read each item's source pair (images, captions, seed, pair similarity); an unreadable one
-    drops as ``load_missing_images`` or ``load_error``."""
+def load(stats: StageStats, items: list[ImgDiffItem], ctx: ImgDiffContext) -> None:
+    """Read each item's source pair (images, captions, seed, pair similarity) from ``ctx.settings.db``;
+    an unreadable one drops as ``load_missing_images`` or ``load_error``."""
+    db = ctx.component("db")
     ids = [item.origin.removeprefix("pair:") for item in items]
     rows = {r["pair_id"]: r for r in open_store(db).read("pairs", where=sql_in("pair_id", ids)).to_pylist()}
     for item, source_id in zip(items, ids):

@@ -6,15 +6,17 @@ One CLIP pass embeds both images of every pair of the batch; the stage's keep ru
 
 from __future__ import annotations
 
-from pairsmith.filters.imgdiff.pipelines import PAIR_FILTER, ReplaceThresholds
-from pairsmith.models.clip_scorer import ClipScorer
+from pairsmith.filters.imgdiff.pipelines import PAIR_FILTER
 from pairsmith.storage.verdict import StageStats
+from pairsmith.tasks.imgdiff.context import ImgDiffContext
 from pairsmith.tasks.imgdiff.items import ImgDiffItem, alive, judge, model_step
 from pairsmith.tasks.stage import stage
 
 
 @stage(PAIR_FILTER.name)
-def pair_filter(stats: StageStats, items: list[ImgDiffItem], clip: ClipScorer, thresholds: ReplaceThresholds) -> None:
+def pair_filter(stats: StageStats, items: list[ImgDiffItem], ctx: ImgDiffContext) -> None:
+    """Uses ``ctx.clip`` and ``ctx.thresholds`` (``ReplaceThresholds``: ``pair_sim_min``, ``pair_sim_max``)."""
+    clip, thresholds = ctx.clip, ctx.replace_thresholds
     todo = alive(items)
     if not todo:
         return

@@ -16,6 +16,7 @@ from pairsmith.models.diffmap_proposer import DiffMapProposer
 from pairsmith.models.fastsam_proposer import FastSamProposer
 from pairsmith.storage.ids import stable_id
 from pairsmith.storage.verdict import KEEP, StageStats
+from pairsmith.tasks.imgdiff.context import ImgDiffContext, MissingComponent
 from pairsmith.tasks.imgdiff.items import ImgDiffItem, RegionCandidate, alive, int_box, judge, model_step
 from pairsmith.tasks.stage import stage
 
@@ -40,15 +41,14 @@ def _names(fastsam: FastSamProposer | None, diffmap: DiffMapProposer | None) -> 
 
 
 @stage(PROPOSE.name)
-def propose(
-    stats: StageStats,
-    items: list[ImgDiffItem],
-    fastsam: FastSamProposer | None,
-    diffmap: DiffMapProposer | None,
-    fastsam_sides: tuple[str, ...] = ("before", "after"),
-    keep_masks: bool = False,
-) -> None:
-    """Add every proposal as a region of its pair; ``fastsam_sides`` says which images FastSAM segments."""
+def propose(stats: StageStats, items: list[ImgDiffItem], ctx: ImgDiffContext) -> None:
+    """Add every proposal as a region of its pair. Uses ``ctx.models.fastsam`` and ``ctx.models.diffmap``
+    (either may be None: ``proposers`` of the flow config), ``ctx.settings.fastsam_sides`` (the images
+    FastSAM segments) and ``ctx.settings.keep_masks``."""
+    fastsam, diffmap = ctx.models.fastsam, ctx.models.diffmap
+    fastsam_sides, keep_masks = ctx.settings.fastsam_sides, ctx.settings.keep_masks
+    if fastsam is None and diffmap is None:
+        raise MissingComponent(f"stage {PROPOSE.name!r} needs 'fastsam' or 'diffmap': this run's context has neither")
     todo = alive(items)
     if not todo:
         return

@@ -7,15 +7,18 @@ either side has no words drops as ``region_captions_empty`` (the VLM's answer ke
 from __future__ import annotations
 
 from pairsmith.filters.imgdiff.pipelines import REGION_CAPTIONS
-from pairsmith.models.vlm_chat import VlmChat, VlmRequest
+from pairsmith.models.vlm_chat import VlmRequest
 from pairsmith.storage.verdict import StageStats
+from pairsmith.tasks.imgdiff.context import ImgDiffContext
 from pairsmith.tasks.imgdiff.items import ImgDiffItem, crop, judge_answer, live_regions, model_step
 from pairsmith.tasks.imgdiff.prompts import REGION_CAPTION_PROMPT, clean_answer
 from pairsmith.tasks.stage import stage
 
 
 @stage(REGION_CAPTIONS.name)
-def region_captions(stats: StageStats, items: list[ImgDiffItem], vlm: VlmChat) -> None:
+def region_captions(stats: StageStats, items: list[ImgDiffItem], ctx: ImgDiffContext) -> None:
+    """Uses ``ctx.vlm``."""
+    vlm = ctx.vlm
     todo = live_regions(items)
     if not todo:
         return

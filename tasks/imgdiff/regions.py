@@ -46,7 +46,7 @@ def _region_row(item: ImgDiffItem, region: RegionCandidate, run_id: str) -> Regi
     return RegionRow(
         region_id=region.region_id, pair_id=item.pair_id, run_id=run_id, box=region.box, proposer=region.proposer,
         image_edited=png_bytes(region.image_edited), status="kept" if region.alive else "dropped",
-        reason=region.reason, drop_detail=region.detail, created_at=utc_now(),
+        reason=region.drop_reason, drop_detail=region.drop_detail, created_at=utc_now(),
         **_scores(RegionRow, region.scores, f"region {region.region_id}"),
     )
 

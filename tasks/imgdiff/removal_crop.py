@@ -6,15 +6,17 @@ an object the pair is about, worth removing. One CLIP call scores every crop pai
 
 from __future__ import annotations
 
-from pairsmith.filters.imgdiff.pipelines import REMOVAL_CROP, RemoveThresholds
-from pairsmith.models.clip_scorer import ClipScorer
+from pairsmith.filters.imgdiff.pipelines import REMOVAL_CROP
 from pairsmith.storage.verdict import StageStats
+from pairsmith.tasks.imgdiff.context import ImgDiffContext
 from pairsmith.tasks.imgdiff.items import ImgDiffItem, crop, live_regions, score_and_judge
 from pairsmith.tasks.stage import stage
 
 
 @stage(REMOVAL_CROP.name)
-def removal_crop(stats: StageStats, items: list[ImgDiffItem], clip: ClipScorer, thresholds: RemoveThresholds) -> None:
+def removal_crop(stats: StageStats, items: list[ImgDiffItem], ctx: ImgDiffContext) -> None:
+    """Uses ``ctx.clip`` and ``ctx.thresholds`` (``RemoveThresholds``: ``crop_sim_max``)."""
+    clip, thresholds = ctx.clip, ctx.remove_thresholds
     todo = live_regions(items)
     if not todo:
         return

@@ -8,15 +8,17 @@ which is where ``RemoveThresholds.itm_columns`` and ``pairsmith refilter`` read 
 
 from __future__ import annotations
 
-from pairsmith.filters.imgdiff.pipelines import REMOVAL_ITM, RemoveThresholds
-from pairsmith.models.blip_itm import BlipItmScorer
+from pairsmith.filters.imgdiff.pipelines import REMOVAL_ITM
 from pairsmith.storage.verdict import StageStats
+from pairsmith.tasks.imgdiff.context import ImgDiffContext
 from pairsmith.tasks.imgdiff.items import ImgDiffItem, blip_scores, crop, live_regions, score_and_judge
 from pairsmith.tasks.stage import stage
 
 
 @stage(REMOVAL_ITM.name)
-def removal_itm(stats: StageStats, items: list[ImgDiffItem], blip: BlipItmScorer, thresholds: RemoveThresholds) -> None:
+def removal_itm(stats: StageStats, items: list[ImgDiffItem], ctx: ImgDiffContext) -> None:
+    """Uses ``ctx.blip`` and ``ctx.thresholds`` (``RemoveThresholds``: ``itm_original_min``, ``itm_inpainted_max``)."""
+    blip, thresholds = ctx.blip, ctx.remove_thresholds
     todo = live_regions(items)
     if not todo:
         return

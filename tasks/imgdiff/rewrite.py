@@ -10,6 +10,7 @@ from __future__ import annotations
 from pairsmith.filters.imgdiff.pipelines import REWRITE
 from pairsmith.models.caption_rewriter import CaptionRewriter
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
+from pairsmith.tasks.imgdiff.context import ImgDiffContext
 from pairsmith.tasks.imgdiff.items import ImgDiffItem, alive, judge, model_step
 from pairsmith.tasks.stage import stage
 
@@ -19,7 +20,9 @@ def _model(rewriter: CaptionRewriter) -> str:
 
 
 @stage(REWRITE.name)
-def rewrite(stats: StageStats, items: list[ImgDiffItem], rewriter: CaptionRewriter) -> None:
+def rewrite(stats: StageStats, items: list[ImgDiffItem], ctx: ImgDiffContext) -> None:
+    """Uses ``ctx.rewriter``."""
+    rewriter = ctx.rewriter
     todo = alive(items)
     if not todo:
         return

@@ -11,22 +11,23 @@ from __future__ import annotations
 
 from functools import cache
 
-from pydantic import BaseModel
-
 from pairsmith.filters.pipeline import PAIR, PAIR_REGIONS, Stage
 from pairsmith.storage.verdict import StageStats
+from pairsmith.tasks.imgdiff.context import ImgDiffContext
 from pairsmith.tasks.imgdiff.items import ImgDiffItem, alive, judge
 from pairsmith.tasks.stage import stage as stage_task
 
 
 @cache
 def rule_task(stage: Stage):
-    """The Prefect task (named ``stage.name``) applying ``stage``'s keep rule: ``task(items, thresholds)``."""
+    """The Prefect task (named ``stage.name``) applying ``stage``'s keep rule: ``task(items, ctx)``, the
+    rule reading ``ctx.thresholds``."""
     if not stage.is_filter:
         raise ValueError(f"stage {stage.name!r} has no keep rule to apply")
 
     @stage_task(stage.name)
-    def apply(stats: StageStats, items: list[ImgDiffItem], thresholds: BaseModel) -> None:
+    def apply(stats: StageStats, items: list[ImgDiffItem], ctx: ImgDiffContext) -> None:
+        thresholds = ctx.thresholds
         for item in alive(items):
             if stage.level == PAIR:
                 judge(stats, item, stage.judge(item.row(), thresholds))

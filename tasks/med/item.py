@@ -15,11 +15,14 @@ from pairsmith.models.failures import failure_reason
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 from pairsmith.storage.pair_images import open_image
 from pairsmith.storage.store import short_error
+from pairsmith.tasks.candidate import Candidate, alive, judge  # noqa: F401 - alive, judge: the stages import them here
 from pairsmith.tasks.med.sources import SourceRef
 
 
 @dataclass
-class MedItem:
+class MedItem(Candidate):
+    """One MED source photo and what the stages made of it (``Candidate``: alive until a stage drops it)."""
+
     ref: SourceRef
     pair_id: str
     image: bytes | None = None
@@ -38,14 +41,7 @@ class MedItem:
     difference: str | None = None
     difference_category: str | None = None  # MED Fig. 11's TYPE
     rewritten: str | None = None  # MED Fig. 14's IMPROVED_DESCRIPTION: the SFT answer
-    drop_stage: str | None = None
-    drop_reason: str | None = None
-    drop_detail: str | None = None
     _pixels: dict = field(default_factory=dict, repr=False)
-
-    @property
-    def alive(self) -> bool:
-        return self.drop_reason is None
 
     def before_image(self) -> Image.Image:
         if "before" not in self._pixels:
@@ -56,17 +52,6 @@ class MedItem:
         if "after" not in self._pixels:
             self._pixels["after"] = open_image(self.edited)
         return self._pixels["after"]
-
-
-def judge(stats: StageStats, item: MedItem, verdict: Verdict, detail: str | None = None) -> None:
-    """Count the verdict and, if it drops the item, mark it with this stage and reason."""
-    stats.record(verdict)
-    if not verdict.keep:
-        item.drop_stage, item.drop_reason, item.drop_detail = stats.stage, verdict.reason, detail
-
-
-def alive(items: list[MedItem]) -> list[MedItem]:
-    return [i for i in items if i.alive]
 
 
 def keep_if(condition: bool, reason: str) -> Verdict:

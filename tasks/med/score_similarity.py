@@ -1,15 +1,16 @@
-"""MED's similarity stage: CLIP ViT-B/32 image cosine between each source and its edit."""
+"""MED's similarity stage: CLIP ViT-B/32 image cosine between each source and its edit, judged by the
+stage's keep rule (``pairsmith.filters.med_similarity.SIMILARITY``), the one ``pairsmith refilter`` re-applies."""
 
 from __future__ import annotations
 
-from pairsmith.filters.med_similarity import MedSimilarityThresholds, is_bench_candidate, keep_edit_similarity
+from pairsmith.filters.med_similarity import SIMILARITY, MedSimilarityThresholds, is_bench_candidate
 from pairsmith.storage.verdict import StageStats
 from pairsmith.models.clip_scorer import ClipScorer
 from pairsmith.tasks.med.item import MedItem, alive, drop_on_error, judge
 from pairsmith.tasks.stage import call_per_item, stage
 
 
-@stage("similarity")
+@stage(SIMILARITY.name)
 def score_similarity(stats: StageStats, items: list[MedItem], clip: ClipScorer,
                      thresholds: MedSimilarityThresholds) -> None:
     todo = alive(items)
@@ -21,4 +22,4 @@ def score_similarity(stats: StageStats, items: list[MedItem], clip: ClipScorer,
             continue
         item.clip_sim = float(sim)
         item.bench_candidate = is_bench_candidate(item.clip_sim, thresholds)
-        judge(stats, item, keep_edit_similarity(item.clip_sim, thresholds), detail=f"clip cosine {item.clip_sim:.3f}")
+        judge(stats, item, SIMILARITY.judge({"pair_clip_sim": item.clip_sim}, thresholds), detail=f"clip cosine {item.clip_sim:.3f}")
