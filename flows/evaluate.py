@@ -117,7 +117,7 @@ def _evaluate(config: EvaluateConfig, made: dict) -> EvaluateSummary:
         nonlocal generated
         asked = rows[batch.indices.start:min(batch.indices.stop, len(rows))]
         answered = batch.step(generate_answers, gpu)(chat, config.db, pinned, asked, config.data.layout, eval_id,
-                                                     config.data.boxes())
+                                                     config.data.boxes(), config.prompting)
         predictions, stats = answered.value, list(answered.stats)
         if judge is not None:
             judged = batch.step(judge_captions)(judge, predictions, asked)

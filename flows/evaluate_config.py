@@ -13,6 +13,7 @@ from pairsmith.models.runtime import ModelRuntime
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
 from pairsmith.storage.ids import NOT_CONTENT, content_key, stable_hash
 from pairsmith.tasks.evaluate import generate_answers, judge_captions
+from pairsmith.tasks.evaluate.cocot import Prompting
 from pairsmith.tasks.evaluate.generate_answers import SCORED_TASKS
 from pairsmith.tasks.training import training_data
 from pairsmith.tasks.training.training_data import DataSelection, PinnedTables
@@ -50,6 +51,10 @@ class EvaluateConfig(BaseModel):
     max_new_tokens: int = Field(256, ge=1, le=8192)
     generation_batch_size: int = Field(8, ge=1, le=256, description="requests per generate() call", json_schema_extra=NOT_CONTENT)
     batch_size: int = Field(64, ge=1, le=100_000, description="samples per task run and per LanceDB commit", json_schema_extra=NOT_CONTENT)
+    prompting: Prompting = Field(
+        "direct", description="'direct': the sample's question; 'cocot': CoCoT's similarities-and-differences "
+        "instruction first, its answer given as context to the question (Img-Diff supp. §12)",
+    )
     iou_threshold: float = Field(0.5, gt=0.0, le=1.0, description="IoU at which a box counts as found (F1)")
     judge: CaptionJudgeConfig | None = Field(
         None, description="an LLM judge that scores caption answers 0-100 against their references "

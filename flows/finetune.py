@@ -63,6 +63,17 @@ def _finished_card(run_dir: Path) -> RunCard | None:
     return card if card.status == "complete" and card.adapter_path(run_dir).exists() else None
 
 
+def _validation_rows(config: GrpoFinetuneConfig, pinned, stage, check) -> list:
+    """GRPO validation (``GrpoSettings.validation``, DiG supp. Table 5): the stage's subsets in the validation split."""
+    validation = config.grpo.validation
+    if validation is None:
+        return []
+    data = config.data.model_copy(update={"splits": [validation.split]})
+    selected = batch_step(select_samples_task, f"{stage.name}-validation")(config.db, pinned, data, stage.subsets,
+                                                                           training=True, check=check)
+    return selected.value.rows
+
+
 def _plans(config: SftFinetuneConfig | GrpoFinetuneConfig, pinned) -> tuple[list[StagePlan], StageStats, dict]:
     """The stages' samples, the selection's counts and, with a mix, what it took per stage."""
     logger = get_run_logger()
@@ -86,7 +97,8 @@ def _plans(config: SftFinetuneConfig | GrpoFinetuneConfig, pinned) -> tuple[list
             if not selected.value.rows:
                 logger.warning("stage %r: no grounding samples in subsets %s; skipped", stage.name, stage.subsets)
                 continue
-            plans.append(StagePlan(stage.name, stage.subsets, stage.steps, selected.value.rows))
+            plans.append(StagePlan(stage.name, stage.subsets, stage.steps, selected.value.rows,
+                                   _validation_rows(config, pinned, stage, check)))
     if not any(p.rows for p in plans):
         raise ValueError(
             f"no trainable samples for {config.data.where(training=True)} in {config.db!r} at samples version "

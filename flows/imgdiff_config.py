@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pairsmith.filters.imgdiff.pipelines import RemoveThresholds, ReplaceThresholds
 from pairsmith.models.blip_itm import BlipItmConfig
@@ -31,6 +31,7 @@ from pairsmith.models.vlm_chat import VlmConfig
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
 from pairsmith.storage.ids import NOT_CONTENT, content_key, stable_hash
 from pairsmith.tasks.imgdiff.caption_source import load_captions
+from pairsmith.tasks.imgdiff.naturalness import NaturalnessSettings
 from pairsmith.tasks.sample_builders import SplitFractions
 
 REPLACE_FLOW = "imgdiff-replace"
@@ -69,6 +70,9 @@ class _ImgDiffBase(BaseModel):
     runtime: ModelRuntime | None = Field(
         None, description="if set, every model runs with it (device, dtype, cache_dir, offline)"
     )
+    naturalness: NaturalnessSettings = Field(
+        default_factory=NaturalnessSettings, description="unnatural-image filter scores (Img-Diff supp. §15)"
+    )
     splits: SplitFractions = Field(default_factory=SplitFractions)
     show_progress: bool = Field(False, description="draw a progress bar on stderr (CLI runs)", json_schema_extra=NOT_CONTENT)
 
@@ -83,6 +87,13 @@ class _ImgDiffBase(BaseModel):
         if value is not None:
             load_captions(value)  # one line naming the file and line if it is unusable
         return value
+
+    @model_validator(mode="after")
+    def _natural_needs_scores(self) -> "_ImgDiffBase":
+        thresholds = getattr(self, "thresholds", None)
+        if getattr(thresholds, "natural_min", None) is not None and not self.naturalness.score:
+            raise ValueError("thresholds.natural_min needs naturalness.score: true (nothing would measure it)")
+        return self
 
     @field_validator("proposers")
     @classmethod

@@ -58,5 +58,6 @@ def imgdiff_remove(config: ImgDiffRemoveConfig = ImgDiffRemoveConfig()) -> ImgDi
         model_ids["source_run"] = config.source_run
     ctx = ImgDiffContext(config.thresholds, models, StepSettings(
         db=config.db, fastsam_sides=("before",), keep_masks=True, max_inpaint_per_pair=config.max_inpaint_per_pair,
-        describe_view=config.describe_view))
+        describe_view=config.describe_view,
+        naturalness=config.naturalness))
     return run_pipeline(pipeline, config, store, n_items, plan, ctx, model_ids, "removing objects")

@@ -114,6 +114,5 @@ def imgdiff_replace(config: ImgDiffReplaceConfig = ImgDiffReplaceConfig()) -> Im
         REPLACE, config, store, config.pairs,
         lambda indices: plan_caption_items(REPLACE_FLOW, content_key, config.seed, captions, indices,
                                            config.rewriter.rounds),
-        ImgDiffContext(config.thresholds, models, StepSettings(db=config.db)), models.model_ids(),
-        "making replacement pairs",
+        ImgDiffContext(config.thresholds, models, StepSettings(db=config.db, naturalness=config.naturalness)), models.model_ids(), "making replacement pairs",
     )

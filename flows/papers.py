@@ -147,14 +147,17 @@ def default_config(flow: str, method: str | None = None) -> BaseModel:
     return _flow_model(flow)({"method": method or "grpo"} if flow == "finetune" else {})
 
 
-def resolve(config: Any, key: str) -> Any:
+def resolve(config: Any, key: str, through_none: bool = False) -> Any:
     """The value at a dotted ``key`` (``a.b``, list items by index ``stages.0.steps``, every item ``stages.*.subsets``;
     a property of a config model too, e.g. ``train.batch_size``).
 
-    Raises KeyError naming the part of the key that is missing."""
+    Raises KeyError naming the part of the key that is missing; ``through_none``: an optional section
+    that is off (None, as ``grpo.validation`` by default) gives None for every key inside it."""
     parts = key.split(".")
     value = config
     for i, part in enumerate(parts):
+        if value is None and through_none:
+            return None
         if part == "*":
             rest = ".".join(parts[i + 1:])
             return [resolve(item, rest) if rest else item for item in value]
@@ -243,7 +246,7 @@ def table_rows(name: str | None = None, params: ParameterList | None = None, roo
         if p.key is not None:
             try:
                 preset_value = resolve(presets[(p.paper, p.preset)], p.key)
-                default_value = resolve(defaults[flow_key], p.key)
+                default_value = resolve(defaults[flow_key], p.key, through_none=True)
                 if isinstance(p.value, dict):  # a section: show the keys the paper states
                     preset_value, default_value = (
                         {k: v for k, v in plain(x).items() if k in p.value} if isinstance(plain(x), dict) else x
@@ -286,6 +289,8 @@ def fmt(value: Any) -> str:
         return "[" + ", ".join(fmt(v) for v in value) + "]"
     if isinstance(value, bool):
         return str(value).lower()
+    if value is None:
+        return "null"
     return repr(value) if isinstance(value, float) and 0 < abs(value) < 1e-3 else str(value)
 
 

@@ -146,8 +146,18 @@ def load_wordnet(wordnet_dir: str | None):
             (corpus / "lexnames").write_text(
                 "".join(f"{i:02d}\t{name}\t{kinds[name.split('.')[0]]}\n" for i, name in enumerate(_LEXNAMES)))
         nltk.data.path.insert(0, str(root))
+    reader = WordNetCorpusReader
+    if wordnet_dir and not (Path(wordnet_dir) / "index.sense").exists():
+        # nltk >= 3.9 maps the loaded WordNet onto its own sense keys for the multilingual data at load
+        # time (``map_wn`` reads index.sense), which Debian's wordnet-base does not ship; pairsmith reads
+        # no multilingual data, so the mapping is skipped.
+        class _NoSenseIndexReader(WordNetCorpusReader):
+            def map_wn(self, version="wordnet"):
+                return None
+
+        reader = _NoSenseIndexReader
     try:
-        return WordNetCorpusReader(nltk.data.find("corpora/wordnet"), None)
+        return reader(nltk.data.find("corpora/wordnet"), None)
     except LookupError as exc:
         raise SystemExit("WordNet data not found: python -m nltk.downloader wordnet, or --wordnet-dir") from exc
 

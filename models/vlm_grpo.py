@@ -14,6 +14,7 @@ passed in, so this module knows nothing of boxes.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 from typing import Literal
@@ -22,6 +23,23 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pairsmith.models.runtime import ModelRuntime
 from pairsmith.models.vlm_training import LoraSettings, TrainLog, quiet_console, trainer_args
+
+
+class GrpoValidation(BaseModel):
+    """Validation during GRPO, as DiG runs it (supplementary Table 5, "Validation override: T=0.6, p=0.95,
+    n=1", EasyR1's ``val_override_config``): the stage's samples of ``split`` are answered with these
+    sampling settings instead of the rollouts' and their rewards logged (``eval_reward`` in the run card's
+    logs). How often is not stated: EasyR1's example config validates before training and every 5 steps
+    (``val_before_train``, ``val_freq``), pairsmith's assumption."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+    temperature: float = Field(0.6, gt=0.0, le=2.0, description="DiG supp. Table 5: 0.6")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="DiG supp. Table 5: 0.95")
+    n: int = Field(1, ge=1, le=256, description="answers per validation prompt (DiG supp. Table 5: 1)")
+    every_steps: int = Field(5, ge=1, description="validate every N training steps (not stated; EasyR1's val_freq 5)")
+    before_train: bool = Field(True, description="validate once before the first step (EasyR1's val_before_train)")
+    split: str = Field("val", min_length=1, description="samples of this split (the stage's subsets) validate")
 
 
 class GrpoSettings(BaseModel):
@@ -49,6 +67,10 @@ class GrpoSettings(BaseModel):
         "reward lies outside [low, high] (every rollout right, or every one wrong) is masked out of the loss; "
         "None: no filter (TRL's behaviour)",
     )
+    validation: GrpoValidation | None = Field(
+        None, description="validate each stage on its val-split samples with DiG's override sampling "
+        "(supp. Table 5); None: no validation",
+    )
     loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = Field(
         "dapo", description="how token losses are averaged: 'grpo' = DiG's Eq. 6 (each completion's tokens "
         "averaged, then the completions), 'dapo' = TRL's default (over every token of the batch, no length bias)",
@@ -67,10 +89,44 @@ class GrpoSettings(BaseModel):
         return self
 
 
+def validation_args(validation: GrpoValidation | None, per_device_batch_size: int) -> dict:
+    """TRL's evaluation arguments for ``validation`` (none without it). TRL samples evaluation answers
+    with the rollouts' temperature and top-p; the trainer swaps in the override (``validation_sampling``)."""
+    if validation is None:
+        return {}
+    batch = per_device_batch_size - per_device_batch_size % validation.n or validation.n
+    return dict(eval_strategy="steps", eval_steps=validation.every_steps, eval_on_start=validation.before_train,
+                num_generations_eval=validation.n, per_device_eval_batch_size=batch)
+
+
+@contextmanager
+def validation_sampling(trainer, validation: GrpoValidation):
+    """While validating: the override's temperature and top-p in every place TRL's ``GRPOTrainer`` reads
+    them (its generation config and kwargs, and the temperature that scales the log-probabilities)."""
+    saved = (trainer.temperature, trainer.top_p, getattr(trainer, "generation_config", None),
+             getattr(trainer, "generation_kwargs", None))
+    trainer.temperature, trainer.top_p = validation.temperature, validation.top_p
+    if saved[2] is not None:
+        trainer.generation_config = saved[2].__class__.from_dict(
+            {**saved[2].to_dict(), "temperature": validation.temperature, "top_p": validation.top_p})
+    if isinstance(saved[3], dict):
+        trainer.generation_kwargs = {**saved[3], "temperature": validation.temperature, "top_p": validation.top_p}
+    try:
+        yield trainer
+    finally:
+        trainer.temperature, trainer.top_p = saved[0], saved[1]
+        if saved[2] is not None:
+            trainer.generation_config = saved[2]
+        if isinstance(saved[3], dict):
+            trainer.generation_kwargs = saved[3]
+
+
 def grpo_args(settings: GrpoSettings, steps: int, runtime: ModelRuntime, work_dir: str | Path,
-              show_progress: bool = False) -> dict:
+              show_progress: bool = False, validate: bool | None = None) -> dict:
     """The keyword arguments of TRL's ``GRPOConfig`` for one stage of ``steps`` steps (what
-    ``pairsmith finetune --print-args`` shows)."""
+    ``pairsmith finetune --print-args`` shows). ``validate`` (default: whether ``settings.validation`` is
+    set) adds the evaluation arguments; a stage without validation samples runs without them."""
+    validate = settings.validation is not None if validate is None else validate
     return dict(
         beta=settings.beta,
         num_generations=settings.num_generations,
@@ -82,6 +138,7 @@ def grpo_args(settings: GrpoSettings, steps: int, runtime: ModelRuntime, work_di
         weight_decay=settings.weight_decay,
         max_grad_norm=settings.max_grad_norm,
         max_steps=steps,
+        **(validation_args(settings.validation, settings.per_device_batch_size) if validate else {}),
         **trainer_args(settings, runtime, work_dir, show_progress),
     )
 
@@ -89,7 +146,7 @@ def grpo_args(settings: GrpoSettings, steps: int, runtime: ModelRuntime, work_di
 FILTER_METRIC = "filter/dropped_groups_frac"
 
 
-def filtering_trainer(filter_range: tuple[float, float] | None):
+def filtering_trainer(filter_range: tuple[float, float] | None, validation: GrpoValidation | None = None):
     """TRL's ``GRPOTrainer``, or a subclass with DiG's online filter (``GrpoSettings.filter_range``).
 
     The filter reads each group's rewards (all reward functions, weighted as TRL sums them) and zeroes
@@ -99,11 +156,17 @@ def filtering_trainer(filter_range: tuple[float, float] | None):
     ``loss_type: grpo`` a dropped group still counts in the 1/G of Eq. 6 here."""
     from trl import GRPOTrainer
 
-    if filter_range is None:
+    if filter_range is None and validation is None:
         return GRPOTrainer
-    low, high = filter_range
+    low, high = filter_range if filter_range is not None else (float("-inf"), float("inf"))
 
     class FilteringGRPOTrainer(GRPOTrainer):
+        def evaluate(self, *args, **kwargs):
+            if validation is None:
+                return super().evaluate(*args, **kwargs)
+            with validation_sampling(self, validation):
+                return super().evaluate(*args, **kwargs)
+
         def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
             rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
             self._pairsmith_rewards = rewards  # every process's rows, as TRL groups them
@@ -111,7 +174,7 @@ def filtering_trainer(filter_range: tuple[float, float] | None):
 
         def _generate_and_score_completions(self, inputs):
             out = super()._generate_and_score_completions(inputs)
-            if not self.model.training:
+            if not self.model.training or filter_range is None:
                 return out
             rewards = self._pairsmith_rewards
             overall = (rewards * self.reward_weights.to(rewards.device).unsqueeze(0)).nansum(dim=1)
@@ -131,14 +194,17 @@ def filtering_trainer(filter_range: tuple[float, float] | None):
 def run_grpo_stage(
     model, processor, dataset, reward_funcs: list[Callable], settings: GrpoSettings, steps: int,
     runtime: ModelRuntime, work_dir: str | Path, lora: LoraSettings | None = None, show_progress: bool = False,
-    callbacks: list | None = None,
+    callbacks: list | None = None, eval_dataset=None,
 ):
-    """``steps`` GRPO steps on ``dataset``; ``lora`` adds an adapter (first stage), None continues one."""
+    """``steps`` GRPO steps on ``dataset``; ``lora`` adds an adapter (first stage), None continues one.
+    With ``settings.validation`` and an ``eval_dataset``, the stage validates on it as the settings say."""
     from trl import GRPOConfig
 
-    args = GRPOConfig(**grpo_args(settings, steps, runtime, work_dir, show_progress))
-    trainer = filtering_trainer(settings.filter_range)(
-        model=model, reward_funcs=reward_funcs, args=args, train_dataset=dataset, processing_class=processor,
+    validate = settings.validation is not None and eval_dataset is not None and len(eval_dataset) > 0
+    args = GRPOConfig(**grpo_args(settings, steps, runtime, work_dir, show_progress, validate=validate))
+    trainer = filtering_trainer(settings.filter_range, settings.validation if validate else None)(
+        model=model, reward_funcs=reward_funcs, args=args, train_dataset=dataset,
+        eval_dataset=eval_dataset if validate else None, processing_class=processor,
         peft_config=lora.peft_config() if lora is not None else None, callbacks=callbacks,
     )
     quiet_console(trainer, show_progress)

@@ -84,12 +84,18 @@ def has_column(store: PairStore, table: str, column: str) -> bool:
 def stage_totals(store: PairStore, run_id: str) -> list[StageStats]:
     """A run's stage stats summed over its batches, in stage order (the order ``pairsmith stats`` prints
     them in, for runs whose batches agree on it)."""
+    return sum_stage_rows(store.read("stage_stats", where=f"run_id = {sql_literal(run_id)}").to_pylist())
+
+
+def sum_stage_rows(rows: list[dict]) -> list[StageStats]:
+    """``stage_stats`` rows (of one run or several) summed per stage, in the order the stages ran (a
+    stage's lowest ``stage_order``; runs of one flow number their stages alike)."""
     from collections import Counter
 
     total: dict[str, StageStats] = {}
     position: dict[str, int] = {}
-    for row in store.read("stage_stats", where=f"run_id = {sql_literal(run_id)}").to_pylist():
-        stage = current(row["flow"], row["stage"])  # a name stored before it was unique: today's
+    for row in rows:
+        stage = current(row.get("flow"), row["stage"])  # a name stored before it was unique: today's
         part = StageStats(stage, row["n_in"], row["n_kept"], row["n_dropped"],
                           Counter({r["reason"]: r["count"] for r in row["drop_reasons"] or []}), row["seconds"])
         total[stage] = total[stage] + part if stage in total else part

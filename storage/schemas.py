@@ -83,6 +83,10 @@ class PairRow(LanceModel):
     attempts: Optional[int] = Field(None, description="renders tried before the pair passed or dropped")
     camera_jitter: Optional[list[float]] = Field(None, description="distractor camera move: dx, dy, dz, yaw")
     pair_clip_sim: Optional[float] = None
+    natural_before: Optional[float] = Field(
+        None, description="Img-Diff unnatural-image filter: VLM P(yes, looks natural) of the before image, 0-1"
+    )
+    natural_after: Optional[float] = Field(None, description="the same for the after image")
     origin: Optional[str] = Field(None, description="where the before image came from (file, pair id, dataset)")
     difference: Optional[str] = Field(None, description="one sentence saying how the after image differs")
     bench_candidate: Optional[bool] = Field(None, description="MED: CLIP cosine above 0.95, a benchmark candidate (§3.3); the selected ones have a med-mcq in split bench")
@@ -221,6 +225,8 @@ class EvalPredictionRow(LanceModel):
     split: str
     prediction: str
     parsed: Optional[str] = Field(None, description="JSON of what the answer parser read; null if unparseable")
+    context: Optional[str] = Field(None, description="CoCoT prompting: the model's answer to the similarities-and-"
+                                   "differences instruction, asked first (null with direct prompting)")
     judge_answer: Optional[str] = Field(None, description="captions: the LLM judge's raw answer, if a judge ran")
     judge_score: Optional[float] = Field(None, description="captions: the judge's 0-100 coverage of the "
                                          "reference; null if unparseable or not judged")

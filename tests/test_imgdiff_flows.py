@@ -387,3 +387,26 @@ def test_the_defaults_run_from_the_command_line_and_a_missing_model_stops_the_ru
     assert err.startswith("pairsmith: error: run imgdiff-replace-") and "ModelUnavailable" in err
     assert "'lmsys/vicuna-7b-v1.5'" in err and "not in the Hugging Face cache" in err
     assert not PairStore(str(db)).exists() or PairStore(str(db)).count("pairs", "drop_reason = 'rewrite_error'") == 0
+
+def test_naturalness_scores_are_stored_by_the_flow_and_applied_later_by_refilter(tiny, tmp_path, capsys):
+    """Img-Diff supp. §15 end to end: the run scores each image (no threshold: nothing drops for it), the
+    scores are stored on the pairs, and `pairsmith refilter` with natural_min drops the pairs at or below it."""
+    db = tmp_path / "db.lance"
+    config = _replace_config(tiny, db, pairs=2, naturalness={"score": True})
+    summary = imgdiff_replace(config)
+    store = PairStore(str(db))
+    pairs = _rows(store, "pairs", summary.run_id)
+    assert len(pairs) == 2 and all(0.0 <= p["natural_before"] <= 1.0 and 0.0 <= p["natural_after"] <= 1.0
+                                   for p in pairs)
+    assert _funnel(store, summary.run_id)["natural"].n_dropped == 0
+    cut = sorted(min(p["natural_before"], p["natural_after"]) for p in pairs)[0]  # the lowest pair sits on it
+    rows = tmp_path / "natural.yaml"
+    rows.write_text(yaml.safe_dump({"replace": {**LOOSE_REPLACE, "natural_min": float(cut)}}))
+    assert main(["refilter", "--run", summary.run_id, "--config", str(rows), "--db", str(db)]) == 0
+    capsys.readouterr()
+    after = {p["pair_id"]: p for p in _rows(PairStore(str(db)), "pairs", summary.run_id)}
+    for p in pairs:
+        low = min(p["natural_before"], p["natural_after"])
+        if low <= cut:
+            assert (after[p["pair_id"]]["drop_stage"], after[p["pair_id"]]["drop_reason"]) == (
+                "natural", "unnatural_before" if p["natural_before"] <= cut else "unnatural_after")

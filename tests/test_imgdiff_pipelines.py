@@ -40,7 +40,7 @@ def test_the_flows_are_the_pipelines_and_end_with_regions_and_samples():
     assert (REPLACE.method, REMOVE.method) == (REPLACE_FLOW, REMOVE_FLOW)
     for pipeline in ALL:
         assert pipeline.names[-2:] == ("regions", "samples")
-    assert REMOVE_FROM_RUN.names[:2] == ("load", "propose")
+    assert REMOVE_FROM_RUN.names[:3] == ("load", "natural", "propose")  # natural: optional (Img-Diff §15)
 
 
 @pytest.mark.parametrize("pipeline", ALL, ids=lambda p: "-".join(p.names[:2]))
@@ -82,10 +82,10 @@ def test_refilter_reports_the_declared_filters_in_order():
     paper = ["pair_filter", "box_area", "crop_filter", "nms", "caption_filter"]  # design.md §4.2, in this order
     assert sorted(paper, key=filters.index) == paper
     assert rejudge_order([REPLACE.method]) == [*filters, "region_outputs", "regions"]
-    assert rejudge_order([REMOVE.method]) == ["removal_crop", "removal_itm", "regions"]
+    assert rejudge_order([REMOVE.method]) == ["natural", "removal_crop", "removal_itm", "regions"]
     assert rejudge_order(["med-edit"]) == ["similarity", "pair_outputs"]
     empty = RejudgeResult().ordered_stages({REMOVE.method})
-    assert [(s.stage, s.n_in) for s in empty] == [("removal_crop", 0), ("removal_itm", 0), ("regions", 0)]
+    assert [(s.stage, s.n_in) for s in empty] == [("natural", 0), ("removal_crop", 0), ("removal_itm", 0), ("regions", 0)]
     assert REPLACE.outputs() == ("difference_caption",) and REMOVE.outputs() == ()
 
 
@@ -190,7 +190,7 @@ def test_gpu_tags_follow_the_models_a_stage_takes(monkeypatch):
         monkeypatch.setattr(ImgDiffModels, "gpu", lambda self, adapter: any(adapter is getattr(self, n) for n in on_gpu))
         return {s.name for s in REPLACE.until("regions") if step_for(s).ready(ctx)}
 
-    assert tagged({"vlm"}) == {"region_captions", "difference_captions"}
+    assert tagged({"vlm"}) == {"natural", "region_captions", "difference_captions"}  # natural: the judge
     assert tagged({"clip"}) == {"pair_filter", "crop_filter", "caption_filter"}
     assert tagged({"blip", "fastsam"}) == {"propose", "crop_filter", "caption_filter"}
     assert tagged(set()) == set()

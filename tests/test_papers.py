@@ -48,7 +48,7 @@ def test_every_preset_loads_through_its_flows_config_model():
     assert set(params.papers) >= {"dig", "imgdiff", "med"}
     assert "data" in params.papers["med"].presets
     assert set(params.papers["dig"].presets) == {"corpus", "grpo", "evaluate"}
-    assert set(params.papers["imgdiff"].presets) == {"replace", "remove", "evaluate", "ablation",
+    assert set(params.papers["imgdiff"].presets) == {"replace", "remove", "evaluate", "evaluate-cocot", "ablation",
                                                      *(f"table17-row{r}" for r in range(1, 5))}
     assert set(params.papers["med"].presets) >= {"sft-qwen2-vl", "sft-qwen2.5-vl", "sft-llava-1.6", "sft-llama-3.2"}
     assert set(params.papers["omnidiff"].presets) >= {"sft"}

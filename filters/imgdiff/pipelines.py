@@ -23,6 +23,7 @@ from pairsmith.filters.imgdiff.box_area import box_area_rule
 from pairsmith.filters.imgdiff.box_aspect import box_aspect_rule
 from pairsmith.filters.imgdiff.caption_filter import caption_filter_reads, caption_filter_rule
 from pairsmith.filters.imgdiff.crop_filter import crop_filter_reads, crop_filter_rule
+from pairsmith.filters.imgdiff.naturalness import NATURAL
 from pairsmith.filters.imgdiff.nms import nms_rule
 from pairsmith.filters.imgdiff.pair_filter import pair_filter_rule
 from pairsmith.filters.imgdiff.removal_crop import removal_crop_rule
@@ -108,11 +109,11 @@ REGION_OUTPUTS = Stage("region_outputs", REGION, reasons=(NEEDS_RERUN,),
 
 # --------------------------------------------------------------------------- the pipelines
 REPLACE = Pipeline("imgdiff-replace", (
-    REWRITE, GENERATE, PAIR_FILTER, PROPOSE, BOX_AREA, BOX_ASPECT, CROP_FILTER, NMS, REGION_CAPTIONS, CAPTION_FILTER,
+    REWRITE, GENERATE, PAIR_FILTER, NATURAL, PROPOSE, BOX_AREA, BOX_ASPECT, CROP_FILTER, NMS, REGION_CAPTIONS, CAPTION_FILTER,
     DIFFERENCE_CAPTIONS, REGIONS, SAMPLES,
 ), ReplaceThresholds)
 REMOVE = Pipeline("imgdiff-remove", (
-    REWRITE, GENERATE, PROPOSE, REMOVAL_CROP, INPAINT, DESCRIBE, REMOVAL_ITM, REGIONS, SAMPLES,
+    REWRITE, GENERATE, NATURAL, PROPOSE, REMOVAL_CROP, INPAINT, DESCRIBE, REMOVAL_ITM, REGIONS, SAMPLES,
 ), RemoveThresholds)
 MAKE_PAIRS = (REWRITE.name, GENERATE.name)  # where pairs come from unless read from another run (LOAD)
 

@@ -78,6 +78,10 @@ class ReplaceThresholds(BaseModel):
     blip_score: BlipScore = Field(
         "itm", description="BITM/CITM read the ITM-head probability ('itm', Img-Diff) or the contrastive cosine"
     )
+    natural_min: float | None = Field(
+        None, ge=0.0, le=1.0, description="unnatural-image filter (Img-Diff supp. §15): both images' P(natural) "
+        "must be > this; None: off (the paper's preset)",
+    )
 
     @model_validator(mode="after")
     def _window(self) -> "ReplaceThresholds":
@@ -110,6 +114,10 @@ class RemoveThresholds(BaseModel):
         0.2, ge=-1.0, le=1.0, description="ITM(inpainted crop, description) must be < this: the object is gone"
     )
     blip_score: BlipScore = Field("itm", description="read the ITM-head probability ('itm') or the contrastive cosine")
+    natural_min: float | None = Field(
+        None, ge=0.0, le=1.0, description="unnatural-image filter (Img-Diff supp. §15): both images' P(natural) "
+        "must be > this; None: off (the paper's preset)",
+    )
 
     def itm_columns(self) -> tuple[str, str]:
         """The regions columns (original, inpainted) the removal ITM filter reads."""

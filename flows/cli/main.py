@@ -121,11 +121,19 @@ def render(config_path: str | None, verbose: bool, **opts: Any) -> None:
 @click.option("--run", default=None, help="Run id (default: the newest run).")
 @click.option("--list", "list_runs", is_flag=True, help="List the stored runs with status and counts instead.")
 @click.option("--all-reasons", is_flag=True, help="Every drop reason of a stage, not the top 3.")
-def stats(db: str, run: str | None, list_runs: bool, all_reasons: bool) -> None:
+@click.option("--dataset", "per_dataset", is_flag=True, help="Per dataset instead: pairs, samples per task and split, "
+              "subsets / K / change kinds / categories, caption lengths and words, the funnel with every reason.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="With --dataset: draw them into this PNG.")
+def stats(db: str, run: str | None, list_runs: bool, all_reasons: bool, per_dataset: bool, plot: str | None) -> None:
     """Per-stage counts of a run: in, kept, dropped and the top drop reasons (`pairsmith inspect`: the rows)."""
     from pairsmith.flows.engine.funnel import format_funnel, run_funnel, run_status
 
     store = open_store_or_fail(db, read_only=True)
+    if per_dataset or plot:
+        from pairsmith.flows.cli.dataset_stats import print_dataset_stats
+
+        print_dataset_stats(store, plot, per_dataset)
+        return
     if list_runs:
         for r in store.runs():
             funnel = run_funnel(store, r["run_id"])

@@ -75,6 +75,8 @@ def trainer_arguments(config) -> dict[str, Any]:
 
         out["reward"] = config.reward.model_dump(mode="json")
         out["online_filter"] = list(config.grpo.filter_range) if config.grpo.filter_range else None
+        validation = config.grpo.validation
+        out["validation"] = validation.model_dump(mode="json") if validation is not None else None
         out["stages"] = [{"name": s.name, "subsets": s.subsets,
                           "trl_grpo_config": grpo_args(config.grpo, s.steps, config.runtime, work_dir)}
                          for s in config.stages]

@@ -24,6 +24,7 @@ from pairsmith.models.vlm_chat import VlmChat, VlmRequest
 from pairsmith.storage.box_format import BOX_TASKS, BoxFormat
 from pairsmith.storage.ids import stable_id
 from pairsmith.storage.schemas import EvalPredictionRow, utc_now
+from pairsmith.tasks.evaluate.cocot import Prompting, cocot_context, cocot_first, cocot_second
 from pairsmith.tasks.stage import call_per_item, stage
 from pairsmith.tasks.training.training_data import Layout, PairImages, PinnedTables, in_box_format, prompt_text
 from pairsmith.tasks.training.training_mix import data_source
@@ -82,13 +83,15 @@ def read_answer(task: str, prediction: str, options: list[str] | None) -> tuple[
 @stage(STAGE)
 def generate_answers(
     stats: StageStats, chat: VlmChat, db: str, pinned: PinnedTables, rows: list[dict[str, Any]], layout: Layout,
-    eval_id: str, box: BoxFormat | None = None,
+    eval_id: str, box: BoxFormat | None = None, prompting: Prompting = "direct",
 ) -> list[EvalPredictionRow]:
     """One stored prediction per sample: the answer and what was read from it, or, for a sample the
     model raised for, an empty prediction with its ``reason`` and the message in ``drop_detail``:
     ``generate_error`` when the error is transient (a timeout, memory: its batch is asked again by the
     next run) or ``generate_rejected`` when it will repeat (the processor refuses the sample: final,
-    ``pairsmith.models.failures``). A model that cannot load raises ``ModelUnavailable`` instead."""
+    ``pairsmith.models.failures``). A model that cannot load raises ``ModelUnavailable`` instead.
+    ``prompting: cocot`` asks CoCoT's instruction first and the question with its answer as context
+    (``pairsmith.tasks.evaluate.cocot``, Img-Diff supp. §12); the first answer is stored as ``context``."""
     box = box or BoxFormat()
     images = PairImages(db, pinned.pairs_version)
     shown: dict[str, tuple[int, int]] = {}  # sample id -> (width, height) of the first picture shown
@@ -109,7 +112,17 @@ def generate_answers(
         failures[row["sample_id"]] = (reason, f"{chat.config.model_id}: {type(err).__name__}: {_one_line(err)}")
         stats.record(Verdict.drop(reason))
 
-    answers = call_per_item(lambda part: chat.generate_batch([request(r) for r in part]), rows, failed)
+    contexts: dict[str, str] = {}  # sample id -> the model's CoCoT answer
+
+    def ask(part: list[dict[str, Any]]) -> list[str]:
+        requests = [request(r) for r in part]
+        if prompting == "cocot":
+            differences = [cocot_context(a) for a in chat.generate_batch([cocot_first(q) for q in requests])]
+            contexts.update((r["sample_id"], d) for r, d in zip(part, differences))
+            requests = [cocot_second(q, d) for q, d in zip(requests, differences)]
+        return chat.generate_batch(requests)
+
+    answers = call_per_item(ask, rows, failed)
     out = []
     for row, answer in zip(rows, answers):
         if answer is None:
@@ -128,6 +141,6 @@ def generate_answers(
             prediction_id=stable_id(eval_id, row["sample_id"]), eval_id=eval_id, sample_id=row["sample_id"],
             pair_id=row["pair_id"], task=row["task"], subset=row["subset"], category=row["category"],
             split=row["split"], prediction=answer, parsed=json.dumps(parsed) if parsed is not None else None,
-            created_at=utc_now(),
+            context=contexts.get(row["sample_id"]), created_at=utc_now(),
         ))
     return out

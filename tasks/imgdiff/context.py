@@ -12,7 +12,7 @@ few step settings (``StepSettings``). A step reads what it needs by name (``ctx.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pairsmith.filters.imgdiff.thresholds import RemoveThresholds, ReplaceThresholds
 from pairsmith.models.blip_itm import BlipItmScorer
@@ -23,6 +23,9 @@ from pairsmith.models.fastsam_proposer import FastSamProposer
 from pairsmith.models.sdxl_inpaint import SdxlInpainter
 from pairsmith.models.sdxl_p2p import SdxlP2PGenerator
 from pairsmith.models.vlm_chat import VlmChat
+
+if TYPE_CHECKING:
+    from pairsmith.tasks.imgdiff.naturalness import NaturalnessSettings
 
 
 class MissingComponent(LookupError):
@@ -89,6 +92,7 @@ class StepSettings:
     ``keep_masks``: keep each region's mask, cut to its box (removal inpaints it).
     ``max_inpaint_per_pair``: removal's inpaintings per pair (``ImgDiffRemoveConfig``); None outside removal.
     ``describe_view``: what the removal describer sees, ``crop`` or ``box`` (Img-Diff supplementary §19.2.4).
+    ``naturalness``: the unnatural-image filter's settings (Img-Diff supplementary §15); None: its defaults.
     """
 
     db: str | None = None
@@ -96,6 +100,7 @@ class StepSettings:
     keep_masks: bool = False
     max_inpaint_per_pair: int | None = None
     describe_view: str = "crop"
+    naturalness: NaturalnessSettings | None = None
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

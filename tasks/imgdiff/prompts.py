@@ -54,6 +54,12 @@ PRESENCE_OPTIONS = ("A. the left image", "B. the right image")
 MCQ_INSTRUCTION = "Answer with the option's letter from the given choices directly."
 # Img-Diff supplementary §12: CoCoT's instruction, asked before the question (not an evaluate prompt yet).
 COCOT_PROMPT = "Please identify the similarities and differences between these two images"
+# Unnatural-image filter (Img-Diff supp. §15 describes it, does not print its prompt): pairsmith's wording,
+# answered by scoring "Yes" against "No" (pairsmith.filters.imgdiff.naturalness).
+NATURALNESS_PROMPT = (
+    "Does this image look natural, like a real photograph without distorted objects or generation artefacts? "
+    "Answer Yes or No."
+)
 
 _LEADS = re.compile(r"^\s*(?:[-*#>•]+|\d+[.)])\s*")
 _WORD = re.compile(r"[A-Za-z]{2,}")

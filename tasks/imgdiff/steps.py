@@ -24,6 +24,7 @@ from pairsmith.tasks.imgdiff.difference_captions import difference_captions
 from pairsmith.tasks.imgdiff.generate import generate
 from pairsmith.tasks.imgdiff.inpaint import inpaint
 from pairsmith.tasks.imgdiff.load import load
+from pairsmith.tasks.imgdiff.naturalness import natural
 from pairsmith.tasks.imgdiff.pair_filter import pair_filter
 from pairsmith.tasks.imgdiff.propose import propose
 from pairsmith.tasks.imgdiff.region_captions import region_captions
@@ -72,6 +73,7 @@ STEPS: dict[str, Step] = {step.name: step for step in (
     Step(inpaint, needs=("inpainter", "max_inpaint_per_pair")),
     Step(describe, needs=("vlm", "describe_view")),
     Step(removal_itm, needs=("blip", "thresholds")),
+    Step(natural, needs=("vlm", "thresholds")),
 )}
 
 

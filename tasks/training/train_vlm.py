@@ -31,6 +31,7 @@ class StagePlan:
     subsets: list[str]
     steps: int | None  # None: the settings decide (SFT epochs / max_steps)
     rows: list[dict[str, Any]]
+    val_rows: list[dict[str, Any]] = field(default_factory=list)  # GRPO validation (GrpoSettings.validation)
 
 
 @dataclass
@@ -110,9 +111,14 @@ def train_grpo(
         logger.info("GRPO stage %d/%d %r: %d samples, %d steps", i + 1, len(plans), plan.name, len(plan.rows),
                     plan.steps)
         dataset = _dataset(db, pinned, plan.rows, layout, grpo=True, box=box)
+        val = _dataset(db, pinned, plan.val_rows, layout, grpo=True, box=box) if plan.val_rows else None
+        if settings.validation is not None and val is None:
+            logger.warning("GRPO stage %r: no %s samples to validate on; validation skipped", plan.name,
+                           settings.validation.split)
         model, log = run_grpo_stage(
             model, processor, dataset, reward_funcs, settings, plan.steps, runtime, run_dir / "trainer" / plan.name,
             lora=lora if i == 0 else None, show_progress=show_progress, callbacks=[_log_callback()],
+            eval_dataset=val,
         )
         outcomes.append(StageOutcome(plan.name, plan.subsets, len(plan.rows), plan.steps, log))
     adapter_dir = save_adapter(model, processor, run_dir / ADAPTER_DIR)
