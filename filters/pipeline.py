@@ -87,13 +87,17 @@ class Stage:
         return verdicts
 
 
+class NoThresholds(BaseModel):
+    """The thresholds of a pipeline without keep rules here (its filters live in its steps)."""
+
+
 @dataclass(frozen=True)
 class Pipeline:
     """A pipeline's stages in the order they run; ``thresholds`` is the config its keep rules read."""
 
     method: str
     stages: tuple[Stage, ...]
-    thresholds: type[BaseModel]
+    thresholds: type[BaseModel] = NoThresholds
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.stages]

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pairsmith.scenes.change_text import CaptionStyle
 
 from pairsmith.flows.engine.batching import batch_ranges
+from pairsmith.flows.engine.run import declare
 from pairsmith.filters.change_visibility import VisibilityThresholds
 from pairsmith.flows.engine.task_runners import RunnerSettings
 from pairsmith.scenes.blender_render import RenderSettings
@@ -20,6 +21,15 @@ from pairsmith.tasks.dig.prompts import GroundingPromptName
 from pairsmith.tasks.sample_builders import SplitFractions
 
 FLOW_NAME = "dig-render"
+
+# The flow's stages in the order they run and are stored (tasks/dig/): the one place it is written.
+PIPELINE = declare(
+    FLOW_NAME,
+    ("scene_plan", "sample a scene and its change per pair (scenes/pair_plan.py)"),
+    ("render", "render the before and after images in Blender"),
+    ("visibility", "drop changes too small or hidden to see (filters/change_visibility.py)"),
+    ("dig_samples", "build the pair's records and DiG samples"),
+)
 
 
 class DigRenderConfig(BaseModel):

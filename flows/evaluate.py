@@ -15,19 +15,12 @@ ROUGE-L / CIDEr and, with a judge, an LLM judge's 0–100 score.
 
 from __future__ import annotations
 
-import time
-
 from prefect import flow, get_run_logger
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from pairsmith.flows.evaluate_config import FLOW_NAME, EvaluateConfig
-from pairsmith.flows.engine.batching import batch_name
-from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
-from pairsmith.flows.engine.progress import RunProgress
-from pairsmith.flows.engine.resume import plan_resume, resolve_run_id
-from pairsmith.flows.engine.run_outcome import batches_with_errors
+from pairsmith.flows.evaluate_config import FLOW_NAME, PIPELINE, EvaluateConfig
+from pairsmith.flows.engine.run import Batch, Output, Run, RunSpec, RunSummary
 from pairsmith.flows.engine.stages import batch_step
-from pairsmith.flows.engine.flow_runs import claim_run
 from pairsmith.flows.engine.run_name import pairsmith_run_name
 from pairsmith.models.adapted_vlm_chat import AdaptedVlmChat
 from pairsmith.models.caption_judge import CaptionJudge
@@ -36,24 +29,21 @@ from pairsmith.tasks.evaluate.generate_answers import ask_once_per_pair, generat
 from pairsmith.tasks.evaluate.judge_captions import judge_captions
 from pairsmith.tasks.evaluate.score_answers import score_answers
 from pairsmith.tasks.training.training_data import ProcessorCheck, pin_tables, release_pinned, select_samples_task
-from pairsmith.tasks.write_batch import write_batch
 
 RESULTS_ARTIFACT_KEY = "eval-results"
 SELECT_BATCH = "select"
+RESULTS_BATCH = "results"  # the scores of every stored answer, committed after the last batch (no stage stats)
 
 
-class EvaluateSummary(BaseModel):
+class EvaluateSummary(RunSummary):
     eval_id: str
     model_id: str
     adapter: str | None
     samples_version: int
     n_samples: int
     n_generated: int
-    batches: int
-    batches_resumed: int
     metrics: list[dict]
     unavailable: dict[str, str] = Field(default_factory=dict, description="metric -> why it was not computed")
-    seconds: float
 
 
 def results_table(rows) -> list[dict]:
@@ -93,16 +83,12 @@ def evaluate(config: EvaluateConfig) -> EvaluateSummary:
 
 
 def _evaluate(config: EvaluateConfig, made: dict) -> EvaluateSummary:
-    start = time.perf_counter()
     logger = get_run_logger()
     config.runtime.check_model_source(config.base_model())  # in seconds, naming the model: before any tag or answer
     store = open_store(config.db)
     store.check_reachable()
     pinned = made["pinned"] = pin_tables(store, config.data, tag_as=FLOW_NAME if config.tag_data else None)
     made["store"] = store
-    eval_id, legacy = resolve_run_id(store, FLOW_NAME, config.eval_id(pinned),
-                                     lambda n, size: config.eval_id(pinned, limit=n),
-                                     (config.data.limit or 0, config.batch_size))
     selected = batch_step(select_samples_task, SELECT_BATCH)(
         config.db, pinned, config.data, check=ProcessorCheck(config.base_model(), config.runtime))
     rows, [select_stats] = ask_once_per_pair(selected.value.rows), selected.stats
@@ -110,53 +96,48 @@ def _evaluate(config: EvaluateConfig, made: dict) -> EvaluateSummary:
         raise ValueError(f"no samples to evaluate for {config.data.where()} in {config.db!r} at samples version "
                          f"{pinned.samples_version} ({select_stats.n_dropped} dropped: "
                          f"{dict(select_stats.reasons) or 'none'})")
-    claim_run(eval_id, store, FLOW_NAME, len(rows))  # a flow run of it killed with -9: marked CRASHED in Prefect
+    # Per sample (pairsmith.flows.engine.resume): a larger --limit or batch size asks nothing twice;
+    # batches with answers that raised are asked again.
+    run = Run.start(RunSpec(
+        FLOW_NAME, config.db, PIPELINE, config.eval_id(pinned), len(rows), config.batch_size,
+        lambda n, size: config.eval_id(pinned, limit=n), requested=(config.data.limit or 0, config.batch_size),
+        description="answering samples", terminal=config.show_progress,
+    ), store)
+    eval_id = run.run_id
     stored_select = store.read("stage_stats", where=f"run_id = {sql_literal(eval_id)} AND batch = '{SELECT_BATCH}'",
                                columns=["n_in"]).column("n_in").to_pylist()
     if stored_select != [select_stats.n_in]:  # new, or another --limit: the selection counts as now
-        batch_step(write_batch, SELECT_BATCH)(config.db, eval_id, FLOW_NAME, SELECT_BATCH, {}, selected.stats)
-    # Per sample (pairsmith.flows.engine.resume): a larger --limit or batch size asks nothing twice;
-    # batches with answers that raised are asked again.
-    work = plan_resume(store, eval_id, len(rows), config.batch_size, redo=batches_with_errors(store, eval_id),
-                       legacy=legacy)
-    pending = [(r.start, min(r.stop, len(rows))) for r in work.todo]
-    n_batches, n_resumed = work.stored_batches + len(pending) - len(work.redone), work.stored_batches - len(work.redone)
-    if work.stored_batches:
-        logger.info("evaluation %s: %d of %d samples already answered, resuming", eval_id, work.done_items, len(rows))
+        run.write(SELECT_BATCH, {}, selected.stats)
     chat = AdaptedVlmChat(config.vlm())
     gpu = config.runtime.on_gpu()  # answering takes a `tag:gpu` slot on a GPU worker
     judge = CaptionJudge(config.judge) if config.judge is not None else None
     generated = 0
-    with RunProgress(key=f"{FLOW_NAME}-progress", total=len(rows),
-                     done=work.done_items,
-                     description="answering samples", terminal=config.show_progress) as progress:
-        for a, b in pending:
-            name = batch_name(range(a, b))
-            answered = batch_step(generate_answers, name, gpu)(chat, config.db, pinned, rows[a:b], config.data.layout,
-                                                          eval_id, config.data.boxes(), config.prompting)
-            predictions, stats = answered.value, list(answered.stats)
-            if judge is not None:
-                judged = batch_step(judge_captions, name)(judge, predictions, rows[a:b])
-                predictions, stats = judged.value, stats + judged.stats
-            batch_step(write_batch, name)(
-                config.db, eval_id, FLOW_NAME, name, {"eval_predictions": predictions}, stats)
-            generated += len(predictions)
-            progress.advance(len(predictions))
-            progress.flush()
+
+    def answer(batch: Batch) -> Output:
+        nonlocal generated
+        asked = rows[batch.indices.start:min(batch.indices.stop, len(rows))]
+        answered = batch.step(generate_answers, gpu)(chat, config.db, pinned, asked, config.data.layout, eval_id,
+                                                     config.data.boxes(), config.prompting)
+        predictions, stats = answered.value, list(answered.stats)
+        if judge is not None:
+            judged = batch.step(judge_captions)(judge, predictions, asked)
+            predictions, stats = judged.value, stats + judged.stats
+        generated += len(predictions)
+        return Output({"eval_predictions": predictions}, stats)
+
+    run.execute(answer)
     scored = score_answers(config.db, eval_id, rows, model_id=config.base_model(), adapter=config.adapter_path(),
                            samples_version=pinned.samples_version, iou_threshold=config.iou_threshold)
     results = scored.rows
-    store.upsert("eval_results", results)
+    run.write(RESULTS_BATCH, {"eval_results": results})
     _publish(eval_id, config, results, scored.unavailable)
-    publish_dropoff(eval_id, run_funnel(store, eval_id))
     for r in results:
         if r.group == "all":
             logger.info("%s %s = %.4f (n=%d)", r.task, r.metric, r.value, r.n)
     if scored.unavailable:
         logger.warning("not computed: %s", unavailable_text(scored.unavailable))
-    return EvaluateSummary(
-        eval_id=eval_id, model_id=config.base_model(), adapter=config.adapter_path(),
-        samples_version=pinned.samples_version,
-        n_samples=len(rows), n_generated=generated, batches=n_batches, batches_resumed=n_resumed,
-        metrics=results_table(results), unavailable=scored.unavailable, seconds=round(time.perf_counter() - start, 3),
+    return run.finish(
+        EvaluateSummary, eval_id=eval_id, model_id=config.base_model(), adapter=config.adapter_path(),
+        samples_version=pinned.samples_version, n_samples=len(rows), n_generated=generated,
+        metrics=results_table(results), unavailable=scored.unavailable,
     )

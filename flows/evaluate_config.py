@@ -5,17 +5,28 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pairsmith.flows.finetune_config import DEFAULT_MODEL
+from pairsmith.flows.engine.run import declare
 from pairsmith.flows.engine.run_card import RunCard
 from pairsmith.models.adapted_vlm_chat import AdaptedVlmConfig, adapter_fingerprint
 from pairsmith.models.caption_judge import JUDGE_PROMPT, CaptionJudgeConfig
 from pairsmith.models.runtime import ModelRuntime
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
 from pairsmith.storage.ids import NOT_CONTENT, content_key, stable_hash
+from pairsmith.tasks.evaluate import generate_answers, judge_captions
 from pairsmith.tasks.evaluate.cocot import Prompting
 from pairsmith.tasks.evaluate.generate_answers import SCORED_TASKS
+from pairsmith.tasks.training import training_data
 from pairsmith.tasks.training.training_data import DataSelection, PinnedTables
 
 FLOW_NAME = "evaluate"
+
+# The flow's stages in the order they run and are stored: the selection (batch ``select``), then per batch.
+PIPELINE = declare(
+    FLOW_NAME,
+    (training_data.STAGE, "the held-out samples the model can be asked (tasks/training/training_data.py)"),
+    (generate_answers.STAGE, "ask the model and parse each answer"),
+    (judge_captions.STAGE, "an LLM judge scores caption answers (with a judge only)"),
+)
 
 
 def held_out() -> DataSelection:

@@ -15,8 +15,6 @@ region's question carries its own picture. Resume, error rows and GPU slots work
 
 from __future__ import annotations
 
-import time
-
 from prefect import flow
 
 from pairsmith.filters.imgdiff.pipelines import LOAD, MAKE_PAIRS, REMOVE
@@ -35,7 +33,6 @@ _install_prefect_compat()
 
 @flow(flow_run_name=pairsmith_run_name, name=REMOVE_FLOW, description="Img-Diff object removal: inpainted objects and which-image-has-it questions.")
 def imgdiff_remove(config: ImgDiffRemoveConfig = ImgDiffRemoveConfig()) -> ImgDiffRunSummary:
-    start = time.perf_counter()
     content_key = config.content_key()
     store = open_store(config.db)
     store.check_reachable()
@@ -63,4 +60,4 @@ def imgdiff_remove(config: ImgDiffRemoveConfig = ImgDiffRemoveConfig()) -> ImgDi
         db=config.db, fastsam_sides=("before",), keep_masks=True, max_inpaint_per_pair=config.max_inpaint_per_pair,
         describe_view=config.describe_view,
         naturalness=config.naturalness))
-    return run_pipeline(pipeline, config, store, n_items, plan, ctx, model_ids, "removing objects", start)
+    return run_pipeline(pipeline, config, store, n_items, plan, ctx, model_ids, "removing objects")

@@ -16,22 +16,16 @@ and take a ``tag:gpu`` concurrency slot while they run (``pairsmith.flows.engine
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
-from prefect import flow, get_run_logger
-from pydantic import BaseModel, Field
+from prefect import flow
+from pydantic import Field
 
 from pairsmith.filters.imgdiff.pipelines import REGIONS, REPLACE
 from pairsmith.filters.pipeline import Pipeline, Stage
-from pairsmith.flows.engine.batching import batch_name
-from pairsmith.flows.engine.resume import plan_resume, resolve_run_id
-from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
 from pairsmith.flows.engine.prefect_compat import install as _install_prefect_compat
-from pairsmith.flows.engine.progress import RunProgress
-from pairsmith.flows.engine.run_outcome import batches_with_errors, error_counts
+from pairsmith.flows.engine.run import Batch, Output, Run, RunSpec, RunSummary
 from pairsmith.flows.engine.stages import batch_step
-from pairsmith.flows.engine.flow_runs import claim_run
 from pairsmith.flows.engine.run_name import pairsmith_run_name
 from pairsmith.flows.imgdiff_config import REPLACE_FLOW, ImgDiffReplaceConfig, _ImgDiffBase
 from pairsmith.models.blip_itm import BlipItmScorer
@@ -42,7 +36,7 @@ from pairsmith.models.fastsam_proposer import FastSamProposer
 from pairsmith.models.sdxl_inpaint import SdxlInpainter
 from pairsmith.models.sdxl_p2p import SdxlP2PGenerator
 from pairsmith.models.vlm_chat import VlmChat
-from pairsmith.storage.store import PairStore, open_store, sql_literal
+from pairsmith.storage.store import PairStore, open_store
 from pairsmith.tasks.imgdiff.caption_source import load_captions
 from pairsmith.tasks.imgdiff.context import ImgDiffContext, ImgDiffModels, StepSettings
 from pairsmith.tasks.imgdiff.items import ImgDiffItem
@@ -50,25 +44,19 @@ from pairsmith.tasks.imgdiff.regions import regions
 from pairsmith.tasks.imgdiff.sources import plan_caption_items
 from pairsmith.tasks.imgdiff.steps import step_for
 from pairsmith.tasks.stage import StageResult
-from pairsmith.tasks.write_batch import write_batch
 
 _install_prefect_compat()  # `prefect deploy` imports this module: see flows/engine/prefect_compat.py
 
 
-class ImgDiffRunSummary(BaseModel):
-    run_id: str
-    db: str
+class ImgDiffRunSummary(RunSummary):
     flow: str
     pairs_requested: int
-    batches: int
-    batches_resumed: int
     pairs_kept: int
     pairs_dropped: int
     pairs_failed: int = Field(0, description="items dropped because a step raised (reasons ending in _error)")
     regions: int
     regions_kept: int
     samples: int
-    seconds: float
 
 
 def build_models(config: _ImgDiffBase, diffmap_masks: bool = False, inpaint=None) -> ImgDiffModels:
@@ -92,61 +80,32 @@ def run_step(stage: Stage, items: list[ImgDiffItem], ctx: ImgDiffContext, batch:
 
 
 def run_batch(pipeline: Pipeline, items: list[ImgDiffItem], ctx: ImgDiffContext, batch: str, run_id: str,
-              model_ids: dict[str, str], config: _ImgDiffBase) -> None:
-    """Every stage of ``pipeline`` over one batch, in order, then its rows and stage stats in one commit."""
+              model_ids: dict[str, str], config: _ImgDiffBase) -> Output:
+    """Every stage of ``pipeline`` over one batch, in order, then its rows and stage stats for its one commit."""
     results = [run_step(stage, items, ctx, batch) for stage in pipeline.until(REGIONS.name)]
     records = batch_step(regions, batch)(items, run_id, pipeline.method, model_ids, config.splits)
     pairs, region_rows, samples = records.value
-    batch_step(write_batch, batch)(
-        config.db, run_id, pipeline.method, batch, {"pairs": pairs, "regions": region_rows, "samples": samples},
-        [stats for result in (*results, records) for stats in result.stats],
-    )
+    return Output({"pairs": pairs, "regions": region_rows, "samples": samples},
+                  [stats for result in (*results, records) for stats in result.stats])
 
 
-def summarize(store: PairStore, config: _ImgDiffBase, flow_name: str, run_id: str, n_batches: int,
-              n_pending: int, n_candidates: int, start: float) -> ImgDiffRunSummary:
-    funnel = run_funnel(store, run_id)
-    publish_dropoff(run_id, funnel)
-    run_filter = f"run_id = {sql_literal(run_id)}"
-    return ImgDiffRunSummary(
-        run_id=run_id, db=config.db, flow=flow_name, pairs_requested=n_candidates, batches=n_batches,
-        batches_resumed=n_batches - n_pending,
-        pairs_kept=store.count("pairs", f"{run_filter} AND status = 'kept'"),
-        pairs_dropped=store.count("pairs", f"{run_filter} AND status = 'dropped'"),
-        pairs_failed=sum(error_counts(funnel).values()),
-        regions=store.count("regions", run_filter),
-        regions_kept=store.count("regions", f"{run_filter} AND status = 'kept'"),
-        samples=store.count("samples", run_filter), seconds=round(time.perf_counter() - start, 3),
-    )
-
-
-def run_pipeline(pipeline: Pipeline, config: _ImgDiffBase, store: PairStore, n_items: int,
+def run_pipeline(pipeline: Pipeline, config: _ImgDiffBase, store: PairStore | None, n_items: int,
                  plan: Callable[[range], list[ImgDiffItem]], ctx: ImgDiffContext, model_ids: dict[str, str],
-                 description: str, start: float) -> ImgDiffRunSummary:
+                 description: str) -> ImgDiffRunSummary:
     """Run ``pipeline`` over the candidates ``0..n_items-1`` the run has not stored yet (``plan``
-    makes a batch's items; ``pairsmith.flows.engine.resume``), with progress, and summarize the run
+    makes a batch's items) on the run engine (``pairsmith.flows.engine.run``), and summarize the run
     from what is stored."""
-    run_id, legacy = resolve_run_id(store, pipeline.method, config.run_id(), config.legacy_run_id,
-                                    (n_items, config.batch_size))
-    claim_run(run_id, store, pipeline.method, n_items)  # a flow run of it killed with -9: marked CRASHED in Prefect
-    work = plan_resume(store, run_id, n_items, config.batch_size, redo=batches_with_errors(store, run_id),
-                       legacy=legacy)
-    if work.stored_batches:
-        get_run_logger().info("run %s: %d of %d candidates already stored; %d to make", run_id, work.done_items,
-                              n_items, work.items_to_do)
-    with RunProgress(key=f"{pipeline.method}-progress", total=work.done_items + work.items_to_do,
-                     done=work.done_items, description=description, terminal=config.show_progress) as progress:
-        for indices in work.todo:
-            run_batch(pipeline, plan(indices), ctx, batch_name(indices), run_id, model_ids, config)
-            progress.advance(len(indices))
-            progress.flush()
-    n_batches = work.stored_batches + len(work.todo) - len(work.redone)
-    return summarize(store, config, pipeline.method, run_id, n_batches, len(work.todo), n_items, start)
+    run = Run.start(RunSpec(pipeline.method, config.db, pipeline, config.run_id(), n_items, config.batch_size,
+                            config.legacy_run_id, description=description, terminal=config.show_progress), store)
+
+    def step(batch: Batch) -> Output:
+        return run_batch(pipeline, plan(batch.indices), ctx, batch.name, run.run_id, model_ids, config)
+
+    return run.execute(step).finish(ImgDiffRunSummary, flow=pipeline.method, pairs_requested=n_items)
 
 
 @flow(flow_run_name=pairsmith_run_name, name=REPLACE_FLOW, description="Img-Diff object replacement: P2P pairs, filtered regions, difference captions.")
 def imgdiff_replace(config: ImgDiffReplaceConfig = ImgDiffReplaceConfig()) -> ImgDiffRunSummary:
-    start = time.perf_counter()
     store = open_store(config.db)
     store.check_reachable()
     captions, content_key = load_captions(config.captions_path), config.content_key()
@@ -155,5 +114,5 @@ def imgdiff_replace(config: ImgDiffReplaceConfig = ImgDiffReplaceConfig()) -> Im
         REPLACE, config, store, config.pairs,
         lambda indices: plan_caption_items(REPLACE_FLOW, content_key, config.seed, captions, indices,
                                            config.rewriter.rounds),
-        ImgDiffContext(config.thresholds, models, StepSettings(db=config.db, naturalness=config.naturalness)), models.model_ids(), "making replacement pairs", start,
+        ImgDiffContext(config.thresholds, models, StepSettings(db=config.db, naturalness=config.naturalness)), models.model_ids(), "making replacement pairs",
     )

@@ -13,8 +13,9 @@ merged change regions with a confidence each. The flow stores:
 * with ``grounding.enabled``: a DiG-style ``grounding`` sample (method ``med-edit``) for each local
   ``med-edit`` pair with at least one kept box — real-photo grounding data.
 
-Stages (the run's funnel): ``align`` (align_no_transform, align_error, align_rejected), ``extent`` (extent_reframed,
-extent_unaligned, extent_redrawn), ``propose`` (propose_no_regions), ``confidence``
+Stages (the run's funnel; ``register`` and ``region_propose`` were ``align`` and ``propose`` before
+issue 25): ``register`` (align_no_transform, align_error, align_rejected), ``extent`` (extent_reframed,
+extent_unaligned, extent_redrawn), ``region_propose`` (propose_no_regions), ``confidence``
 (confidence_too_low: no box of the pair passed), and ``grounding`` when enabled.
 
 The run id hashes every setting that changes the output (not ``db``, ``limit`` or ``batch_size``), and region
@@ -25,19 +26,11 @@ of the latest run that processed it.
 
 from __future__ import annotations
 
-import time
-
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pairsmith.flows.engine.batching import batch_name
-from pairsmith.flows.engine.resume import plan_resume, resolve_run_id
-from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
-from pairsmith.flows.engine.run_outcome import batches_with_errors
+from pairsmith.flows.engine.run import Batch, Output, Run, RunSpec, RunSummary, declare
 from pairsmith.models.failures import failure_reason
-from pairsmith.flows.engine.stages import batch_step
-from pairsmith.flows.engine.flow_runs import claim_run
-from pairsmith.flows.engine.progress import tracked
 from pairsmith.flows.engine.run_name import pairsmith_run_name
 from pairsmith.models.pair_proposer import PHOTO, PairProposal, PairProposer, PairProposerConfig
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
@@ -48,7 +41,6 @@ from pairsmith.storage.store import open_store, sql_in, sql_literal
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 from pairsmith.tasks.sample_builders import SplitFractions, grounding_sample, split_for
 from pairsmith.tasks.stage import stage
-from pairsmith.tasks.write_batch import write_batch
 
 FLOW_NAME = "propose-regions"
 PROPOSER_NAME = "diffmap"
@@ -116,8 +108,18 @@ class ProposeRegionsConfig(BaseModel):
         return f"{FLOW_NAME}-{content_key(self, limit=n_pairs)[:12]}"
 
 
-class ProposeSummary(BaseModel):
-    run_id: str
+# The flow's stages in the order they run and are stored (``align_and_propose``).
+PIPELINE = declare(
+    FLOW_NAME,
+    ("register", "register the after image onto the before image (models/pair_proposer.py)"),
+    ("extent", "drop edits that changed the whole picture"),
+    ("region_propose", "propose ranked change regions"),
+    ("confidence", "keep the pair if a region reaches min_confidence"),
+    ("grounding", "a grounding sample per local med-edit pair (grounding.enabled only)"),
+)
+
+
+class ProposeSummary(RunSummary):
     pairs: int
     aligned: int
     local: int
@@ -125,7 +127,6 @@ class ProposeSummary(BaseModel):
     with_regions: int
     regions: int
     samples: int
-    seconds: float
 
 
 def _pair_columns(row: dict, found: PairProposal | None, run_id: str, failed: str = "align_error") -> dict:
@@ -142,7 +143,7 @@ def _pair_columns(row: dict, found: PairProposal | None, run_id: str, failed: st
     )
 
 
-@stage("align", "extent", "propose", "confidence", "grounding")
+@stage("register", "extent", "region_propose", "confidence", "grounding")
 def align_and_propose(
     align: StageStats, extent: StageStats, propose: StageStats, confidence: StageStats, grounding: StageStats,
     pair_ids: list[str], config: ProposeRegionsConfig, run_id: str,
@@ -158,7 +159,7 @@ def align_and_propose(
     for pid in pair_ids:
         row = rows[pid]
         if row["image_before"] is None or row["image_after"] is None:  # e.g. an import's reason row
-            stats["align"].record(Verdict.drop("pair_missing_images"))
+            stats["register"].record(Verdict.drop("pair_missing_images"))
             continue
         try:
             found = proposer.propose(open_image(row["image_before"]), open_image(row["image_after"]))
@@ -167,18 +168,18 @@ def align_and_propose(
             reason = failure_reason("align", err)
             get_run_logger().warning("pair %s: proposing failed (%s): %s: %s", pid, reason, type(err).__name__, err)
             pairs.append(PairRow(**_pair_columns(row, None, run_id, reason)))
-            stats["align"].record(Verdict.drop(reason))
+            stats["register"].record(Verdict.drop(reason))
             continue
         pairs.append(PairRow(**_pair_columns(row, found, run_id)))
         if found.extent is None:
-            stats["align"].record(Verdict.drop(found.alignment.reason or "align_no_transform"))
+            stats["register"].record(Verdict.drop(found.alignment.reason or "align_no_transform"))
             continue
-        stats["align"].record(KEEP)
+        stats["register"].record(KEEP)
         if found.extent.extent == "global":
             stats["extent"].record(Verdict.drop(found.extent.reason or "extent_global"))
             continue
         stats["extent"].record(KEEP)
-        stats["propose"].record(KEEP if found.boxes else Verdict.drop("propose_no_regions"))
+        stats["region_propose"].record(KEEP if found.boxes else Verdict.drop("propose_no_regions"))
         if not found.boxes:
             continue
         kept = []
@@ -229,7 +230,6 @@ def _batches_with_rewritten_pairs(store, run_id: str, every: list[str], written:
 
 @flow(flow_run_name=pairsmith_run_name, name=FLOW_NAME, description="Align stored pairs, judge the edit's extent and propose the regions that changed.")
 def propose_regions(config: ProposeRegionsConfig) -> ProposeSummary:
-    start = time.perf_counter()
     store = open_store(config.db)
     store.check_reachable()
     written = {r["pair_id"]: r["created_at"] for r in store.read("pairs", where=config.where(),
@@ -238,31 +238,29 @@ def propose_regions(config: ProposeRegionsConfig) -> ProposeSummary:
     ids = every[: config.limit] if config.limit else every
     # Per pair (pairsmith.flows.engine.resume): a larger --limit or another batch size redoes nothing;
     # a batch with an error, or with a pair written again since (new images), is redone.
-    run_id, legacy = resolve_run_id(store, FLOW_NAME, config.run_id(), config.legacy_run_id,
-                                    (len(ids), config.batch_size))
-    claim_run(run_id, store, FLOW_NAME, len(ids))  # a flow run of it killed with -9: marked CRASHED in Prefect
-    redo = batches_with_errors(store, run_id) | _batches_with_rewritten_pairs(store, run_id, every, written)
-    work = plan_resume(store, run_id, len(ids), config.batch_size, redo=redo, legacy=legacy)
-    for indices in tracked(work.todo, len(ids), f"{FLOW_NAME}-progress", "proposing regions"):
-        name = batch_name(indices)
+    run = Run.start(RunSpec(
+        FLOW_NAME, config.db, PIPELINE, config.run_id(), len(ids), config.batch_size, config.legacy_run_id,
+        redo=lambda store, run_id: _batches_with_rewritten_pairs(store, run_id, every, written),
+        description="proposing regions",
+    ), store)
+
+    def propose(batch: Batch) -> Output:
         # a batch redone whole may reach past a smaller --limit
-        proposed = batch_step(align_and_propose, name)([every[i] for i in indices if i < len(every)], config, run_id)
+        proposed = batch.step(align_and_propose)([every[i] for i in batch.indices if i < len(every)], config,
+                                                 run.run_id)
         pairs, regions, samples = proposed.value
         stages = [s for s in proposed.stats if s.stage != "grounding" or config.grounding.enabled]
-        batch_step(write_batch, name)(
-            config.db, run_id, FLOW_NAME, name, {"pairs": pairs, "regions": regions, "samples": samples}, stages)
-    funnel = run_funnel(store, run_id)
-    if funnel:
-        publish_dropoff(run_id, funnel)
-    by = {s.stage: s for s in funnel}
+        return Output({"pairs": pairs, "regions": regions, "samples": samples}, stages)
+
+    run.execute(propose)
+    by = {s.stage: s for s in run.funnel()}
 
     def kept(stage: str) -> int:
         return by[stage].n_kept if stage in by else 0
 
-    in_run = f"run_id = {sql_literal(run_id)}"
-    return ProposeSummary(
-        run_id=run_id, pairs=len(ids), aligned=kept("align"), local=kept("extent"),
+    in_run = f"run_id = {sql_literal(run.run_id)}"
+    return run.finish(
+        ProposeSummary, pairs=len(ids), aligned=kept("register"), local=kept("extent"),
         global_edits=by["extent"].n_dropped if "extent" in by else 0, with_regions=kept("confidence"),
-        regions=store.count("regions", f"{in_run} AND status = 'kept'"), samples=store.count("samples", in_run),
-        seconds=round(time.perf_counter() - start, 3),
+        regions=store.count("regions", f"{in_run} AND status = 'kept'"),
     )

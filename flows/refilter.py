@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pairsmith.filters.refilterable import METHODS, RefilterThresholds
 from pairsmith.filters.rejudge import RejudgeResult, pair_columns, region_columns, rejudge_pairs
+from pairsmith.flows.engine.batching import batch_name
 from pairsmith.flows.engine.flow_runs import claim_run
 from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
 from pairsmith.flows.engine.stages import batch_step
@@ -139,7 +140,7 @@ def refilter(config: RefilterConfig) -> RefilterSummary:
     total = RejudgeResult()
     n_pair_changes = n_region_changes = 0
     for lo in range(0, len(ids), BATCH_PAIRS):
-        batch = f"{lo:07d}-{lo + BATCH_PAIRS:07d}"
+        batch = batch_name(range(lo, lo + BATCH_PAIRS))  # the full width: the names stored runs have
         result = batch_step(rejudge, batch)(config.db, config.run, ids[lo:lo + BATCH_PAIRS], config.thresholds)
         batch_step(write_batch, batch)(
             config.db, run_id, FLOW_NAME, batch,

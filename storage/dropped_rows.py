@@ -11,9 +11,9 @@ three ways, and each is read from where it is stored (never from image columns):
   (``confidence_too_low``: ``confidence``), else ``regions``;
 * **pairs a ``refilter`` run dropped** in another run (``drop_detail = 'refilter <run id>'``);
 * **verdicts a run wrote on other runs' pairs** (``propose-regions``: ``pairs.verdict_run_id``): a pair
-  with no alignment (stage ``align``, ``align_reason``), a whole-image edit (stage ``extent``,
+  with no alignment (stage ``register``, ``align_reason``), a whole-image edit (stage ``extent``,
   ``change_extent_reason``, the detail gives ``change_extent_score``), a local pair with no region
-  (``propose`` / ``propose_no_regions``) or with no region above the confidence floor (``confidence`` /
+  (``region_propose`` / ``propose_no_regions``) or with no region above the confidence floor (``confidence`` /
   ``confidence_too_low``). Only the latest run that processed a pair holds its verdict.
 """
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from pairsmith.storage.stage_names import current
 from pairsmith.storage.store import PairStore, sql_literal
 from pairsmith.storage.verdict import StageStats
 
@@ -47,11 +48,12 @@ def dropped_rows(store: PairStore, run_id: str, stages: tuple[str, ...] = (), re
     order = {s.stage: i for i, s in enumerate(funnel)}
     stage_of = {reason: s.stage for s in reversed(funnel) for reason in s.reasons}
     in_run = f"run_id = {sql_literal(run_id)}"
+    flows = store.read("stage_stats", where=in_run, columns=["flow"]).column("flow").to_pylist()
     rows: list[DroppedRow] = []
     for p in store.read("pairs", where=f"{in_run} AND status = 'dropped'",
                         columns=["pair_id", "drop_stage", "drop_reason", "drop_detail"]).to_pylist():
         reason = p["drop_reason"] or "unknown"
-        rows.append(DroppedRow(p["drop_stage"] or stage_of.get(reason, "unknown"), reason, "pair", p["pair_id"],
+        rows.append(DroppedRow(current(flows[0] if flows else None, p["drop_stage"]) or stage_of.get(reason, "unknown"), reason, "pair", p["pair_id"],
                                None, p["drop_detail"]))
     regions = store.read("regions", where=in_run, columns=["region_id", "pair_id", "status", "reason", "drop_detail"])
     regions = regions.to_pylist()
@@ -93,10 +95,11 @@ def sum_stage_rows(rows: list[dict]) -> list[StageStats]:
     total: dict[str, StageStats] = {}
     position: dict[str, int] = {}
     for row in rows:
-        part = StageStats(row["stage"], row["n_in"], row["n_kept"], row["n_dropped"],
+        stage = current(row.get("flow"), row["stage"])  # a name stored before it was unique: today's
+        part = StageStats(stage, row["n_in"], row["n_kept"], row["n_dropped"],
                           Counter({r["reason"]: r["count"] for r in row["drop_reasons"] or []}), row["seconds"])
-        total[row["stage"]] = total[row["stage"]] + part if row["stage"] in total else part
-        position[row["stage"]] = min(position.get(row["stage"], row["stage_order"]), row["stage_order"])
+        total[stage] = total[stage] + part if stage in total else part
+        position[stage] = min(position.get(stage, row["stage_order"]), row["stage_order"])
     return sorted(total.values(), key=lambda s: (position[s.stage], s.stage))
 
 
@@ -123,13 +126,13 @@ def _verdicts(store: PairStore, run_id: str, regions: list[dict]) -> list[Droppe
     for p in pairs:
         pid = p["pair_id"]
         if p["change_extent"] is None:
-            out.append(DroppedRow("align", p["align_reason"] or "align_no_transform", "pair", pid, None, None))
+            out.append(DroppedRow("register", p["align_reason"] or "align_no_transform", "pair", pid, None, None))
         elif p["change_extent"] == "global":
             score = p["change_extent_score"]
             detail = None if score is None else f"change_extent_score {score:.2f} (share of the before image not shown unchanged)"
             out.append(DroppedRow("extent", p["change_extent_reason"] or "extent_global", "pair", pid, None, detail))
         elif pid not in kept_boxes:
-            out.append(DroppedRow("propose", "propose_no_regions", "pair", pid, None, None))
+            out.append(DroppedRow("region_propose", "propose_no_regions", "pair", pid, None, None))
         elif kept_boxes[pid] == 0:
             out.append(DroppedRow("confidence", "confidence_too_low", "pair", pid, None, None))
     return out

@@ -24,6 +24,7 @@ from pairsmith.flows.engine import interrupts
 from pairsmith.storage.verdict import StageStats
 from pairsmith.storage.ids import stable_id
 from pairsmith.storage.pair_images import image_extension
+from pairsmith.storage.stage_names import first_name
 from pairsmith.storage.schemas import LanceModel, ReasonCount, StageStatsRow, utc_now
 from pairsmith.storage.store import open_store
 
@@ -38,7 +39,7 @@ class WrittenCounts:
 def stage_rows(run_id: str, flow_name: str, batch: str, stages: list[StageStats]) -> list[StageStatsRow]:
     return [
         StageStatsRow(
-            stat_id=stable_id(run_id, s.stage, batch), run_id=run_id, flow=flow_name, stage=s.stage,
+            stat_id=stable_id(run_id, first_name(flow_name, s.stage), batch), run_id=run_id, flow=flow_name, stage=s.stage,
             stage_order=order, batch=batch, n_in=s.n_in, n_kept=s.n_kept, n_dropped=s.n_dropped,
             drop_reasons=[ReasonCount(reason=r, count=c) for r, c in s.reasons.most_common()],
             seconds=round(s.seconds, 4), created_at=utc_now(),

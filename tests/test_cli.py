@@ -94,12 +94,12 @@ def test_render_stats_export_and_contact_sheet(capsys, tmp_path):
     code, out, _ = run_cli(capsys, "render", "--pairs", "3", "--db", db, "--max-changes", "2", "--batch-size", "2")
     assert code == 0
     assert "Stored 3 pairs" in out and db in out
-    funnel_lines = [line for line in out.splitlines() if line.split()[:1] in (["plan"], ["render"], ["visibility"], ["samples"])]
-    assert [line.split()[0] for line in funnel_lines] == ["plan", "render", "visibility", "samples"]
+    funnel_lines = [line for line in out.splitlines() if line.split()[:1] in (["scene_plan"], ["render"], ["visibility"], ["dig_samples"])]
+    assert [line.split()[0] for line in funnel_lines] == ["scene_plan", "render", "visibility", "dig_samples"]
     assert funnel_lines[0].split()[1:3] == ["3", "3"]
 
     code, out, _ = run_cli(capsys, "stats", "--db", db)
-    assert code == 0 and [line.split()[0] for line in out.splitlines()[2:]] == ["plan", "render", "visibility", "samples"]
+    assert code == 0 and [line.split()[0] for line in out.splitlines()[2:]] == ["scene_plan", "render", "visibility", "dig_samples"]
     code, listing, _ = run_cli(capsys, "stats", "--db", db, "--list")
     run_id = listing.split()[0]
     assert code == 0 and run_id.startswith("dig-render-") and f"run {run_id}" in out

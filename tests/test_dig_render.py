@@ -102,7 +102,7 @@ def test_before_and_after_share_camera_and_noise_outside_changes(rendered_run):
 def test_funnel_adds_up_and_matches_the_stored_rows(rendered_run):
     run, store = rendered_run.summary, rendered_run.store
     funnel = run_funnel(store, run.run_id)
-    assert [s.stage for s in funnel] == ["plan", "render", "visibility", "samples"]
+    assert [s.stage for s in funnel] == ["scene_plan", "render", "visibility", "dig_samples"]
     for s in funnel:
         assert s.n_in == s.n_kept + s.n_dropped
         assert s.n_dropped == sum(s.reasons.values())

@@ -42,7 +42,7 @@ def test_user_scenes_are_rendered_as_written_and_hidden_objects_drop_the_pair(tm
     assert dropped["image_before"] is None and dropped["index_before"] is not None
     funnel = {s.stage: s for s in run_funnel(run.store, run.summary.run_id)}
     assert funnel["visibility"].reasons == {"visibility_object_hidden": 1}
-    assert funnel["samples"].n_in == 1
+    assert funnel["dig_samples"].n_in == 1
 
 
 def test_distractor_pairs_move_the_camera_and_have_no_boxes(tmp_path):

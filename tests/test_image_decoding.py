@@ -197,7 +197,7 @@ def test_an_animated_gif_is_a_multiframe_row_unless_a_frame_is_picked(tmp_path):
     lines = [{"before": "still.png", "after": "anim.gif", "caption": "the square turned colour", "id": "p"}]
     code, store = _import_folder(tmp_path, files, lines)
     pair = _rows(store)["p"]
-    assert code == 1 and (pair["status"], pair["drop_stage"], pair["drop_reason"]) == ("dropped", "load", "source_multiframe")
+    assert code == 1 and (pair["status"], pair["drop_stage"], pair["drop_reason"]) == ("dropped", "image_load", "source_multiframe")
     assert "GIF with 3 frames" in pair["drop_detail"] and "--frame" in pair["drop_detail"]
     picked = tmp_path / "picked"
     picked.mkdir()
@@ -221,7 +221,7 @@ def test_apng_and_multipage_tiff_are_multiframe_and_unchanged_pictures_are_no_sa
     files = {"rgb.png": _save(picture, "PNG"), "rgba.png": _save(picture.convert("RGBA"), "PNG")}
     code, store = _import_folder(tmp_path, files, [{"before": "rgb.png", "after": "rgba.png", "caption": "a cup appeared", "id": "p"}])
     pair = _rows(store)["p"]
-    assert code == 1 and (pair["drop_stage"], pair["drop_reason"]) == ("load", "load_no_visible_change")
+    assert code == 1 and (pair["drop_stage"], pair["drop_reason"]) == ("image_load", "load_no_visible_change")
     assert store.count("samples") == 0
 
 

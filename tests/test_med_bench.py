@@ -103,7 +103,7 @@ def test_bad_entries_and_images_become_reason_rows(tmp_path):
                                                     images_dir=str(images)))
     store = PairStore(str(tmp_path / "db"))
     reasons = sorted((p["drop_stage"], p["drop_reason"]) for p in store.read("pairs", where="status = 'dropped'").to_pylist())
-    assert reasons == [("load", "load_corrupt"), ("load", "load_missing_image"),
+    assert reasons == [("image_load", "load_corrupt"), ("image_load", "load_missing_image"),
                        ("read", "import_bad_entry"), ("read", "import_bad_entry")]
     assert (summary.entries, summary.pairs_kept, summary.samples) == (5, 1, 1)
 

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 API_KEY = "med-test-key-7c41e0aa"
 EDITOR = "gemini-2.5-flash-image"
 STAGES = ["source", "med-filter", "med-request", "edit", "similarity", "med-complete", "med-caption",
-          "med-difference", "med-judge-1", "med-judge-2", "med-rewrite", "samples", "med-bench"]
+          "med-difference", "med-judge-1", "med-judge-2", "med-rewrite", "med_samples", "med-bench"]
 
 
 @pytest.fixture(scope="module")
@@ -359,7 +359,7 @@ def test_the_paper_preset_runs_every_step_and_its_funnel_names_each_steps_reason
     assert by_stage["edit"].reasons["edit_blocked_safety"] == 1
     assert dict(by_stage["similarity"].reasons) == {"similarity_too_low": 1}
     kept = by_stage["med-rewrite"].n_kept
-    assert kept == 22 and by_stage["samples"].n_kept == kept
+    assert kept == 22 and by_stage["med_samples"].n_kept == kept
     samples = store.read("samples").to_pylist()
     mcq = [s for s in samples if s["task"] == "med-mcq"]
     qa = {s["pair_id"]: s for s in samples if s["task"] == "med-diff-qa"}

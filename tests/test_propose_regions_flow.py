@@ -59,9 +59,9 @@ def test_verdicts_confidences_and_funnel(edited_db):
     assert match_count([r["box"] for r in regions if r["status"] == "kept"], [EDIT_BOX], 0.5) == 1
     assert all(0 < r["confidence"] <= 1 and r["proposer"] == "diffmap" for r in regions)
     funnel = {s.stage: s for s in run_funnel(store, summary.run_id)}
-    assert list(funnel) == ["align", "extent", "propose", "confidence"]
+    assert list(funnel) == ["register", "extent", "region_propose", "confidence"]
     assert dict(funnel["extent"].reasons) == {"extent_reframed": 1}
-    assert dict(funnel["propose"].reasons) == {"propose_no_regions": 1}  # the identical pair
+    assert dict(funnel["region_propose"].reasons) == {"propose_no_regions": 1}  # the identical pair
     again = propose_regions(config)  # a finished run: nothing is redone or duplicated
     assert again.run_id == summary.run_id and store.count("regions") == len(regions)
 
@@ -115,5 +115,5 @@ def test_a_pair_without_images_is_a_counted_drop_and_its_bytes_are_never_filtere
     summary = propose_regions(config)
     assert (summary.pairs, summary.aligned, summary.local, summary.with_regions) == (2, 1, 1, 1)
     funnel = {s.stage: s for s in run_funnel(PairStore(db), summary.run_id)}
-    assert dict(funnel["align"].reasons) == {"pair_missing_images": 1}
+    assert dict(funnel["register"].reasons) == {"pair_missing_images": 1}
     assert PairStore(db).read("pairs", where="pair_id = 'p-missing'").to_pylist()[0]["align_method"] is None

@@ -33,7 +33,7 @@ TINY = {"render": {"width": 64, "height": 48, "samples": 1}, "sampling": {"max_c
 def _as_pairsmith_0_2(m: pytest.MonkeyPatch) -> None:
     """Render as pairsmith before per-item resume did: its run id formula, and no look for an earlier run."""
     m.setattr(DigRenderConfig, "run_id", lambda self: self.legacy_run_id(self.pairs, self.batch_size))
-    m.setattr("pairsmith.flows.dig_render.resolve_run_id", lambda store, flow, run_id, *rest: (run_id, False))
+    m.setattr("pairsmith.flows.engine.run.resolve_run_id", lambda store, flow, run_id, *rest: (run_id, False))
 
 
 def _rows(store: PairStore, run_id: str) -> list[dict]:
@@ -212,13 +212,13 @@ def test_propose_regions_grows_with_its_limit_and_redoes_a_pair_written_again(tm
     grown = propose_regions(ProposeRegionsConfig(db=db, limit=3, batch_size=2))
     assert grown.run_id == first.run_id and run_funnel(store, first.run_id)[0].n_in == 3
     batches = {r["batch"]: r["created_at"] for r in store.read("stage_stats", where=f"run_id = '{first.run_id}'"
-                                                                 " AND stage = 'align'").to_pylist()}
+                                                                 " AND stage = 'register'").to_pylist()}
     assert sorted(batches) == ["0000000-0000001", "0000001-0000002", "0000002-0000003"]
     row = store.read("pairs", where="pair_id = 'p1'").to_pylist()[0]
     store.upsert("pairs", [type(_pair("p1", photo(1), photo(1)))(**{**row, "created_at": utc_now()})])
     propose_regions(ProposeRegionsConfig(db=db, limit=3, batch_size=2))
     after = {r["batch"]: r["created_at"] for r in store.read("stage_stats", where=f"run_id = '{first.run_id}'"
-                                                               " AND stage = 'align'").to_pylist()}
+                                                               " AND stage = 'register'").to_pylist()}
     assert after["0000001-0000002"] > batches["0000001-0000002"]  # redone
     for untouched in ("0000000-0000001", "0000002-0000003"):
         assert after[untouched] == batches[untouched]

@@ -45,7 +45,7 @@ def test_inspect_lists_whole_image_and_no_region_pairs_with_their_reasons(propos
     assert set(by_pair) == {"p-reframed", "p-same"}  # the local pair with a kept box is not dropped
     assert (by_pair["p-reframed"]["stage"], by_pair["p-reframed"]["reason"]) == ("extent", "extent_reframed")
     assert "change_extent_score 0." in by_pair["p-reframed"]["detail"]
-    assert (by_pair["p-same"]["stage"], by_pair["p-same"]["reason"]) == ("propose", "propose_no_regions")
+    assert (by_pair["p-same"]["stage"], by_pair["p-same"]["reason"]) == ("region_propose", "propose_no_regions")
     # the counts agree with the funnel stats prints
     code, out, _ = run_cli(capsys, "stats", "--db", db, "--run", run_id)
     assert "extent_reframed (1)" in out and "propose_no_regions (1)" in out and "complete" in out

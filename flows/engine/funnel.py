@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 
 from pairsmith.filters.pipeline import merged_order
+from pairsmith.storage.stage_names import current
 from pairsmith.storage.verdict import StageStats
 from pairsmith.storage.store import PairStore, sql_literal
 
@@ -29,7 +30,7 @@ def funnel_from_rows(rows: list[dict]) -> list[StageStats]:
     total: dict[str, StageStats] = {}
     by_batch: dict[str, list[tuple[int, str]]] = {}
     for row in rows:
-        stage = row["stage"]
+        stage = current(row.get("flow"), row["stage"])  # a name stored before it was unique: today's
         by_batch.setdefault(row["batch"], []).append((row["stage_order"], stage))
         reasons = Counter({r["reason"]: r["count"] for r in row["drop_reasons"]})
         part = StageStats(stage, row["n_in"], row["n_kept"], row["n_dropped"], reasons, row["seconds"])

@@ -265,6 +265,7 @@ def plan_item_redos(store, run_id: str, batches: Iterable[str], ids_of: Callable
     rows), to be redone alone (``ItemRedo``); or, when its stats cannot be told apart item by item
     (no such row, a row whose stage the batch did not count), the batch's name, to be redone whole."""
     from pairsmith.flows.engine.funnel import funnel_from_rows
+    from pairsmith.storage.stage_names import current
     from pairsmith.storage.store import sql_in, sql_literal
 
     spans = stored_spans(store, run_id)
@@ -278,9 +279,11 @@ def plan_item_redos(store, run_id: str, batches: Iterable[str], ids_of: Callable
         rows = store.read("pairs", where=f"run_id = {sql_literal(run_id)} AND status = 'dropped' AND "
                           f"{sql_in('pair_id', ids)}", columns=["pair_id", "status", "drop_stage", "drop_reason",
                                                                  "created_at"]).to_pylist() if ids else []
-        chosen = [r for r in rows if should_retry(r)]
         stats = store.read("stage_stats", where=f"run_id = {sql_literal(run_id)} AND batch = {sql_literal(name)}"
                            ).to_pylist()
+        flow = stats[0]["flow"] if stats else None
+        rows = [dict(r, drop_stage=current(flow, r["drop_stage"])) for r in rows]  # stored before the rename
+        chosen = [r for r in rows if should_retry(r)]
         base = _less(funnel_from_rows(stats), chosen)
         if not chosen or base is None:
             whole.add(name)

@@ -14,7 +14,7 @@ def dig_pair_id(content_key: str, index: int) -> str:
     return stable_id("dig-render", content_key, index)
 
 
-@stage("plan")
+@stage("scene_plan")
 def plan_scene_pairs(
     stats: StageStats,
     indices: range,

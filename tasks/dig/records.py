@@ -48,12 +48,12 @@ def _locator(index_map: np.ndarray | None):
 def _dropped_plan_row(plan: PairPlan, run_id: str, render: RenderSettings) -> PairRow:
     return PairRow(
         pair_id=plan.pair_id, run_id=run_id, method=METHOD, width=render.width, height=render.height,
-        seed=plan.seed, status="dropped", drop_stage="plan", drop_reason=plan.drop_reason,
+        seed=plan.seed, status="dropped", drop_stage="scene_plan", drop_reason=plan.drop_reason,
         drop_detail=plan.drop_detail, created_at=utc_now(),
     )
 
 
-@stage("samples")
+@stage("dig_samples")
 def build_dig_records(
     stats: StageStats,
     plans: list[PairPlan],

@@ -1,7 +1,7 @@
 """One batch of an import: entries in, pair rows (kept or dropped) and samples out.
 
-Three stages, counted per entry: ``read`` (the entry fits the published format), ``load`` (both
-images are inside the dataset's folders, present and sound) and ``samples`` (the kept pair gave its
+Three stages, counted per entry: ``read`` (the entry fits the published format), ``image_load`` (both
+images are inside the dataset's folders, present and sound) and ``import_samples`` (the kept pair gave its
 samples). Only this batch's images are in memory at once.
 
 Images are decoded as a viewer shows them (``pairsmith.storage.image_decode``: upright, 8-bit,
@@ -22,7 +22,7 @@ from pairsmith.tasks.stage import stage
 NO_VISIBLE_CHANGE = "load_no_visible_change"
 
 
-@stage("read", "load", "samples")
+@stage("read", "image_load", "import_samples")
 def load_entries(
     read: StageStats, load: StageStats, sampled: StageStats,
     importer: Importer, config: ImportConfig, entries: list[Entry | BadEntry], run_id: str,
@@ -46,7 +46,7 @@ def load_entries(
             loaded.append(facts)
         if problem:
             load.record(Verdict.drop(problem[0]))
-            pairs.append(importer.dropped_row(config, run_id, pair_id, entry.origin, "load", *problem,
+            pairs.append(importer.dropped_row(config, run_id, pair_id, entry.origin, "image_load", *problem,
                                               category=entry.category))
             continue
         before, after = loaded
@@ -54,7 +54,7 @@ def load_entries(
             # decoded as a viewer shows them, the two images are one picture: the caption's change is not there
             load.record(Verdict.drop(NO_VISIBLE_CHANGE))
             pairs.append(importer.dropped_row(
-                config, run_id, pair_id, entry.origin, "load", NO_VISIBLE_CHANGE,
+                config, run_id, pair_id, entry.origin, "image_load", NO_VISIBLE_CHANGE,
                 f"{entry.before} and {entry.after} decode to the same {before['width']}x{before['height']} picture",
                 category=entry.category))
             continue
@@ -65,7 +65,7 @@ def load_entries(
         rows = importer.samples(config, entry, pair_id, run_id)
         if not rows:  # an importer gives every entry it reads at least one sample; never keep a pair without
             sampled.record(Verdict.drop("samples_none"))
-            pairs.append(importer.dropped_row(config, run_id, pair_id, entry.origin, "samples", "samples_none",
+            pairs.append(importer.dropped_row(config, run_id, pair_id, entry.origin, "import_samples", "samples_none",
                                               "the entry gave no sample", category=entry.category))
             continue
         sampled.record(KEEP)

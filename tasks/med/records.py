@@ -22,7 +22,7 @@ def _origin(item: MedItem) -> str:
     return f"file:{item.ref.path}" if item.ref.path else f"pair:{item.ref.pair_id}"
 
 
-@stage("samples")
+@stage("med_samples")
 def build_med_records(
     stats: StageStats, items: list[MedItem], run_id: str, model_ids: dict[str, str], splits: SplitFractions,
 ) -> tuple[list[PairRow], list[SampleRow]]:
