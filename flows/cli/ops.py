@@ -22,11 +22,11 @@ from pairsmith.storage.db_uri import DEFAULT_DB  # standard library only
 @click.option("--verbose", is_flag=True, help="Show Prefect's task-run logs.")
 def maintain(db: str, keep_days: float, drop_tags_days: float | None, target_fragment_mb: float, verbose: bool) -> None:
     """Merge small fragments and remove old versions' files; tagged (exported) versions are kept."""
-    from pairsmith.flows.cli.common import EXIT_FAILED, CliError, describe_failure, open_store_or_fail, quiet_prefect
+    from pairsmith.flows.cli.common import CliError, open_store_or_fail, quiet_prefect
     from pairsmith.flows.cli.common import validate_config
 
     quiet_prefect(verbose)  # before anything imports prefect: it reads its settings once
-    from pairsmith.flows.maintenance import MaintenanceConfig
+    from pairsmith.flows.maintenance_config import MaintenanceConfig
 
     config = validate_config(MaintenanceConfig, {"db": db, "keep_versions_days": keep_days,
                                            "drop_export_tags_older_than_days": drop_tags_days,
@@ -34,14 +34,10 @@ def maintain(db: str, keep_days: float, drop_tags_days: float | None, target_fra
     store = open_store_or_fail(config.db)
     if not store.table_names():
         raise CliError(f"--db {store.uri!r}: no tables yet; nothing to maintain")
-    from pairsmith.flows.maintenance import format_report, maintenance
+    from pairsmith.flows.cli.run import execute
+    from pairsmith.flows.registry import FLOWS
 
-    try:
-        summary = maintenance(config)
-    except Exception as err:  # nothing is half-done: optimize() commits atomically per table
-        click.echo(f"pairsmith: error: maintenance of {config.db} failed: {describe_failure(err)}", err=True)
-        raise click.exceptions.Exit(EXIT_FAILED) from None
-    click.echo(format_report(summary))
+    execute(FLOWS["maintenance"], config, "options", verbose)
 
 
 @click.command()

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from pairsmith.flows.cli.common import DEFAULT_DB, EXIT_FAILED, CliError, describe_failure, load_yaml, open_store_or_fail
+from pairsmith.flows.cli.common import DEFAULT_DB, CliError, load_yaml, open_store_or_fail
 from pairsmith.flows.cli.common import quiet_prefect, set_option, validate_config
 
 
@@ -46,22 +46,10 @@ def finetune(config_path: str, verbose: bool, print_args: bool, **opts: Any) -> 
         return
     quiet_prefect(verbose)  # before anything imports prefect: it reads its settings once
     _check_samples(config.db, config.data.where(training=True), "check data.tasks / splits / methods in the config")
-    from pairsmith.flows.finetune import finetune as finetune_flow
+    from pairsmith.flows.cli.run import execute
+    from pairsmith.flows.registry import FLOWS
 
-    try:
-        summary = finetune_flow(config)
-    except Exception as err:  # the flow failed; the data is untouched and no run card claims a finished run
-        click.echo(f"pairsmith: error: {config.method} run {config.run_name()} failed: {describe_failure(err)}",
-                   err=True)
-        raise click.exceptions.Exit(EXIT_FAILED) from None
-    verb = "Already trained" if summary.resumed else "Trained"
-    click.echo(f"{verb} {summary.method} run {summary.run_name} on {summary.n_samples} samples "
-               f"(samples table version {summary.samples_version})")
-    click.echo(f"adapter   {summary.adapter_dir}\nrun card  {summary.run_card}")
-    for s in summary.stages:
-        reward = f", final reward {s['final_reward']:.4f}" if s["final_reward"] is not None else ""
-        loss = f"{s['final_loss']:.4f}" if s["final_loss"] is not None else "-"
-        click.echo(f"stage {s['name']}: {s['n_samples']} samples, {s['steps']} steps, final loss {loss}{reward}")
+    execute(FLOWS["finetune"], config, config_path, verbose)
 
 
 def trainer_arguments(config) -> dict[str, Any]:
@@ -86,14 +74,6 @@ def trainer_arguments(config) -> dict[str, Any]:
                                  "max_steps": t.max_steps or -1, "max_length": t.max_length,
                                  **trainer_args(t, config.runtime, work_dir, False)}
     return out
-
-
-def format_metrics(rows: list[dict]) -> str:
-    header = ("task", "group", "metric", "value", "n")
-    lines = [(r["task"], r["group"], r["metric"], f"{r['value']:.4f}", str(r["n"])) for r in rows]
-    widths = [max(len(x[i]) for x in [header, *lines]) for i in range(5)]
-    return "\n".join("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(x, widths)))
-                     for x in [header, *lines])
 
 
 @click.command()
@@ -134,19 +114,7 @@ def evaluate(config_path: str | None, verbose: bool, **opts: Any) -> None:
     data.setdefault("show_progress", True)
     config = validate_config(EvaluateConfig, data, config_path or "options")
     _check_samples(config.db, config.data.where(), "pick held-out samples with --split / --task")
-    from pairsmith.flows.evaluate import evaluate as evaluate_flow
+    from pairsmith.flows.cli.run import execute
+    from pairsmith.flows.registry import FLOWS
 
-    try:
-        summary = evaluate_flow(config)
-    except Exception as err:  # answers already committed stay; re-running resumes
-        click.echo(f"pairsmith: error: evaluation failed: {describe_failure(err)}", err=True)
-        raise click.exceptions.Exit(EXIT_FAILED) from None
-    model = summary.model_id + (f" + {summary.adapter}" if summary.adapter else "")
-    click.echo(f"Evaluated {model} on {summary.n_samples} samples (samples table version {summary.samples_version});"
-               f" results stored as eval_id {summary.eval_id}")
-    click.echo(format_metrics(summary.metrics))
-    for metric, why in summary.unavailable.items():
-        click.echo(f"{metric}: unavailable ({why})")
-    from pairsmith.flows.engine.run_outcome import exit_on_item_errors
-
-    exit_on_item_errors(open_store_or_fail(config.db), summary.eval_id)
+    execute(FLOWS["evaluate"], config, config_path or "options", verbose)
