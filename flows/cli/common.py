@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from pairsmith.storage.db_uri import DEFAULT_DB
+from pairsmith.storage.db_uri import DEFAULT_DB  # noqa: F401  (re-exported to command modules)
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
