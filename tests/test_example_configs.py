@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import RootModel
 
 from pairsmith.flows.registry import FLOWS
 
@@ -16,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_example_config_validates(name):
     spec = FLOWS[name]
     config = spec.config_class().model_validate(yaml.safe_load((ROOT / spec.example).read_text()))
-    config = getattr(config, "root", config)  # finetune: sft | grpo
+    if isinstance(config, RootModel):  # finetune: sft | grpo
+        config = config.root
     for method in ("run_id", "run_name"):  # a run id can be derived without touching any file or model
         if hasattr(config, method):
             assert getattr(config, method)()

@@ -101,7 +101,9 @@ def run_config(spec, data: dict[str, Any], source: str, verbose: bool, config_cl
     except ValueError as err:
         raise CliError(str(err)) from None
     config = validate_config(config_class, data, source)
-    execute(spec, getattr(config, "root", config), source, verbose)
+    from pydantic import RootModel
+
+    execute(spec, config.root if isinstance(config, RootModel) else config, source, verbose)  # finetune: sft | grpo
 
 
 def flow_command(name: str, command_name: str | None = None, short_help: str | None = None,
