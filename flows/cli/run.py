@@ -32,8 +32,10 @@ def _flows():
     return FLOWS
 
 
-def execute(spec, config, source: str, verbose: bool = False) -> None:
-    """Run ``spec``'s flow with ``config`` (validated), print its report and exit by its outcome (module doc)."""
+def execute(spec, config, source: str, verbose: bool = False, report=None) -> None:
+    """Run ``spec``'s flow with ``config`` (validated), print its report and exit by its outcome (module doc).
+
+    ``report``: what to print instead of the flow's own report (``pairsmith bench``: an accuracy table)."""
     from pairsmith.flows.cli.common import describe_failure, open_store_or_fail, quiet_prefect
     from pairsmith.flows.engine.run_name import run_id_of
     from pairsmith.flows.registry import load
@@ -57,7 +59,8 @@ def execute(spec, config, source: str, verbose: bool = False) -> None:
         click.echo(f"pairsmith: error: {spec.failed.format(run_id=run_id, config=config)}: {describe_failure(err)}",
                    err=True)
         raise click.exceptions.Exit(EXIT_FAILED) from None
-    report = load(f"pairsmith.flows.{spec.report}") if spec.report else load("pairsmith.flows.cli.reports:generic_report")
+    if report is None:
+        report = load(f"pairsmith.flows.{spec.report or 'cli.reports:generic_report'}")
     report(summary, config, store, spec.name, source)
     exit_by_outcome(spec, summary, store)
 
