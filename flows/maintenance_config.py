@@ -15,12 +15,13 @@ class MaintenanceConfig(BaseModel):
     db: str = Field(DEFAULT_DB, description="LanceDB URI")
     keep_versions_days: float = Field(
         7.0, ge=0.0, le=3650.0,
-        description="never remove versions younger than this; 0 keeps only the latest and tagged versions, "
-        "which is safe only when nothing else uses the database",
+        description="never remove versions younger than this many days; 0 keeps only the latest and tagged "
+        "versions, which is safe only when nothing else uses the database", json_schema_extra={"option": "keep-days"},
     )
     drop_export_tags_older_than_days: float | None = Field(
         None, ge=0.0, le=36500.0,
-        description="delete export-* tags older than this first (default: keep every export reproducible)",
+        description="delete export-* tags older than this many days first (default: keep every export reproducible)",
+        json_schema_extra={"option": "drop-export-tags-older-than"},
     )
     target_fragment_mb: float = Field(
         TARGET_FRAGMENT_MB, ge=1.0, le=65536.0,
@@ -33,6 +34,14 @@ class MaintenanceConfig(BaseModel):
     @classmethod
     def _db(cls, value: str) -> str:
         return check_db_uri(value)
+
+    def check_inputs(self) -> None:
+        """A database with tables (``pairsmith maintain`` calls it before Prefect starts); ValueError otherwise."""
+        from pairsmith.storage.store import PairStore
+
+        store = PairStore(self.db)
+        if not store.exists() or not store.table_names():
+            raise ValueError(f"--db {store.uri!r}: no tables yet; nothing to maintain")
 
     @field_validator("tables")
     @classmethod

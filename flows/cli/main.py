@@ -29,6 +29,10 @@ from pairsmith.storage.exports import EXPORT_FORMATS
 # their options come from the flow's config, built when the verb is used, so --help imports no flow.
 FLOW_VERBS: dict[str, tuple[str, str]] = {
     "render": ("dig-render", "Render before/after Blender scene pairs with exact difference boxes into LanceDB."),
+    "evaluate": ("evaluate", "Score a model on held-out samples: grounding F1 / IoU / AP@0.5, MCQ accuracy, caption "
+                 "BLEU-4 / METEOR / ROUGE-L / CIDEr and an optional LLM judge, per data source."),
+    "maintain": ("maintenance", "Merge small fragments and remove old versions' files; tagged (exported) versions "
+                 "are kept."),
 }
 
 
@@ -245,12 +249,10 @@ def contact_sheet(out: str, n: int, db: str, run: str | None, regions_run: str |
 # click and the standard library at module level) and are registered here, one line each.
 from pairsmith.flows.cli import ops as cli_ops  # noqa: E402  (issue 6: maintain, versions)
 
-cli.add_command(cli_ops.maintain)
 cli.add_command(cli_ops.versions)
 from pairsmith.flows.cli import train as cli_train  # noqa: E402  (issue 5: finetune, evaluate)
 
 cli.add_command(cli_train.finetune)
-cli.add_command(cli_train.evaluate)
 from pairsmith.flows.cli import refilter as cli_refilter  # noqa: E402  (issue 3: refilter)
 
 cli.add_command(cli_refilter.refilter)

@@ -88,21 +88,31 @@ class _NoBounds:
     metadata: list = []
 
 
-def _help(field) -> str:
+_FIELD_DEFAULT = object()
+
+
+def _help(field, default: Any = _FIELD_DEFAULT) -> str:
+    """The field's description and its default (``default``: the value in the enclosing config's default)."""
     text = (field.description or "").rstrip(".")
-    default = field.get_default(call_default_factory=False)
-    if not field.is_required() and default is not None and default != () and default != []:
+    if field.is_required() and default is _FIELD_DEFAULT:
+        return text
+    if default is _FIELD_DEFAULT:
+        default = field.get_default(call_default_factory=True)
+    if isinstance(default, (list, tuple)):
+        default = ", ".join(str(d) for d in default) or None
+    if default is not None:
         text += f" (default: {default})"
     return text
 
 
-def _option(flag: str, path: str, field) -> ConfigOption:
+def _option(flag: str, path: str, field, default: Any = _FIELD_DEFAULT) -> ConfigOption:
     param = path.replace(".", "__")
     click_type, multiple, is_flag = _param_type(field.annotation, field)
+    text = _help(field, default)
     if is_flag:
-        option = click.Option([f"{flag}/--no-{flag[2:]}", param], default=None, help=_help(field))
+        option = click.Option([f"{flag}/--no-{flag[2:]}", param], default=None, help=text)
     else:
-        option = click.Option([flag, param], type=click_type, multiple=multiple, help=_help(field))
+        option = click.Option([flag, param], type=click_type, multiple=multiple, help=text)
     return ConfigOption(flag, path, option)
 
 
@@ -119,8 +129,10 @@ def config_options(config_class: type[BaseModel]) -> list[ConfigOption]:
         if model is None:
             out.append(_option("--" + (declared or field_name.replace("_", "-")), field_name, field))
             continue
+        parent = field.get_default(call_default_factory=True)  # its defaults are the ones in effect
         for sub_name, flag in extra.get("options", {}).items():  # the nested settings a command line wants
-            nested.append(_option(f"--{flag}", f"{field_name}.{sub_name}", model.model_fields[sub_name]))
+            default = getattr(parent, sub_name) if isinstance(parent, BaseModel) else _FIELD_DEFAULT
+            nested.append(_option(f"--{flag}", f"{field_name}.{sub_name}", model.model_fields[sub_name], default))
     return out + nested
 
 

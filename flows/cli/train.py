@@ -1,4 +1,5 @@
-"""Training commands: ``pairsmith finetune`` (LoRA SFT / GRPO) and ``pairsmith evaluate`` (metrics)."""
+"""``pairsmith finetune`` (LoRA SFT / GRPO); ``pairsmith evaluate`` is the evaluate flow's generated command
+(``flows/cli/main.py``'s ``FLOW_VERBS``)."""
 
 from __future__ import annotations
 
@@ -74,47 +75,3 @@ def trainer_arguments(config) -> dict[str, Any]:
                                  "max_steps": t.max_steps or -1, "max_length": t.max_length,
                                  **trainer_args(t, config.runtime, work_dir, False)}
     return out
-
-
-@click.command()
-@click.option("--config", "config_path", default=None, type=str, help="YAML with flows/evaluate_config.py fields.")
-@click.option("--db", default=None, help=f"LanceDB URI (default {DEFAULT_DB}).")
-@click.option("--model", "model_id", default=None, help="Base model: hub id or local folder.")
-@click.option("--adapter", default=None, help="LoRA adapter folder written by 'pairsmith finetune'.")
-@click.option("--run-card", default=None, help="A finetune run card or its folder: its base model and adapter.")
-@click.option("--task", "tasks", multiple=True, help="Only these tasks (repeat): grounding, med-mcq, diff-caption, ...")
-@click.option("--split", "splits", multiple=True, help="Held-out splits (repeat; default test).")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many samples.")
-@click.option("--max-new-tokens", type=click.IntRange(1, 8192), default=None, help="Answer length (default 256).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default=None, help="Where to run.")
-@click.option("--layout", type=click.Choice(["multi", "side-by-side"]), default=None,
-              help="Two images, or one side-by-side picture for single-image models.")
-@click.option("--dataset", "datasets", multiple=True,
-              help="Only these data sources (repeat): an imported set (spot-the-diff, clevr-change, ...) or a "
-                   "pipeline (dig-render, ...).")
-@click.option("--judge-model", default=None,
-              help="Score captions with this LLM judge too (0-100): a chat model id or folder, or a Gemini model.")
-@click.option("--judge-backend", type=click.Choice(["transformers", "gemini"]), default=None,
-              help="Where the judge runs (default transformers; gemini reads GEMINI_API_KEY).")
-@click.option("--verbose", is_flag=True, help="Show Prefect's task-run logs.")
-def evaluate(config_path: str | None, verbose: bool, **opts: Any) -> None:
-    """Score a model on held-out samples: grounding F1 / IoU / AP@0.5, MCQ accuracy, caption BLEU-4 /
-    METEOR / ROUGE-L / CIDEr and an optional LLM judge, per data source."""
-    quiet_prefect(verbose)  # before anything imports prefect: it reads its settings once
-    from pairsmith.flows.evaluate_config import EvaluateConfig
-
-    data = load_yaml(config_path)
-    for key, dotted in {"db": "db", "model_id": "model_id", "adapter": "adapter", "run_card": "run_card",
-                        "tasks": "data.tasks", "splits": "data.splits", "limit": "data.limit",
-                        "max_new_tokens": "max_new_tokens", "device": "runtime.device",
-                        "layout": "data.layout", "datasets": "data.datasets", "judge_model": "judge.model_id",
-                        "judge_backend": "judge.backend"}.items():
-        value = opts[key]
-        set_option(data, dotted, (list(value) or None) if isinstance(value, tuple) else value)
-    data.setdefault("show_progress", True)
-    config = validate_config(EvaluateConfig, data, config_path or "options")
-    _check_samples(config.db, config.data.where(), "pick held-out samples with --split / --task")
-    from pairsmith.flows.cli.run import execute
-    from pairsmith.flows.registry import FLOWS
-
-    execute(FLOWS["evaluate"], config, config_path or "options", verbose)
