@@ -1,12 +1,13 @@
 """``pairsmith import <name>``: one sub-command per registered importer, generated from its config.
 
-The sub-commands come from ``pairsmith.tasks.imports.IMPORTERS``; each option is a field of the
-importer's pydantic config (``--<field>`` or the field's ``option`` name, its description as help,
-a choice list for a ``Literal``, a flag for a ``bool``); nested settings (``image_limits``) come from
-``--config FILE.yaml``. An importer module is imported only when its command runs, so ``pairsmith
---help`` and ``pairsmith import --help`` stay fast. Bad input (a missing file or folder, a file that
-is not the format, nothing listed) is one line and exit 2 before Prefect starts or the database is
-created; a run that keeps no pair exits 1.
+The sub-commands come from ``pairsmith.tasks.imports.IMPORTERS``; each is the ``import`` flow's
+command (``pairsmith.flows.cli.run.flow_command``) with the importer's config: each option is a field
+of it (``--<field>`` or the field's ``option`` name, its description as help, a choice list for a
+``Literal``, a flag for a ``bool``; ``--frame`` is ``image_limits.frame``); other nested settings come
+from ``--config FILE.yaml``. An importer module is imported only when its command runs, so
+``pairsmith --help`` and ``pairsmith import --help`` stay fast. Bad input (a missing file or folder,
+a file that is not the format, nothing listed: the config's ``check_inputs``) is one line and exit 2
+before Prefect starts or the database is created; a run that keeps no pair exits 1.
 """
 
 from __future__ import annotations
