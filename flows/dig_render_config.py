@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pairsmith.scenes.change_text import CaptionStyle
 
@@ -41,21 +41,30 @@ class DigRenderConfig(BaseModel):
     pairs: int = Field(20, ge=1, le=10_000_000, description="pairs to render (kept + dropped)", json_schema_extra=NOT_CONTENT)
     seed: int = Field(0, ge=0, description="run seed; pair i draws from (seed, i)")
     batch_size: int = Field(10, ge=1, le=10_000, description="pairs per task run and per LanceDB commit", json_schema_extra=NOT_CONTENT)
-    scenes_path: str | None = Field(None, description="scene JSON/JSONL file or folder; default: random scenes", json_schema_extra=NOT_CONTENT)
-    sampling: PairSampling = Field(default_factory=PairSampling)
-    render: RenderSettings = Field(default_factory=RenderSettings)
+    scenes_path: str | None = Field(None, description="scene JSON/JSONL file or folder instead of random scenes; pair i "
+                                    "starts from scene i modulo their number", json_schema_extra={**NOT_CONTENT, "option": "scenes"})
+    # The nested settings that are command-line options too (pairsmith render / run dig-render): sub-field -> option
+    sampling: PairSampling = Field(default_factory=PairSampling, json_schema_extra={"options": {
+        "min_objects": "min-objects", "max_objects": "max-objects", "min_changes": "min-changes",
+        "max_changes": "max-changes", "change_kinds": "kind", "distractor_fraction": "distractors"}})
+    render: RenderSettings = Field(default_factory=RenderSettings, json_schema_extra={"options": {
+        "samples": "samples", "width": "width", "height": "height", "denoise": "denoise", "device": "device",
+        "gpu_backend": "gpu-backend"}})
     visibility: VisibilityThresholds = Field(default_factory=VisibilityThresholds)
     splits: SplitFractions = Field(default_factory=SplitFractions)
     caption_style: CaptionStyle = Field(
         "referring", description="difference captions: 'referring' (OmniDiff-style: the object located by a "
         "neighbour or an image region, several phrasings) or 'plain' (pairsmith 0.1's sentences)",
+        json_schema_extra={"option": "captions"},
     )
     grounding_prompt: GroundingPromptName = Field(
         "pairsmith", description="grounding samples' prompt: 'dig' (DiG's, verbatim) or 'pairsmith' (names the image "
         "size, asks for [] when nothing changed); pairsmith.tasks.dig.prompts",
     )
     show_progress: bool = Field(False, description="draw a progress bar on stderr (CLI runs)", json_schema_extra=NOT_CONTENT)
-    runner: RunnerSettings = Field(default_factory=RunnerSettings, description="inline or Ray; not part of the run id", json_schema_extra=NOT_CONTENT)
+    runner: RunnerSettings = Field(default_factory=RunnerSettings, description="inline or Ray; not part of the run id",
+                                   json_schema_extra={**NOT_CONTENT, "options": {
+                                       "kind": "runner", "ray_address": "ray-address", "ray_num_cpus": "ray-cpus"}})
     seed_from_schedule: bool = Field(
         False, description="deployments: use the scheduled run's date (YYYYMMDD) as the seed, so each night "
         "renders new pairs and a retried night resumes its own run",
@@ -67,12 +76,28 @@ class DigRenderConfig(BaseModel):
     def _db(cls, value: str) -> str:
         return check_db_uri(value)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _ray_option_means_ray(cls, data):
+        """A Ray address or CPU count without a runner kind means the Ray runner."""
+        runner = data.get("runner") if isinstance(data, dict) else None
+        if isinstance(runner, dict) and "kind" not in runner and (runner.get("ray_address") or runner.get("ray_num_cpus")):
+            data = {**data, "runner": {**runner, "kind": "ray"}}
+        return data
+
     @field_validator("scenes_path")
     @classmethod
     def _scenes(cls, value: str | None) -> str | None:
         if value is not None:
             load_scenes(value)  # raises one line naming the file and the bad field
         return value
+
+    @classmethod
+    def check_data(cls, data: dict) -> None:
+        """Before validation (``pairsmith render`` / ``run``): the scenes file's own one-line error,
+        naming the file and the bad field."""
+        if data.get("scenes_path"):
+            load_scenes(str(data["scenes_path"]))
 
     def user_scenes(self) -> list[Scene] | None:
         return load_scenes(self.scenes_path) if self.scenes_path else None

@@ -40,13 +40,16 @@ class EvaluateConfig(BaseModel):
                     validate_default=True, json_schema_extra=NOT_CONTENT)
     model_id: str | None = Field(
         None, description=f"base model: hub id or local folder; default: the run card's, else {DEFAULT_MODEL}",
-        json_schema_extra=NOT_CONTENT,
+        json_schema_extra={**NOT_CONTENT, "option": "model"},
     )
     adapter: str | None = Field(None, description="LoRA adapter folder from the finetune flow", json_schema_extra=NOT_CONTENT)
     run_card: str | None = Field(None, description="a finetune run card (or its folder): sets model_id and adapter", json_schema_extra=NOT_CONTENT)
-    runtime: ModelRuntime = Field(default_factory=ModelRuntime)
+    # The nested settings that are command-line options too (pairsmith evaluate): sub-field -> option
+    runtime: ModelRuntime = Field(default_factory=ModelRuntime, json_schema_extra={"options": {"device": "device"}})
     data: DataSelection = Field(
-        default_factory=held_out, description="held-out samples; tasks without samples are skipped"
+        default_factory=held_out, description="held-out samples; tasks without samples are skipped",
+        json_schema_extra={"options": {"tasks": "task", "splits": "split", "limit": "limit", "layout": "layout",
+                                       "datasets": "dataset"}},
     )
     max_new_tokens: int = Field(256, ge=1, le=8192)
     generation_batch_size: int = Field(8, ge=1, le=256, description="requests per generate() call", json_schema_extra=NOT_CONTENT)
@@ -60,6 +63,7 @@ class EvaluateConfig(BaseModel):
         None, description="an LLM judge that scores caption answers 0-100 against their references "
         "with OmniDiff's prompt (supp. Fig. 6; GPT-4o in the paper): a transformers chat model or Gemini; "
         "none by default",
+        json_schema_extra={"options": {"model_id": "judge-model", "backend": "judge-backend"}},
     )
     tag_data: bool = Field(True, description="tag the samples and pairs versions read, so cleanup keeps them",
                            json_schema_extra=NOT_CONTENT)
@@ -80,6 +84,18 @@ class EvaluateConfig(BaseModel):
                 raise ValueError("give adapter or run_card, not both")
             RunCard.read(self.run_card)  # one clear line now, not a failure after Prefect starts
         return self
+
+    def check_inputs(self) -> None:
+        """Before Prefect or a model starts (``pairsmith evaluate`` calls it): a database with samples
+        this config selects. Raises ValueError (one line)."""
+        from pairsmith.storage.store import PairStore
+
+        store = PairStore(self.db)
+        if "samples" not in store.table_names():
+            raise ValueError(f"--db {store.uri!r}: no samples yet; run 'pairsmith render' first")
+        where = self.data.where()
+        if store.count("samples", where) == 0:
+            raise ValueError(f"--db {store.uri!r}: no samples match {where}; pick held-out samples with --split / --task")
 
     def base_model(self) -> str:
         if self.model_id is not None:

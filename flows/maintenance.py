@@ -38,14 +38,14 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field
 
 from pairsmith.flows.engine.prefect_compat import install as _install_prefect_compat
 from pairsmith.flows.engine.progress import tracked
 from pairsmith.flows.engine.run_name import pairsmith_run_name
-from pairsmith.storage.compaction import TARGET_FRAGMENT_MB, compact_small_fragments
-from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri, is_object_store
-from pairsmith.storage.schemas import TABLES
+from pairsmith.flows.maintenance_config import MaintenanceConfig  # noqa: F401  (the flow's config, re-exported)
+from pairsmith.storage.compaction import compact_small_fragments
+from pairsmith.storage.db_uri import is_object_store
 from pairsmith.storage.store import PairStore, open_store
 from pairsmith.storage.versions import EXPORT_TAG_PREFIX, RUNNING, sweep_dead_tags
 
@@ -53,40 +53,6 @@ FLOW_NAME = "maintenance"
 _install_prefect_compat()  # `prefect deploy` imports this module: see flows/engine/prefect_compat.py
 
 REPORT_ARTIFACT_KEY = "maintenance-report"
-
-
-class MaintenanceConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    db: str = Field(DEFAULT_DB, description="LanceDB URI")
-    keep_versions_days: float = Field(
-        7.0, ge=0.0, le=3650.0,
-        description="never remove versions younger than this; 0 keeps only the latest and tagged versions, "
-        "which is safe only when nothing else uses the database",
-    )
-    drop_export_tags_older_than_days: float | None = Field(
-        None, ge=0.0, le=36500.0,
-        description="delete export-* tags older than this first (default: keep every export reproducible)",
-    )
-    target_fragment_mb: float = Field(
-        TARGET_FRAGMENT_MB, ge=1.0, le=65536.0,
-        description="size in MiB that compaction merges small fragments into; fragments over a quarter of it "
-        "are left alone",
-    )
-    tables: list[str] = Field(default_factory=lambda: list(TABLES), description="tables to maintain")
-
-    @field_validator("db")
-    @classmethod
-    def _db(cls, value: str) -> str:
-        return check_db_uri(value)
-
-    @field_validator("tables")
-    @classmethod
-    def _tables(cls, value: list[str]) -> list[str]:
-        unknown = [t for t in value if t not in TABLES]
-        if unknown:
-            raise ValueError(f"unknown table {unknown[0]!r}; tables are {', '.join(TABLES)}")
-        return value
 
 
 class TableReport(BaseModel):

@@ -38,7 +38,7 @@ class MedEditConfig(BaseModel):
     answer_writer: RoleChatConfig = Field(
         default_factory=lambda: RoleChatConfig(backend="gemini", model_id="gemini-2.5-flash"),
         description="benchmark right / wrong answers (MED: GPT-4o; Gemini or an HF chat model here)")
-    bench: BenchSettings = Field(default_factory=BenchSettings)
+    bench: BenchSettings = Field(default_factory=BenchSettings, json_schema_extra={"options": {"per_type": "per-type"}})
     clip: ClipScorerConfig = Field(default_factory=ClipScorerConfig)
     editor: GeminiEditConfig = Field(default_factory=GeminiEditConfig)
     request_budget: int = Field(500, ge=0, description="Gemini requests one invocation may send", json_schema_extra=NOT_CONTENT)

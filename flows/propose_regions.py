@@ -27,85 +27,23 @@ of the latest run that processed it.
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pairsmith.flows.engine.run import Batch, Output, Run, RunSpec, RunSummary, declare
 from pairsmith.models.failures import failure_reason
 from pairsmith.flows.engine.run_name import pairsmith_run_name
-from pairsmith.models.pair_proposer import PHOTO, PairProposal, PairProposer, PairProposerConfig
-from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
-from pairsmith.storage.ids import NOT_CONTENT, content_key, stable_id
+from pairsmith.models.pair_proposer import PairProposal, PairProposer
+from pairsmith.storage.ids import stable_id
 from pairsmith.storage.pair_images import open_image
 from pairsmith.storage.schemas import PairRow, RegionRow, SampleRow, utc_now
-from pairsmith.storage.store import open_store, sql_in, sql_literal
+from pairsmith.storage.store import open_store, sql_literal
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
-from pairsmith.tasks.sample_builders import SplitFractions, grounding_sample, split_for
+from pairsmith.tasks.sample_builders import grounding_sample, split_for
 from pairsmith.tasks.stage import stage
 
-FLOW_NAME = "propose-regions"
+from pairsmith.flows.propose_regions_config import FLOW_NAME, GroundingConfig, ProposeRegionsConfig  # noqa: F401
+
 PROPOSER_NAME = "diffmap"
 GROUNDING_METHOD = "med-edit"
-
-
-class GroundingConfig(BaseModel):
-    """Real-photo grounding samples; off until the proposer's precision is trusted (README)."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    enabled: bool = Field(False, description="write a grounding sample per local med-edit pair with kept boxes")
-    splits: SplitFractions = Field(default_factory=SplitFractions, description="val/test shares (bench pairs stay bench)")
-
-
-class ProposeRegionsConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    db: str = Field(DEFAULT_DB, description="LanceDB URI", json_schema_extra=NOT_CONTENT)
-    methods: list[str] = Field(default_factory=lambda: ["med-edit"], description="pairs of these pipelines")
-    run_ids: list[str] = Field(default_factory=list, description="only pairs of these runs; empty = all")
-    only_kept: bool = True
-    limit: int | None = Field(None, ge=1, description="only the first this many pairs (by id); a larger limit "
-                              "extends the same run", json_schema_extra=NOT_CONTENT)
-    proposer: PairProposerConfig = Field(default_factory=lambda: PHOTO, description="models/pair_proposer.py settings")
-    min_confidence: float = Field(0.3, ge=0.0, le=1.0, description="boxes below this confidence are stored as dropped")
-    grounding: GroundingConfig = Field(default_factory=GroundingConfig)
-    batch_size: int = Field(16, ge=1, le=1000, description="pairs per task run and LanceDB commit",
-                            json_schema_extra=NOT_CONTENT)
-
-    @field_validator("db")
-    @classmethod
-    def _db(cls, value: str) -> str:
-        return check_db_uri(value)
-
-    def where(self) -> str:
-        clauses = [sql_in("method", self.methods)]
-        if self.run_ids:
-            clauses.append(sql_in("run_id", self.run_ids))
-        if self.only_kept:
-            clauses.append("status = 'kept'")
-        # no clause on an image column: Lance would read every selected row's image bytes to test it
-        # (a resumed run would read them all again); a pair without images is dropped in its batch.
-        return " AND ".join(clauses)
-
-    def check_inputs(self) -> None:
-        """Bad input, found before anything is created (``pairsmith run`` calls it): a database that
-        does not exist, or one without a pair this config selects. Raises ValueError (one line)."""
-        from pairsmith.storage.store import PairStore
-
-        store = PairStore(self.db)
-        if not store.exists():
-            raise ValueError(f"db {self.db!r}: no such database (propose-regions reads the pairs stored there)")
-        if store.count("pairs", self.where()) == 0:
-            raise ValueError(f"db {self.db!r}: no pairs of methods {', '.join(self.methods)}"
-                             + (f" in runs {', '.join(self.run_ids)}" if self.run_ids else "") + " to propose regions on")
-
-    def run_id(self) -> str:
-        """A new proposer config is a new run: its regions are stored beside an older run's, never over
-        them (``pairsmith.storage.ids.content_key``: defaults count for nothing)."""
-        return f"{FLOW_NAME}-{content_key(self)[:12]}"
-
-    def legacy_run_id(self, n_pairs: int, batch_size: int) -> str:
-        """The id pairsmith before per-item resume gave this run: a ``limit`` counted in it."""
-        return f"{FLOW_NAME}-{content_key(self, limit=n_pairs)[:12]}"
 
 
 # The flow's stages in the order they run and are stored (``align_and_propose``).

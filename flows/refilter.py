@@ -22,44 +22,21 @@ from collections import Counter
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel
 
 from pairsmith.filters.refilterable import METHODS, RefilterThresholds
 from pairsmith.filters.rejudge import RejudgeResult, pair_columns, region_columns, rejudge_pairs
 from pairsmith.flows.engine.batching import batch_name
 from pairsmith.flows.engine.flow_runs import claim_run
+from pairsmith.flows.refilter_config import RefilterConfig  # noqa: F401  (the flow's config, re-exported)
 from pairsmith.flows.engine.funnel import publish_dropoff, run_funnel
 from pairsmith.flows.engine.stages import batch_step
 from pairsmith.flows.engine.run_name import pairsmith_run_name
-from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
 from pairsmith.storage.store import PairStore, open_store, sql_in, sql_literal
 from pairsmith.tasks.write_batch import write_batch
 
 FLOW_NAME = "refilter"
 BATCH_PAIRS = 500  # pairs re-judged and committed together (fixed: it names the stats batches)
-
-
-class RefilterConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    db: str = Field(DEFAULT_DB, description="LanceDB URI")
-    run: str = Field(description=f"the run ({' / '.join(METHODS)}) whose stored scores are re-judged")
-    thresholds: RefilterThresholds = Field(default_factory=RefilterThresholds)
-
-    @field_validator("db")
-    @classmethod
-    def _db(cls, value: str) -> str:
-        return check_db_uri(value)
-
-    @field_validator("thresholds", mode="before")
-    @classmethod
-    def _thresholds(cls, value):
-        """An Img-Diff-only thresholds file (``ImgDiffThresholds``) is read as its sections."""
-        return value.model_dump() if isinstance(value, BaseModel) and not isinstance(value, RefilterThresholds) else value
-
-    def run_id(self) -> str:
-        """One run id per (source run, thresholds): re-running the same file overwrites its stats."""
-        return f"{self.run}-refilter-{self.thresholds.content_hash()}"
 
 
 class RefilterSummary(BaseModel):

@@ -54,13 +54,14 @@ class RenderSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    width: int = Field(320, ge=32, le=4096)
-    height: int = Field(240, ge=32, le=4096)
+    width: int = Field(320, ge=32, le=4096, description="image width in pixels")
+    height: int = Field(240, ge=32, le=4096, description="image height in pixels")
     samples: int = Field(8, ge=1, le=4096, description="Cycles samples per pixel of the color render")
     denoise: bool = Field(False, description="OpenImageDenoise; ~0.8 s per 320x240 image on 2 CPU cores")
     max_bounces: int = Field(4, ge=0, le=32)
-    device: Literal["cpu", "gpu"] = Field("cpu", json_schema_extra=NOT_CONTENT)
-    gpu_backend: Literal["OPTIX", "CUDA", "HIP", "ONEAPI", "METAL"] = Field("CUDA", json_schema_extra=NOT_CONTENT)
+    device: Literal["cpu", "gpu"] = Field("cpu", description="Cycles device", json_schema_extra=NOT_CONTENT)
+    gpu_backend: Literal["OPTIX", "CUDA", "HIP", "ONEAPI", "METAL"] = Field("CUDA", description="GPU API",
+                                                                          json_schema_extra=NOT_CONTENT)
     threads: int = Field(0, ge=0, description="render threads; 0 = all cores", json_schema_extra=NOT_CONTENT)
 
 

@@ -25,9 +25,9 @@ class PairSampling(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    min_objects: int = Field(3, ge=1, le=MAX_OBJECTS)
-    max_objects: int = Field(MAX_OBJECTS, ge=1, le=MAX_OBJECTS)
-    min_changes: int = Field(1, ge=1, le=6)
+    min_objects: int = Field(3, ge=1, le=MAX_OBJECTS, description="fewest objects in a random scene")
+    max_objects: int = Field(MAX_OBJECTS, ge=1, le=MAX_OBJECTS, description="most objects in a random scene")
+    min_changes: int = Field(1, ge=1, le=6, description="fewest changes per pair")
     max_changes: int = Field(4, ge=1, le=6, description="N: each pair gets K in [min_changes, N] changes")
     change_kinds: tuple[ChangeKind, ...] = Field(
         DEFAULT_CHANGE_KINDS, min_length=1,

@@ -202,7 +202,7 @@ def test_crop_scoring_sends_every_crop_of_the_batch_in_one_clip_and_one_blip_cal
 
 
 def test_readme_imgdiff_commands_name_registered_flows_and_shipped_configs():
-    from pairsmith.flows.cli.run import FLOWS
+    from pairsmith.flows.registry import FLOWS
 
     readme = (ROOT / "README.md").read_text()
     section = readme.split("### Img-Diff flows", 1)[1].split("\n### ", 1)[0]

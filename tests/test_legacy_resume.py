@@ -28,29 +28,15 @@ NEW_WORK = ("pairs_rendered", "n_generated", "entries_retried", "requests_sent",
 
 
 def flow_and_config(flow: str) -> tuple[Callable, type]:
-    """Today's flow function and config class for a recorded flow name (``import <importer>`` for imports)."""
+    """Today's flow function and config class for a recorded flow name, from the registry
+    (``import <importer>``: the import flow with that importer's config)."""
+    from pairsmith.flows.registry import FLOWS
+
     if flow.startswith("import "):
-        from pairsmith.flows.import_dataset import run_import
         from pairsmith.tasks.imports import load_importer
 
-        return run_import, load_importer(flow.removeprefix("import ")).config_class
-    from pairsmith.flows.dig_render import dig_render
-    from pairsmith.flows.dig_render_config import DigRenderConfig
-    from pairsmith.flows.evaluate import evaluate
-    from pairsmith.flows.evaluate_config import EvaluateConfig
-    from pairsmith.flows.imgdiff_config import ImgDiffRemoveConfig, ImgDiffReplaceConfig
-    from pairsmith.flows.imgdiff_remove import imgdiff_remove
-    from pairsmith.flows.imgdiff_replace import imgdiff_replace
-    from pairsmith.flows.med_edit import med_edit
-    from pairsmith.flows.med_edit_config import MedEditConfig
-    from pairsmith.flows.propose_regions import ProposeRegionsConfig, propose_regions
-    from pairsmith.flows.refilter import RefilterConfig, refilter
-
-    return {"dig-render": (dig_render, DigRenderConfig), "med-edit": (med_edit, MedEditConfig),
-            "propose-regions": (propose_regions, ProposeRegionsConfig),
-            "imgdiff-replace": (imgdiff_replace, ImgDiffReplaceConfig),
-            "imgdiff-remove": (imgdiff_remove, ImgDiffRemoveConfig), "refilter": (refilter, RefilterConfig),
-            "evaluate": (evaluate, EvaluateConfig)}[flow]
+        return FLOWS["import"].flow_function(), load_importer(flow.removeprefix("import ")).config_class
+    return FLOWS[flow].flow_function(), FLOWS[flow].config_class()
 
 
 def nothing_new(flow: str, summary) -> list[str]:

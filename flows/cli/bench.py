@@ -67,17 +67,11 @@ def med(model_id, adapter, json_path, images_dir, db, split, run_id, limit, devi
         "max_new_tokens": max_new_tokens, "show_progress": True,
         "data": {"tasks": ["med-mcq"], "splits": [split], "run_ids": run_ids, "limit": limit},
     }, "options")
-    from pairsmith.flows.evaluate import evaluate
+    from pairsmith.flows.cli.run import execute
+    from pairsmith.flows.registry import FLOWS
 
-    try:
-        summary = evaluate(config)
-    except Exception as err:  # answers already committed stay; re-running resumes
-        click.echo(f"pairsmith: error: evaluation failed: {describe_failure(err)}", err=True)
-        raise click.exceptions.Exit(EXIT_FAILED) from None
-    click.echo(format_mcq_report(summary.metrics, summary.model_id))
-    from pairsmith.flows.engine.run_outcome import exit_on_item_errors
-
-    exit_on_item_errors(open_store_or_fail(config.db), summary.eval_id)
+    execute(FLOWS["evaluate"], config, "options", verbose,
+            report=lambda summary, *_: click.echo(format_mcq_report(summary.metrics, summary.model_id)))
 
 
 def _check_model(model_id: str | None, device: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from pairsmith.storage.db_uri import DEFAULT_DB
+from pairsmith.storage.db_uri import DEFAULT_DB  # noqa: F401  (re-exported to command modules)
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -142,19 +142,6 @@ def validate_config(model: type, data: dict[str, Any], source: str):
         return model.model_validate_json(text, strict=True)
     except ValidationError as err:
         raise CliError(format_validation_error(err, source)) from None
-
-
-def check_render_inputs(data: dict[str, Any]) -> None:
-    """Check the database URI and scene files first: their errors are already one clear line."""
-    from pairsmith.scenes.scene_config import load_scenes
-    from pairsmith.storage.db_uri import check_db_uri
-
-    try:
-        check_db_uri(str(data.get("db", DEFAULT_DB)))
-        if data.get("scenes_path"):
-            load_scenes(data["scenes_path"])
-    except ValueError as err:
-        raise CliError(str(err)) from None
 
 
 def open_store_or_fail(db: str, must_exist: bool = False, read_only: bool = False):

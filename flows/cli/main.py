@@ -10,110 +10,66 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
 from pairsmith.flows.cli.common import (
     EXIT_FAILED,
     CliError,
-    check_render_inputs,
     describe_failure,
-    load_yaml,
     open_store_or_fail,
     pick_run,
     quiet_prefect,
-    set_option,
     validate_config,
 )
 from pairsmith.storage.db_uri import DEFAULT_DB
 from pairsmith.storage.exports import EXPORT_FORMATS
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+# Verbs that are a registered flow's command under another name (``pairsmith.flows.cli.run.flow_command``):
+# their options come from the flow's config, built when the verb is used, so --help imports no flow.
+FLOW_VERBS: dict[str, tuple[str, str]] = {
+    "render": ("dig-render", "Render before/after Blender scene pairs with exact difference boxes into LanceDB."),
+    "evaluate": ("evaluate", "Score a model on held-out samples: grounding F1 / IoU / AP@0.5, MCQ accuracy, caption "
+                 "BLEU-4 / METEOR / ROUGE-L / CIDEr and an optional LLM judge, per data source."),
+    "maintain": ("maintenance", "Merge small fragments and remove old versions' files; tagged (exported) versions "
+                 "are kept."),
+}
+
+
+class PairsmithGroup(click.Group):
+    """The ``pairsmith`` group: its commands, plus the flow verbs of ``FLOW_VERBS`` built on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *FLOW_VERBS])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in FLOW_VERBS:
+            from pairsmith.flows.cli.run import flow_command
+
+            flow, short = FLOW_VERBS[name]
+            return flow_command(flow, command_name=name, short_help=short, doc=short + (
+                f" The same as 'pairsmith run {flow}': its options are the fields of the flow's config."))
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, FLOW_VERBS[name][1] if name in FLOW_VERBS else self.commands[name].get_short_help_str(70))
+                for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):  # a flow verb's help without importing its flow
+            formatter.write_dl(rows)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        if args and args[0] in FLOW_VERBS:  # its config module imports Prefect, which reads its settings once
+            quiet_prefect("--verbose" in args)
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=PairsmithGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="pairsmith", prog_name="pairsmith", message="%(prog)s %(version)s")
 def cli() -> None:
     """pairsmith: image-difference training data for multimodal LLMs."""
 
 
 KINDS = ("shape", "color", "size", "material", "add", "remove", "move")  # = scene_sampler.CHANGE_KINDS (tests/test_scenes.py)
-
-
-@cli.command()
-@click.option("--pairs", type=click.IntRange(min=1), help="Pairs to render (default 20).")
-@click.option("--db", default=None, help=f"LanceDB URI: a folder or s3://, gs://, az:// (default {DEFAULT_DB}).")
-@click.option("--seed", type=click.IntRange(min=0), help="Run seed (default 0); pair i is drawn from (seed, i).")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Pairs per task run and LanceDB commit (default 10).")
-@click.option("--scenes", "scenes_path", type=str, help="Scene JSON/JSONL file or folder instead of random scenes; pair i starts from scene i modulo "
-              "their number (--pairs still counts pairs).")
-@click.option("--min-objects", type=click.IntRange(1, 10), help="Fewest objects in a random scene (default 3).")
-@click.option("--max-objects", type=click.IntRange(1, 10), help="Most objects in a random scene (default 10).")
-@click.option("--min-changes", type=click.IntRange(1, 6), help="Fewest changes per pair (default 1).")
-@click.option("--max-changes", type=click.IntRange(1, 6), help="N: most changes per pair (default 4).")
-@click.option("--kind", "kinds", type=click.Choice(KINDS), multiple=True,
-              help="Allowed change kinds (repeat; default all but move).")
-@click.option("--captions", "caption_style", type=click.Choice(["referring", "plain"]),
-              help="Caption style: OmniDiff-style referring captions (default) or plain sentences.")
-@click.option("--distractors", type=click.FloatRange(0, 1), help="Share of camera-jitter pairs with no change (default 0).")
-@click.option("--samples", type=click.IntRange(1, 4096), help="Cycles samples per pixel (default 8).")
-@click.option("--width", type=click.IntRange(32, 4096), help="Image width in pixels (default 320).")
-@click.option("--height", type=click.IntRange(32, 4096), help="Image height in pixels (default 240).")
-@click.option("--denoise/--no-denoise", default=None, help="OpenImageDenoise on color renders (default off).")
-@click.option("--device", type=click.Choice(["cpu", "gpu"]), help="Cycles device (default cpu).")
-@click.option("--gpu-backend", type=click.Choice(["OPTIX", "CUDA", "HIP", "ONEAPI", "METAL"]), help="GPU API (default CUDA).")
-@click.option("--runner", type=click.Choice(["inline", "ray"]), help="Run batches in this process (default) or in parallel on Ray.")
-@click.option("--ray-address", help="Ray cluster to use with --runner ray, e.g. ray://head:10001 (default: a local Ray).")
-@click.option("--ray-cpus", type=click.IntRange(min=1), help="CPUs of the local Ray started by --runner ray (default: all).")
-@click.option("--config", "config_path", type=str, help="YAML file with DigRenderConfig fields; options override it.")
-@click.option("--verbose", is_flag=True, help="Show Prefect's task-run logs.")
-def render(config_path: str | None, verbose: bool, **opts: Any) -> None:
-    """Render before/after Blender scene pairs with exact difference boxes into LanceDB."""
-    from pairsmith.flows.dig_render_config import DigRenderConfig
-
-    data = load_yaml(config_path)
-    if (opts["ray_address"] or opts["ray_cpus"]) and opts["runner"] is None:
-        opts["runner"] = "ray"  # a Ray option means the Ray runner
-    for key, dotted in {
-        "pairs": "pairs", "db": "db", "seed": "seed", "batch_size": "batch_size", "scenes_path": "scenes_path",
-        "min_objects": "sampling.min_objects", "max_objects": "sampling.max_objects",
-        "min_changes": "sampling.min_changes", "max_changes": "sampling.max_changes",
-        "kinds": "sampling.change_kinds", "distractors": "sampling.distractor_fraction",
-        "caption_style": "caption_style",
-        "samples": "render.samples", "width": "render.width", "height": "render.height",
-        "denoise": "render.denoise", "device": "render.device", "gpu_backend": "render.gpu_backend",
-        "runner": "runner.kind", "ray_address": "runner.ray_address", "ray_cpus": "runner.ray_num_cpus",
-    }.items():
-        set_option(data, dotted, opts[key])
-    data.setdefault("show_progress", True)
-    check_render_inputs(data)
-    config = validate_config(DigRenderConfig, data, config_path or "options")
-    open_store_or_fail(config.db)  # fails on a bad bucket before Blender starts
-
-    quiet_prefect(verbose)
-    from pairsmith.flows.dig_render import dig_render
-    from pairsmith.flows.engine.funnel import format_funnel, run_funnel
-
-    try:
-        summary = dig_render(config)
-    except Exception as err:  # the flow run failed; what was committed stays and a re-run resumes
-        click.echo(f"pairsmith: error: run {config.run_id()} failed: {describe_failure(err)}", err=True)
-        raise click.exceptions.Exit(EXIT_FAILED) from None
-    store = open_store_or_fail(config.db)
-    click.echo(
-        f"Stored {summary.pairs_kept + summary.pairs_dropped} pairs ({summary.pairs_kept} kept, "
-        f"{summary.pairs_dropped} dropped) and {summary.samples} samples in {summary.db}"
-    )
-    click.echo(f"run {summary.run_id}: {summary.seconds:.1f} s, {summary.blender_seconds:.1f} s of it in Blender"
-               + (f"; {summary.batches_resumed} of {summary.batches} batches were already stored, "
-                  f"{summary.pairs_rendered} pairs rendered now" if summary.batches_resumed else ""))
-    funnel = run_funnel(store, summary.run_id)
-    click.echo(format_funnel(funnel))
-    from pairsmith.flows.engine.run_outcome import EXIT_ITEM_ERRORS, describe_errors, error_counts
-
-    if error_counts(funnel):  # items that raised, not filtered: say so, and exit 3 (README "Exit status")
-        click.echo(f"pairsmith: warning: run {summary.run_id}: {describe_errors(error_counts(funnel))}", err=True)
-        raise click.exceptions.Exit(EXIT_ITEM_ERRORS)
-    if not funnel or funnel[-1].n_kept == 0:  # the exit status follows the run's own funnel
-        raise click.exceptions.Exit(EXIT_FAILED)
 
 
 @cli.command()
@@ -301,12 +257,10 @@ def contact_sheet(out: str, n: int, db: str, run: str | None, regions_run: str |
 # click and the standard library at module level) and are registered here, one line each.
 from pairsmith.flows.cli import ops as cli_ops  # noqa: E402  (issue 6: maintain, versions)
 
-cli.add_command(cli_ops.maintain)
 cli.add_command(cli_ops.versions)
 from pairsmith.flows.cli import train as cli_train  # noqa: E402  (issue 5: finetune, evaluate)
 
 cli.add_command(cli_train.finetune)
-cli.add_command(cli_train.evaluate)
 from pairsmith.flows.cli import refilter as cli_refilter  # noqa: E402  (issue 3: refilter)
 
 cli.add_command(cli_refilter.refilter)

@@ -1,4 +1,5 @@
-"""Operations commands: ``pairsmith maintain`` (the maintenance flow) and ``pairsmith versions``.
+"""Operations commands: ``pairsmith versions`` (``pairsmith maintain`` is the maintenance flow's generated
+command, ``flows/cli/main.py``'s ``FLOW_VERBS``).
 
 ``pairsmith.flows.cli.main`` imports this module to register the commands, so the helpers from ``pairsmith.flows.cli.main`` are
 imported inside the commands: importing this module first must not import ``pairsmith.flows.cli.main`` halfway.
@@ -9,39 +10,6 @@ from __future__ import annotations
 import click
 
 from pairsmith.storage.db_uri import DEFAULT_DB  # standard library only
-
-
-@click.command()
-@click.option("--db", default=DEFAULT_DB, show_default=True, help="LanceDB URI.")
-@click.option("--keep-days", type=click.FloatRange(min=0), default=7.0, show_default=True,
-              help="Never remove versions younger than this (0: only if nothing else uses the database).")
-@click.option("--drop-export-tags-older-than", "drop_tags_days", type=click.FloatRange(min=0), default=None,
-              help="Delete export-* tags older than this many days first (default: keep them all).")
-@click.option("--target-fragment-mb", type=click.FloatRange(min=1), default=256.0, show_default=True,
-              help="Size small fragments are merged into; fragments over a quarter of it are left alone.")
-@click.option("--verbose", is_flag=True, help="Show Prefect's task-run logs.")
-def maintain(db: str, keep_days: float, drop_tags_days: float | None, target_fragment_mb: float, verbose: bool) -> None:
-    """Merge small fragments and remove old versions' files; tagged (exported) versions are kept."""
-    from pairsmith.flows.cli.common import EXIT_FAILED, CliError, describe_failure, open_store_or_fail, quiet_prefect
-    from pairsmith.flows.cli.common import validate_config
-
-    quiet_prefect(verbose)  # before anything imports prefect: it reads its settings once
-    from pairsmith.flows.maintenance import MaintenanceConfig
-
-    config = validate_config(MaintenanceConfig, {"db": db, "keep_versions_days": keep_days,
-                                           "drop_export_tags_older_than_days": drop_tags_days,
-                                           "target_fragment_mb": target_fragment_mb}, "options")
-    store = open_store_or_fail(config.db)
-    if not store.table_names():
-        raise CliError(f"--db {store.uri!r}: no tables yet; nothing to maintain")
-    from pairsmith.flows.maintenance import format_report, maintenance
-
-    try:
-        summary = maintenance(config)
-    except Exception as err:  # nothing is half-done: optimize() commits atomically per table
-        click.echo(f"pairsmith: error: maintenance of {config.db} failed: {describe_failure(err)}", err=True)
-        raise click.exceptions.Exit(EXIT_FAILED) from None
-    click.echo(format_report(summary))
 
 
 @click.command()

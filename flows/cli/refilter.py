@@ -11,10 +11,6 @@ import click
 from pairsmith.storage.db_uri import DEFAULT_DB  # stdlib only, as pairsmith.flows.cli.main uses it
 
 
-def _counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{what} ({n})" for what, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-
-
 class _RefilterCommand(click.Command):
     """Its help ends with the stages it re-judges, read from the pipeline declarations when asked."""
 
@@ -37,7 +33,7 @@ class _RefilterCommand(click.Command):
 @click.option("--verbose", is_flag=True, help="Show Prefect's task-run logs.")
 def refilter(run: str, config_path: str, db: str, verbose: bool) -> None:
     """Re-apply thresholds to a run's stored scores (no model runs); write new verdicts and a funnel."""
-    from pairsmith.flows.cli.common import EXIT_FAILED, CliError, describe_failure, load_yaml, open_store_or_fail, pick_run
+    from pairsmith.flows.cli.common import CliError, load_yaml, open_store_or_fail, pick_run
     from pairsmith.flows.cli.common import quiet_prefect, validate_config
 
     quiet_prefect(verbose)  # before pairsmith.flows.refilter imports prefect, which reads its settings once
@@ -53,20 +49,7 @@ def refilter(run: str, config_path: str, db: str, verbose: bool) -> None:
     except ValueError as err:
         raise CliError(str(err)) from None
     config = RefilterConfig(db=store.uri, run=run, thresholds=thresholds)
-    from pairsmith.flows.engine.funnel import format_funnel, run_funnel
-    from pairsmith.flows.refilter import refilter as refilter_flow
+    from pairsmith.flows.cli.run import execute
+    from pairsmith.flows.registry import FLOWS
 
-    try:
-        summary = refilter_flow(config)
-    except Exception as err:  # a batch failed; re-running rewrites every batch, so nothing is left half-done
-        click.echo(f"pairsmith: error: refilter of run {run} failed: {describe_failure(err)}", err=True)
-        raise click.exceptions.Exit(EXIT_FAILED) from None
-    click.echo(f"Re-filtered run {summary.source_run} with {config_path} as run {summary.run_id}")
-    click.echo(f"pairs: {summary.pairs_rejudged} of {summary.pairs} re-judged, {summary.pairs_changed} changed; "
-               f"kept {summary.pairs_kept_before} -> {summary.pairs_kept_after}")
-    click.echo(f"regions: {summary.regions_rejudged} re-judged, {summary.regions_changed} changed")
-    if summary.not_rejudged:
-        click.echo(f"not re-judged, stored verdicts kept (scores missing): {_counts(summary.not_rejudged)}")
-    if summary.left_alone:
-        click.echo(f"left alone (decided by other steps): {_counts(summary.left_alone)}")
-    click.echo(format_funnel(run_funnel(store, summary.run_id)))
+    execute(FLOWS["refilter"], config, config_path, verbose)

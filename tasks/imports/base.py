@@ -63,12 +63,20 @@ class ImportConfig(BaseModel):
                             "commit, so memory holds at most this many pairs' images", json_schema_extra=NOT_CONTENT)
     retry_failed: bool = Field(False, description="retry every entry dropped because an image could not be loaded, "
                                "not only those whose image file changed since", json_schema_extra=NOT_CONTENT)
-    image_limits: ImageLimits = Field(default_factory=ImageLimits, description="images outside these are dropped")
+    image_limits: ImageLimits = Field(default_factory=ImageLimits, description="images outside these are dropped",
+                                      json_schema_extra={"options": {"frame": "frame"}})
 
     @field_validator("db")
     @classmethod
     def _db(cls, value: str) -> str:
         return check_db_uri(value)
+
+    def check_inputs(self) -> None:
+        """Problems no entry could survive, as one ValueError before the flow starts (``pairsmith import``
+        calls this): the importer's own ``check`` of its folders and files."""
+        from pairsmith.tasks.imports import load_importer
+
+        load_importer(self.importer).check(self)
 
 
 def is_text(value: object) -> bool:
