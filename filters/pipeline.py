@@ -55,6 +55,12 @@ class Stage:
     reads: tuple[str, ...] | Callable[[Any], tuple[str, ...]] = ()
     thresholds: tuple[str, ...] = ()
     doc: str = ""
+    optional: bool = False  # a filter that is off while every one of its thresholds is None (``off``)
+
+    def off(self, thresholds: Any) -> bool:
+        """An optional filter whose thresholds are all None under ``thresholds`` (e.g. Img-Diff's
+        unnatural-image filter while ``natural_min`` is None): it judges nothing and counts nowhere."""
+        return self.optional and all(getattr(thresholds, t, None) is None for t in self.thresholds)
 
     def __post_init__(self) -> None:
         if self.rule is None and (self.thresholds or self.reads):

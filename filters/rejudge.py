@@ -70,7 +70,9 @@ class RejudgeResult:
         """The stages in pipeline order; with ``methods``, every stage they have, empty ones included,
         so that each batch lists the same stages in the same order."""
         wanted = set(self.stages) | set(rejudge_order(sorted(methods))) if methods else set(self.stages)
-        return [self.stages.get(s) or StageStats(s) for s in rejudge_order() if s in wanted]
+        optional = {s.name for spec in STORED.values() for s in spec.pipeline.filters if s.optional}
+        return [self.stages.get(s) or StageStats(s) for s in rejudge_order() if s in wanted
+                and (s in self.stages or s not in optional)]  # an optional filter that was off: not listed
 
 
 def _threshold_decided_pair(spec: StoredPipeline, pair: dict) -> bool:
@@ -115,7 +117,7 @@ class _PairJudge:
             self.result.left_alone[f"pairs dropped at {pair['drop_stage']}"] += 1
             return
         pipeline, t = spec.pipeline, spec.thresholds(self.thresholds)
-        pair_stages = [s for s in pipeline.filters if s.level == PAIR]
+        pair_stages = [s for s in pipeline.filters if s.level == PAIR and not s.off(t)]
         if any(self._missing("pairs", s, pair, t) for s in pair_stages):
             return
         self.result.pairs_rejudged += 1
@@ -133,7 +135,7 @@ class _PairJudge:
                 self.result.left_alone[f"regions dropped as {region['reason']}"] += 1
         alive = judged
         for s in pipeline.filters:
-            if s.level != PAIR:
+            if s.level != PAIR and not s.off(t):
                 alive = self._region_stage(s, alive, t)
         self._region_outputs(spec, alive)
         n_kept = sum(1 for r in regions if r.get("_final", r["status"]) == "kept")

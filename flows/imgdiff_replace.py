@@ -82,7 +82,8 @@ def run_step(stage: Stage, items: list[ImgDiffItem], ctx: ImgDiffContext, batch:
 def run_batch(pipeline: Pipeline, items: list[ImgDiffItem], ctx: ImgDiffContext, batch: str, run_id: str,
               model_ids: dict[str, str], config: _ImgDiffBase) -> Output:
     """Every stage of ``pipeline`` over one batch, in order, then its rows and stage stats for its one commit."""
-    results = [run_step(stage, items, ctx, batch) for stage in pipeline.until(REGIONS.name)]
+    results = [run_step(stage, items, ctx, batch) for stage in pipeline.until(REGIONS.name)
+               if not step_for(stage).skipped(ctx)]
     records = batch_step(regions, batch)(items, run_id, pipeline.method, model_ids, config.splits)
     pairs, region_rows, samples = records.value
     return Output({"pairs": pairs, "regions": region_rows, "samples": samples},

@@ -85,7 +85,8 @@ def test_refilter_reports_the_declared_filters_in_order():
     assert rejudge_order([REMOVE.method]) == ["natural", "removal_crop", "removal_itm", "regions"]
     assert rejudge_order(["med-edit"]) == ["similarity", "pair_outputs"]
     empty = RejudgeResult().ordered_stages({REMOVE.method})
-    assert [(s.stage, s.n_in) for s in empty] == [("natural", 0), ("removal_crop", 0), ("removal_itm", 0), ("regions", 0)]
+    # natural is optional and off (natural_min None): it counts nowhere
+    assert [(s.stage, s.n_in) for s in empty] == [("removal_crop", 0), ("removal_itm", 0), ("regions", 0)]
     assert REPLACE.outputs() == ("difference_caption",) and REMOVE.outputs() == ()
 
 

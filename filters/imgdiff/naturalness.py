@@ -79,6 +79,6 @@ def natural_reads(thresholds: Any) -> tuple[str, ...]:
 # a pair filter after the pair filter (replacement) or the pair source (removal).
 NATURAL = Stage(
     "natural", PAIR, writes=COLUMNS, reasons=REASONS, rule=natural_rule,
-    reads=natural_reads, thresholds=("natural_min",),
+    reads=natural_reads, thresholds=("natural_min",), optional=True,
     doc="optional: both images look natural to a VLM (Img-Diff supp. §15; off unless natural_min is set)",
 )

@@ -39,6 +39,13 @@ def naturalness_requests(item: ImgDiffItem) -> list[VlmRequest]:
     return [VlmRequest((item.before,), NATURALNESS_PROMPT), VlmRequest((item.after,), NATURALNESS_PROMPT)]
 
 
+def natural_off(ctx: ImgDiffContext) -> bool:
+    """The filter is off for this run: no ``natural_min`` to judge by and no scores to store
+    (``NaturalnessSettings.score``), so the flow leaves the stage out (no pass-through stage)."""
+    settings = ctx.settings.naturalness or NaturalnessSettings()
+    return NATURAL.off(ctx.thresholds) and not settings.score
+
+
 @stage(NATURAL.name)
 def natural(stats: StageStats, items: list[ImgDiffItem], ctx: ImgDiffContext) -> None:
     """Uses ``ctx.vlm`` (or ``ctx.settings.naturalness.vlm``), ``ctx.thresholds`` (``natural_min``) and

@@ -12,6 +12,7 @@ task (``pairsmith.tasks.imgdiff.rule``), which reads ``ctx.thresholds``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,7 @@ from pairsmith.tasks.imgdiff.difference_captions import difference_captions
 from pairsmith.tasks.imgdiff.generate import generate
 from pairsmith.tasks.imgdiff.inpaint import inpaint
 from pairsmith.tasks.imgdiff.load import load
-from pairsmith.tasks.imgdiff.naturalness import natural
+from pairsmith.tasks.imgdiff.naturalness import natural, natural_off
 from pairsmith.tasks.imgdiff.pair_filter import pair_filter
 from pairsmith.tasks.imgdiff.propose import propose
 from pairsmith.tasks.imgdiff.region_captions import region_captions
@@ -42,6 +43,7 @@ class Step:
     task: Any
     needs: tuple[str, ...] = ()
     may_use: tuple[str, ...] = ()
+    skip: Callable[[ImgDiffContext], bool] | None = None  # the step is off for this run (it then runs nowhere)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.needs + self.may_use) - COMPONENTS)
@@ -51,6 +53,10 @@ class Step:
     @property
     def name(self) -> str:
         return self.task.name
+
+    def skipped(self, ctx: ImgDiffContext) -> bool:
+        """Whether this run leaves the step out (an optional filter that is off and stores nothing)."""
+        return self.skip is not None and self.skip(ctx)
 
     def ready(self, ctx: ImgDiffContext) -> bool:
         """Check ``ctx`` holds every component this step needs (``MissingComponent`` naming the first
@@ -73,7 +79,7 @@ STEPS: dict[str, Step] = {step.name: step for step in (
     Step(inpaint, needs=("inpainter", "max_inpaint_per_pair")),
     Step(describe, needs=("vlm", "describe_view")),
     Step(removal_itm, needs=("blip", "thresholds")),
-    Step(natural, needs=("vlm", "thresholds"), may_use=("naturalness",)),
+    Step(natural, needs=("vlm", "thresholds"), may_use=("naturalness",), skip=natural_off),
 )}
 
 
