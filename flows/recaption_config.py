@@ -11,7 +11,7 @@ from pairsmith.storage.ids import NOT_CONTENT, content_key
 
 FLOW_NAME = "recaption"
 
-# The flow's stages in the order they run and are stored (tasks/recaption.py): the one place it is written.
+# The flow's stages in the order they run and are stored (flows/recaption.py): the one place it is written.
 PIPELINE = declare(
     FLOW_NAME,
     ("recaption-images", "the stored pair has both images (drops recaption_missing_images)"),

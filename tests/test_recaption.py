@@ -8,12 +8,11 @@ import json
 import pytest
 
 from pairsmith.flows.cli.main import main
-from pairsmith.flows.recaption import recaption
+from pairsmith.flows.recaption import caption_text, recaption
 from pairsmith.flows.recaption_config import PIPELINE, RecaptionConfig
 from pairsmith.models.tiny.qwen2_vl import build_tiny_qwen2_vl
 from pairsmith.models.vlm_chat import VlmChat
 from pairsmith.storage.store import PairStore
-from pairsmith.tasks.recaption import caption_text
 from pairsmith.tasks.sample_builders import DIFF_CAPTION_QUESTIONS, TWO_IMAGES
 from tests.public_sets import make_pair_images
 
@@ -94,3 +93,13 @@ def test_a_config_without_kept_pairs_of_its_runs_is_refused_in_one_line(tmp_path
         RecaptionConfig(db=db, runs=["nope"]).check_inputs()
     with pytest.raises(ValueError, match="no such database"):
         RecaptionConfig(db=str(tmp_path / "none.lance"), runs=["x"]).check_inputs()
+
+
+def test_the_example_config_validates_and_names_a_run():
+    from pathlib import Path
+
+    import yaml
+
+    config = RecaptionConfig.model_validate(yaml.safe_load((Path(__file__).parents[1] / "configs" / "recaption.yaml").read_text()))
+    assert config.run_id().startswith("recaption-") and config.runs
+    assert RecaptionConfig.model_validate({**config.model_dump(), "batch_size": 3}).run_id() == config.run_id()
