@@ -22,6 +22,8 @@ LINES = [
     {"before": "a/3.png", "after": "a/3_edit.png", "caption": "the tap is open", "split": "val"},
     {"before": "a/4.png", "after": "a/4_edit.png", "captions": []},  # no caption: dropped, not re-captioned
 ]
+# Sampled with a seed, the random tiny model's answers hold words (greedy with 4 new tokens, they held none).
+VLM = {"max_new_tokens": 8, "temperature": 1.0, "seed": 0}
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +58,7 @@ def test_kept_pairs_get_a_new_caption_sample_each_and_a_rerun_adds_nothing(tmp_p
 
     monkeypatch.setattr(VlmChat, "generate_batch", first_answer_blank)
     config = RecaptionConfig(db=db, runs=[source], batch_size=2,
-                             vlm={"model_id": tiny_vlm, "max_new_tokens": 8, "temperature": 1.0, "seed": 0})
+                             vlm=VLM | {"model_id": tiny_vlm})
     summary = recaption(config)
     assert calls == [2, 1]  # two batches, one generate call each (the dropped import pair is not selected)
     assert (summary.pairs, summary.samples, summary.batches, summary.pairs_failed) == (3, 2, 2, 0)
@@ -82,6 +84,31 @@ def test_kept_pairs_get_a_new_caption_sample_each_and_a_rerun_adds_nothing(tmp_p
     assert calls == [2, 1] and again.run_id == summary.run_id and again.batches_resumed == 2
     assert store.count("samples", f"run_id = '{summary.run_id}'") == 2
     assert store.count("stage_stats", f"run_id = '{summary.run_id}'") == len(stats)
+
+
+def test_a_model_call_that_timed_out_is_an_error_reason_and_the_next_run_redoes_its_batch(tmp_path, tiny_vlm,
+                                                                                       monkeypatch, one_torch_thread):
+    make_pair_images(tmp_path / "a", [(f"{i}.png", f"{i}_edit.png") for i in range(1, 5)])
+    (tmp_path / "pairs.jsonl").write_text("\n".join(json.dumps(line) for line in LINES) + "\n")
+    db = str(tmp_path / "db.lance")
+    assert main(["import", "folder", "--pairs", str(tmp_path / "pairs.jsonl"), "--db", db]) == 0
+    store = PairStore(db)
+    source = store.read("pairs", columns=["run_id"]).to_pylist()[0]["run_id"]
+    real = VlmChat.generate_batch
+
+    def timing_out(self, requests):
+        raise TimeoutError("the model server did not answer")
+
+    monkeypatch.setattr(VlmChat, "generate_batch", timing_out)
+    config = RecaptionConfig(db=db, runs=[source], batch_size=2, vlm=VLM | {"model_id": tiny_vlm})
+    failed = recaption(config)
+    assert (failed.samples, failed.pairs_failed) == (0, 3)
+    stats = store.count("stage_stats", f"run_id = '{failed.run_id}'")
+
+    monkeypatch.setattr(VlmChat, "generate_batch", real)
+    healed = recaption(config)  # both batches held an error: redone, their stats replaced
+    assert (healed.samples, healed.pairs_failed, healed.batches_resumed) == (3, 0, 0)
+    assert store.count("stage_stats", f"run_id = '{failed.run_id}'") == stats
 
 
 def test_a_config_without_kept_pairs_of_its_runs_is_refused_in_one_line(tmp_path):
