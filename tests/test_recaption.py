@@ -130,3 +130,10 @@ def test_the_example_config_validates_and_names_a_run():
     config = RecaptionConfig.model_validate(yaml.safe_load((Path(__file__).parents[1] / "configs" / "recaption.yaml").read_text()))
     assert config.run_id().startswith("recaption-") and config.runs
     assert RecaptionConfig.model_validate({**config.model_dump(), "batch_size": 3}).run_id() == config.run_id()
+
+
+def test_its_stage_names_are_declared_by_no_other_flow():
+    from tests.test_run_engine import _house_pipelines
+
+    taken = {s.name for pipeline in _house_pipelines() for s in pipeline.stages}
+    assert taken and not taken & set(PIPELINE.names)
