@@ -102,6 +102,9 @@ FLOWS: dict[str, FlowSpec] = {spec.name: spec for spec in (
     FlowSpec("maintenance", "maintenance_config:MaintenanceConfig", "maintenance:maintenance",
              "LanceDB compaction and cleanup (pairsmith maintain)", "configs/maintenance.yaml", run_command=False,
              report="cli.reports:maintenance_report", exit_on_item_errors=False, failed="maintenance of {config.db} failed"),
+    FlowSpec("recaption", "recaption_config:RecaptionConfig", "recaption:recaption",
+             "caption kept pairs of earlier runs again with another VLM", "configs/recaption.yaml",
+             deployment="it re-captions named runs: run 'pairsmith run recaption --runs RUN'"),
 )}
 
 

@@ -143,10 +143,10 @@ def test_stats_of_a_stage_the_pipeline_does_not_declare_are_refused():
 
 def _house_pipelines():
     from pairsmith.filters.imgdiff.pipelines import LOAD, MAKE_PAIRS, REMOVE, REPLACE
-    from pairsmith.flows import dig_render_config, evaluate_config, import_dataset, med_edit, propose_regions
+    from pairsmith.flows import dig_render_config, evaluate_config, import_dataset, med_edit, propose_regions, recaption_config
 
     return [dig_render_config.PIPELINE, import_dataset.PIPELINE, med_edit.PIPELINE, propose_regions.PIPELINE,
-            evaluate_config.PIPELINE, REPLACE, REMOVE, REMOVE.with_source(MAKE_PAIRS, (LOAD,))]
+            evaluate_config.PIPELINE, recaption_config.PIPELINE, REPLACE, REMOVE, REMOVE.with_source(MAKE_PAIRS, (LOAD,))]
 
 
 def test_a_stage_name_means_one_stage_in_every_flow():
