@@ -28,7 +28,7 @@ import numpy as np
 def _items(n_pairs: int, n_boxes: int, seed: int = 0):
     from PIL import Image
 
-    from pairsmith.models.caption_answer import CaptionRewrite
+    from pairsmith.models.adapters.caption_answer import CaptionRewrite
     from pairsmith.tasks.imgdiff.items import ImgDiffItem, RegionCandidate
 
     rng = np.random.default_rng(seed)
@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from pairsmith.filters.imgdiff.pipelines import ReplaceThresholds
-    from pairsmith.models.blip_itm import BlipItmConfig, BlipItmScorer
-    from pairsmith.models.clip_scorer import ClipScorer, ClipScorerConfig
+    from pairsmith.models.adapters.blip_itm import BlipItmConfig, BlipItmScorer
+    from pairsmith.models.adapters.clip_scorer import ClipScorer, ClipScorerConfig
     from pairsmith.models.runtime import ModelRuntime
     from pairsmith.models.tiny.builders import build_tiny_blip_itm, build_tiny_clip
     from pairsmith.tasks.imgdiff.crop_filter import crop_filter

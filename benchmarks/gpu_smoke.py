@@ -200,7 +200,7 @@ def _noise(seed: int, size=(80, 60)):
 
 
 def _p2p_generator(smoke: Smoke, dtype: str):
-    from pairsmith.models.sdxl_p2p import SdxlP2PConfig, SdxlP2PGenerator
+    from pairsmith.models.adapters.sdxl_p2p import SdxlP2PConfig, SdxlP2PGenerator
 
     return SdxlP2PGenerator(SdxlP2PConfig(
         model_id=str(smoke.model("sdxl")), runtime=smoke.runtime(dtype), steps=4, guidance_scale=5.0,
@@ -211,7 +211,7 @@ def _p2p_generator(smoke: Smoke, dtype: str):
 def p2p_pair(smoke: Smoke, dtype: str) -> dict[str, Any]:
     import numpy as np
 
-    from pairsmith.models.sdxl_p2p import generate_pairs
+    from pairsmith.models.adapters.sdxl_p2p import generate_pairs
 
     generator = _p2p_generator(smoke, dtype)
     pipe = generator.loaded()
@@ -237,7 +237,7 @@ def p2p_identical(smoke: Smoke, dtype: str) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from pairsmith.models.sdxl_p2p import generate_pairs
+    from pairsmith.models.adapters.sdxl_p2p import generate_pairs
 
     generator = _p2p_generator(smoke, dtype)
     pipe, config = generator.loaded(), generator.config
@@ -265,7 +265,7 @@ def inpaint(smoke: Smoke, dtype: str) -> dict[str, Any]:
     import numpy as np
     from PIL import Image, ImageDraw
 
-    from pairsmith.models.sdxl_inpaint import InpaintConfig, InpaintRequest, SdxlInpainter
+    from pairsmith.models.adapters.sdxl_inpaint import InpaintConfig, InpaintRequest, SdxlInpainter
 
     inpainter = SdxlInpainter(InpaintConfig(
         model_id=str(smoke.model("sdxl-turbo")), runtime=smoke.runtime(dtype), steps=2, resolution=64, batch_size=2,
@@ -297,7 +297,7 @@ def inpaint(smoke: Smoke, dtype: str) -> dict[str, Any]:
 def fastsam(smoke: Smoke) -> dict[str, Any]:
     import torch
 
-    from pairsmith.models.fastsam_proposer import FastSamConfig, FastSamProposer
+    from pairsmith.models.adapters.fastsam_proposer import FastSamConfig, FastSamProposer
 
     runtime = smoke.runtime()
     proposer = FastSamProposer(FastSamConfig(weights=str(smoke.model("fastsam")), runtime=runtime, imgsz=128,
@@ -316,7 +316,7 @@ def fastsam(smoke: Smoke) -> dict[str, Any]:
 
 
 def clip(smoke: Smoke) -> dict[str, Any]:
-    from pairsmith.models.clip_scorer import ClipScorer, ClipScorerConfig
+    from pairsmith.models.adapters.clip_scorer import ClipScorer, ClipScorerConfig
 
     tiny = smoke.model("clip")
     runtime = smoke.runtime()
@@ -336,7 +336,7 @@ def clip(smoke: Smoke) -> dict[str, Any]:
 
 
 def blip(smoke: Smoke) -> dict[str, Any]:
-    from pairsmith.models.blip_itm import BlipItmConfig, BlipItmScorer
+    from pairsmith.models.adapters.blip_itm import BlipItmConfig, BlipItmScorer
 
     runtime = smoke.runtime()
     scorer = BlipItmScorer(BlipItmConfig(model_id=str(smoke.model("blip")), runtime=runtime, batch_size=4))
@@ -354,7 +354,7 @@ def blip(smoke: Smoke) -> dict[str, Any]:
 def vlm_caption(smoke: Smoke) -> dict[str, Any]:
     import math
 
-    from pairsmith.models.vlm_chat import VlmChat, VlmConfig, VlmRequest
+    from pairsmith.models.adapters.vlm_chat import VlmChat, VlmConfig, VlmRequest
 
     runtime = smoke.runtime()
     chat = VlmChat(VlmConfig(model_id=str(smoke.model("qwen2-vl")), runtime=runtime, max_new_tokens=8, batch_size=4))
@@ -376,9 +376,9 @@ def vlm_adapter(smoke: Smoke) -> dict[str, Any]:
     from peft import get_peft_model
     from transformers import AutoModelForImageTextToText
 
-    from pairsmith.models.adapted_vlm_chat import AdaptedVlmChat, AdaptedVlmConfig, adapter_fingerprint
-    from pairsmith.models.vlm_chat import VlmRequest
-    from pairsmith.models.vlm_training import LoraSettings
+    from pairsmith.models.adapters.adapted_vlm_chat import AdaptedVlmChat, AdaptedVlmConfig, adapter_fingerprint
+    from pairsmith.models.adapters.vlm_chat import VlmRequest
+    from pairsmith.models.training.vlm_training import LoraSettings
 
     base, adapter = smoke.model("qwen2-vl"), smoke.folder("vlm-adapter") / "adapter"
     lora = LoraSettings().peft_config()
@@ -398,7 +398,7 @@ def vlm_adapter(smoke: Smoke) -> dict[str, Any]:
 
 
 def caption_llm(smoke: Smoke) -> dict[str, Any]:
-    from pairsmith.models.caption_rewriter import CaptionRewriter, CaptionRewriterConfig
+    from pairsmith.models.adapters.caption_rewriter import CaptionRewriter, CaptionRewriterConfig
 
     runtime = smoke.runtime()
     rewriter = CaptionRewriter(CaptionRewriterConfig(model_id=str(smoke.model("chat-llm")), runtime=runtime,
@@ -434,7 +434,7 @@ def _train(smoke: Smoke, name: str, n_rows: int, train: Callable) -> dict[str, A
     save the adapter, and report what shows training ran on the device: the text decoder's outputs
     (TRL's SFT computes the log-probabilities from ``lm_head.weight`` directly, so the decoder is the
     last module that runs), where the base and LoRA weights live, and the trainer's precision flags."""
-    from pairsmith.models.vlm_training import load_trainable_vlm, precision_args, save_adapter
+    from pairsmith.models.training.vlm_training import load_trainable_vlm, precision_args, save_adapter
 
     runtime, folder, grpo = smoke.runtime(), smoke.folder(name), name == "grpo"
     model, processor = load_trainable_vlm(str(smoke.model("qwen2-vl")), runtime)
@@ -458,8 +458,8 @@ def _train(smoke: Smoke, name: str, n_rows: int, train: Callable) -> dict[str, A
 
 
 def sft(smoke: Smoke) -> dict[str, Any]:
-    from pairsmith.models.vlm_sft import SftSettings, run_sft
-    from pairsmith.models.vlm_training import LoraSettings
+    from pairsmith.models.training.vlm_sft import SftSettings, run_sft
+    from pairsmith.models.training.vlm_training import LoraSettings
 
     settings = SftSettings(max_steps=2, per_device_batch_size=2, gradient_accumulation_steps=1)
     return _train(smoke, "sft", 4, lambda model, processor, dataset, runtime, work: run_sft(
@@ -467,8 +467,8 @@ def sft(smoke: Smoke) -> dict[str, Any]:
 
 
 def grpo(smoke: Smoke) -> dict[str, Any]:
-    from pairsmith.models.vlm_grpo import GrpoSettings, run_grpo_stage
-    from pairsmith.models.vlm_training import LoraSettings
+    from pairsmith.models.training.vlm_grpo import GrpoSettings, run_grpo_stage
+    from pairsmith.models.training.vlm_training import LoraSettings
     from pairsmith.tasks.training.dig_reward import DigReward
 
     settings = GrpoSettings(num_generations=2, per_device_batch_size=2, max_completion_length=8)
@@ -512,7 +512,7 @@ def _ray_flow(settings, clip_config: dict, on_gpu: bool) -> dict[str, Any]:
         import ray as ray_api
         import torch
 
-        from pairsmith.models.clip_scorer import ClipScorer, ClipScorerConfig
+        from pairsmith.models.adapters.clip_scorer import ClipScorer, ClipScorerConfig
 
         scorer = ClipScorer(ClipScorerConfig(**clip_config))
         on_cuda = torch.cuda.is_available()

@@ -21,7 +21,7 @@ Two kinds of ground truth:
 
       python benchmarks/proposer_recall.py --marked changed_regions.jsonl --json MED_bench.json [--images DIR]
 
-Both modes run the ``propose-regions`` proposer (``models/pair_proposer.py``) with the settings of
+Both modes run the ``propose-regions`` proposer (``models/proposers/pair_proposer.py``) with the settings of
 ``--config`` (a propose-regions YAML; default: that flow's defaults for photos, the ``RENDER`` preset
 for rendered pairs) and keep the boxes at or above its ``min_confidence``. Both print recall,
 precision, boxes per pair with a change, the whole-image verdicts and seconds per pair. Bad
@@ -251,7 +251,7 @@ ProposeFn = Callable[[list[tuple]], list[Found]]
 def load_proposer_settings(config_path: str | None, default_preset: str):
     """(PairProposerConfig, min_confidence) from a propose-regions YAML, or the preset's defaults."""
     from pairsmith.flows.propose_regions import ProposeRegionsConfig
-    from pairsmith.models.pair_proposer import PRESETS
+    from pairsmith.models.proposers.pair_proposer import PRESETS
 
     if config_path is None:
         defaults = ProposeRegionsConfig()
@@ -271,7 +271,7 @@ def load_proposer_settings(config_path: str | None, default_preset: str):
 
 
 def pair_proposer(config, min_confidence: float) -> ProposeFn:
-    from pairsmith.models.pair_proposer import PairProposer
+    from pairsmith.models.proposers.pair_proposer import PairProposer
 
     proposer = PairProposer(config)
 
@@ -289,7 +289,7 @@ def pair_proposer(config, min_confidence: float) -> ProposeFn:
 
 def diffmap_proposer() -> ProposeFn:
     """The bare object proposer on the raw pair (no registration, no verdict): the old baseline."""
-    from pairsmith.models.diffmap_proposer import DiffMapProposer
+    from pairsmith.models.proposers.diffmap_proposer import DiffMapProposer
 
     proposer = DiffMapProposer()
     return lambda pairs: [Found(p.boxes) for p in proposer.propose_batch(pairs)]
@@ -297,7 +297,7 @@ def diffmap_proposer() -> ProposeFn:
 
 def fastsam_proposer(weights: str, cache_dir: str | None, device: str) -> ProposeFn:
     """Img-Diff's proposals: FastSAM segments of both images (aligned), as boxes on the before image."""
-    from pairsmith.models.fastsam_proposer import FastSamConfig, FastSamProposer, resolve_weights
+    from pairsmith.models.adapters.fastsam_proposer import FastSamConfig, FastSamProposer, resolve_weights
     from pairsmith.models.runtime import ModelRuntime
 
     runtime = ModelRuntime(device=device, cache_dir=cache_dir, offline=True)

@@ -59,5 +59,5 @@ SIMILARITY = Stage(
     doc="the edit keeps the photo recognisably the same (CLIP image cosine)",
 )
 # The med-edit stages whose verdicts thresholds decide, as refilter re-judges them (the flow's full
-# stage order is written in pairsmith.flows.med_edit).
+# stage order is written in flows/med_edit.py).
 MED_EDIT_FILTERS = Pipeline("med-edit", (SIMILARITY,), MedSimilarityThresholds)

@@ -22,8 +22,8 @@ from pairsmith.flows.evaluate_config import FLOW_NAME, PIPELINE, EvaluateConfig
 from pairsmith.flows.engine.run import Batch, Output, Run, RunSpec, RunSummary
 from pairsmith.flows.engine.stages import batch_step
 from pairsmith.flows.engine.run_name import pairsmith_run_name
-from pairsmith.models.adapted_vlm_chat import AdaptedVlmChat
-from pairsmith.models.caption_judge import CaptionJudge
+from pairsmith.models.adapters.adapted_vlm_chat import AdaptedVlmChat
+from pairsmith.models.adapters.caption_judge import CaptionJudge
 from pairsmith.storage.store import open_store, sql_literal
 from pairsmith.tasks.evaluate.generate_answers import ask_once_per_pair, generate_answers
 from pairsmith.tasks.evaluate.judge_captions import judge_captions

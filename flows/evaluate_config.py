@@ -7,8 +7,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pairsmith.flows.finetune_config import DEFAULT_MODEL
 from pairsmith.flows.engine.run import declare
 from pairsmith.flows.engine.run_card import RunCard
-from pairsmith.models.adapted_vlm_chat import AdaptedVlmConfig, adapter_fingerprint
-from pairsmith.models.caption_judge import JUDGE_PROMPT, CaptionJudgeConfig
+from pairsmith.models.adapters.adapted_vlm_chat import AdaptedVlmConfig, adapter_fingerprint
+from pairsmith.models.adapters.caption_judge import JUDGE_PROMPT, CaptionJudgeConfig
 from pairsmith.models.runtime import ModelRuntime
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
 from pairsmith.storage.ids import NOT_CONTENT, content_key, stable_hash

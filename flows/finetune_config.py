@@ -16,11 +16,11 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, field_validator, model_validator
 
-from pairsmith.filters.grounding_reward import DigRewardConfig
+from pairsmith.tasks.answers.grounding_reward import DigRewardConfig
 from pairsmith.models.runtime import ModelRuntime
-from pairsmith.models.vlm_grpo import GrpoSettings
-from pairsmith.models.vlm_sft import SftSettings
-from pairsmith.models.vlm_training import LoraSettings
+from pairsmith.models.training.vlm_grpo import GrpoSettings
+from pairsmith.models.training.vlm_sft import SftSettings
+from pairsmith.models.training.vlm_training import LoraSettings
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
 from pairsmith.storage.ids import NOT_CONTENT, content_key
 from pairsmith.tasks.training.training_data import HELD_OUT_SPLITS, DataSelection

@@ -19,15 +19,15 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pairsmith.filters.imgdiff.pipelines import RemoveThresholds, ReplaceThresholds
-from pairsmith.models.blip_itm import BlipItmConfig
-from pairsmith.models.caption_rewriter import CaptionRewriterConfig
-from pairsmith.models.clip_scorer import ClipScorerConfig
-from pairsmith.models.diffmap_proposer import DiffMapConfig
-from pairsmith.models.fastsam_proposer import FastSamConfig
+from pairsmith.models.adapters.blip_itm import BlipItmConfig
+from pairsmith.models.adapters.caption_rewriter import CaptionRewriterConfig
+from pairsmith.models.adapters.clip_scorer import ClipScorerConfig
+from pairsmith.models.proposers.diffmap_proposer import DiffMapConfig
+from pairsmith.models.adapters.fastsam_proposer import FastSamConfig
 from pairsmith.models.runtime import ModelRuntime
-from pairsmith.models.sdxl_inpaint import InpaintConfig
-from pairsmith.models.sdxl_p2p import SdxlP2PConfig
-from pairsmith.models.vlm_chat import VlmConfig
+from pairsmith.models.adapters.sdxl_inpaint import InpaintConfig
+from pairsmith.models.adapters.sdxl_p2p import SdxlP2PConfig
+from pairsmith.models.adapters.vlm_chat import VlmConfig
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
 from pairsmith.storage.ids import NOT_CONTENT, content_key, stable_hash
 from pairsmith.tasks.imgdiff.caption_source import load_captions

@@ -28,14 +28,14 @@ from pairsmith.flows.engine.run import Batch, Output, Run, RunSpec, RunSummary
 from pairsmith.flows.engine.stages import batch_step
 from pairsmith.flows.engine.run_name import pairsmith_run_name
 from pairsmith.flows.imgdiff_config import REPLACE_FLOW, ImgDiffReplaceConfig, _ImgDiffBase
-from pairsmith.models.blip_itm import BlipItmScorer
-from pairsmith.models.caption_rewriter import CaptionRewriter
-from pairsmith.models.clip_scorer import ClipScorer
-from pairsmith.models.diffmap_proposer import DiffMapProposer
-from pairsmith.models.fastsam_proposer import FastSamProposer
-from pairsmith.models.sdxl_inpaint import SdxlInpainter
-from pairsmith.models.sdxl_p2p import SdxlP2PGenerator
-from pairsmith.models.vlm_chat import VlmChat
+from pairsmith.models.adapters.blip_itm import BlipItmScorer
+from pairsmith.models.adapters.caption_rewriter import CaptionRewriter
+from pairsmith.models.adapters.clip_scorer import ClipScorer
+from pairsmith.models.proposers.diffmap_proposer import DiffMapProposer
+from pairsmith.models.adapters.fastsam_proposer import FastSamProposer
+from pairsmith.models.adapters.sdxl_inpaint import SdxlInpainter
+from pairsmith.models.adapters.sdxl_p2p import SdxlP2PGenerator
+from pairsmith.models.adapters.vlm_chat import VlmChat
 from pairsmith.storage.store import PairStore, open_store
 from pairsmith.tasks.imgdiff.caption_source import load_captions
 from pairsmith.tasks.imgdiff.context import ImgDiffContext, ImgDiffModels, StepSettings

@@ -18,9 +18,9 @@ from pairsmith.flows.engine.run import Batch, Output, Run, RunSpec, RunSummary, 
 from pairsmith.flows.med_edit_config import FLOW_NAME, MedEditConfig
 from pairsmith.flows.engine.run_outcome import is_error_reason
 from pairsmith.flows.engine.run_name import pairsmith_run_name
-from pairsmith.models.clip_scorer import ClipScorer
-from pairsmith.models.gemini_editor import GeminiEditor
-from pairsmith.models.role_chat import RoleChat
+from pairsmith.models.adapters.clip_scorer import ClipScorer
+from pairsmith.models.adapters.gemini_editor import GeminiEditor
+from pairsmith.models.adapters.role_chat import RoleChat
 from pairsmith.storage.ids import stable_id
 from pairsmith.storage.schemas import SampleRow
 from pairsmith.storage.store import open_store, sql_literal

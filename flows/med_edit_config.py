@@ -1,6 +1,6 @@
 """Parameters of the med-edit flow (design.md §4.4). The API key is never a parameter.
 
-Model roles as MED assigns them (§3.1-3.3), each its own entry (``pairsmith.models.role_chat``; all may
+Model roles as MED assigns them (§3.1-3.3), each its own entry (``pairsmith.models.adapters.role_chat``; all may
 name the same model): ``mllm`` filters, writes edit requests, captions and judges (Qwen2.5-VL-72B in the
 paper), ``llm`` writes the difference and the SFT rewrite (Qwen3-32B, text only), ``answer_writer``
 writes the benchmark's right and wrong answers (GPT-4o in the paper; here Gemini or a named HF model,
@@ -12,9 +12,9 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pairsmith.filters.med_similarity import MedSimilarityThresholds
-from pairsmith.models.clip_scorer import ClipScorerConfig
-from pairsmith.models.gemini_editor import GeminiEditConfig, resolve_api_key
-from pairsmith.models.role_chat import RoleChatConfig
+from pairsmith.models.adapters.clip_scorer import ClipScorerConfig
+from pairsmith.models.adapters.gemini_editor import GeminiEditConfig, resolve_api_key
+from pairsmith.models.adapters.role_chat import RoleChatConfig
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
 from pairsmith.storage.ids import NOT_CONTENT, content_key, stable_hash
 from pairsmith.storage.image_folder import ImageLimits

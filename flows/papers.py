@@ -306,7 +306,7 @@ def render_markdown(params: ParameterList | None = None, root: Path | None = Non
         "# The papers, parameter by parameter",
         "",
         "Generated from `configs/papers/parameters.yaml` by `pairsmith papers --markdown`; do not edit by hand",
-        "(`tests/test_papers.py` fails when this file is stale). *Paper* is the paper's value, *preset* the",
+        "(`tests/flows/test_papers.py` fails when this file is stale). *Paper* is the paper's value, *preset* the",
         "value the preset runs with, *default* pairsmith's default for the same key. Rows marked",
         "**assumed** are values the paper does not state: pairsmith's choice, not the paper's. A dash in",
         "*key* means no config key carries the value; the note says where it lives or what is missing. A",

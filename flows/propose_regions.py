@@ -1,7 +1,7 @@
 """The propose-regions flow: boxes where stored pairs differ, for pairs that came without any.
 
 Edited photos (MED's Gemini edits, the imported MED benchmark) arrive as two images of different
-size and framing and no boxes. Per batch of stored pairs, ``models.pair_proposer`` registers the
+size and framing and no boxes. Per batch of stored pairs, ``models.proposers.pair_proposer`` registers the
 after image onto the before image (global transform, then dense residual flow), compares them
 (CIELAB ΔE and SSIM), judges whether the edit changed the whole picture, and proposes ranked,
 merged change regions with a confidence each. The flow stores:
@@ -31,7 +31,7 @@ from prefect import flow, get_run_logger
 from pairsmith.flows.engine.run import Batch, Output, Run, RunSpec, RunSummary, declare
 from pairsmith.models.failures import failure_reason
 from pairsmith.flows.engine.run_name import pairsmith_run_name
-from pairsmith.models.pair_proposer import PairProposal, PairProposer
+from pairsmith.models.proposers.pair_proposer import PairProposal, PairProposer
 from pairsmith.storage.ids import stable_id
 from pairsmith.storage.pair_images import open_image
 from pairsmith.storage.schemas import PairRow, RegionRow, SampleRow, utc_now
@@ -49,7 +49,7 @@ GROUNDING_METHOD = "med-edit"
 # The flow's stages in the order they run and are stored (``align_and_propose``).
 PIPELINE = declare(
     FLOW_NAME,
-    ("register", "register the after image onto the before image (models/pair_proposer.py)"),
+    ("register", "register the after image onto the before image (models/proposers/pair_proposer.py)"),
     ("extent", "drop edits that changed the whole picture"),
     ("region_propose", "propose ranked change regions"),
     ("confidence", "keep the pair if a region reaches min_confidence"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pairsmith.models.pair_proposer import PHOTO, PairProposerConfig
+from pairsmith.models.proposers.pair_proposer import PHOTO, PairProposerConfig
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
 from pairsmith.storage.ids import NOT_CONTENT, content_key
 from pairsmith.storage.store import sql_in
@@ -33,7 +33,7 @@ class ProposeRegionsConfig(BaseModel):
     only_kept: bool = True
     limit: int | None = Field(None, ge=1, description="only the first this many pairs (by id); a larger limit "
                               "extends the same run", json_schema_extra=NOT_CONTENT)
-    proposer: PairProposerConfig = Field(default_factory=lambda: PHOTO, description="models/pair_proposer.py settings")
+    proposer: PairProposerConfig = Field(default_factory=lambda: PHOTO, description="models/proposers/pair_proposer.py settings")
     min_confidence: float = Field(0.3, ge=0.0, le=1.0, description="boxes below this confidence are stored as dropped")
     grounding: GroundingConfig = Field(default_factory=GroundingConfig)
     batch_size: int = Field(16, ge=1, le=1000, description="pairs per task run and LanceDB commit",

@@ -37,7 +37,7 @@ from pairsmith.flows.engine.run import Batch, Output, Run, RunSpec, RunSummary
 from pairsmith.flows.engine.run_name import pairsmith_run_name
 from pairsmith.flows.recaption_config import FLOW_NAME, PIPELINE, RecaptionConfig
 from pairsmith.models.failures import failure_reason
-from pairsmith.models.vlm_chat import VlmChat, VlmRequest
+from pairsmith.models.adapters.vlm_chat import VlmChat, VlmRequest
 from pairsmith.storage.ids import stable_id
 from pairsmith.storage.pair_images import open_image
 from pairsmith.storage.schemas import SampleRow

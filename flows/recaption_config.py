@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pairsmith.flows.engine.run import declare
-from pairsmith.models.vlm_chat import VlmConfig
+from pairsmith.models.adapters.vlm_chat import VlmConfig
 from pairsmith.storage.db_uri import DEFAULT_DB, check_db_uri
 from pairsmith.storage.ids import NOT_CONTENT, content_key
 
@@ -21,14 +21,14 @@ PIPELINE = declare(
 
 class RecaptionConfig(BaseModel):
     """One recaption run: the kept pairs of the runs ``runs`` get a new ``diff-caption`` sample each,
-    written by the VLM ``vlm`` (``pairsmith.models.vlm_chat``). The run id hashes what changes the
+    written by the VLM ``vlm`` (``pairsmith.models.adapters.vlm_chat``). The run id hashes what changes the
     captions (the source runs and the model settings), not ``db``, ``limit`` or ``batch_size``."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     db: str = Field(DEFAULT_DB, description="LanceDB URI", json_schema_extra=NOT_CONTENT)
     runs: list[str] = Field(min_length=1, description="re-caption the kept pairs of these runs (run ids)")
-    vlm: VlmConfig = Field(default_factory=VlmConfig, description="the captioning model (models/vlm_chat.py)")
+    vlm: VlmConfig = Field(default_factory=VlmConfig, description="the captioning model (models/adapters/vlm_chat.py)")
     limit: int | None = Field(None, ge=1, description="only the first this many pairs (by id); a larger limit "
                               "extends the same run", json_schema_extra=NOT_CONTENT)
     batch_size: int = Field(16, ge=1, le=1000, description="pairs per task run and LanceDB commit",

@@ -8,7 +8,7 @@ What reads it:
   command path there, which runs, reports and exits the same way for all;
 * the tests: every flow has a config class, an example config in ``configs/`` that validates, a
   deployment in ``prefect.yaml`` whose entrypoint is the flow (or a reason why it has none), and
-  generated options (``tests/test_flow_registry.py``).
+  generated options (``tests/flows/test_flow_registry.py``).
 
 Entries name their config class and flow as ``"module:attribute"`` strings, imported on first use,
 so ``pairsmith --help`` imports neither Prefect nor LanceDB. A flow's config lives in

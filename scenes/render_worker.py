@@ -10,7 +10,7 @@ One worker per calling process serves every ``RenderSettings`` (it keeps one ``B
 per settings, as bpy allows one Blender per process). The worker:
 
 * runs in a session of its own, so a terminal's Ctrl-C reaches only the CLI, which decides;
-* is registered with ``pairsmith.flows.engine.interrupts``, so a stop that does not unwind in
+* is registered with ``pairsmith.storage.interrupts``, so a stop that does not unwind in
   time still kills it, and is killed by an ``atexit`` hook on a normal exit;
 * watches its parent (every ``WATCH_SECONDS``; Blender releases the GIL while it renders) and
   exits once the parent is gone, however it died (``kill -9``, OOM, a Ray worker torn down).
@@ -53,7 +53,7 @@ class _Worker:
             pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True,
         )
         child_end.close()
-        from pairsmith.flows.engine import interrupts
+        from pairsmith.storage import interrupts
 
         interrupts.track(self.proc)
 
@@ -69,7 +69,7 @@ class _Worker:
             raise RenderWorkerDied(f"Blender's render worker exited with code {code} during {message[1]}") from None
 
     def kill(self) -> None:
-        from pairsmith.flows.engine import interrupts
+        from pairsmith.storage import interrupts
 
         interrupts.kill(self.proc)
         interrupts.untrack(self.proc)

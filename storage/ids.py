@@ -7,7 +7,7 @@ change what the run writes. Two rules keep an upgrade from silently breaking res
 * a field marked ``Field(..., json_schema_extra=NOT_CONTENT)`` (a device, a batch size, a progress
   bar, an endpoint, a retry count) never counts;
 * a field whose value equals its default counts for nothing, so a field added later with an
-  "off" default leaves every existing id as it was (``tests/test_ids.py`` pins the default ids).
+  "off" default leaves every existing id as it was (``tests/storage/test_ids.py`` pins the default ids).
 
 An intended change of ids (a default whose change alters the output, a new hashing rule) bumps
 ``ID_SCHEMA_VERSION``, which every content key carries.

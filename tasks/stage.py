@@ -1,7 +1,7 @@
 """The stage helper: one named step of a pipeline as a Prefect task that times and counts its own work.
 
 A stage has one name, used everywhere: it is the Prefect task's name (its runs show as
-``<stage>-<batch>`` in the UI, see ``pairsmith.flows.engine.stages.batch_step``), the ``stage``
+``<stage>-<batch>`` in the UI, see ``flows/engine/stages.py:batch_step``), the ``stage``
 column of ``stage_stats``, the ``drop_stage`` of the pairs it drops, and the row of the
 ``filter-dropoff`` artifact. Following datatrove's ``PipelineStep``, the helper, not the step,
 does the bookkeeping::

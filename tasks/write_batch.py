@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from pairsmith.flows.engine import interrupts
+from pairsmith.storage import interrupts
 from pairsmith.storage.verdict import StageStats
 from pairsmith.storage.ids import stable_id
 from pairsmith.storage.pair_images import image_extension

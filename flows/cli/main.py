@@ -69,7 +69,7 @@ def cli() -> None:
     """pairsmith: image-difference training data for multimodal LLMs."""
 
 
-KINDS = ("shape", "color", "size", "material", "add", "remove", "move")  # = scene_sampler.CHANGE_KINDS (tests/test_scenes.py)
+KINDS = ("shape", "color", "size", "material", "add", "remove", "move")  # = scene_sampler.CHANGE_KINDS (tests/scenes/test_scenes.py)
 
 
 @cli.command()
@@ -283,11 +283,11 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C (SIGTERM: 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: click's usage errors and ours become one line and exit code 2; Ctrl-C exits 130
-    and SIGTERM 143, within seconds (``pairsmith.flows.engine.interrupts``)."""
-    from pairsmith.flows.engine import interrupts
+    and SIGTERM 143, within seconds (``pairsmith.storage.interrupts``)."""
+    from pairsmith.storage import interrupts
     from pairsmith.flows.engine.progress import show_in_terminal
 
-    previous = interrupts.install()  # Ctrl-C / SIGTERM: a clean stop (see flows/engine/interrupts.py)
+    previous = interrupts.install()  # Ctrl-C / SIGTERM: a clean stop (see storage/interrupts.py)
     bars = show_in_terminal(True) if sys.stderr.isatty() else None  # bars of imports, propose-regions, export, maintain
     try:
         result = cli.main(args=argv, prog_name="pairsmith", standalone_mode=False)

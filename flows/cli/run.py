@@ -20,7 +20,7 @@ import click
 
 from pairsmith.flows.cli.common import EXIT_FAILED, CliError
 
-# Written out so ``--help`` imports no Pillow; tests/test_image_decoding.py checks it is image_decode.limits_help()
+# Written out so ``--help`` imports no Pillow; tests/storage/test_image_decode.py checks it is image_decode.limits_help()
 IMAGE_LIMITS_HELP = ("image_limits: max_pixels 40,000,000 (40 MP), max_bytes 67,108,864 (64 MiB), min_side 32 px; "
                      "transparent pixels are drawn over white")
 EXIT_INCOMPLETE = 75  # EX_TEMPFAIL: the run stopped early on purpose; the same command continues it

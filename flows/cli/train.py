@@ -60,7 +60,7 @@ def trainer_arguments(config) -> dict[str, Any]:
     out: dict[str, Any] = {"method": config.method, "model_id": config.model_id, "run_name": config.run_name(),
                            "lora": config.lora.model_dump(mode="json")}
     if config.method == "grpo":
-        from pairsmith.models.vlm_grpo import grpo_args
+        from pairsmith.models.training.vlm_grpo import grpo_args
 
         out["reward"] = config.reward.model_dump(mode="json")
         out["online_filter"] = list(config.grpo.filter_range) if config.grpo.filter_range else None
@@ -70,7 +70,7 @@ def trainer_arguments(config) -> dict[str, Any]:
                           "trl_grpo_config": grpo_args(config.grpo, s.steps, config.runtime, work_dir)}
                          for s in config.stages]
     else:
-        from pairsmith.models.vlm_sft import sft_config_args
+        from pairsmith.models.training.vlm_sft import sft_config_args
 
         t = config.train
         out["objective"] = {

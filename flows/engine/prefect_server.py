@@ -124,7 +124,7 @@ def install() -> None:
             env={**os.environ, **server_env, **get_current_settings().to_environment_variables(exclude_unset=True)},
             start_new_session=True,
         )
-        from pairsmith.flows.engine import interrupts
+        from pairsmith.storage import interrupts
 
         interrupts.track(proc)  # a stop that cannot unwind in time kills the server too
         return proc

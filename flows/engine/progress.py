@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from uuid import UUID
 
-from pairsmith.flows.engine.interrupts import check
+from pairsmith.storage.interrupts import check
 
 
 _TERMINAL = False

@@ -108,7 +108,7 @@ def build_tiny_fastsam(out_path: str | Path, seed: int = 0) -> Path:
     FastSAM checkpoints are YOLOv8-seg models, so this runs the real FastSAM predictor."""
     import torch
 
-    from pairsmith.models.ultralytics_import import import_ultralytics
+    from pairsmith.models.adapters.ultralytics_import import import_ultralytics
 
     import_ultralytics(offline=True)  # no settings sync / network probe on import
     from ultralytics import YOLO
@@ -179,7 +179,7 @@ def _qwen_chat_template() -> str:
 
 
 def _lexicon_lines() -> list[str]:
-    lexicon = Path(__file__).parents[1] / "wordnet_lexicon.json"
+    lexicon = Path(__file__).parents[1] / "lexicon" / "wordnet_lexicon.json"
     if not lexicon.exists():
         return []
     categories = json.loads(lexicon.read_text())["categories"]

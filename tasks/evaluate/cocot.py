@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pairsmith.filters.answer_text import final_answer
-from pairsmith.models.vlm_chat import VlmRequest
+from pairsmith.tasks.answers.answer_text import final_answer
+from pairsmith.models.adapters.vlm_chat import VlmRequest
 from pairsmith.tasks.imgdiff.prompts import COCOT_PROMPT
 
 Prompting = Literal["direct", "cocot"]

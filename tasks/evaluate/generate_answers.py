@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pairsmith.filters.answer_text import final_answer
-from pairsmith.filters.grounding_reward import parse_boxes
-from pairsmith.filters.mcq_answer import parse_choice
+from pairsmith.tasks.answers.answer_text import final_answer
+from pairsmith.tasks.answers.grounding_reward import parse_boxes
+from pairsmith.tasks.answers.mcq_answer import parse_choice
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 from pairsmith.models.failures import failure_reason
-from pairsmith.models.vlm_chat import VlmChat, VlmRequest
+from pairsmith.models.adapters.vlm_chat import VlmChat, VlmRequest
 from pairsmith.storage.box_format import BOX_TASKS, BoxFormat
 from pairsmith.storage.ids import stable_id
 from pairsmith.storage.schemas import EvalPredictionRow, utc_now

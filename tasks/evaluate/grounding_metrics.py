@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pairsmith.filters.grounding_reward import Box, match_boxes, score_grounding
+from pairsmith.tasks.answers.grounding_reward import Box, match_boxes, score_grounding
 
 AP_IOU = 0.5
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pairsmith.filters.judge_answer import parse_judge_answer
+from pairsmith.tasks.answers.judge_answer import parse_judge_answer
 from pairsmith.models.failures import failure_reason
-from pairsmith.models.caption_judge import CaptionJudge
-from pairsmith.models.gemini_editor import GeminiAuthError
+from pairsmith.models.adapters.caption_judge import CaptionJudge
+from pairsmith.models.adapters.gemini_editor import GeminiAuthError
 from pairsmith.storage.schemas import EvalPredictionRow
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 from pairsmith.tasks.evaluate.generate_answers import CAPTION_TASKS, references_of

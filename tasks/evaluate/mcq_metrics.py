@@ -1,6 +1,6 @@
 """MED multiple-choice accuracy, overall and per edit category, with unparseable answers reported.
 
-The choice is read by ``pairsmith.filters.mcq_answer.parse_choice``, which never guesses: an answer naming
+The choice is read by ``pairsmith.tasks.answers.mcq_answer.parse_choice``, which never guesses: an answer naming
 no option, or several, is unparseable and scored wrong. How many there were is a metric of its
 own, so a low accuracy from a model that does not follow the answer format is told apart from one
 that picks wrong options.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from pairsmith.filters.mcq_answer import parse_choice
+from pairsmith.tasks.answers.mcq_answer import parse_choice
 
 OVERALL = "all"
 

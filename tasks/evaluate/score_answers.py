@@ -25,7 +25,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from pairsmith.filters.answer_text import final_answer
+from pairsmith.tasks.answers.answer_text import final_answer
 from pairsmith.storage.ids import stable_id
 from pairsmith.storage.schemas import EvalResultRow, utc_now
 from pairsmith.storage.store import open_store, sql_literal

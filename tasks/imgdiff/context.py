@@ -15,14 +15,14 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from pairsmith.filters.imgdiff.thresholds import RemoveThresholds, ReplaceThresholds
-from pairsmith.models.blip_itm import BlipItmScorer
-from pairsmith.models.caption_rewriter import CaptionRewriter
-from pairsmith.models.clip_scorer import ClipScorer
-from pairsmith.models.diffmap_proposer import DiffMapProposer
-from pairsmith.models.fastsam_proposer import FastSamProposer
-from pairsmith.models.sdxl_inpaint import SdxlInpainter
-from pairsmith.models.sdxl_p2p import SdxlP2PGenerator
-from pairsmith.models.vlm_chat import VlmChat
+from pairsmith.models.adapters.blip_itm import BlipItmScorer
+from pairsmith.models.adapters.caption_rewriter import CaptionRewriter
+from pairsmith.models.adapters.clip_scorer import ClipScorer
+from pairsmith.models.proposers.diffmap_proposer import DiffMapProposer
+from pairsmith.models.adapters.fastsam_proposer import FastSamProposer
+from pairsmith.models.adapters.sdxl_inpaint import SdxlInpainter
+from pairsmith.models.adapters.sdxl_p2p import SdxlP2PGenerator
+from pairsmith.models.adapters.vlm_chat import VlmChat
 
 if TYPE_CHECKING:
     from pairsmith.tasks.imgdiff.naturalness import NaturalnessSettings
@@ -85,7 +85,7 @@ class ImgDiffModels:
 
 @dataclass(frozen=True)
 class StepSettings:
-    """The settings single steps read (the flow configs in ``pairsmith.flows.imgdiff_config`` set them).
+    """The settings single steps read (the flow configs in ``flows/imgdiff_config.py`` set them).
 
     ``db``: the LanceDB URI ``load`` reads source pairs from. ``fastsam_sides``: the images FastSAM
     segments (replacement: both, as Img-Diff does; removal: the original, whose masks are inpainted).

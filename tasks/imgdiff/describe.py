@@ -12,7 +12,7 @@ The description is what the ITM check and the two-choice question are about; one
 from __future__ import annotations
 
 from pairsmith.filters.imgdiff.pipelines import DESCRIBE
-from pairsmith.models.vlm_chat import VlmRequest
+from pairsmith.models.adapters.vlm_chat import VlmRequest
 from pairsmith.storage.verdict import StageStats
 from pairsmith.tasks.imgdiff.context import ImgDiffContext
 from pairsmith.tasks.imgdiff.items import ImgDiffItem, crop, judge_answer, live_regions, model_step

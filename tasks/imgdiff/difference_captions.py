@@ -10,7 +10,7 @@ from __future__ import annotations
 from PIL import Image
 
 from pairsmith.filters.imgdiff.pipelines import DIFFERENCE_CAPTIONS
-from pairsmith.models.vlm_chat import VlmRequest
+from pairsmith.models.adapters.vlm_chat import VlmRequest
 from pairsmith.storage.pair_images import draw_boxes, side_by_side
 from pairsmith.storage.verdict import StageStats
 from pairsmith.tasks.imgdiff.context import ImgDiffContext

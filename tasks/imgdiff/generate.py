@@ -7,7 +7,7 @@ each pair's seed was fixed when the run was planned and is stored with the pair.
 from __future__ import annotations
 
 from pairsmith.filters.imgdiff.pipelines import GENERATE
-from pairsmith.models.sdxl_p2p import PairRequest
+from pairsmith.models.adapters.sdxl_p2p import PairRequest
 from pairsmith.storage.verdict import KEEP, StageStats
 from pairsmith.tasks.imgdiff.context import ImgDiffContext
 from pairsmith.tasks.imgdiff.items import ImgDiffItem, alive, judge, model_step

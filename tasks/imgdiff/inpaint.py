@@ -10,7 +10,7 @@ id, so a re-run repaints it the same way.
 from __future__ import annotations
 
 from pairsmith.filters.imgdiff.pipelines import INPAINT
-from pairsmith.models.sdxl_inpaint import InpaintRequest
+from pairsmith.models.adapters.sdxl_inpaint import InpaintRequest
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 from pairsmith.tasks.imgdiff.context import ImgDiffContext
 from pairsmith.tasks.imgdiff.items import ImgDiffItem, RegionCandidate, alive, derived_seed, judge, model_step

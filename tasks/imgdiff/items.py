@@ -25,8 +25,8 @@ from PIL import Image
 
 from pairsmith.models.failures import failure_reason
 from pairsmith.filters.pipeline import Stage
-from pairsmith.models.blip_itm import ItmScores
-from pairsmith.models.caption_answer import CaptionRewrite
+from pairsmith.models.adapters.blip_itm import ItmScores
+from pairsmith.models.adapters.caption_answer import CaptionRewrite
 from pairsmith.storage.ids import stable_hash
 from pairsmith.storage.store import short_error
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from pairsmith.filters.imgdiff.naturalness import NATURAL, NATURAL_OPTIONS, yes_probability
-from pairsmith.models.vlm_chat import VlmChat, VlmConfig, VlmRequest
+from pairsmith.models.adapters.vlm_chat import VlmChat, VlmConfig, VlmRequest
 from pairsmith.storage.verdict import StageStats
 from pairsmith.tasks.imgdiff.context import ImgDiffContext
 from pairsmith.tasks.imgdiff.items import ImgDiffItem, alive, judge, model_step

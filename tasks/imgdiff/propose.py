@@ -12,8 +12,8 @@ A pair with no proposal stays alive here and is dropped at the end as ``regions_
 from __future__ import annotations
 
 from pairsmith.filters.imgdiff.pipelines import PROPOSE
-from pairsmith.models.diffmap_proposer import DiffMapProposer
-from pairsmith.models.fastsam_proposer import FastSamProposer
+from pairsmith.models.proposers.diffmap_proposer import DiffMapProposer
+from pairsmith.models.adapters.fastsam_proposer import FastSamProposer
 from pairsmith.storage.ids import stable_id
 from pairsmith.storage.verdict import KEEP, StageStats
 from pairsmith.tasks.imgdiff.context import ImgDiffContext, MissingComponent

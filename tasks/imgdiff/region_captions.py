@@ -7,7 +7,7 @@ either side has no words drops as ``region_captions_empty`` (the VLM's answer ke
 from __future__ import annotations
 
 from pairsmith.filters.imgdiff.pipelines import REGION_CAPTIONS
-from pairsmith.models.vlm_chat import VlmRequest
+from pairsmith.models.adapters.vlm_chat import VlmRequest
 from pairsmith.storage.verdict import StageStats
 from pairsmith.tasks.imgdiff.context import ImgDiffContext
 from pairsmith.tasks.imgdiff.items import ImgDiffItem, crop, judge_answer, live_regions, model_step

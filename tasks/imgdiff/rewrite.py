@@ -8,7 +8,7 @@ caption it could not rewrite drops with the rewriter's own reason (``rewrite_no_
 from __future__ import annotations
 
 from pairsmith.filters.imgdiff.pipelines import REWRITE
-from pairsmith.models.caption_rewriter import CaptionRewriter
+from pairsmith.models.adapters.caption_rewriter import CaptionRewriter
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 from pairsmith.tasks.imgdiff.context import ImgDiffContext
 from pairsmith.tasks.imgdiff.items import ImgDiffItem, alive, judge, model_step

@@ -1,7 +1,7 @@
 """Importers of published image-difference datasets: one module per dataset, one line in ``IMPORTERS``.
 
 ``pairsmith import <name>`` is generated from this registry and the importer's pydantic config
-(``pairsmith.flows.cli.imports``); the ``import`` flow (``pairsmith.flows.import_dataset``) runs any
+(``flows/cli/imports.py``); the ``import`` flow (``flows/import_dataset.py``) runs any
 of them. Entries are "module:class" strings with a one-line summary, so listing the commands
 imports nothing heavy. Adding a dataset: write ``tasks/imports/<name>.py`` (an ``Importer``
 subclass and its config, see ``base.py``), add its line here, and test it.

@@ -58,7 +58,7 @@ class ImportConfig(BaseModel):
 
     db: str = Field(DEFAULT_DB, description="LanceDB URI", json_schema_extra=NOT_CONTENT)
     # Never in the run id: a run is its entries; another size cuts only what is still to do
-    # (pairsmith.flows.engine.resume). pairsmith before per-item resume counted it (see Importer.legacy_run_id).
+    # (flows/engine/resume.py). pairsmith before per-item resume counted it (see Importer.legacy_run_id).
     batch_size: int = Field(32, ge=1, le=10_000, description="entries per batch: one task run and one LanceDB "
                             "commit, so memory holds at most this many pairs' images", json_schema_extra=NOT_CONTENT)
     retry_failed: bool = Field(False, description="retry every entry dropped because an image could not be loaded, "

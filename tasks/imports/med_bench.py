@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from pairsmith.filters.mcq_answer import LETTERS
+from pairsmith.tasks.answers.mcq_answer import LETTERS
 from pairsmith.storage.ids import stable_id
 from pairsmith.storage.input_files import read_json_file
 from pairsmith.storage.schemas import Message, SampleRow, utc_now

@@ -33,8 +33,8 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
 from pairsmith.models.failures import failure_reason
-from pairsmith.models.role_chat import RoleChat
-from pairsmith.models.vlm_chat import VlmRequest
+from pairsmith.models.adapters.role_chat import RoleChat
+from pairsmith.models.adapters.vlm_chat import VlmRequest
 from pairsmith.storage.ids import stable_hash
 from pairsmith.storage.schemas import SampleRow
 from pairsmith.storage.store import open_store, sql_literal

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from prefect import get_run_logger
 
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
-from pairsmith.models.gemini_editor import EditRequest, EditResult, GeminiEditor
+from pairsmith.models.adapters.gemini_editor import EditRequest, EditResult, GeminiEditor
 from pairsmith.storage.ids import stable_id
 from pairsmith.storage.image_decode import ImageLimits, decode_image, same_pixels
 from pairsmith.storage.schemas import EditRow, utc_now

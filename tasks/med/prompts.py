@@ -9,7 +9,7 @@ inputs, Fig. 14 after the prompt): the elided part is left out. Fig. 16 prints n
 
 Every parser returns the parsed value or raises ``Unparsed(reason)`` naming why the reply does not
 fit the format its figure asks for; the calling step counts that reason and drops the item (never the
-batch). tests/test_med_prompts.py compares every prompt with ../shared/papers (whitespace normalised).
+batch). tests/tasks/med/test_med_prompts.py compares every prompt with ../shared/papers (whitespace normalised).
 """
 
 from __future__ import annotations

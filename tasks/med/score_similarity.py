@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pairsmith.filters.med_similarity import SIMILARITY, MedSimilarityThresholds, is_bench_candidate
 from pairsmith.storage.verdict import StageStats
-from pairsmith.models.clip_scorer import ClipScorer
+from pairsmith.models.adapters.clip_scorer import ClipScorer
 from pairsmith.tasks.med.item import MedItem, alive, drop_on_error, judge
 from pairsmith.tasks.stage import call_per_item, stage
 

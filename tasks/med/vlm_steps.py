@@ -30,8 +30,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pairsmith.models.role_chat import RoleChat
-from pairsmith.models.vlm_chat import VlmRequest
+from pairsmith.models.adapters.role_chat import RoleChat
+from pairsmith.models.adapters.vlm_chat import VlmRequest
 from pairsmith.storage.verdict import KEEP, StageStats, Verdict
 from pairsmith.tasks.med import prompts as P
 from pairsmith.tasks.med.item import MedItem, alive, drop_on_error, judge

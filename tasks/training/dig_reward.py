@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from statistics import fmean
 
-from pairsmith.filters.grounding_reward import DigRewardConfig, parse_boxes, reward_from_score, score_grounding
+from pairsmith.tasks.answers.grounding_reward import DigRewardConfig, parse_boxes, reward_from_score, score_grounding
 
 
 def completion_text(completion) -> str:

@@ -15,11 +15,11 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from pairsmith.filters.grounding_reward import DigRewardConfig
+from pairsmith.tasks.answers.grounding_reward import DigRewardConfig
 from pairsmith.models.runtime import ModelRuntime
-from pairsmith.models.vlm_grpo import GrpoSettings, run_grpo_stage
-from pairsmith.models.vlm_sft import SftSettings, run_sft
-from pairsmith.models.vlm_training import ADAPTER_DIR, LoraSettings, TrainLog, load_trainable_vlm, save_adapter
+from pairsmith.models.training.vlm_grpo import GrpoSettings, run_grpo_stage
+from pairsmith.models.training.vlm_sft import SftSettings, run_sft
+from pairsmith.models.training.vlm_training import ADAPTER_DIR, LoraSettings, TrainLog, load_trainable_vlm, save_adapter
 from pairsmith.tasks.training.dig_reward import DigReward
 from pairsmith.storage.box_format import BoxFormat
 from pairsmith.tasks.training.training_data import Layout, PairImages, PinnedTables, training_dataset
