@@ -327,3 +327,22 @@ def render_markdown(params: ParameterList | None = None, root: Path | None = Non
             out.append("| " + " | ".join(_cell(c) for c in cells) + " |")
         out.append("")
     return "\n".join(out)
+
+
+def preset_run_ids(root: Path | None = None) -> dict[str, str]:
+    """Run id -> ``paper/preset (file)`` for every preset whose config names its run (``run_id_of``):
+    a stored run whose id is here ran that preset's content (ids come from the content only, so
+    ``--pairs`` and other non-content options keep the preset's id; any content change gives another)."""
+    from pairsmith.flows.engine.run_name import run_id_of
+
+    params = load_parameters((root or ROOT) / "configs" / "papers" / "parameters.yaml")
+    found: dict[str, str] = {}
+    for paper, entry in params.papers.items():
+        for name, preset in entry.presets.items():
+            try:
+                run_id = run_id_of(load_preset(preset, root))
+            except Exception:  # noqa: BLE001  (a preset without a run id of its own, e.g. refilter's)
+                run_id = None
+            if run_id:
+                found.setdefault(run_id, f"{paper}/{name} ({preset.file})")
+    return found

@@ -56,7 +56,7 @@ does do did can could would should will may might just only very more most much 
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 
 PAIR_READ = ("pair_id", "run_id", "method", "dataset", "status", "scene_before", *PAIR_COLUMNS)
-SAMPLE_READ = ("pair_id", "method", "dataset", "task", "split", "category", "answer")
+SAMPLE_READ = ("pair_id", "run_id", "method", "dataset", "task", "split", "category", "answer")
 
 
 @dataclass
@@ -129,17 +129,26 @@ def _columns(store, table: str, wanted: tuple[str, ...]) -> list[str]:
     return [c for c in wanted if c in present]
 
 
-def dataset_stats(store) -> list[DatasetStats]:
-    """Every dataset of ``store`` (a ``PairStore``), by name."""
+def dataset_stats(store, run_ids: set[str] | None = None) -> list[DatasetStats]:
+    """Every dataset of ``store`` (a ``PairStore``), by name. ``run_ids``: only the samples those runs
+    wrote and the pairs those runs wrote or their samples are made from (the HF card's figures: the
+    runs an export reads); None: everything."""
     found: dict[str, DatasetStats] = {}
 
     def get(name: str) -> DatasetStats:
         return found.setdefault(name, DatasetStats(name))
 
+    sample_columns = _columns(store, "samples", SAMPLE_READ)
+    sampled_pairs: set[str] = set()
+    if run_ids is not None and {"pair_id", "run_id"} <= set(sample_columns):
+        for batch in store.scan("samples", columns=["pair_id", "run_id"]):
+            sampled_pairs.update(r["pair_id"] for r in batch if r["run_id"] in run_ids)
     runs_of: dict[str, set[str]] = {}
     columns = _columns(store, "pairs", PAIR_READ)
     for batch in store.scan("pairs", columns=columns) if columns else ():
         for row in batch:
+            if run_ids is not None and row["run_id"] not in run_ids and row["pair_id"] not in sampled_pairs:
+                continue
             stats = get(dataset_of(row))
             runs_of.setdefault(stats.name, set()).add(row["run_id"])
             if row.get("status") != "kept":
@@ -155,9 +164,10 @@ def dataset_stats(store) -> list[DatasetStats]:
             n_objects = _objects(row.get("scene_before"))
             if n_objects is not None:
                 stats.objects_per_scene[n_objects] += 1
-    columns = _columns(store, "samples", SAMPLE_READ)
-    for batch in store.scan("samples", columns=columns) if columns else ():
+    for batch in store.scan("samples", columns=sample_columns) if sample_columns else ():
         for row in batch:
+            if run_ids is not None and row.get("run_id") not in run_ids:
+                continue
             stats = get(dataset_of(row))
             key = (row["task"], row["split"])
             stats.samples[key] += 1

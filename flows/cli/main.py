@@ -174,6 +174,8 @@ def export(fmt: str, out: str, db: str, run: str | None, tasks: tuple[str, ...],
         "run_id": run, "tasks": list(tasks), "layout": layout, "box_format": box_format, "processor": processor,
         "dataset_name": dataset_name, "absolute_paths": absolute_paths,
         **({"splits": list(splits)} if splits else {})}, "options")  # unnamed: the format's default splits
+    if fmt == "hf":  # the card names the paper preset each exported run ran
+        options = options.model_copy(update={"run_presets": _run_presets()})
     live = open_store_or_fail(db, must_exist=True, read_only=True)  # reading needs no write access
     try:  # never the database, never a folder pairsmith did not export to: checked before any tag is made
         check_out(Path(out), overwrite, live.uri)
@@ -216,6 +218,17 @@ def export(fmt: str, out: str, db: str, run: str | None, tasks: tuple[str, ...],
         except ValueError as err:
             click.echo(f"pairsmith: error: {err}", err=True)
             raise click.exceptions.Exit(EXIT_FAILED) from None
+
+
+def _run_presets() -> dict[str, str] | None:
+    """Run id -> the paper preset that gives it (``flows/papers.py:preset_run_ids``); None where the
+    presets cannot be read (an installed package without ``configs/``): the card then says so."""
+    from pairsmith.flows.papers import preset_run_ids
+
+    try:
+        return preset_run_ids()
+    except Exception:  # noqa: BLE001  (the card says so rather than fail the export)
+        return None
 
 
 @cli.command("contact-sheet")

@@ -39,7 +39,10 @@ class CaptionRewriterConfig(BaseModel):
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 = greedy decoding")
     prompt: str = Field(REWRITE_PROMPT, description="LLM instruction; {caption} is replaced by the source caption")
     max_changed_words: int = Field(3, ge=1, le=20, description="an answer changing more words is dropped")
-    lexicon_path: str | None = Field(None, description="lexicon mode: JSON lexicon; default: the shipped one")
+    lexicon_path: str | None = Field(
+        None, description="lexicon mode: JSON lexicon file, or a shipped one by name: 'default' (~400 nouns), "
+        "'paper' (5,528 WordNet nouns, Img-Diff supp. §11); None: the default one",
+    )
     categories: tuple[str, ...] = Field(CATEGORIES, description="lexicon mode: categories whose nouns may be swapped")
     seed: int = Field(0, description="lexicon choices and LLM sampling are seeded from this")
     rounds: int = Field(

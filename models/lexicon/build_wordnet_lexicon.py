@@ -10,10 +10,27 @@ script derives a lexicon in the same format from WordNet itself, wherever WordNe
     python -m pairsmith.models.lexicon.build_wordnet_lexicon --out full_lexicon.json --min-count 0 --max-per-category 0
     python -m pairsmith.models.lexicon.build_wordnet_lexicon --out frequent.json --min-count 2 --max-per-category 60
 
+    python -m pairsmith.models.lexicon.build_wordnet_lexicon --paper --wordnet-dir /usr/share/wordnet \
+        --out models/lexicon/wordnet_lexicon_paper.json
+
 The first writes every concrete noun (about 37,000, most of them species under living_thing); the
 second keeps the nouns most frequent in SemCor. On Debian/Ubuntu without nltk's downloader,
 ``apt-get install wordnet-base`` installs the same WordNet 3.0 database: add
 ``--wordnet-dir /usr/share/wordnet``. Point ``CaptionRewriterConfig.lexicon_path`` at the file.
+
+The third is the shipped ``wordnet_lexicon_paper.json`` (name ``paper`` in
+``CaptionRewriterConfig.lexicon_path``), at the scale of Img-Diff supp. §11 ("5,526 distinct object
+names" in the 11 categories; the paper does not state its rule beyond "all nouns" of WordNet
+"categorized based on its synsets entries"). pairsmith's rule, ``--paper``: every single-word noun
+whose (at most two most frequent) concrete senses are classes written in lower case (no instances,
+no proper names), not used more often as a verb or adjective, in the category below; per category
+at most ``PAPER_MAX_PER_CATEGORY`` (2,640) nouns, the most familiar first (SemCor count, then more
+WordNet senses, then shallower in the hypernym tree, then shorter). Without a cap the rule gives
+12,658 nouns, 9,770 of them living_thing (species and kinds of person); the cap binds only
+living_thing and was chosen so the total matches the paper's: 5,528 = fruit 142, food 853,
+vehicle 320, appliance 23, furniture 81, clothing 508, fixture 14, machine 141, container 316,
+living_thing 2,640, natural_object 490 (WordNet 3.0, Debian ``wordnet-base`` 3.0-37, nltk 3.10).
+Allowing two-word nouns too gives 23,286 (17,645 living_thing), so single words it is.
 
 A noun (concrete senses only: artifacts, food, animals, people, plants, natural objects; words used
 more often as verbs or adjectives are skipped) goes to the most specific category that its two
@@ -48,6 +65,7 @@ CATEGORY_ROOTS: dict[str, tuple[str, ...]] = {
     "natural_object": ("natural_object.n.01",),
 }
 CATEGORIES = tuple(CATEGORY_ROOTS)
+PAPER_MAX_PER_CATEGORY = 2640  # --paper's cap per category: binds only living_thing; see the module docstring
 _ROOT_NAMES = {root.split(".")[0].replace("_", " ") for roots in CATEGORY_ROOTS.values() for root in roots}
 _CONCRETE = {"noun.artifact", "noun.food", "noun.animal", "noun.person", "noun.plant", "noun.object"}
 _LEMMA = re.compile(r"^[a-z]+(?:[ -][a-z]+)?$")
@@ -85,42 +103,57 @@ def clean_lemma(name: str) -> str | None:
     return word
 
 
-def build_lexicon(entries: Iterable[tuple[str, str | None, int]], min_count: int = 0,
+def build_lexicon(entries: Iterable[tuple], min_count: int = 0,
                   max_per_category: int = 0) -> dict[str, list[str]]:
-    """Group (lemma, category, frequency) entries by category, keeping the most frequent nouns
-    (``max_per_category`` 0 keeps all); each noun once, lists sorted alphabetically."""
-    best: dict[str, tuple[int, str]] = {}
-    for lemma, category, count in entries:
+    """Group (lemma, category, frequency[, familiarity]) entries by category, keeping the most
+    frequent nouns (``max_per_category`` 0 keeps all); each noun once, lists sorted alphabetically.
+    Ties in frequency (most nouns never occur in SemCor) go to the most familiar noun: the optional
+    fourth element is a sort key, smaller first (``wordnet_entries`` gives (-senses, depth, length))."""
+    best: dict[str, tuple[int, tuple, str]] = {}
+    for lemma, category, count, *rest in entries:
         word = clean_lemma(lemma)
         if word is None or category is None or count < min_count:
             continue
+        familiarity = tuple(rest[0]) if rest else ()
         if word not in best or count > best[word][0]:
-            best[word] = (count, category)
-    by_category: dict[str, list[tuple[int, str]]] = {c: [] for c in CATEGORIES}
-    for word, (count, category) in best.items():
-        by_category[category].append((count, word))
+            best[word] = (count, familiarity, category)
+    by_category: dict[str, list[tuple[int, tuple, str]]] = {c: [] for c in CATEGORIES}
+    for word, (count, familiarity, category) in best.items():
+        by_category[category].append((count, familiarity, word))
     lexicon = {}
     for category, scored in by_category.items():
-        scored.sort(key=lambda cw: (-cw[0], cw[1]))
+        scored.sort(key=lambda cfw: (-cfw[0], cfw[1], cfw[2]))
         kept = scored[:max_per_category] if max_per_category else scored
-        lexicon[category] = sorted(word for _, word in kept)
+        lexicon[category] = sorted(word for _, _, word in kept)
     return lexicon
 
 
-def wordnet_entries(wn, senses: int = 2, names: Iterable[str] | None = None) -> Iterable[tuple[str, str | None, int]]:
+def wordnet_entries(wn, senses: int = 2, names: Iterable[str] | None = None, single_word: bool = False,
+                    common_only: bool = False, familiarity: bool = False) -> Iterable[tuple]:
     """(lemma, category, SemCor count) for every concrete noun (or each of ``names``) that is
-    mostly used as a noun."""
+    mostly used as a noun. ``single_word`` skips "traffic light"; ``common_only`` keeps a sense only
+    where it is a class (not an instance such as a named ship) that writes the lemma in lower case
+    (so "Pomeranian" the dog breed is skipped, "pomeranian" being no WordNet lemma);
+    ``familiarity`` appends the tie-break key (-senses of the word, depth of its shallowest
+    category sense, length) that ``build_lexicon`` uses among nouns of equal count."""
     for name in names if names is not None else wn.all_lemma_names("n"):
-        if clean_lemma(name) is None:
+        if clean_lemma(name) is None or (single_word and ("_" in name or "-" in name)):
             continue
         noun_senses = [s for s in wn.synsets(name, "n")[:senses] if s.lexname() in _CONCRETE]
+        if common_only:
+            noun_senses = [s for s in noun_senses
+                           if not s.instance_hypernyms() and any(lemma.name() == name for lemma in s.lemmas())]
         if not noun_senses:
             continue
         noun_count = _count(name, wn.synsets(name, "n"))
         if any(_count(name, wn.synsets(name, pos)) > noun_count for pos in "vasr"):
             continue  # "have", "great": more often a verb or adjective in text
         category = word_category([{a.name() for path in s.hypernym_paths() for a in path} for s in noun_senses])
-        yield name, category, noun_count
+        if not familiarity:
+            yield name, category, noun_count
+            continue
+        depth = min(s.min_depth() for s in noun_senses)
+        yield name, category, noun_count, (-len(wn.synsets(name)), depth, len(name))
 
 
 def _count(name: str, synsets) -> int:
@@ -169,14 +202,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-per-category", type=int, default=60, help="0 = no limit")
     parser.add_argument("--senses", type=int, default=2, help="most frequent senses a category may come from")
     parser.add_argument("--wordnet-dir", help="a WordNet 3.0 dict folder (e.g. /usr/share/wordnet)")
+    parser.add_argument("--single-word", action="store_true", help="skip nouns of two words")
+    parser.add_argument("--common-only", action="store_true",
+                        help="only class senses that write the lemma in lower case (no instances, no proper names)")
+    parser.add_argument("--paper", action="store_true",
+                        help=f"the paper-scale rule (Img-Diff supp. §11): --single-word --common-only "
+                             f"--min-count 0 --max-per-category {PAPER_MAX_PER_CATEGORY}")
     args = parser.parse_args(argv)
+    if args.paper:
+        args.single_word, args.common_only = True, True
+        args.min_count, args.max_per_category = 0, PAPER_MAX_PER_CATEGORY
     wn = load_wordnet(args.wordnet_dir)
-    lexicon = build_lexicon(wordnet_entries(wn, args.senses), args.min_count, args.max_per_category)
+    entries = wordnet_entries(wn, args.senses, single_word=args.single_word, common_only=args.common_only,
+                              familiarity=True)
+    lexicon = build_lexicon(entries, args.min_count, args.max_per_category)
     document = {
         "source": f"WordNet {wn.get_version()} via models/lexicon/build_wordnet_lexicon.py",
         "min_count": args.min_count,
         "max_per_category": args.max_per_category,
         "senses": args.senses,
+        "single_word": args.single_word,
+        "common_only": args.common_only,
         "categories": lexicon,
     }
     Path(args.out).write_text(json.dumps(document, indent=1) + "\n")

@@ -21,6 +21,10 @@ from pathlib import Path
 from pairsmith.models.adapters.caption_answer import CaptionRewrite
 
 DEFAULT_LEXICON = Path(__file__).with_name("wordnet_lexicon.json")
+# Lexicons shipped with the package, by the name a config may give instead of a path: "default" (about
+# 400 hand-picked common visual nouns) and "paper" (5,528 WordNet nouns at the scale of Img-Diff supp.
+# §11, built by ``build_wordnet_lexicon.py --paper``).
+SHIPPED_LEXICONS = {"default": DEFAULT_LEXICON, "paper": Path(__file__).with_name("wordnet_lexicon_paper.json")}
 CATEGORIES = (
     "machine", "living_thing", "natural_object", "fruit", "vehicle", "container", "clothing", "fixture",
     "appliance", "furniture", "food",
@@ -55,7 +59,8 @@ class NounLexicon:
 
     @classmethod
     def load(cls, path: str | Path | None = None, categories: tuple[str, ...] = CATEGORIES) -> NounLexicon:
-        path = Path(path) if path else DEFAULT_LEXICON
+        """``path``: a JSON lexicon file, or the name of a shipped one (``SHIPPED_LEXICONS``); None: the default."""
+        path = SHIPPED_LEXICONS.get(str(path), Path(path)) if path else DEFAULT_LEXICON
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as exc:

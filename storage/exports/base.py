@@ -67,6 +67,9 @@ class ExportOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     run_id: str | None = Field(None, description="only samples of this run")
+    run_presets: dict[str, str] | None = Field(
+        None, exclude=True, description="run id -> the paper preset whose content gave it, for the HF card "
+        "(the CLI fills it from flows/papers.py); None: the card says the preset is not known")
     tasks: list[str] = Field(default_factory=list, description="only these tasks (empty: all)")
     splits: list[str] = Field(default_factory=lambda: ["train"],
                               description="splits to export; bench and test only when named")

@@ -2,8 +2,10 @@
 
 The YAML header names the Parquet files of each split under a config named by the export's content
 (``export-<key>``, see ``hf._content_key``). The body describes every column (units and box format),
-the sources the rows come from with their licences as far as pairsmith knows them, each run's
-drop-off funnel (read from the pinned ``stage_stats``), and the options and table versions that made
+the sources the rows come from with their licences as far as pairsmith knows them, the figures of
+``pairsmith stats --dataset`` over the exported runs (``storage/dataset_stats.py``), each run's preset
+(the ``configs/papers/`` file whose content gives the run's id, else "custom") and drop-off funnel
+(read from the pinned ``stage_stats``), and the options and table versions that made
 the export, so the export can be repeated (``pairsmith export --at TAG``).
 """
 
@@ -93,13 +95,16 @@ def dataset_card(name: str, files: dict[str, list[str]], key: str, options, coun
         what, licence = SOURCES.get(source, ("imported or made under this name", "not recorded by pairsmith"))
         lines.append(f"| {source} | {what} | {licence} |")
     if store is not None:
+        lines += statistics_lines(store, set(runs))
         lines += ["", "## Runs and their funnels", "",
                   "Per run: the items each stage received, kept and dropped, with the top reasons "
                   "(`pairsmith inspect --run RUN` lists the dropped rows)."]
         from pairsmith.storage.dropped_rows import format_stage_totals, stage_totals
 
+        presets = options.run_presets
         for run_id, n in sorted(runs.items()):
-            lines += ["", f"### {run_id} ({n} samples in this export)", "", "```",
+            preset = presets.get(run_id, "custom") if presets is not None else "not known (configs/papers/ not found)"
+            lines += ["", f"### {run_id} ({n} samples in this export)", "", f"Preset: {preset}", "", "```",
                       format_stage_totals(stage_totals(store, run_id)), "```"]
     lines += ["", "## Export config", "", "```yaml"]
     config = options.model_dump(exclude={"batch_bytes"})
@@ -117,3 +122,17 @@ def dataset_card(name: str, files: dict[str, list[str]], key: str, options, coun
         lines.append(f"tag: {tag}  # pairsmith export --at {tag} repeats this export")
     lines += ["```", ""]
     return "\n".join(lines)
+
+
+def statistics_lines(store, run_ids: set[str]) -> list[str]:
+    """The card's "Statistics" section: ``pairsmith stats --dataset``'s report over the exported runs
+    (all their rows, every split: an export that leaves out tasks or splits counts them here too)."""
+    from pairsmith.storage.dataset_stats import dataset_stats, format_dataset_stats
+
+    report = format_dataset_stats(dataset_stats(store, run_ids))
+    return ["", "## Statistics", "",
+            "The figures `pairsmith stats --dataset` reports (the papers' data statistics: DiG supp. §7 subsets, "
+            "K and change kinds; OmniDiff §7, Figs. 4-5 caption length and most frequent words), over every row "
+            "of the runs this export reads, per dataset: pairs per subset, K and change kind, samples per task "
+            "and split and per category, caption length in words and the most frequent words, and the funnel "
+            "summed over the runs.", "", "```", report, "```"]

@@ -234,3 +234,40 @@ def test_wordnet_entries_from_real_wordnet_land_in_the_expected_categories():
     lexicon = build_lexicon(wordnet_entries(wn, names=names))
     rewrite = NounLexicon(lexicon).rewrite("A dog on a chair")
     assert rewrite.caption in {"A cat on a chair", "A dog on a sofa"}
+
+
+# ---------------------------------------------------------------- the paper-scale lexicon (Img-Diff supp. §11)
+
+
+def test_the_paper_lexicon_ships_at_the_papers_scale_and_the_imgdiff_presets_read_it():
+    from pairsmith.flows import papers
+    from pairsmith.models.lexicon.noun_lexicon import SHIPPED_LEXICONS
+
+    path = SHIPPED_LEXICONS["paper"]
+    assert path != DEFAULT_LEXICON and path.stat().st_size < 400_000
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert path.name in package_data["pairsmith.models.lexicon"]
+    lexicon = NounLexicon.load("paper")
+    sizes = {c: len(nouns) for c, nouns in lexicon.categories.items()}
+    assert set(sizes) == set(CATEGORIES) and all(sizes.values())  # all 11 of §11's categories
+    assert len(lexicon.index) >= 5_500  # §11: 5,526 distinct object names
+    assert all(len(n.split()) == 1 and n.islower() for n in lexicon.index)  # the --paper rule: single common words
+    assert {"dog", "banana", "car", "chair", "refrigerator", "shirt"} <= set(lexicon.index)
+    assert len(NounLexicon.load("default").index) == len(NounLexicon.load().index) < 1_000  # the default is unchanged
+
+    params = papers.load_parameters()
+    for name in ("replace", "remove", "ablation"):
+        config = papers.load_preset(params.papers["imgdiff"].presets[name])
+        assert config.rewriter.lexicon_path == "paper", name
+        rewriter = CaptionRewriter(config.rewriter.model_copy(update={"mode": "lexicon"}))
+        assert len(rewriter.loaded().index) == len(lexicon.index), name
+    rewrite = CaptionRewriter(CaptionRewriterConfig(mode="lexicon", lexicon_path="paper")).rewrite("A dog on a chair")
+    assert rewrite.ok and rewrite.caption != "A dog on a chair" and rewrite.new in lexicon.index
+
+
+def test_the_familiarity_key_breaks_count_ties_and_the_cap_keeps_the_most_familiar():
+    # (lemma, category, SemCor count, (-senses, depth, length)): equal counts -> more senses first
+    entries = [("aardwolf", "living_thing", 0, (-1, 14, 8)), ("dog", "living_thing", 0, (-7, 8, 3)),
+               ("cat", "living_thing", 0, (-8, 9, 3)), ("newt", "living_thing", 3, (-1, 12, 4))]
+    assert build_lexicon(entries, max_per_category=3)["living_thing"] == ["cat", "dog", "newt"]
+    assert build_lexicon(entries, max_per_category=1)["living_thing"] == ["newt"]

@@ -93,3 +93,33 @@ def test_export_draws_a_progress_bar_over_the_samples(two_runs, tmp_path, capsys
     err = capsys.readouterr().err
     n = len(_expected(two_runs, "large"))
     assert "exporting hf" in err and f"{n}/{n}" in err
+
+
+def test_the_card_carries_the_dataset_statistics_and_the_preset_of_each_run(tmp_path):
+    """The figures of `pairsmith stats --dataset` over the exported runs only, and each run's preset:
+    the configs/papers/ file whose content gives the run's id (here DiG's corpus), else "custom"."""
+    from pairsmith.flows.papers import load_parameters, load_preset
+    from pairsmith.storage.dataset_stats import dataset_stats, format_dataset_stats
+
+    corpus_run = load_preset(load_parameters().papers["dig"].presets["corpus"]).run_id()
+    db = str(tmp_path / "db.lance")
+    store = PairStore(db)
+    build(store, SyntheticRun(run_id=corpus_run, unique_bytes=10), 6, batch_pairs=6)
+    build(store, SyntheticRun(run_id="other", unique_bytes=10), 9, batch_pairs=9)
+    out = tmp_path / "hf"
+    _export(db, out, "--run", corpus_run)
+    card = (out / "README.md").read_text()
+    stats = _section(card, "Statistics")
+    expected = format_dataset_stats(dataset_stats(PairStore(db), {corpus_run}))
+    assert f"```\n{expected}\n```" in stats
+    # only the exported run: its 6 pairs, not the other run's 9
+    assert "dataset dig-render: 6 pairs kept, 0 dropped (1 run)" in stats
+    assert "pairs by subset: double 2, mixed 2, single 2" in stats and "pairs by differences per pair (K): 1 2, 2 2, 3 2" in stats
+    assert "caption length (words): mean" in stats and "most frequent words: " in stats and "funnel" in stats
+    funnels = _section(card, "Runs and their funnels")
+    assert "Preset: dig/corpus (configs/papers/dig/corpus.yaml)" in funnels
+
+    _export(db, tmp_path / "hf2", "--run", "other")
+    card = (tmp_path / "hf2" / "README.md").read_text()
+    assert "Preset: custom" in card and "dataset dig-render: 9 pairs kept, 0 dropped (1 run)" in card
+    assert "Preset: dig/corpus" not in card
