@@ -128,8 +128,8 @@ def _render_in_parallel(steps: _BatchSteps, run: Run, pending: list[Batch]) -> N
                     break
                 planned = steps.plan(batch)
                 task = batch_step(render_scene_pairs, batch.name)  # submit_batch adds the GPU tag
-                parameters = {"plans": planned.value, "render": render, "sampling": config.sampling,
-                              "visibility": config.visibility}
+                # a stage task is ``run(*args, **kwargs)`` (tasks/stage.py): Prefect binds these to it as given
+                parameters = {"args": (planned.value, render, config.sampling, config.visibility), "kwargs": {}}
                 window.append((batch, planned, submit_batch(runner, task, parameters, config.runner, on_gpu)))
             if not window:
                 break

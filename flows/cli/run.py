@@ -52,6 +52,10 @@ def execute(spec, config, source: str, verbose: bool = False, report=None) -> No
     except CliError:
         raise
     except Exception as err:  # the flow run failed; committed batches stay and the same command resumes
+        from pairsmith.storage import interrupts
+
+        if interrupts.requested():  # Ctrl-C / SIGTERM surfaced wrapped in a library's error: a stop, not a failure
+            raise KeyboardInterrupt from None
         try:
             run_id = run_id_of(config) or spec.name
         except Exception:  # noqa: BLE001  (a run id is never worth hiding the failure)

@@ -318,7 +318,8 @@ def test_sft_from_the_cli_trains_logs_saves_a_reloadable_adapter_and_a_run_card(
     assert card["data"]["n_samples"] == n_train and sum(card["data"]["counts"].values()) == n_train
     assert card["data"]["samples_version"] == store.db.open_table("samples").version
     assert store.db.open_table("samples").tags.get_version(card["data"]["tag"]) == card["data"]["samples_version"]
-    assert card["config"]["lora"] == {"rank": 8, "alpha": 16, "dropout": 0.1, "target_modules": "all-linear"}
+    assert card["config"]["lora"] == {"rank": 8, "alpha": 16, "dropout": 0.1, "target_modules": "all-linear",
+                                      "vision_tower": True}
     assert card["stages"][0]["steps"] == 3
     losses = [line["loss"] for line in card["logs"]["sft"] if "loss" in line]
     assert len(losses) == 3 and all(math.isfinite(v) for v in losses)

@@ -142,8 +142,16 @@ def _region_stages(pipeline: Pipeline) -> list[str]:
     return names[names.index(pl.PROPOSE.name) + 1:]
 
 
+def _as_run(pipeline: Pipeline, funnel: dict) -> Pipeline:
+    """The stages a run counted: an optional filter that was off (the unnatural-image filter without
+    ``natural_min`` or scoring) runs nowhere and counts nowhere."""
+    return Pipeline(pipeline.method, tuple(s for s in pipeline.stages if not s.optional or s.name in funnel),
+                    pipeline.thresholds)
+
+
 def _assert_stages_feed_each_other(funnel: dict, pipeline: Pipeline) -> None:
     """What a stage keeps is what the next one is given: pairs until the regions are proposed, then regions."""
+    pipeline = _as_run(pipeline, funnel)
     for stages in (_pair_stages(pipeline), _region_stages(pipeline)):
         for before, after in zip(stages, stages[1:]):
             assert funnel[after].n_in == funnel[before].n_kept, (before, after)
@@ -151,6 +159,7 @@ def _assert_stages_feed_each_other(funnel: dict, pipeline: Pipeline) -> None:
 
 def _assert_funnel_adds_up(store, run_id, pipeline: Pipeline) -> dict:
     funnel = _funnel(store, run_id)
+    pipeline = _as_run(pipeline, funnel)
     assert tuple(funnel) == pipeline.names
     for s in funnel.values():
         assert s.n_in == s.n_kept + s.n_dropped, s.stage
