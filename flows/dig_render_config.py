@@ -76,14 +76,14 @@ class DigRenderConfig(BaseModel):
     def _db(cls, value: str) -> str:
         return check_db_uri(value)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _ray_option_means_ray(cls, data):
-        """A Ray address or CPU count without a runner kind means the Ray runner."""
-        runner = data.get("runner") if isinstance(data, dict) else None
-        if isinstance(runner, dict) and "kind" not in runner and (runner.get("ray_address") or runner.get("ray_num_cpus")):
-            data = {**data, "runner": {**runner, "kind": "ray"}}
-        return data
+    @model_validator(mode="after")
+    def _ray_option_means_ray(self) -> "DigRenderConfig":
+        """A Ray address or CPU count without a runner kind means the Ray runner. (After validation: a
+        ``before`` validator would make the CLI's strict JSON validation read lists as lists, not tuples.)"""
+        runner = self.runner
+        if "kind" not in runner.model_fields_set and (runner.ray_address or runner.ray_num_cpus):
+            object.__setattr__(self, "runner", runner.model_copy(update={"kind": "ray"}))
+        return self
 
     @field_validator("scenes_path")
     @classmethod

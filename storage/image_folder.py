@@ -141,7 +141,7 @@ def _jsonl_captions(text: str, path: str) -> dict[str, list[str]]:
             raise ValueError(f"captions {path!r} line {n}: {json_error(err)}") from None
         name = next((entry.get(k) for k in ("file", "file_name", "image") if isinstance(entry, dict) and entry.get(k)), None)
         if name is None or not isinstance(entry.get("caption"), str):
-            raise ValueError(f"captions {path!r} line {n}: needs 'file' and 'caption' strings")
+            raise ValueError(f"captions {path!r} line {n}: needs 'file' (or 'image') and 'caption' strings")
         out.setdefault(str(name), []).append(entry["caption"].strip())
     return out
 

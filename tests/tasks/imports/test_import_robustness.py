@@ -217,7 +217,7 @@ COCO_DUPLICATE_ID = json.dumps({"images": [{"id": 1, "file_name": "a.png"}, {"id
 @pytest.mark.parametrize("name, text, expected", [
     ("missing.jsonl", None, "captions '{d}/missing.jsonl': no such file"),
     ("c.jsonl", '{"image": "a.png", "caption": "ok"}\n{"image": "b.png"}\n',
-     "captions '{d}/c.jsonl' line 2: needs 'file' and 'caption' strings"),
+     "captions '{d}/c.jsonl' line 2: needs 'file' (or 'image') and 'caption' strings"),
     ("c.json", COCO_MISSING_IMAGE, "captions '{d}/c.json': annotations[1] names image_id 7, which no entry of 'images' has"),
     ("c.json", COCO_DUPLICATE_ID, "captions '{d}/c.json': images[1] reuses id 1 of 'a.png' for 'b.png'; give each photo its own id"),
 ])
