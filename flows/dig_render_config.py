@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pairsmith.scenes.change_text import CaptionStyle
 
@@ -75,15 +75,6 @@ class DigRenderConfig(BaseModel):
     @classmethod
     def _db(cls, value: str) -> str:
         return check_db_uri(value)
-
-    @model_validator(mode="after")
-    def _ray_option_means_ray(self) -> "DigRenderConfig":
-        """A Ray address or CPU count without a runner kind means the Ray runner. (After validation: a
-        ``before`` validator would make the CLI's strict JSON validation read lists as lists, not tuples.)"""
-        runner = self.runner
-        if "kind" not in runner.model_fields_set and (runner.ray_address or runner.ray_num_cpus):
-            object.__setattr__(self, "runner", runner.model_copy(update={"kind": "ray"}))
-        return self
 
     @field_validator("scenes_path")
     @classmethod

@@ -52,6 +52,9 @@ class RunnerSettings(BaseModel):
 
     @model_validator(mode="after")
     def _ray_options_need_ray(self) -> "RunnerSettings":
+        """A Ray address or CPU count without a runner kind means the Ray runner; with kind inline, an error."""
+        if "kind" not in self.model_fields_set and (self.ray_address or self.ray_num_cpus):
+            object.__setattr__(self, "kind", "ray")
         if self.kind != "ray" and (self.ray_address or self.ray_num_cpus or self.runtime_env):
             raise ValueError(f"ray_address, ray_num_cpus and runtime_env need kind 'ray', not {self.kind!r}")
         if self.ray_address and self.ray_num_cpus:

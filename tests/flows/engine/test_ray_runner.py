@@ -15,8 +15,9 @@ SMALL = {"render": {"width": 96, "height": 72, "samples": 2}, "sampling": {"max_
 def test_ray_settings_are_checked_before_anything_starts():
     assert RunnerSettings().parallel is False
     assert RunnerSettings(kind="ray", ray_num_cpus=2).ray_init_kwargs() == {"include_dashboard": False, "num_cpus": 2}
+    assert RunnerSettings(ray_address="ray://head:10001").kind == "ray"  # a Ray option without a kind means Ray
     with pytest.raises(ValidationError, match="need kind 'ray'"):
-        RunnerSettings(ray_address="ray://head:10001")
+        RunnerSettings(kind="inline", ray_address="ray://head:10001")
     with pytest.raises(ValidationError, match="a cluster at ray_address has its own CPUs"):
         RunnerSettings(kind="ray", ray_address="ray://head:10001", ray_num_cpus=4)
 
