@@ -57,13 +57,9 @@ class ProposeRegionsConfig(BaseModel):
     def check_inputs(self) -> None:
         """Bad input, found before anything is created (``pairsmith run`` calls it): a database that
         does not exist, or one without a pair this config selects. Raises ValueError (one line)."""
-        from pairsmith.storage.store import PairStore
+        from pairsmith.storage.store import require_stored_pairs
 
-        store = PairStore(self.db)
-        if not store.exists():
-            raise ValueError(f"db {self.db!r}: no such database (propose-regions reads the pairs stored there)")
-        if store.count("pairs", self.where()) == 0:
-            raise ValueError(f"db {self.db!r}: no pairs of methods {', '.join(self.methods)}"
+        require_stored_pairs(self.db, self.where(), FLOW_NAME, f"db {self.db!r}: no pairs of methods {', '.join(self.methods)}"
                              + (f" in runs {', '.join(self.run_ids)}" if self.run_ids else "") + " to propose regions on")
 
     def run_id(self) -> str:

@@ -50,13 +50,10 @@ class RecaptionConfig(BaseModel):
     def check_inputs(self) -> None:
         """Bad input, found before anything is created: a database that does not exist, or one without a
         kept pair of ``runs``. Raises ValueError (one line)."""
-        from pairsmith.storage.store import PairStore
+        from pairsmith.storage.store import require_stored_pairs
 
-        store = PairStore(self.db)
-        if not store.exists():
-            raise ValueError(f"db {self.db!r}: no such database (recaption reads the pairs stored there)")
-        if store.count("pairs", self.where()) == 0:
-            raise ValueError(f"runs: no kept pairs of run {', '.join(self.runs)} in db {self.db!r} to re-caption")
+        require_stored_pairs(self.db, self.where(), FLOW_NAME,
+                             f"runs: no kept pairs of run {', '.join(self.runs)} in db {self.db!r} to re-caption")
 
     def run_id(self) -> str:
         """A new model or source run is a new run: its samples are stored beside an older run's."""

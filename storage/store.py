@@ -129,6 +129,17 @@ def short_error(exc: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def require_stored_pairs(db: str, where: str, reader: str, nothing: str) -> None:
+    """Bad input of a flow that reads stored pairs, found before anything is created: no database at
+    ``db`` (the message names ``reader``, the flow), or no pair matching ``where`` (``nothing``, one
+    line). Raises ValueError."""
+    store = PairStore(db)
+    if not store.exists():
+        raise ValueError(f"db {db!r}: no such database ({reader} reads the pairs stored there)")
+    if store.count("pairs", where) == 0:
+        raise ValueError(nothing)
+
+
 def sql_in(column: str, values: Iterable[str]) -> str:
     return f"{column} IN ({', '.join(sql_literal(v) for v in values)})"
 
